@@ -1,0 +1,45 @@
+"""Shared test helpers. ``shared_dir`` points at ../shared/gemini-real when it exists (it does not in a
+user's fresh clone); tests that need it skip cleanly otherwise."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_REAL = Path(os.environ.get("VISIONKIT_SHARED", REPO.parent / "shared")) / "gemini-real"
+FIXTURES = REPO / "fixtures"
+
+
+@pytest.fixture
+def real_dir() -> Path:
+    if not SHARED_REAL.is_dir():
+        pytest.skip(f"real Gemini answers not available ({SHARED_REAL} is absent)")
+    return SHARED_REAL
+
+
+@pytest.fixture(autouse=True)
+def _no_api_env(monkeypatch):
+    """No test may pick up a developer's real key or endpoint."""
+    for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GEMINI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def png_b64(prob: np.ndarray, prefix: bool = True) -> str:
+    """A uint8 (h, w) or (h, w, c) array as a base64 PNG string, like Gemini's mask field."""
+    ok, buf = cv2.imencode(".png", prob)
+    assert ok
+    data = base64.b64encode(buf.tobytes()).decode("ascii")
+    return ("data:image/png;base64," + data) if prefix else data
+
+
+def disk(h: int, w: int) -> np.ndarray:
+    """A uint8 0/255 filled ellipse touching the map's edges: an obvious probability map."""
+    m = np.zeros((h, w), np.uint8)
+    cv2.ellipse(m, (w // 2, h // 2), (w // 2 - 1, h // 2 - 1), 0, 0, 360, 255, -1)
+    return m

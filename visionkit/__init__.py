@@ -1,0 +1,83 @@
+"""visionkit: Gemini's answers about images -> exact pixel detections, masks, COCO and overlays.
+
+Nothing happens at import. The request layer (:mod:`visionkit.gemini`), drawing (:mod:`visionkit.overlay`)
+and the batch pipeline (:mod:`visionkit.pipeline`) are imported when first used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .coco import to_coco, to_results, write_json_atomic
+from .detections import Detections, MaskCrop, ParseWarning
+from .errors import (
+    APIError,
+    AuthError,
+    BadRequestError,
+    BlockedError,
+    ConfigError,
+    EmptyResponseError,
+    ExportError,
+    HTTPStatusError,
+    InputError,
+    MaskDecodeError,
+    NotFoundError,
+    ParseError,
+    RateLimitError,
+    ResponseError,
+    ServerError,
+    TransportError,
+    VisionkitError,
+)
+from .parse import parse_response
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APIError",
+    "AuthError",
+    "BadRequestError",
+    "BlockedError",
+    "ConfigError",
+    "Detections",
+    "EmptyResponseError",
+    "ExportError",
+    "GeminiClient",
+    "HTTPStatusError",
+    "InputError",
+    "LabelSummary",
+    "MaskCrop",
+    "MaskDecodeError",
+    "NotFoundError",
+    "ParseError",
+    "ParseWarning",
+    "RateLimitError",
+    "ResponseError",
+    "ServerError",
+    "TransportError",
+    "VisionkitError",
+    "__version__",
+    "draw_overlay",
+    "label",
+    "parse_response",
+    "to_coco",
+    "to_results",
+    "write_json_atomic",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Lazy access to the parts with heavier imports (HTTP client, drawing)."""
+    if name == "GeminiClient":
+        from .gemini import GeminiClient
+
+        return GeminiClient
+    if name in ("label", "LabelSummary"):
+        from . import pipeline
+
+        return getattr(pipeline, name)
+    if name == "draw_overlay":
+        from .overlay import draw_overlay
+
+        return draw_overlay
+    raise AttributeError(f"module 'visionkit' has no attribute {name!r}")

@@ -1,0 +1,151 @@
+"""Command line: ``visionkit label INPUT... --out DIR --task {detect,segment} [--replay DIR] ...``.
+
+The only module that prints. Exit status: 0 when every image succeeded, 1 when any image failed,
+2 for a usage or configuration error (nothing was labelled).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from typing import TextIO
+
+from . import __version__
+from .errors import VisionkitError
+from .masks import DEFAULT_THRESHOLD
+from .pipeline import ImageResult, Progress, label
+
+__all__ = ["main", "build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="visionkit", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"visionkit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("label", help="label images with Gemini (or recorded answers) into COCO + overlays",
+                       description="Label images into DIR/annotations.json (COCO), DIR/overlays/, "
+                                   "DIR/responses/ and DIR/failures.json.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--task", choices=("detect", "segment"), default="segment")
+    p.add_argument("--replay", metavar="DIR",
+                   help="use recorded answers DIR/<stem>.json (full response) or DIR/<stem>.txt (text) "
+                        "instead of calling the API")
+    p.add_argument("--prompt", help="your own prompt text (default: Google's recommended prompt)")
+    p.add_argument("--classes", help="comma-separated class names; constrains labels and fixes COCO ids")
+    p.add_argument("--model", default="gemini-2.5-flash")
+    p.add_argument("--base-url", help="API base URL (default: $GEMINI_BASE_URL or Google's endpoint)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
+    p.add_argument("--concurrency", type=int, default=4, help="images in flight (default 4)")
+    p.add_argument("--rpm", type=float, help="maximum requests per minute")
+    p.add_argument("--max-side", type=int, default=1024, help="longest side sent to the API (default 1024)")
+    p.add_argument("--threshold", type=int, default=DEFAULT_THRESHOLD,
+                   help=f"mask threshold 0-255, pixels > T are in (default {DEFAULT_THRESHOLD})")
+    p.add_argument("--polygons", action="store_true", help="write polygon segmentations instead of RLE")
+    p.add_argument("--no-overlays", action="store_true", help="do not write overlay images")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no per-item warnings")
+    return parser
+
+
+class _Reporter:
+    """Per-image lines and a one-line progress bar on stderr (the bar only on a terminal)."""
+
+    def __init__(self, stream: TextIO, quiet: bool):
+        self.stream = stream
+        self.quiet = quiet
+        self.bar = not quiet and stream.isatty()
+        self._bar_shown = False
+        self._last = 0.0
+
+    def _clear(self) -> None:
+        if self._bar_shown:
+            self.stream.write("\r\033[K")
+            self._bar_shown = False
+
+    def image(self, result: ImageResult) -> None:
+        if not result.ok:
+            self._clear()
+            self.stream.write(f"FAILED {result.file} [{result.stage}] {result.error}: {result.reason}\n")
+        elif result.warnings and not self.quiet:
+            self._clear()
+            for w in result.warnings:
+                self.stream.write(f"warning {result.file}: {w}\n")
+
+    def progress(self, p: Progress) -> None:
+        if not self.bar:
+            return
+        now = time.monotonic()
+        finished = p.done + p.failed
+        if finished < p.total and now - self._last < 0.1:
+            return
+        self._last = now
+        width = 24
+        filled = int(width * finished / max(p.total, 1))
+        eta = "--:--" if p.eta is None else f"{int(p.eta) // 60:02d}:{int(p.eta) % 60:02d}"
+        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {finished}/{p.total} "
+                          f"done {p.done} failed {p.failed} cached {p.cached} retries {p.retries} "
+                          f"ETA {eta}\033[K")
+        self.stream.flush()
+        self._bar_shown = True
+
+    def finish(self) -> None:
+        if self._bar_shown:
+            self.stream.write("\n")
+            self._bar_shown = False
+
+
+def _run_label(args: argparse.Namespace, stderr: TextIO, stdout: TextIO) -> int:
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+
+    def client_factory():
+        from .gemini import GeminiClient
+
+        return GeminiClient(model=args.model, base_url=args.base_url, timeout=args.timeout,
+                            max_side=args.max_side)
+
+    reporter = _Reporter(stderr, args.quiet)
+    try:
+        summary = label(args.inputs, args.out, task=args.task, replay=args.replay,
+                        client_factory=client_factory, prompt=args.prompt, classes=classes,
+                        threshold=args.threshold, concurrency=args.concurrency, rpm=args.rpm,
+                        polygons=args.polygons, overlays=not args.no_overlays,
+                        on_image=reporter.image, on_progress=reporter.progress)
+    finally:
+        reporter.finish()
+    report = summary.export_report
+    stdout.write(f"{summary.succeeded}/{summary.total} images labelled, {summary.failed} failed; "
+                 f"{summary.annotations} annotations in {summary.out / 'annotations.json'} "
+                 f"({summary.requested} requested, {summary.cached} from cache, {summary.retries} retries, "
+                 f"{summary.warnings} warnings, {summary.elapsed:.1f}s)\n")
+    if report.get("unmapped_detections"):
+        stdout.write(f"dropped {report['unmapped_detections']} detections with labels outside --classes: "
+                     f"{report['unmapped_labels']}\n")
+    if summary.failed:
+        stdout.write(f"failures listed in {summary.out / 'failures.json'}\n")
+    return 0 if summary.ok else 1
+
+
+def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
+         stderr: TextIO | None = None) -> int:
+    """Entry point of the ``visionkit`` command. Returns the exit status."""
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "label":
+            return _run_label(args, stderr, stdout)
+    except VisionkitError as exc:
+        stderr.write(f"visionkit: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        stderr.write("visionkit: interrupted; rerun the same command to resume\n")
+        return 130
+    parser.error(f"unknown command {args.command!r}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

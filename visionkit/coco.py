@@ -1,0 +1,295 @@
+"""Detections -> a COCO dataset dict that loads in pycocotools, CVAT, FiftyOne and trainers.
+
+Annotation fields:
+
+* ``bbox``: float ``[x, y, w, h]`` from the detection's box (pixels, 0-indexed, continuous edges).
+* ``area``: the mask's pixel count, or the box area when there is no mask.
+* ``iscrowd``: 0 unless the caller says otherwise. Crowd is never inferred from holes or several parts:
+  trainers (detectron2, mmdetection) ignore crowd instances.
+* ``segmentation``: compressed RLE (``counts`` as str, encoded from the crop), or polygons with
+  ``polygons=True``, or ``[]`` when the detection has no mask (importers read that as a plain box).
+* ``score``: when the answer gave one.
+
+Categories: ids start at 1 and are stable across the whole dataset. Without a category list, every
+distinct label (compared after :func:`normalize_label`) becomes a category, sorted by name. With a list,
+labels are matched case-insensitively after normalisation (whitespace, case, simple plurals, optional
+aliases); labels that match nothing are counted in the report and their detections dropped.
+
+The report (unmapped labels, point-only detections skipped, polygon fallbacks) is stored under
+``info["visionkit"]`` so nothing is lost silently.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .boxes import xyxy_to_xywh
+from .detections import Detections
+from .errors import ExportError
+from .polygons import crop_to_polygons
+
+__all__ = [
+    "CategoryMap",
+    "normalize_label",
+    "image_annotations",
+    "to_coco",
+    "to_results",
+    "write_json_atomic",
+]
+
+_SPACE = re.compile(r"[\s_]+")
+
+
+def normalize_label(label: str) -> str:
+    """Canonical form for matching labels: lowercase, single spaces, simple plural -> singular.
+
+    ``"Red  Cups"`` -> ``"red cup"``; ``"boxes"`` -> ``"box"``; ``"berries"`` -> ``"berry"``;
+    ``"glass"`` stays ``"glass"``. Only the last word is singularised.
+    """
+    text = _SPACE.sub(" ", str(label).strip().lower())
+    head, _, last = text.rpartition(" ")
+    if len(last) > 3 and last.endswith("ies"):
+        last = last[:-3] + "y"
+    elif len(last) > 3 and last.endswith(("ches", "shes", "sses", "xes", "zes")):
+        last = last[:-2]
+    elif len(last) > 2 and last.endswith("s") and not last.endswith(("ss", "us", "is")):
+        last = last[:-1]
+    return f"{head} {last}" if head else last
+
+
+class CategoryMap:
+    """Label -> category id. Ids start at 1.
+
+    Args:
+        categories: None (learn from labels with :meth:`fit`), a list of names (ids follow the list
+            order), or COCO category dicts with ``id`` and ``name`` (their ids are kept).
+        aliases: optional ``{alias: category name}`` extra spellings.
+    """
+
+    def __init__(self, categories: Sequence[str | Mapping] | None = None,
+                 aliases: Mapping[str, str] | None = None):
+        self.fixed = categories is not None
+        self._cats: list[dict] = []
+        self._index: dict[str, int] = {}
+        if categories is not None:
+            for pos, cat in enumerate(categories):
+                if isinstance(cat, Mapping):
+                    if "name" not in cat or "id" not in cat:
+                        raise ExportError(f"category {pos} needs 'id' and 'name', got {dict(cat)}")
+                    entry = {"id": int(cat["id"]), "name": str(cat["name"]),
+                             "supercategory": str(cat.get("supercategory", "object"))}
+                else:
+                    entry = {"id": pos + 1, "name": str(cat), "supercategory": "object"}
+                if entry["id"] < 1:
+                    raise ExportError(f"category {entry['name']!r} has id {entry['id']}; ids must be >= 1 "
+                                      "(0 means 'no label' to CVAT/datumaro)")
+                self._add(entry)
+        for alias, name in (aliases or {}).items():
+            target = self._index.get(normalize_label(name))
+            if target is None:
+                raise ExportError(f"alias {alias!r} points to unknown category {name!r}")
+            self._index[normalize_label(alias)] = target
+
+    def _add(self, entry: dict) -> None:
+        key = normalize_label(entry["name"])
+        if key in self._index or any(c["id"] == entry["id"] for c in self._cats):
+            raise ExportError(f"duplicate category {entry['name']!r} (id {entry['id']})")
+        self._cats.append(entry)
+        self._index[key] = entry["id"]
+
+    def fit(self, labels: Iterable[str]) -> CategoryMap:
+        """Learn categories from labels when none were given: one per normalised label, sorted by name.
+
+        A category's name is its most frequent spelling. Does nothing for a fixed category list.
+        """
+        if self.fixed:
+            return self
+        spellings: dict[str, Counter] = {}
+        for label in labels:
+            spellings.setdefault(normalize_label(label), Counter())[str(label).strip()] += 1
+        names = sorted(min(c, key=lambda s: (-c[s], s)) for c in spellings.values())
+        start = max((c["id"] for c in self._cats), default=0)
+        for offset, name in enumerate(n for n in names if normalize_label(n) not in self._index):
+            self._add({"id": start + offset + 1, "name": name, "supercategory": "object"})
+        return self
+
+    def lookup(self, label: str) -> int | None:
+        """Category id of ``label``, or None when it maps to no category."""
+        return self._index.get(normalize_label(label))
+
+    @property
+    def categories(self) -> list[dict]:
+        """COCO ``categories`` entries, sorted by id."""
+        return sorted((dict(c) for c in self._cats), key=lambda c: c["id"])
+
+
+def _round(values: Iterable[float], ndigits: int = 3) -> list[float]:
+    return [round(float(v), ndigits) for v in values]
+
+
+def image_annotations(detections: Detections, *, polygons: bool = False, iscrowd: int = 0,
+                      polygon_holes: str = "rle", report: Counter | None = None) -> list[dict]:
+    """Annotations of one image without ids: each has ``label`` instead of ``category_id``.
+
+    Args:
+        polygons: write polygons instead of RLE (see :mod:`visionkit.polygons`).
+        polygon_holes: with ``polygons``, what to do with a mask that has holes, which COCO polygons
+            cannot express: ``"rle"`` keeps that annotation as RLE, ``"fill"`` writes the outer polygons
+            (holes filled). Both are counted in ``report``.
+        report: a Counter to add ``points_skipped`` / ``polygon_rle_fallback`` / ``holes_filled`` to.
+    """
+    if polygon_holes not in ("rle", "fill"):
+        raise ExportError(f"polygon_holes must be 'rle' or 'fill', got {polygon_holes!r}")
+    report = Counter() if report is None else report
+    xywh = xyxy_to_xywh(detections.xyxy)
+    out = []
+    for i in range(len(detections)):
+        if xywh[i, 2] <= 0 or xywh[i, 3] <= 0:
+            report["points_skipped"] += 1  # point-only detection: not a COCO instance
+            continue
+        crop = None if detections.masks is None else detections.masks[i]
+        ann: dict[str, Any] = {"label": str(detections.labels[i]), "bbox": _round(xywh[i]),
+                               "iscrowd": int(iscrowd)}
+        if crop is None:
+            ann["area"] = round(float(xywh[i, 2] * xywh[i, 3]), 3)
+            ann["segmentation"] = []
+        else:
+            ann["area"] = float(crop.area())
+            segmentation = None
+            if polygons:
+                polys, has_holes = crop_to_polygons(crop)
+                if has_holes and polygon_holes == "rle":
+                    report["polygon_rle_fallback"] += 1
+                elif polys:
+                    report["holes_filled"] += int(has_holes)
+                    segmentation = polys
+                else:
+                    report["polygon_rle_fallback"] += 1  # too small to draw as a valid polygon
+            ann["segmentation"] = segmentation if segmentation is not None else detections.rle(i)
+        if detections.scores is not None and not np.isnan(detections.scores[i]):
+            ann["score"] = round(float(detections.scores[i]), 4)
+        out.append(ann)
+    return out
+
+
+def to_coco(items: Iterable[tuple[str, tuple[int, int], Detections]],
+            categories: Sequence[str | Mapping] | None = None, *, aliases: Mapping[str, str] | None = None,
+            polygons: bool = False, polygon_holes: str = "rle", iscrowd: int = 0,
+            info: Mapping | None = None) -> dict:
+    """Build a COCO dataset dict from ``(file_name, (width, height), Detections)`` items.
+
+    Image ids follow the item order from 1. See the module docstring for the fields and categories.
+
+    Raises:
+        ExportError: inconsistent input (size mismatch, duplicate file name, bad categories).
+    """
+    report: Counter = Counter()
+    images, per_image = [], []
+    seen: set[str] = set()
+    for image_id, entry in enumerate(items, start=1):
+        try:
+            file_name, size_wh, dets = entry
+        except (TypeError, ValueError) as exc:
+            raise ExportError(f"item {image_id - 1} must be (file_name, (width, height), Detections)"
+                              ) from exc
+        width, height = (int(v) for v in size_wh)
+        if (width, height) != tuple(dets.image_wh):
+            raise ExportError(f"{file_name}: size {width}x{height} differs from its detections' "
+                              f"image_wh {dets.image_wh[0]}x{dets.image_wh[1]}")
+        if file_name in seen:
+            raise ExportError(f"{file_name}: appears twice; file names must be unique")
+        seen.add(file_name)
+        images.append({"id": image_id, "file_name": str(file_name), "width": width, "height": height})
+        per_image.append(image_annotations(dets, polygons=polygons, iscrowd=iscrowd,
+                                           polygon_holes=polygon_holes, report=report))
+    cats = CategoryMap(categories, aliases)
+    cats.fit(a["label"] for anns in per_image for a in anns)
+    annotations = []
+    unmapped: Counter = Counter()
+    for image, anns in zip(images, per_image):
+        for ann in anns:
+            done = finish_annotation(ann, image["id"], len(annotations) + 1, cats, unmapped)
+            if done is not None:
+                annotations.append(done)
+    return assemble(images, annotations, cats, report, unmapped, info)
+
+
+def finish_annotation(ann: dict, image_id: int, ann_id: int, cats: CategoryMap, unmapped: Counter
+                      ) -> dict | None:
+    """Turn an :func:`image_annotations` entry into a COCO annotation, or None (counted) if unmapped."""
+    category_id = cats.lookup(ann["label"])
+    if category_id is None:
+        unmapped[ann["label"]] += 1
+        return None
+    out = {"id": ann_id, "image_id": image_id, "category_id": category_id}
+    out.update((k, v) for k, v in ann.items() if k != "label")
+    return out
+
+
+def assemble(images: list[dict], annotations: list[dict], cats: CategoryMap, report: Counter,
+             unmapped: Counter, info: Mapping | None = None) -> dict:
+    """The dataset dict, with ``info["visionkit"]`` holding the export report."""
+    summary = {k: v for k, v in report.items() if v}
+    if unmapped:
+        summary["unmapped_labels"] = dict(sorted(unmapped.items()))
+        summary["unmapped_detections"] = sum(unmapped.values())
+    base_info = {"description": "Annotations made by visionkit from Gemini answers",
+                 "version": "1.0",
+                 "date_created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    base_info.update(info or {})
+    base_info["visionkit"] = summary
+    return {"info": base_info, "licenses": [], "images": images, "categories": cats.categories,
+            "annotations": annotations}
+
+
+def to_results(dataset: Mapping, kind: str = "segm", default_score: float = 1.0) -> list[dict]:
+    """COCO *results* list (for ``COCO.loadRes``/COCOeval) from a dataset made by :func:`to_coco`.
+
+    For ``"segm"`` only RLE annotations are kept and ``bbox`` is left out (pycocotools would otherwise take
+    the box area as the mask area). ``score`` defaults to ``default_score`` where the answer had none.
+    """
+    if kind not in ("segm", "bbox"):
+        raise ExportError(f"kind must be 'segm' or 'bbox', got {kind!r}")
+    out = []
+    for ann in dataset["annotations"]:
+        row = {"image_id": ann["image_id"], "category_id": ann["category_id"],
+               "score": ann.get("score", default_score)}
+        if kind == "bbox":
+            row["bbox"] = ann["bbox"]
+        elif isinstance(ann.get("segmentation"), dict):
+            row["segmentation"] = ann["segmentation"]
+        else:
+            continue
+        out.append(row)
+    return out
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None = None) -> Path:
+    """Write JSON to ``path`` atomically: a temp file in the same folder, fsync, then ``os.replace``."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(obj, fh, ensure_ascii=False, indent=indent)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    except (OSError, TypeError, ValueError) as exc:
+        raise ExportError(f"cannot write {path}: {exc}") from exc
+    return path

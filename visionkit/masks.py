@@ -1,0 +1,231 @@
+"""Mask values from Gemini answers -> binary :class:`~visionkit.detections.MaskCrop`.
+
+Forms understood (anything else raises :class:`~visionkit.errors.MaskDecodeError`):
+
+* **PNG probability map** (Gemini 2.5): base64 PNG, with or without a ``data:image/png;base64,`` prefix,
+  in any PNG mode (grayscale, palette, RGB, RGBA, 16-bit). It covers the item's box. It is resized to the
+  integer pixel box of :func:`visionkit.boxes.gemini_to_pixel_box` and binarized at ``> threshold``.
+* **Polygon** (newer models): ``[[a, b], ...]`` 0-1000 points (or a flat ``[a, b, a, b, ...]``, or a list
+  of such polygons), axis order decided by :func:`visionkit.boxes.polygon_order`. Pixels whose centre lies
+  inside are set; the crop is the polygon's own bounds (it may reach outside the box).
+* **Boolean grid**: a 2-D JSON list of booleans (or 0/1) covering the box, or a flat list of booleans whose
+  length is a perfect square. Resized like a PNG map.
+* ``<start_of_mask><seg_N>...`` tokens: no public decoder exists, so these are refused by name.
+
+Probability maps of a colour PNG become one channel as follows: an alpha channel that is not constant is
+the probability (a coloured mask drawn on transparency); otherwise the luminance is.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import struct
+
+import cv2
+import numpy as np
+
+from .boxes import GRID, polygon_order
+from .detections import MaskCrop
+from .errors import MaskDecodeError
+
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "MAX_MASK_SIDE",
+    "decode_png_probability",
+    "probability_to_crop",
+    "polygon_to_crop",
+    "decode_mask",
+]
+
+#: Binarization threshold for 0-255 probability maps: the midpoint, as Google's cookbook says.
+DEFAULT_THRESHOLD = 127
+#: PNG masks whose header declares a larger side are refused before decoding (decompression bombs).
+MAX_MASK_SIDE = 4096
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_DATA_URI = re.compile(r"^\s*data:[\w/+.-]*;base64,", re.IGNORECASE)
+_SEG_TOKEN = re.compile(r"<seg_\d+>")
+_B64_ALPHABET = re.compile(r"^[A-Za-z0-9+/_-]*={0,2}$")
+
+
+def decode_png_probability(value: str) -> np.ndarray:
+    """Decode a base64 PNG (data URI or bare) into a uint8 ``(h, w)`` probability map (0-255)."""
+    payload = _DATA_URI.sub("", value, count=1)
+    payload = "".join(payload.split())  # models sometimes wrap base64 across lines
+    if not payload:
+        raise MaskDecodeError("mask string is empty; expected a base64 PNG")
+    if not _B64_ALPHABET.match(payload):
+        bad = next((ch for ch in payload if not (ch.isalnum() or ch in "+/=_-")), "?")
+        raise MaskDecodeError(f"mask is not valid base64 (found {bad!r}; the model may have elided or "
+                              "cut the data); expected a base64 PNG", snippet=value[:80])
+    payload += "=" * (-len(payload) % 4)
+    try:
+        raw = base64.b64decode(payload, altchars=b"-_" if ("-" in payload or "_" in payload) else None)
+    except (binascii.Error, ValueError) as exc:
+        raise MaskDecodeError(f"mask base64 cannot be decoded ({exc}); expected a base64 PNG",
+                              snippet=value[:80]) from exc
+    return _decode_png_bytes(raw)
+
+
+def _decode_png_bytes(raw: bytes) -> np.ndarray:
+    if not raw.startswith(_PNG_SIGNATURE):
+        raise MaskDecodeError("mask data is not a PNG (bad signature); expected a base64 PNG")
+    if len(raw) < 24 or raw[12:16] != b"IHDR":
+        raise MaskDecodeError("mask PNG is truncated before its IHDR header")
+    width, height = struct.unpack(">II", raw[16:24])
+    if width == 0 or height == 0:
+        raise MaskDecodeError(f"mask PNG declares an empty size {width}x{height}")
+    if width > MAX_MASK_SIDE or height > MAX_MASK_SIDE:
+        raise MaskDecodeError(f"mask PNG declares {width}x{height}, over the {MAX_MASK_SIDE}x{MAX_MASK_SIDE} "
+                              "limit; refused without decoding (possible decompression bomb)")
+    img = cv2.imdecode(np.frombuffer(raw, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise MaskDecodeError(f"mask PNG ({width}x{height}) is corrupt or truncated and cannot be decoded")
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        raise MaskDecodeError(f"mask PNG has unsupported sample type {img.dtype}")
+    if img.ndim == 2:
+        return img
+    if img.shape[2] == 4:
+        alpha = img[:, :, 3]
+        if alpha.min() != alpha.max():
+            return np.ascontiguousarray(alpha)
+        img = img[:, :, :3]
+    if img.shape[2] == 3:
+        return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    return np.ascontiguousarray(img[:, :, 0])
+
+
+def probability_to_crop(prob: np.ndarray, pixel_box: np.ndarray, threshold: int = DEFAULT_THRESHOLD
+                        ) -> MaskCrop:
+    """Resize a uint8 ``(h, w)`` probability map onto the integer box and binarize at ``> threshold``.
+
+    Args:
+        prob: uint8 ``(h, w)`` map covering the box.
+        pixel_box: int ``[x0, y0, x1, y1]`` (exclusive max) from :func:`~visionkit.boxes.gemini_to_pixel_box`.
+        threshold: a pixel is in the mask when its resized value is strictly greater than this.
+
+    Resampling is bilinear (``cv2.INTER_LINEAR``) when enlarging, as in the published recipe. When an axis
+    shrinks, an area average (``cv2.INTER_AREA``) is used instead: Pillow's bilinear filter, which the
+    recipe uses, widens its support when shrinking, and plain OpenCV bilinear sampling would alias.
+    """
+    x0, y0, x1, y1 = (int(v) for v in pixel_box)
+    bw, bh = x1 - x0, y1 - y0
+    h, w = prob.shape
+    if bw <= 0 or bh <= 0:
+        return MaskCrop(np.zeros((max(bh, 0), max(bw, 0)), dtype=bool), x0, y0)
+    if (bw, bh) == (w, h):
+        resized = prob
+    else:
+        interp = cv2.INTER_AREA if (bw < w or bh < h) else cv2.INTER_LINEAR
+        resized = cv2.resize(prob, (bw, bh), interpolation=interp)
+    return MaskCrop(resized > threshold, x0, y0)
+
+
+def polygon_to_crop(polygons: list[np.ndarray], image_wh: tuple[int, int]) -> MaskCrop:
+    """Rasterize pixel-space polygons (each float ``(K, 2)`` ``(x, y)``) into one crop (their union).
+
+    A pixel is set when its centre ``(i + 0.5, j + 0.5)`` is inside a polygon (OpenCV's fill rule, with
+    4 bits of sub-pixel precision). The crop covers the polygons' bounds clipped to the image.
+    """
+    width, height = image_wh
+    allpts = np.concatenate(polygons, axis=0)
+    x0 = int(np.clip(np.floor(allpts[:, 0].min()), 0, width))
+    y0 = int(np.clip(np.floor(allpts[:, 1].min()), 0, height))
+    x1 = int(np.clip(np.ceil(allpts[:, 0].max()), 0, width))
+    y1 = int(np.clip(np.ceil(allpts[:, 1].max()), 0, height))
+    canvas = np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), dtype=np.uint8)
+    if canvas.size:
+        shift = 4
+        fixed = [np.round((p - [x0 + 0.5, y0 + 0.5]) * (1 << shift)).astype(np.int32) for p in polygons]
+        cv2.fillPoly(canvas, fixed, 1, lineType=cv2.LINE_8, shift=shift)
+    return MaskCrop(canvas.astype(bool), x0, y0)
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _as_polygons(value: list) -> list[np.ndarray] | None:
+    """Return 0-1000 ``(K, 2)`` arrays if ``value`` is a polygon, flat polygon or list of polygons."""
+    if all(_is_number(v) for v in value):
+        if len(value) >= 6 and len(value) % 2 == 0:
+            return [np.asarray(value, dtype=np.float64).reshape(-1, 2)]
+        return None
+    if all(isinstance(p, list) and len(p) == 2 and all(_is_number(v) for v in p) for p in value):
+        return [np.asarray(value, dtype=np.float64)]
+    if all(isinstance(poly, list) and poly for poly in value):
+        out = []
+        for poly in value:
+            sub = _as_polygons(poly)
+            if sub is None or len(sub) != 1:
+                return None
+            out.extend(sub)
+        return out
+    return None
+
+
+def _as_grid(value: list) -> np.ndarray | None:
+    """Return a uint8 0/255 grid if ``value`` is a boolean grid (2-D, or flat with a square length)."""
+    def is_flag(v: object) -> bool:
+        return isinstance(v, bool) or (isinstance(v, int) and v in (0, 1))
+
+    if all(isinstance(v, bool) for v in value):
+        side = int(round(len(value) ** 0.5))
+        if side * side != len(value):
+            raise MaskDecodeError(f"mask is a flat list of {len(value)} booleans, not a square grid; "
+                                  "its width and height cannot be known")
+        return np.asarray(value, dtype=np.uint8).reshape(side, side) * 255
+    if all(isinstance(row, list) for row in value):
+        widths = {len(row) for row in value}
+        all_bool = all(isinstance(v, bool) for row in value for v in row)
+        # Rows of two 0/1 ints are read as polygon points, not as a 2-pixel-wide grid.
+        if (len(widths) == 1 and widths != {0} and (all_bool or widths != {2})
+                and all(is_flag(v) for row in value for v in row)):
+            return np.asarray(value, dtype=np.uint8) * 255
+    return None
+
+
+def decode_mask(value: object, *, box_2d: np.ndarray, pixel_box: np.ndarray, image_wh: tuple[int, int],
+                threshold: int = DEFAULT_THRESHOLD) -> MaskCrop:
+    """Turn one item's ``"mask"`` value into a :class:`MaskCrop`, whatever form it takes.
+
+    Args:
+        value: the raw JSON value of the item's ``"mask"`` field.
+        box_2d: the item's ordered, clipped ``[ymin, xmin, ymax, xmax]`` (0-1000).
+        pixel_box: its integer pixel box from :func:`~visionkit.boxes.gemini_to_pixel_box`.
+        image_wh: ``(width, height)`` of the original image.
+        threshold: binarization threshold for probability maps.
+
+    Raises:
+        MaskDecodeError: the value cannot be decoded; the message says what was expected.
+    """
+    if isinstance(value, str):
+        if "<start_of_mask>" in value or _SEG_TOKEN.search(value):
+            n = len(_SEG_TOKEN.findall(value))
+            raise MaskDecodeError(f"mask is <start_of_mask><seg_N> tokens ({n} tokens), which have no public "
+                                  "decoder", snippet=value[:80])
+        return probability_to_crop(decode_png_probability(value), pixel_box, threshold)
+    if isinstance(value, list):
+        if not value:
+            raise MaskDecodeError("mask is an empty list; expected a PNG, a polygon or a boolean grid")
+        grid = _as_grid(value)
+        if grid is not None:
+            return probability_to_crop(grid, pixel_box, threshold)
+        polygons = _as_polygons(value)
+        if polygons is None:
+            raise MaskDecodeError("mask list is neither a polygon of [a, b] 0-1000 points nor a boolean grid")
+        for poly in polygons:
+            if len(poly) < 3:
+                raise MaskDecodeError(f"mask polygon has {len(poly)} points; at least 3 are needed")
+        order = polygon_order(np.concatenate(polygons), box_2d)
+        width, height = image_wh
+        scale = np.array([width / GRID, height / GRID])
+        xy = [(np.clip(p, 0, GRID)[:, ::-1] if order == "yx" else np.clip(p, 0, GRID)) * scale
+              for p in polygons]
+        return polygon_to_crop(xy, image_wh)
+    raise MaskDecodeError(f"mask is a JSON {type(value).__name__}; expected a base64 PNG string, a polygon "
+                          "list or a boolean grid")

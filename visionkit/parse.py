@@ -1,0 +1,239 @@
+"""Gemini answer -> :class:`~visionkit.detections.Detections` in the original image's pixels.
+
+``parse_response`` accepts the model's text, or a full ``generateContent`` response (a dict or its JSON
+text). It finds the items (:mod:`visionkit.answer_json`), validates each one, converts coordinates once
+(:mod:`visionkit.boxes`) and decodes masks (:mod:`visionkit.masks`).
+
+Per-item rules, each recorded in ``Detections.warnings`` with the item index:
+
+* ``box_2d`` must be 4 numbers (numeric strings are accepted). Swapped min/max are put back in order;
+  values outside 0-1000 are clipped; a box with zero area after that is dropped.
+* An item with ``point: [y, x]`` and no box becomes a point detection (degenerate box ``[x, y, x, y]``).
+* An item with neither, or with malformed values, is skipped.
+* A missing label becomes ``default_label``; a non-string label is converted with ``str``.
+* ``score`` / ``confidence`` in [0, 1] is kept when present.
+* A mask that cannot be decoded is dropped; the item keeps its box and other items keep their masks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .answer_json import find_items
+from .boxes import GRID, gemini_points_to_xy, gemini_to_pixel_box, gemini_to_xyxy
+from .detections import Detections, MaskCrop, ParseWarning
+from .errors import MaskDecodeError, ParseError
+from .masks import DEFAULT_THRESHOLD, decode_mask
+from .response import extract_text, is_generate_response
+
+__all__ = ["parse_response", "answer_text"]
+
+
+def answer_text(answer: str | bytes | Mapping) -> tuple[str, list[str]]:
+    """The model's text from ``answer`` (text, or a generateContent response as dict/JSON), plus notes."""
+    if isinstance(answer, bytes):
+        try:
+            answer = answer.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ParseError(f"answer bytes are not UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    if isinstance(answer, Mapping):
+        if not is_generate_response(answer):
+            raise ParseError("answer dict is not a generateContent response (no 'candidates' or "
+                             "'promptFeedback'); pass the model's text or the full response")
+        return extract_text(answer)
+    if not isinstance(answer, str):
+        raise ParseError(f"answer must be str, bytes or a response dict, not {type(answer).__name__}")
+    head = answer.lstrip()[:1]
+    if head == "{" and ('"candidates"' in answer[:4000] or '"promptFeedback"' in answer[:4000]):
+        try:
+            body = json.loads(answer)
+        except json.JSONDecodeError:
+            body = None
+        if is_generate_response(body):
+            return extract_text(body)
+    return answer, []
+
+
+def parse_response(answer: str | bytes | Mapping, image_size: tuple[int, int],
+                   threshold: int = DEFAULT_THRESHOLD, *, masks: bool = True,
+                   default_label: str = "object") -> Detections:
+    """Parse a Gemini answer into detections in the ORIGINAL image's pixel space.
+
+    Args:
+        answer: the model's text, or a full generateContent response (dict, or its JSON text). From a
+            full response the text parts of the first candidate are used; ``"thought": true`` parts are
+            skipped.
+        image_size: ``(width, height)`` of the original image after EXIF orientation is applied.
+        threshold: probability maps (0-255) are binarized at ``> threshold``.
+        masks: decode masks; with False, mask fields are ignored (detection task).
+        default_label: label given to items that have none (recorded as a warning).
+
+    Returns:
+        Detections with ``warnings`` listing every skipped, repaired or refused item.
+
+    Raises:
+        ParseError: the answer has no JSON at all, or its JSON holds no detection list.
+        BlockedError, EmptyResponseError: a full response that was blocked or has no text.
+    """
+    image_wh = _check_size(image_size)
+    if not 0 <= threshold <= 255:
+        raise ValueError(f"threshold must be in [0, 255], got {threshold}")
+    text, notes = answer_text(answer)
+    found = find_items(text)
+    warnings = [ParseWarning(None, None, note) for note in notes] + found.warnings
+
+    boxes: list[list[float]] = []
+    points: list[list[float] | None] = []
+    labels: list[str] = []
+    scores: list[float] = []
+    raw_masks: list[tuple[int, int, Any]] = []  # (row, item index, mask value)
+    for index, item in enumerate(found.items):
+        if item is None:  # already reported by find_items
+            continue
+        row = _read_item(index, item, warnings, default_label)
+        if row is None:
+            continue
+        box_2d, point_yx, label, score = row
+        if masks and box_2d is not None and "mask" in item:
+            raw_masks.append((len(boxes), index, item["mask"]))
+        boxes.append(box_2d if box_2d is not None else [point_yx[0], point_yx[1]] * 2)
+        points.append(point_yx)
+        labels.append(label)
+        scores.append(score)
+
+    n = len(boxes)
+    if n == 0:
+        return Detections.empty(image_wh, warnings=_sorted(warnings))
+    box_2d_arr = np.asarray(boxes, dtype=np.float64)
+    xyxy = gemini_to_xyxy(box_2d_arr, image_wh)
+    point_arr = None
+    if any(p is not None for p in points):
+        point_arr = np.full((n, 2), np.nan)
+        rows = [i for i, p in enumerate(points) if p is not None]
+        point_arr[rows] = gemini_points_to_xy(np.asarray([points[i] for i in rows]), image_wh)
+    score_arr = None if all(math.isnan(s) for s in scores) else np.asarray(scores, dtype=np.float64)
+
+    crops: list[MaskCrop | None] | None = None
+    if raw_masks:
+        crops = [None] * n
+        pixel_boxes = gemini_to_pixel_box(box_2d_arr[[r for r, _, _ in raw_masks]], image_wh)
+        for (row, index, value), pixel_box in zip(raw_masks, pixel_boxes):
+            try:
+                crop = decode_mask(value, box_2d=box_2d_arr[row], pixel_box=pixel_box, image_wh=image_wh,
+                                   threshold=threshold)
+            except MaskDecodeError as exc:
+                warnings.append(ParseWarning(index, "mask", f"{exc}; box kept without a mask"))
+                continue
+            if crop.data.size == 0:
+                warnings.append(ParseWarning(index, "mask", "box is smaller than one pixel; mask dropped"))
+                continue
+            crops[row] = crop
+
+    return Detections(xyxy=xyxy, labels=np.asarray(labels, dtype=object), image_wh=image_wh,
+                      scores=score_arr, points=point_arr,
+                      masks=None if crops is None or all(c is None for c in crops) else tuple(crops),
+                      warnings=_sorted(warnings))
+
+
+def _check_size(image_size: Any) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in image_size)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"image_size must be (width, height), got {image_size!r}") from exc
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image_size must be positive (width, height), got {image_size!r}")
+    return width, height
+
+
+def _sorted(warnings: list[ParseWarning]) -> tuple[ParseWarning, ...]:
+    return tuple(sorted(warnings, key=lambda w: -1 if w.index is None else w.index))
+
+
+def _number(v: Any) -> float | None:
+    """A finite float from a JSON number or numeric string, else None."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, str):
+        try:
+            v = float(v.strip())
+        except ValueError:
+            return None
+    if isinstance(v, (int, float)) and math.isfinite(v):
+        return float(v)
+    return None
+
+
+def _read_item(index: int, item: Any, warnings: list[ParseWarning], default_label: str
+               ) -> tuple[list[float] | None, list[float] | None, str, float] | None:
+    """Validate one item. Returns ``(box_2d, point_yx, label, score)`` or None when skipped."""
+    def warn(field: str | None, reason: str) -> None:
+        warnings.append(ParseWarning(index, field, reason))
+
+    if not isinstance(item, dict):
+        warn(None, f"item is a JSON {type(item).__name__}, expected an object; skipped")
+        return None
+    box_2d = point = None
+    if "box_2d" in item:
+        box_2d = _read_box(item["box_2d"], warn)
+        if box_2d is None:
+            return None
+    if "point" in item:
+        point = _read_point(item["point"], warn)
+        if point is None and box_2d is None:
+            return None
+    if box_2d is None and point is None:
+        warn(None, f"item has neither 'box_2d' nor 'point' (keys: {', '.join(map(str, item)) or 'none'}); "
+                   "skipped")
+        return None
+    label = item.get("label")
+    if label is None or (isinstance(label, str) and not label.strip()):
+        warn("label", f"no label; using {default_label!r}")
+        label = default_label
+    elif not isinstance(label, str):
+        label = json.dumps(label, ensure_ascii=False) if isinstance(label, (list, dict)) else str(label)
+    score = math.nan
+    for key in ("score", "confidence"):
+        if key in item:
+            value = _number(item[key])
+            if value is None or not 0.0 <= value <= 1.0:
+                warn(key, f"{item[key]!r} is not a number in [0, 1]; ignored")
+            else:
+                score = value
+            break
+    return box_2d, point, label.strip(), score
+
+
+def _read_box(value: Any, warn) -> list[float] | None:
+    if not isinstance(value, (list, tuple)) or len(value) != 4:
+        warn("box_2d", f"expected [ymin, xmin, ymax, xmax], got {json.dumps(value)[:60]}; skipped")
+        return None
+    nums = [_number(v) for v in value]
+    if any(v is None for v in nums):
+        warn("box_2d", f"expected 4 numbers, got {json.dumps(value)[:60]}; skipped")
+        return None
+    ymin, xmin, ymax, xmax = nums
+    if ymin > ymax or xmin > xmax:
+        warn("box_2d", f"min and max swapped in {json.dumps(value)}; reordered")
+        ymin, ymax = sorted((ymin, ymax))
+        xmin, xmax = sorted((xmin, xmax))
+    clipped = [min(max(v, 0.0), GRID) for v in (ymin, xmin, ymax, xmax)]
+    if clipped != [ymin, xmin, ymax, xmax]:
+        warn("box_2d", f"values outside 0-1000 in {json.dumps(value)}; clipped")
+    ymin, xmin, ymax, xmax = clipped
+    if ymax - ymin <= 0 or xmax - xmin <= 0:
+        warn("box_2d", f"box {json.dumps(value)} has zero area; skipped")
+        return None
+    return [ymin, xmin, ymax, xmax]
+
+
+def _read_point(value: Any, warn) -> list[float] | None:
+    nums = [_number(v) for v in value] if isinstance(value, (list, tuple)) and len(value) == 2 else None
+    if nums is None or any(v is None for v in nums):
+        warn("point", f"expected [y, x] numbers, got {json.dumps(value)[:60]}; ignored")
+        return None
+    return [min(max(v, 0.0), GRID) for v in nums]

@@ -1,0 +1,65 @@
+"""COCO run-length encoding straight from a mask crop, without a full-image canvas.
+
+COCO RLE walks the full ``(H, W)`` mask in column-major order (down each column, columns left to right)
+and stores alternating run lengths, starting with a run of zeros (possibly of length 0). A crop at
+``(x0, y0)`` of size ``(h, w)`` occupies stream positions ``(x0 + c) * H + y0 + r``; everything else is 0.
+So the runs can be found from the crop alone: the transitions inside each crop column (with a zero guard
+above and below) are shifted to their stream positions, and an end-then-start pair at the same position
+(possible only when the crop is as tall as the image) cancels out.
+
+The uncompressed counts are turned into COCO's compressed string by pycocotools' own C encoder, so the
+result equals ``pycocotools.mask.encode`` of the full mask byte for byte.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from .detections import MaskCrop
+
+__all__ = ["crop_to_counts", "crop_to_rle", "rle_area"]
+
+
+def crop_to_counts(crop: MaskCrop, image_wh: tuple[int, int]) -> np.ndarray:
+    """Uncompressed COCO RLE counts (uint32 1-D) of the full-size mask that ``crop`` stands for."""
+    width, height = image_wh
+    total = width * height
+    data = crop.data
+    h, w = data.shape
+    if h == 0 or w == 0 or not data.any():
+        return np.array([total], dtype=np.uint32)
+    # Column-major: one row per crop column, zero-guarded top and bottom.
+    cols = np.zeros((w, h + 2), dtype=np.int8)
+    cols[:, 1:-1] = data.T
+    c_idx, j_idx = np.nonzero(np.diff(cols, axis=1))
+    # Transition at padded index j of column c sits at stream position (x0 + c) * H + y0 + j.
+    pos = (crop.x0 + c_idx).astype(np.int64) * height + crop.y0 + j_idx
+    if h == height and pos.size > 2:
+        # An end at p followed by a start at p (adjacent full-height columns) is no transition.
+        dup = np.flatnonzero(pos[1:] == pos[:-1])
+        if dup.size:
+            keep = np.ones(pos.size, dtype=bool)
+            keep[dup] = False
+            keep[dup + 1] = False
+            pos = pos[keep]
+    bounds = np.concatenate(([0], pos, [total]))
+    counts = np.diff(bounds)
+    if counts[-1] == 0:  # the mask ends with ones exactly at the last pixel
+        counts = counts[:-1]
+    return counts.astype(np.uint32)
+
+
+def crop_to_rle(crop: MaskCrop, image_wh: tuple[int, int]) -> dict:
+    """COCO compressed RLE ``{"size": [H, W], "counts": str}`` of the full-size mask of ``crop``."""
+    width, height = image_wh
+    counts = crop_to_counts(crop, image_wh)
+    rle = mask_utils.frPyObjects({"size": [height, width], "counts": counts.tolist()}, height, width)
+    return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
+
+
+def rle_area(rle: dict) -> int:
+    """Pixel count of a compressed RLE (str or bytes counts)."""
+    counts = rle["counts"]
+    return int(mask_utils.area({"size": rle["size"],
+                                "counts": counts.encode("ascii") if isinstance(counts, str) else counts}))
