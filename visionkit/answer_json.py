@@ -27,7 +27,8 @@ from .errors import ParseError
 
 __all__ = ["ItemList", "find_items"]
 
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\r?\n?(.*?)(?:```|\Z)", re.DOTALL)
+# After an opening ```: an optional language tag (json, JSON, ...) and the rest of that line's blanks.
+_FENCE_LANG = re.compile(r"[ \t]*[A-Za-z0-9_+-]*[ \t]*\r?\n?")
 # A string token (complete), a lone quote (an unterminated string), or a bracket.
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|"|[\[\]{}]', re.DOTALL)
 _WS = re.compile(r"\s*")
@@ -66,8 +67,8 @@ def find_items(text: str) -> ItemList:
 
 def _json_body(text: str) -> str:
     """The part of the answer that holds the JSON: a fenced block, or from the first bracket on."""
-    for match in _FENCE.finditer(text):
-        content = match.group(2).strip()
+    for content in _fenced_blocks(text):
+        content = content.strip()
         if content[:1] in ("[", "{"):
             return content
     start = _first_json_start(text)
@@ -78,6 +79,19 @@ def _json_body(text: str) -> str:
         return "{" + text.strip()
     raise ParseError("no JSON list or object found in the answer; expected a JSON list of "
                      "{\"box_2d\": [ymin, xmin, ymax, xmax], \"label\": ...} items", snippet=text[:80])
+
+
+def _fenced_blocks(text: str):
+    """Contents of Markdown code fences, in order; an unclosed last fence runs to the end of the text."""
+    pos = text.find("```")
+    while pos != -1:
+        lang = _FENCE_LANG.match(text, pos + 3)
+        start = lang.end()
+        end = text.find("```", start)
+        yield text[start:] if end == -1 else text[start:end]
+        if end == -1:
+            return
+        pos = text.find("```", end + 3)
 
 
 def _first_json_start(text: str) -> int | None:

@@ -22,6 +22,7 @@ The report (unmapped labels, point-only detections skipped, polygon fallbacks) i
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import os
 import re
@@ -50,6 +51,7 @@ __all__ = [
 _SPACE = re.compile(r"[\s_]+")
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_label(label: str) -> str:
     """Canonical form for matching labels: lowercase, single spaces, simple plural -> singular.
 

@@ -108,9 +108,10 @@ def probability_to_crop(prob: np.ndarray, pixel_box: np.ndarray, threshold: int 
         pixel_box: int ``[x0, y0, x1, y1]`` (exclusive max) from :func:`~visionkit.boxes.gemini_to_pixel_box`.
         threshold: a pixel is in the mask when its resized value is strictly greater than this.
 
-    Resampling is bilinear (``cv2.INTER_LINEAR``) when enlarging, as in the published recipe. When an axis
-    shrinks, an area average (``cv2.INTER_AREA``) is used instead: Pillow's bilinear filter, which the
-    recipe uses, widens its support when shrinking, and plain OpenCV bilinear sampling would alias.
+    Resampling is bilinear (``cv2.INTER_LINEAR``), as in the published recipe. Pillow's bilinear filter
+    widens its support when it shrinks, OpenCV's does not, so a few edge pixels differ from the recipe
+    (mean IoU 0.997-0.999 on the real cupcakes answer). ``cv2.INTER_AREA`` was measured too: slightly
+    closer when shrinking, but 5x slower for 256 px maps.
     """
     x0, y0, x1, y1 = (int(v) for v in pixel_box)
     bw, bh = x1 - x0, y1 - y0
@@ -118,11 +119,12 @@ def probability_to_crop(prob: np.ndarray, pixel_box: np.ndarray, threshold: int 
     if bw <= 0 or bh <= 0:
         return MaskCrop(np.zeros((max(bh, 0), max(bw, 0)), dtype=bool), x0, y0)
     if (bw, bh) == (w, h):
-        resized = prob
+        resized = prob.copy()  # thresholded in place below; never write into the caller's array
     else:
-        interp = cv2.INTER_AREA if (bw < w or bh < h) else cv2.INTER_LINEAR
-        resized = cv2.resize(prob, (bw, bh), interpolation=interp)
-    return MaskCrop(resized > threshold, x0, y0)
+        resized = cv2.resize(prob, (bw, bh), interpolation=cv2.INTER_LINEAR)
+    # cv2.threshold is several times faster than numpy's `>` here; 0/1 uint8 viewed as bool.
+    _, binary = cv2.threshold(resized, threshold, 1, cv2.THRESH_BINARY, dst=resized)
+    return MaskCrop(binary.view(bool), x0, y0)
 
 
 def polygon_to_crop(polygons: list[np.ndarray], image_wh: tuple[int, int]) -> MaskCrop:

