@@ -26,7 +26,6 @@ import functools
 import json
 import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import atomic_open
 from .boxes import xyxy_to_xywh
 from .detections import Detections
 from .errors import ExportError
@@ -278,20 +278,10 @@ def to_results(dataset: Mapping, kind: str = "segm", default_score: float = 1.0)
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None = None) -> Path:
     """Write JSON to ``path`` atomically: a temp file in the same folder, fsync, then ``os.replace``."""
-    path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(obj, fh, ensure_ascii=False, indent=indent)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-    except (OSError, TypeError, ValueError) as exc:
+        text = json.dumps(obj, ensure_ascii=False, indent=indent)
+    except (TypeError, ValueError) as exc:
         raise ExportError(f"cannot write {path}: {exc}") from exc
-    return path
+    with atomic_open(path) as fh:
+        fh.write(text)
+    return Path(path)

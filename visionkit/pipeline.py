@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from . import imageio
+from .atomic import atomic_open
 from .coco import CategoryMap, assemble, finish_annotation, image_annotations, write_json_atomic
 from .detections import ParseWarning
 from .errors import (
@@ -226,17 +227,17 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         raise ExportError(f"cannot create output folder {out}: {exc}") from exc
 
     limiter = RateLimiter(rpm)
-    client_lock = threading.Lock()
-    state = {"client": client}
+    if replay_dir is None and client is None:
+        missing = [k for k in keys if not (out / "responses" / f"{k}.json").is_file()]
+        if missing:
+            # Built up front, so a configuration error (no API key) stops the run before any work.
+            if client_factory is None:
+                raise ConfigError(f"{len(missing)} images have no saved answer and no Gemini client was "
+                                  "given; pass a client, or replay recorded answers")
+            client = client_factory()
 
     def get_client() -> Any:
-        with client_lock:
-            if state["client"] is None:
-                if client_factory is None:
-                    raise ConfigError("no answer is saved for this image and no Gemini client was given; "
-                                      "pass --replay DIR or configure the API")
-                state["client"] = client_factory()
-            return state["client"]
+        return client
 
     def work(index: int) -> tuple[ImageResult, dict | None]:
         path, root = images[index]
@@ -279,6 +280,7 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
     finally:
         if os.path.exists(spool_name):
             os.unlink(spool_name)
+    summary.failures.sort(key=lambda f: f["file"])
     write_json_atomic(out / "failures.json", summary.failures, indent=2)
     summary.elapsed = time.monotonic() - started
     return summary
@@ -367,31 +369,21 @@ def _write_annotations(path: Path, spool, offsets: dict[int, tuple[int, int]], l
         images.append({"id": image_id, "file_name": record["file_name"], "width": record["width"],
                        "height": record["height"]})
     head = assemble(images, [], cats, report, Counter(), None)
-    fd, tmp = tempfile.mkstemp(prefix=".annotations.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write("{")
-            for key in ("licenses", "images", "categories"):
-                fh.write(f"{json.dumps(key)}: {json.dumps(head[key], ensure_ascii=False)}, ")
-            fh.write('"annotations": [')
-            ann_id = 0
-            for image_id, record in enumerate(records(), start=1):
-                for ann in record["annotations"]:
-                    done = finish_annotation(ann, image_id, ann_id + 1, cats, unmapped)
-                    if done is None:
-                        continue
-                    fh.write(("," if ann_id else "") + json.dumps(done, ensure_ascii=False))
-                    ann_id += 1
-            # info last: it carries the report, known only once every annotation was mapped.
-            info = assemble([], [], cats, report, unmapped, None)["info"]
-            fh.write(f'], "info": {json.dumps(info, ensure_ascii=False)}}}')
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise ExportError(f"cannot write {path}: {exc}") from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_open(path) as fh:
+        fh.write("{")
+        for key in ("licenses", "images", "categories"):
+            fh.write(f"{json.dumps(key)}: {json.dumps(head[key], ensure_ascii=False)}, ")
+        fh.write('"annotations": [')
+        ann_id = 0
+        for image_id, record in enumerate(records(), start=1):
+            for ann in record["annotations"]:
+                done = finish_annotation(ann, image_id, ann_id + 1, cats, unmapped)
+                if done is None:
+                    continue
+                fh.write(("," if ann_id else "") + json.dumps(done, ensure_ascii=False))
+                ann_id += 1
+        # info last: it carries the report, known only once every annotation was mapped.
+        info = assemble([], [], cats, report, unmapped, None)["info"]
+        fh.write(f'], "info": {json.dumps(info, ensure_ascii=False)}}}')
     summary.annotations = ann_id
     summary.export_report = info["visionkit"]
