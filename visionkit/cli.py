@@ -7,7 +7,9 @@ The only module that prints. Exit status: 0 when every image succeeded, 1 when a
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import TextIO
@@ -46,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--polygons", action="store_true", help="write polygon segmentations instead of RLE")
     p.add_argument("--no-overlays", action="store_true", help="do not write overlay images")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no per-item warnings")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="debug log of requests and retries on stderr (the API key is never logged)")
     return parser
 
 
@@ -58,6 +62,13 @@ class _Reporter:
         self.bar = not quiet and stream.isatty()
         self._bar_shown = False
         self._last = 0.0
+        self._lock = threading.Lock()
+        self.live_retries = 0
+
+    def retry(self, attempt: int, delay: float, reason: str) -> None:
+        """Client hook (worker threads): count retries as they happen, for the bar."""
+        with self._lock:
+            self.live_retries += 1
 
     def _clear(self) -> None:
         if self._bar_shown:
@@ -85,7 +96,8 @@ class _Reporter:
         filled = int(width * finished / max(p.total, 1))
         eta = "--:--" if p.eta is None else f"{int(p.eta) // 60:02d}:{int(p.eta) % 60:02d}"
         self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {finished}/{p.total} "
-                          f"done {p.done} failed {p.failed} cached {p.cached} retries {p.retries} "
+                          f"done {p.done} failed {p.failed} cached {p.cached} "
+                          f"retries {max(p.retries, self.live_retries)} "
                           f"ETA {eta}\033[K")
         self.stream.flush()
         self._bar_shown = True
@@ -99,13 +111,14 @@ class _Reporter:
 def _run_label(args: argparse.Namespace, stderr: TextIO, stdout: TextIO) -> int:
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
 
+    reporter = _Reporter(stderr, args.quiet)
+
     def client_factory():
         from .gemini import GeminiClient
 
         return GeminiClient(model=args.model, base_url=args.base_url, timeout=args.timeout,
-                            max_side=args.max_side)
+                            max_side=args.max_side, on_retry=reporter.retry)
 
-    reporter = _Reporter(stderr, args.quiet)
     try:
         summary = label(args.inputs, args.out, task=args.task, replay=args.replay,
                         client_factory=client_factory, prompt=args.prompt, classes=classes,
@@ -134,6 +147,13 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
     stderr = stderr or sys.stderr
     parser = build_parser()
     args = parser.parse_args(argv)
+    log, handler, level = logging.getLogger("visionkit"), None, None
+    if getattr(args, "verbose", False):
+        handler = logging.StreamHandler(stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        level = log.level
+        log.addHandler(handler)
+        log.setLevel(logging.DEBUG)
     try:
         if args.command == "label":
             return _run_label(args, stderr, stdout)
@@ -143,6 +163,10 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
     except KeyboardInterrupt:
         stderr.write("visionkit: interrupted; rerun the same command to resume\n")
         return 130
+    finally:
+        if handler is not None:
+            log.removeHandler(handler)
+            log.setLevel(level)
     parser.error(f"unknown command {args.command!r}")
     return 2
 

@@ -248,38 +248,34 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
     summary = LabelSummary(out=out, total=len(images))
     labels: Counter = Counter()
     report: Counter = Counter()
-    spool_fd, spool_name = tempfile.mkstemp(prefix=".spool.", suffix=".jsonl", dir=out)
     offsets: dict[int, tuple[int, int]] = {}
-    try:
-        with os.fdopen(spool_fd, "w+b") as spool, ThreadPoolExecutor(max_workers=concurrency) as pool:
-            pending = {}
-            next_index = 0
-            # Keep a bounded window of work in flight, so memory does not grow with the image count.
-            while next_index < len(images) or pending:
-                while next_index < len(images) and len(pending) < concurrency * 2:
-                    pending[pool.submit(work, next_index)] = next_index
-                    next_index += 1
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    index = pending.pop(future)
-                    result, record = future.result()
-                    _account(summary, result)
-                    if record is not None:
-                        labels.update(a["label"] for a in record["annotations"])
-                        report.update(record.pop("report"))
-                        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
-                        offsets[index] = (spool.seek(0, os.SEEK_END), len(line))
-                        spool.write(line)
-                    if on_image is not None:
-                        on_image(result)
-                    if on_progress is not None:
-                        on_progress(Progress(summary.total, summary.succeeded, summary.failed,
-                                             summary.cached, summary.retries, time.monotonic() - started))
-            spool.flush()
-            _write_annotations(out / "annotations.json", spool, offsets, labels, report, classes, summary)
-    finally:
-        if os.path.exists(spool_name):
-            os.unlink(spool_name)
+    # The spool is an unlinked temp file: nothing is left behind, even after kill -9.
+    with tempfile.TemporaryFile(dir=out) as spool, ThreadPoolExecutor(max_workers=concurrency) as pool:
+        pending = {}
+        next_index = 0
+        # Keep a bounded window of work in flight, so memory does not grow with the image count.
+        while next_index < len(images) or pending:
+            while next_index < len(images) and len(pending) < concurrency * 2:
+                pending[pool.submit(work, next_index)] = next_index
+                next_index += 1
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                index = pending.pop(future)
+                result, record = future.result()
+                _account(summary, result)
+                if record is not None:
+                    labels.update(a["label"] for a in record["annotations"])
+                    report.update(record.pop("report"))
+                    line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+                    offsets[index] = (spool.seek(0, os.SEEK_END), len(line))
+                    spool.write(line)
+                if on_image is not None:
+                    on_image(result)
+                if on_progress is not None:
+                    on_progress(Progress(summary.total, summary.succeeded, summary.failed,
+                                         summary.cached, summary.retries, time.monotonic() - started))
+        spool.flush()
+        _write_annotations(out / "annotations.json", spool, offsets, labels, report, classes, summary)
     summary.failures.sort(key=lambda f: f["file"])
     write_json_atomic(out / "failures.json", summary.failures, indent=2)
     summary.elapsed = time.monotonic() - started

@@ -1,0 +1,205 @@
+"""`visionkit label` online, against a local HTTP server (FakeGemini) on 127.0.0.1: never the real API."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import FIXTURES, REPO
+from PIL import Image
+
+from visionkit import label
+from visionkit.cli import main
+from visionkit.gemini import GeminiClient
+from visionkit.gemini.retry import RetryPolicy
+from visionkit.pipeline import RateLimiter
+from visionkit.testing.fake_gemini import FakeGemini, Fault
+from visionkit.testing.replay_responder import ReplayResponder
+
+KEY = "AQ.test-key-must-never-leak-7f3a9c"
+FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05)
+
+
+@pytest.fixture(scope="module")
+def fixture_server():
+    with FakeGemini(ReplayResponder([FIXTURES / "images"], FIXTURES / "replay"), api_key=KEY) as server:
+        yield server
+
+
+def client_for(server, **kw) -> GeminiClient:
+    return GeminiClient(api_key=KEY, base_url=server.base_url, retry=kw.pop("retry", FAST_RETRY), **kw)
+
+
+def without_date(path: Path) -> dict:
+    data = json.loads(path.read_text())
+    data["info"].pop("date_created")
+    return data
+
+
+def test_online_equals_offline_and_resumes_for_free(fixture_server, tmp_path):
+    fixture_server.clear()
+    online, offline, replayed = tmp_path / "online", tmp_path / "offline", tmp_path / "replayed"
+    with client_for(fixture_server) as client:
+        summary = label([FIXTURES / "images"], online, task="segment", client=client, concurrency=4)
+    assert summary.ok and summary.requested == 8 and summary.cached == 0
+    assert len(fixture_server.generate_requests) == 8
+    for req in fixture_server.generate_requests:
+        assert req.headers["x-goog-api-key"] == KEY and KEY not in req.path and not req.query
+        assert max(req.image_wh) <= 1024
+    assert sorted(p.name for p in (online / "responses").iterdir()) == sorted(
+        p.stem + ".json" for p in (FIXTURES / "replay").iterdir())
+
+    label([FIXTURES / "images"], offline, task="segment", replay=FIXTURES / "replay")
+    assert without_date(online / "annotations.json") == without_date(offline / "annotations.json")
+
+    # --replay DIR/responses reproduces the run; rerunning the same command sends nothing.
+    label([FIXTURES / "images"], replayed, task="segment", replay=online / "responses")
+    assert without_date(replayed / "annotations.json") == without_date(online / "annotations.json")
+    fixture_server.clear()
+    with client_for(fixture_server) as client:
+        again = label([FIXTURES / "images"], online, task="segment", client=client)
+    assert again.cached == 8 and again.requested == 0 and fixture_server.generate_requests == []
+    assert without_date(online / "annotations.json") == without_date(offline / "annotations.json")
+
+
+def _images(folder: Path, n: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.new("RGB", (64 + i, 48), (10 * i % 255, 80, 160)).save(folder / f"img{i:03d}.png")
+    return folder
+
+
+def test_failures_are_data_not_crashes(tmp_path):
+    images = _images(tmp_path / "im", 6)
+
+    def fault_for(request):
+        return Fault.status(400, message="Request contains an invalid argument.") \
+            if request.image_wh == (66, 48) else None
+
+    with FakeGemini(api_key=KEY, fault_for=fault_for) as server:
+        server.push_faults(Fault.status(503), Fault.status(429, retry_delay=0.05), Fault.reset())
+        with client_for(server) as client:
+            summary = label([images], tmp_path / "out", client=client, concurrency=3)
+        failed = [r for r in server.generate_requests if r.image_wh == (66, 48)]
+    assert summary.failed == 1 and summary.succeeded == 5
+    assert len(failed) == 1  # a permanent 400 is not retried
+    assert summary.retries == 3
+    (failure,) = json.loads((tmp_path / "out" / "failures.json").read_text())
+    assert failure["file"] == "img002.png" and failure["error"] == "BadRequestError"
+    assert "400" in failure["reason"] and "invalid argument" in failure["reason"]
+    assert not (tmp_path / "out" / "responses" / "img002.json").exists()
+    ds = json.loads((tmp_path / "out" / "annotations.json").read_text())
+    assert len(ds["images"]) == 5
+
+
+def test_blocked_answers_fail_and_are_not_cached(tmp_path):
+    images = _images(tmp_path / "im", 2)
+    with FakeGemini(api_key=KEY, fault_for=lambda r: Fault.blocked("SAFETY") if r.image_wh == (64, 48)
+                    else None) as server, client_for(server) as client:
+        summary = label([images], tmp_path / "out", client=client)
+    assert summary.failed == 1 and summary.failures[0]["error"] == "BlockedError"
+    assert sorted(p.name for p in (tmp_path / "out" / "responses").iterdir()) == ["img001.json"]
+
+
+def test_classes_fix_category_order_and_drop_unmapped(fixture_server, tmp_path):
+    with client_for(fixture_server) as client:
+        summary = label([FIXTURES / "images" / "square_1024.png"], tmp_path / "o", client=client,
+                        classes=["spoon", "plate", "cup"])
+    ds = json.loads((tmp_path / "o" / "annotations.json").read_text())
+    assert [(c["id"], c["name"]) for c in ds["categories"]] == [(1, "spoon"), (2, "plate"), (3, "cup")]
+    assert ds["info"]["visionkit"]["unmapped_labels"] == {"napkin": 1}
+    assert summary.export_report["unmapped_detections"] == 1
+    request = fixture_server.generate_requests[-1]
+    schema = request.generation_config.get("responseSchema")
+    assert schema is None or schema["items"]["properties"]["label"]["enum"] == ["spoon", "plate", "cup"]
+
+
+def test_rate_limiter_spaces_request_starts():
+    now = [0.0]
+    slept = []
+
+    def sleep(s):
+        slept.append(s)
+        now[0] += s
+
+    limiter = RateLimiter(120, clock=lambda: now[0], sleep=sleep)
+    for _ in range(4):
+        limiter.acquire()
+    assert slept == [0.5, 0.5, 0.5]
+    RateLimiter(None).acquire()
+
+
+def _cli(args, env_key=KEY, **kw):
+    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
+    env["GEMINI_API_KEY"] = env_key
+    return subprocess.Popen([sys.executable, "-m", "visionkit", "label", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_key_appears_nowhere(tmp_path):
+    images = _images(tmp_path / "im", 3)
+
+    def fault_for(request):
+        return Fault.status(403, message="Permission denied") if request.image_wh == (65, 48) else None
+
+    with FakeGemini(api_key=KEY, fault_for=fault_for) as server:
+        proc = _cli([str(images), "--out", str(tmp_path / "out"), "--base-url", server.base_url, "-v"])
+        stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert "img001.png" in stderr and "AuthError" in stderr
+    assert "visionkit.gemini" in stderr  # debug logging was on
+    assert KEY not in stdout and KEY not in stderr
+    for path in (tmp_path / "out").rglob("*"):
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), path
+    # and a bad key is reported without echoing it
+    with FakeGemini(api_key="another-key") as server:
+        err = io.StringIO()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("GEMINI_API_KEY", KEY)
+            code = main(["label", str(images), "--out", str(tmp_path / "o2"), "--base-url", server.base_url],
+                        stdout=io.StringIO(), stderr=err)
+    assert code == 1 and "API key not valid" in err.getvalue() and KEY not in err.getvalue()
+
+
+def test_kill_minus_9_then_resume(tmp_path):
+    images = _images(tmp_path / "im", 16)
+    reference = tmp_path / "reference"
+    with FakeGemini(api_key=KEY) as server, client_for(server) as client:
+        label([images], reference, client=client)
+
+    out = tmp_path / "out"
+    with FakeGemini(api_key=KEY, latency=0.25) as server:
+        proc = _cli([str(images), "--out", str(out), "--base-url", server.base_url, "--concurrency", "2",
+                     "-q"])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            answered = list((out / "responses").glob("*.json")) if (out / "responses").is_dir() else []
+            if len(answered) >= 5:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+        answered = {p.stem for p in (out / "responses").glob("*.json")}
+        first_run = len(server.generate_requests)
+    assert 5 <= len(answered) < 16
+    assert not (out / "annotations.json").exists()  # never half-written
+    assert [p.name for p in out.iterdir() if p.is_file()] == []  # no spool or temp file left behind
+
+    with FakeGemini(api_key=KEY) as server:
+        proc = _cli([str(images), "--out", str(out), "--base-url", server.base_url, "--concurrency", "2",
+                     "-q"])
+        stdout, stderr = proc.communicate(timeout=120)
+        second_run = len(server.generate_requests)
+    assert proc.returncode == 0, stderr
+    # Only the unanswered images are requested again; at most the 2 in flight at the kill were paid twice.
+    assert second_run == 16 - len(answered)
+    assert first_run <= len(answered) + 2
+    assert without_date(out / "annotations.json") == without_date(reference / "annotations.json")
