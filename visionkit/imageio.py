@@ -1,0 +1,269 @@
+"""Image file IO: open any supported image upright, read its size cheaply, list image files, write PNGs.
+
+Every image leaves this module upright: the EXIF orientation tag is applied (``ImageOps.exif_transpose``),
+because Gemini's coordinates refer to the image as it is displayed, and so do visionkit's boxes.
+
+Supported files: jpg, jpeg, png, webp, bmp, and heic/heif when the optional ``pillow-heif`` package is
+installed (``pip install visionkit[heif]``). Every failure to read an input is an
+:class:`~visionkit.errors.InputError` that names the file and says what was expected.
+
+Decompression bombs: an image with more than :data:`MAX_PIXELS` pixels is refused with an
+:class:`~visionkit.errors.InputError` before its pixels are decoded. The limit is twice Pillow's default
+``Image.MAX_IMAGE_PIXELS`` (the size at which Pillow itself turns its warning into an error).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .atomic import write_bytes_atomic
+from .errors import ExportError, InputError
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "MAX_PIXELS",
+    "ImageSource",
+    "image_size",
+    "iter_images",
+    "open_upright",
+    "read_rgb",
+    "write_png_atomic",
+]
+
+#: File suffixes (lower case, with the dot) treated as images when a folder is searched.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".heic", ".heif"})
+
+#: Largest accepted image, in pixels (about 179 megapixels; 2 x Pillow's default warning limit).
+MAX_PIXELS = 2 * 89_478_485
+
+_HEIF_SUFFIXES = frozenset({".heic", ".heif"})
+_HEIF_HINT = "HEIC/HEIF images need the pillow-heif package: pip install visionkit[heif]"
+_EXPECTED = "a readable jpg, jpeg, png, webp, bmp or heic/heif image"
+
+#: What :func:`open_upright` accepts: a file path, a PIL image or a uint8 array.
+ImageSource = Union[str, "os.PathLike[str]", Image.Image, np.ndarray]
+
+_heif_lock = threading.Lock()
+_heif_state: dict[str, bool] = {}  # {"available": bool} once the registration was attempted
+
+
+def _heif_available() -> bool:
+    """Register pillow-heif's opener with Pillow, once, on first need. False when it is not installed."""
+    with _heif_lock:
+        if "available" not in _heif_state:
+            try:
+                import pillow_heif
+            except ImportError:
+                _heif_state["available"] = False
+            else:
+                pillow_heif.register_heif_opener()
+                _heif_state["available"] = True
+        return _heif_state["available"]
+
+
+def _check_pixels(size_wh: tuple[int, int], name: str) -> None:
+    width, height = size_wh
+    if width * height > MAX_PIXELS:
+        raise InputError(f"{name}: image is {width}x{height} = {width * height / 1e6:.0f} megapixels, more "
+                         f"than the limit of {MAX_PIXELS / 1e6:.0f} (a possible decompression bomb); "
+                         "downscale it first")
+
+
+def _open_file(path: Path) -> Image.Image:
+    """Open ``path`` lazily (header only). Raises InputError naming the file."""
+    if path.suffix.lower() in _HEIF_SUFFIXES and not _heif_available():
+        raise InputError(f"{path}: {_HEIF_HINT}")
+    if not path.exists():
+        raise InputError(f"{path}: file not found (expected {_EXPECTED})")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not an image file")
+    try:
+        im = Image.open(path)
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"{path}: image is too large to open safely ({exc})") from exc
+    except Exception as exc:  # corrupt files make decoders raise many exception types
+        raise InputError(f"{path}: cannot read image ({type(exc).__name__}: {exc}); "
+                         f"expected {_EXPECTED}") from exc
+    try:
+        _check_pixels(im.size, str(path))
+    except InputError:
+        im.close()
+        raise
+    return im
+
+
+def _from_array(arr: np.ndarray) -> Image.Image:
+    if arr.dtype != np.uint8:
+        raise InputError(f"image array must be uint8, got dtype {arr.dtype}")
+    if arr.ndim == 2:
+        mode = "L"
+    elif arr.ndim == 3 and arr.shape[2] == 3:
+        mode = "RGB"
+    elif arr.ndim == 3 and arr.shape[2] == 4:
+        mode = "RGBA"
+    else:
+        raise InputError(f"image array must have shape (H, W), (H, W, 3) RGB or (H, W, 4) RGBA, "
+                         f"got {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise InputError(f"image array is empty, shape {arr.shape}")
+    _check_pixels((arr.shape[1], arr.shape[0]), "image array")
+    return Image.fromarray(np.ascontiguousarray(arr), mode=mode)
+
+
+def open_upright(source: ImageSource) -> Image.Image:
+    """Open ``source`` as a decoded PIL image with EXIF orientation applied.
+
+    Args:
+        source: a file path (``str`` or ``os.PathLike``), a PIL image (not modified; a transposed copy
+            is returned) or a uint8 numpy array: ``(H, W, 3)`` RGB, ``(H, W)`` gray or ``(H, W, 4)`` RGBA
+            (arrays have no EXIF and are taken as upright).
+
+    Returns:
+        A new, fully loaded PIL image in its own mode (``RGB``, ``RGBA``, ``L``, ``P``, ...).
+
+    Raises:
+        InputError: missing, unreadable, corrupt or oversized file (the message names it), HEIC without
+            ``pillow-heif``, or an array of the wrong dtype/shape.
+    """
+    if isinstance(source, np.ndarray):
+        return _from_array(source)
+    if isinstance(source, Image.Image):
+        name = str(getattr(source, "filename", "") or "PIL image")
+        _check_pixels(source.size, name)
+        try:
+            return ImageOps.exif_transpose(source)
+        except Exception as exc:
+            raise InputError(f"{name}: cannot read image ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(source, (str, os.PathLike)):
+        raise InputError(f"image must be a path, a PIL image or a uint8 array, not {type(source).__name__}")
+    path = Path(source)
+    with _open_file(path) as im:
+        try:
+            im.load()
+            return ImageOps.exif_transpose(im)
+        except Image.DecompressionBombError as exc:
+            raise InputError(f"{path}: image is too large to open safely ({exc})") from exc
+        except Exception as exc:  # truncated or corrupt pixel data
+            raise InputError(f"{path}: cannot decode image ({type(exc).__name__}: {exc}); "
+                             f"expected {_EXPECTED}") from exc
+
+
+def read_rgb(source: ImageSource) -> np.ndarray:
+    """The upright image as a new RGB ``uint8 (H, W, 3)`` array (alpha is dropped, gray is replicated).
+
+    Raises:
+        InputError: as :func:`open_upright`.
+    """
+    im = open_upright(source)
+    if im.mode != "RGB":
+        try:
+            im = im.convert("RGB")
+        except Exception as exc:
+            raise InputError(f"cannot convert image mode {im.mode!r} to RGB ({exc})") from exc
+    return np.array(im, dtype=np.uint8)
+
+
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(width, height)`` of the UPRIGHT image at ``path``, read from the header and EXIF only.
+
+    Pixels are not decoded, so this is cheap even for large files. Orientations 5-8 (a 90 degree turn)
+    swap width and height.
+
+    Raises:
+        InputError: missing, unreadable or oversized file (the message names it).
+    """
+    path = Path(path)
+    with _open_file(path) as im:
+        width, height = im.size
+        try:
+            orientation = im.getexif().get(0x0112, 1)  # ExifTags.Base.Orientation
+        except Exception:  # a broken EXIF block: Pillow's exif_transpose would fail on it too
+            orientation = 1
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    return int(width), int(height)
+
+
+def iter_images(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
+                ) -> list[tuple[Path, Path]]:
+    """Expand files and folders into ``(path, root)`` pairs, in a stable order.
+
+    A folder is searched recursively for files whose suffix (any case) is in :data:`IMAGE_SUFFIXES`; its
+    files are sorted by their path relative to the folder, and ``root`` is the folder. Names starting with
+    ``.`` (hidden files and folders, macOS ``._*`` files) are skipped. A file given directly has its parent
+    as ``root``. A file reached twice is listed once, at its first position.
+
+    Raises:
+        InputError: an input does not exist, or a file given directly is not an image type.
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    found: list[tuple[Path, Path]] = []
+    seen: set[Path] = set()
+
+    def add(path: Path, root: Path) -> None:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            found.append((path, root))
+
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            for file in _walk(path):
+                add(file, path)
+        elif path.is_file():
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                raise InputError(f"{path}: not an image file (expected one of "
+                                 f"{', '.join(sorted(IMAGE_SUFFIXES))})")
+            add(path, path.parent)
+        else:
+            raise InputError(f"{path}: no such file or folder")
+    return found
+
+
+def _walk(folder: Path) -> list[Path]:
+    files = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
+                files.append(Path(dirpath) / name)
+    return sorted(files, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def write_png_atomic(path: str | os.PathLike[str], rgb: np.ndarray) -> None:
+    """Write ``rgb`` as a PNG at ``path`` atomically (a temp file in the same folder, then ``os.replace``).
+
+    Args:
+        path: the target file; missing folders are created.
+        rgb: ``uint8`` array, ``(H, W, 3)`` RGB, ``(H, W, 4)`` RGBA or ``(H, W)`` gray.
+
+    Raises:
+        ExportError: the array has the wrong dtype/shape, or the file cannot be written.
+    """
+    import cv2
+
+    path = Path(path)
+    arr = np.asarray(rgb)
+    if arr.dtype != np.uint8 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
+        raise ExportError(f"cannot write {path}: expected a uint8 (H, W, 3) RGB array, got "
+                          f"{_describe(arr)}")
+    if arr.ndim == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR if arr.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
+    # Compression level 1: overlays are written once per image and read by people; size matters less.
+    ok, buf = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise ExportError(f"cannot encode {path} as PNG")
+    write_bytes_atomic(path, buf.tobytes())
+
+
+def _describe(arr: Any) -> str:
+    return f"dtype {arr.dtype}, shape {arr.shape}" if isinstance(arr, np.ndarray) else type(arr).__name__
