@@ -203,3 +203,19 @@ def test_kill_minus_9_then_resume(tmp_path):
     assert second_run == 16 - len(answered)
     assert first_run <= len(answered) + 2
     assert without_date(out / "annotations.json") == without_date(reference / "annotations.json")
+
+
+def test_unparseable_answers_are_saved_so_a_rerun_does_not_pay_again(tmp_path):
+    images = _images(tmp_path / "im", 3)
+
+    def responder(request):
+        return "Sorry, I cannot help with that." if request.image_wh == (65, 48) else \
+            '[{"box_2d": [10, 10, 500, 500], "label": "thing"}]'
+
+    with FakeGemini(responder, api_key=KEY) as server, client_for(server) as client:
+        first = label([images], tmp_path / "out", client=client)
+        second = label([images], tmp_path / "out", client=client)
+        sent = len(server.generate_requests)
+    assert first.failed == second.failed == 1 and first.failures[0]["stage"] == "parse"
+    assert sent == 3 and second.cached == 3
+    assert (tmp_path / "out" / "responses" / "img001.json").is_file()

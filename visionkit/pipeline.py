@@ -45,7 +45,7 @@ from .errors import (
     VisionkitError,
 )
 from .masks import DEFAULT_THRESHOLD
-from .parse import parse_response
+from .parse import answer_text, parse_response
 from .response import load_response
 
 __all__ = ["ImageResult", "LabelSummary", "Progress", "RateLimiter", "label"]
@@ -317,11 +317,14 @@ def _process_one(path: Path, file_name: str, key: str, *, out: Path, replay: Pat
             result = get_client().annotate(path, task, prompt=prompt, classes=classes)
             answer, source, attempts = result.response, "api", result.attempts
             try:
-                parse_response(answer, result.original_wh, threshold, masks=False)
+                answer_text(answer)
             except (BlockedError, EmptyResponseError):
                 pass  # not saved: a rerun may get a real answer
             else:
+                # Saved even when it will not parse: re-parsing later must not pay for the API again.
                 write_json_atomic(cache, answer)
+        # The image is decoded again here rather than held through the request: with many requests in
+        # flight, holding full-size images would cost far more memory than the second decode costs time.
         stage = "image"
         rgb = imageio.read_rgb(path) if overlays else None
         size_wh = (rgb.shape[1], rgb.shape[0]) if rgb is not None else imageio.image_size(path)
