@@ -154,30 +154,34 @@ def image_annotations(detections: Detections, *, polygons: bool = False, iscrowd
         raise ExportError(f"polygon_holes must be 'rle' or 'fill', got {polygon_holes!r}")
     report = Counter() if report is None else report
     xywh = xyxy_to_xywh(detections.xyxy)
+
+    def segment(i: int) -> tuple[float, Any, str | None]:
+        """``(area, segmentation, report key or None)`` of detection i's mask."""
+        crop = detections.masks[i]
+        note = None
+        if polygons:
+            polys, has_holes = crop_to_polygons(crop)
+            if polys and not (has_holes and polygon_holes == "rle"):
+                return float(crop.area()), polys, "holes_filled" if has_holes else None
+            # holes kept honest, or too small to draw as a valid polygon: RLE
+            note = "polygon_rle_fallback"
+        return float(crop.area()), detections.rle(i), note
+
+    boxes = [i for i in range(len(detections)) if xywh[i, 2] > 0 and xywh[i, 3] > 0]
+    report["points_skipped"] += len(detections) - len(boxes)  # point-only: not a COCO instance
+    masked = [i for i in boxes if detections.has_mask(i)]
+    segments = {i: segment(i) for i in masked}
     out = []
-    for i in range(len(detections)):
-        if xywh[i, 2] <= 0 or xywh[i, 3] <= 0:
-            report["points_skipped"] += 1  # point-only detection: not a COCO instance
-            continue
-        crop = None if detections.masks is None else detections.masks[i]
+    for i in boxes:
         ann: dict[str, Any] = {"label": str(detections.labels[i]), "bbox": _round(xywh[i]),
                                "iscrowd": int(iscrowd)}
-        if crop is None:
+        if i in segments:
+            ann["area"], ann["segmentation"], note = segments[i]
+            if note:
+                report[note] += 1
+        else:
             ann["area"] = round(float(xywh[i, 2] * xywh[i, 3]), 3)
             ann["segmentation"] = []
-        else:
-            ann["area"] = float(crop.area())
-            segmentation = None
-            if polygons:
-                polys, has_holes = crop_to_polygons(crop)
-                if has_holes and polygon_holes == "rle":
-                    report["polygon_rle_fallback"] += 1
-                elif polys:
-                    report["holes_filled"] += int(has_holes)
-                    segmentation = polys
-                else:
-                    report["polygon_rle_fallback"] += 1  # too small to draw as a valid polygon
-            ann["segmentation"] = segmentation if segmentation is not None else detections.rle(i)
         if detections.scores is not None and not np.isnan(detections.scores[i]):
             ann["score"] = round(float(detections.scores[i]), 4)
         out.append(ann)
