@@ -153,3 +153,26 @@ def test_module_entry_point_runs(dataset, tmp_path):
     assert "1/1 images labelled" in proc.stdout
     ds = json.loads((tmp_path / "m" / "annotations.json").read_text())
     assert len(ds["annotations"]) == 2 and np.isclose(ds["annotations"][1]["area"], 80 * 40)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_progress_bar_only_on_a_terminal_and_not_quiet(dataset, tmp_path, quiet):
+    images, replay = dataset
+    term = _Terminal()
+    argv = ["label", str(images / "a.png"), str(images / "sub"), "--out", str(tmp_path / "o"), "--replay",
+            str(replay)] + (["-q"] if quiet else [])
+    assert main(argv, stdout=io.StringIO(), stderr=term) == 0
+    shown = term.getvalue()
+    if quiet:
+        assert shown == ""
+    else:
+        assert "\r[" in shown and "2/2 done 2 failed 0 cached 0 retries 0 ETA 00:00" in shown
+        assert shown.endswith("\n")  # the bar line is closed
+    plain = io.StringIO()  # not a terminal: no bar, only the warning lines
+    main(argv[:-1] if quiet else argv, stdout=io.StringIO(), stderr=plain)
+    assert "\r" not in plain.getvalue()
