@@ -3,8 +3,8 @@
 ::
 
     VisionkitError
-    ├── ConfigError                  bad setup: missing API key, bad option value
-    ├── InputError                   an input file or argument cannot be used (names the file/field)
+    ├── ConfigError                  bad setup: missing API key, bad option value (also a ValueError)
+    ├── InputError                   an input file or argument cannot be used (also a ValueError)
     ├── ParseError                   an answer cannot be read at all (carries item index and a snippet)
     │   └── MaskDecodeError          one mask cannot be decoded (turned into a warning by the parser)
     ├── ExportError                  COCO/overlay output cannot be built or written
@@ -51,12 +51,12 @@ class VisionkitError(Exception):
     """Root of every error raised by visionkit."""
 
 
-class ConfigError(VisionkitError):
-    """Missing or invalid configuration (for example no API key)."""
+class ConfigError(VisionkitError, ValueError):
+    """Missing or invalid configuration (for example no API key). Also a ValueError."""
 
 
-class InputError(VisionkitError):
-    """An input (file, image, argument) cannot be used. The message names it."""
+class InputError(VisionkitError, ValueError):
+    """An input (file, image, argument) cannot be used. The message names it. Also a ValueError."""
 
 
 class ParseError(VisionkitError):

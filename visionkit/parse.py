@@ -28,7 +28,7 @@ from ._parallel import chunked_map
 from .answer_json import find_items
 from .boxes import GRID, gemini_points_to_xy, gemini_to_pixel_box, gemini_to_xyxy
 from .detections import Detections, MaskCrop, ParseWarning
-from .errors import MaskDecodeError, ParseError
+from .errors import InputError, MaskDecodeError, ParseError
 from .masks import DEFAULT_THRESHOLD, decode_mask
 from .response import extract_text, is_generate_response
 
@@ -83,7 +83,7 @@ def parse_response(answer: str | bytes | Mapping, image_size: tuple[int, int],
     """
     image_wh = _check_size(image_size)
     if not 0 <= threshold <= 255:
-        raise ValueError(f"threshold must be in [0, 255], got {threshold}")
+        raise InputError(f"threshold must be in [0, 255], got {threshold}")
     text, notes = answer_text(answer)
     found = find_items(text)
     warnings = [ParseWarning(None, None, note) for note in notes] + found.warnings
@@ -152,9 +152,9 @@ def _check_size(image_size: Any) -> tuple[int, int]:
     try:
         width, height = (int(v) for v in image_size)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"image_size must be (width, height), got {image_size!r}") from exc
+        raise InputError(f"image_size must be (width, height), got {image_size!r}") from exc
     if width <= 0 or height <= 0:
-        raise ValueError(f"image_size must be positive (width, height), got {image_size!r}")
+        raise InputError(f"image_size must be positive (width, height), got {image_size!r}")
     return width, height
 
 

@@ -42,6 +42,7 @@ from .errors import (
     EmptyResponseError,
     ExportError,
     InputError,
+    ParseError,
     VisionkitError,
 )
 from .masks import DEFAULT_THRESHOLD
@@ -172,7 +173,10 @@ def _read_answer(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read answer file {path}: {exc}") from exc
     if path.suffix == ".json":
-        return load_response(text)
+        try:
+            return load_response(text)
+        except ParseError as exc:
+            raise ParseError(f"answer file {path}: {exc}", snippet=exc.snippet) from exc
     return text
 
 
@@ -211,6 +215,8 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     if concurrency < 1:
         raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
+    if not 0 <= threshold <= 255:
+        raise ConfigError(f"threshold must be in [0, 255], got {threshold}")
     out = Path(out)
     replay_dir = None if replay is None else Path(replay)
     if replay_dir is not None and not replay_dir.is_dir():
