@@ -53,7 +53,7 @@ def test_online_equals_offline_and_resumes_for_free(fixture_server, tmp_path):
     for req in fixture_server.generate_requests:
         assert req.headers["x-goog-api-key"] == KEY and KEY not in req.path and not req.query
         assert max(req.image_wh) <= 1024
-    assert sorted(p.name for p in (online / "responses").iterdir()) == sorted(
+    assert sorted(p.name for p in (online / "responses").glob("*.json")) == sorted(
         p.stem + ".json" for p in (FIXTURES / "replay").iterdir())
 
     label([FIXTURES / "images"], offline, task="segment", replay=FIXTURES / "replay")
@@ -105,7 +105,7 @@ def test_blocked_answers_fail_and_are_not_cached(tmp_path):
                     else None) as server, client_for(server) as client:
         summary = label([images], tmp_path / "out", client=client)
     assert summary.failed == 1 and summary.failures[0]["error"] == "BlockedError"
-    assert sorted(p.name for p in (tmp_path / "out" / "responses").iterdir()) == ["img001.json"]
+    assert sorted(p.name for p in (tmp_path / "out" / "responses").glob("*.json")) == ["img001.json"]
 
 
 def test_classes_fix_category_order_and_drop_unmapped(fixture_server, tmp_path):
@@ -116,9 +116,12 @@ def test_classes_fix_category_order_and_drop_unmapped(fixture_server, tmp_path):
     assert [(c["id"], c["name"]) for c in ds["categories"]] == [(1, "spoon"), (2, "plate"), (3, "cup")]
     assert ds["info"]["visionkit"]["unmapped_labels"] == {"napkin": 1}
     assert summary.export_report["unmapped_detections"] == 1
-    request = fixture_server.generate_requests[-1]
-    schema = request.generation_config.get("responseSchema")
-    assert schema is None or schema["items"]["properties"]["label"]["enum"] == ["spoon", "plate", "cup"]
+    # Detection runs in JSON mode with a schema whose label enum is the class list, in order.
+    with client_for(fixture_server) as client:
+        label([FIXTURES / "images" / "square_1024.png"], tmp_path / "d", client=client, task="detect",
+              classes=["spoon", "plate", "cup"])
+    schema = fixture_server.generate_requests[-1].generation_config["responseSchema"]
+    assert schema["items"]["properties"]["label"]["enum"] == ["spoon", "plate", "cup"]
 
 
 def test_rate_limiter_spaces_request_starts():
@@ -219,3 +222,94 @@ def test_unparseable_answers_are_saved_so_a_rerun_does_not_pay_again(tmp_path):
     assert first.failed == second.failed == 1 and first.failures[0]["stage"] == "parse"
     assert sent == 3 and second.cached == 3
     assert (tmp_path / "out" / "responses" / "img001.json").is_file()
+
+
+def test_saved_answers_are_reused_only_for_the_same_request_and_image(tmp_path):
+    images = _images(tmp_path / "im", 3)
+    out = tmp_path / "out"
+    with FakeGemini(api_key=KEY) as server, client_for(server) as client:
+        label([images], out, client=client, task="detect")
+        assert len(server.generate_requests) == 3
+        # Another task: the saved detection answers do not fit; every image is asked again, with a note.
+        notes = []
+        again = label([images], out, client=client, task="segment",
+                      on_image=lambda r: notes.extend(str(w) for w in r.warnings))
+        assert again.requested == 3 and again.cached == 0 and len(server.generate_requests) == 6
+        stale = "saved answer was for another request (task changed); asked again"
+        assert sum(stale in n for n in notes) == 3
+        # Re-thresholding or re-exporting never pays twice.
+        label([images], out, client=client, task="segment", threshold=200, polygons=True)
+        assert len(server.generate_requests) == 6
+        # A changed image is asked again; the others are not.
+        Image.new("RGB", (64, 48), (250, 250, 0)).save(images / "img000.png")
+        os.utime(images / "img000.png", ns=(1, 1))
+        changed = label([images], out, client=client, task="segment")
+        assert changed.requested == 1 and changed.cached == 2 and len(server.generate_requests) == 7
+        # Only the mtime changed (a copy): same bytes, so the saved answer still fits.
+        os.utime(images / "img001.png", ns=(5, 5))
+        label([images], out, client=client, task="segment")
+        assert len(server.generate_requests) == 7
+
+
+@pytest.mark.parametrize("fault, error", [
+    (Fault.status(429, quota_id="GenerateRequestsPerDayPerProjectPerModel-FreeTier"), "RateLimitError"),
+    (Fault.status(403, message="Permission denied"), "AuthError"),
+    (Fault.status(404, message="models/nope is not found"), "NotFoundError"),
+])
+def test_failures_that_would_repeat_stop_the_run(tmp_path, fault, error):
+    images = _images(tmp_path / "im", 12)
+    with FakeGemini(api_key=KEY, fault_for=lambda r: fault) as server, client_for(server) as client:
+        summary = label([images], tmp_path / "out", client=client, concurrency=2)
+        sent = len(server.generate_requests)
+    assert sent <= 4  # the first failure, plus what was already in flight
+    assert summary.stopped and error in summary.stopped
+    assert summary.failed == 12 and summary.succeeded == 0
+    failures = json.loads((tmp_path / "out" / "failures.json").read_text())
+    assert len(failures) == 12
+    assert sum(f["stage"] == "not attempted" for f in failures) >= 8
+    assert all("would repeat for every image" in f["reason"] for f in failures if f["error"] == "Stopped")
+
+
+def test_requests_and_retries_of_failed_images_are_counted(tmp_path):
+    images = _images(tmp_path / "im", 2)
+    with FakeGemini(api_key=KEY, fault_for=lambda r: Fault.status(503)) as server, \
+            client_for(server) as client:
+        summary = label([images], tmp_path / "out", client=client)
+        sent = len(server.generate_requests)
+    assert sent == 2 * FAST_RETRY.max_attempts
+    assert summary.failed == 2 and summary.requested == 2 and summary.retries == sent - 2
+
+
+def test_bad_class_list_and_unwritable_output_fail_before_any_request(tmp_path):
+    images = _images(tmp_path / "im", 2)
+    (tmp_path / "file").write_text("not a folder")
+    with FakeGemini(api_key=KEY) as server, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GEMINI_API_KEY", KEY)
+        for argv, message in [
+            (["--classes", "cup,Cups", "--out", str(tmp_path / "o")], "duplicate category"),
+            (["--out", str(tmp_path / "file")], "cannot write to the output folder"),
+        ]:
+            err = io.StringIO()
+            code = main(["label", str(images), "--base-url", server.base_url, *argv], stdout=io.StringIO(),
+                        stderr=err)
+            assert code == 2 and message in err.getvalue() and "Traceback" not in err.getvalue()
+        assert server.generate_requests == []
+
+
+def test_ctrl_c_drops_queued_work(tmp_path):
+    images = _images(tmp_path / "im", 12)
+    with FakeGemini(api_key=KEY, latency=1.0) as server:
+        proc = _cli([str(images), "--out", str(tmp_path / "out"), "--base-url", server.base_url,
+                     "--concurrency", "2", "-q"])
+        deadline = time.monotonic() + 30
+        while len(server.generate_requests) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)
+        interrupted = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+        took = time.monotonic() - interrupted
+        sent = len(server.generate_requests)
+    assert proc.returncode == 130 and "interrupted" in stderr
+    assert sent <= 4  # the two in flight, perhaps the next two; never the whole queue of 12
+    assert took < 3.0

@@ -135,6 +135,8 @@ def _run_label(args: argparse.Namespace, stderr: TextIO, stdout: TextIO) -> int:
     if report.get("unmapped_detections"):
         stdout.write(f"dropped {report['unmapped_detections']} detections with labels outside --classes: "
                      f"{report['unmapped_labels']}\n")
+    if summary.stopped:
+        stdout.write(f"stopped early: {summary.stopped}\n")
     if summary.failed:
         stdout.write(f"failures listed in {summary.out / 'failures.json'}\n")
     return 0 if summary.ok else 1
@@ -155,8 +157,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
         log.addHandler(handler)
         log.setLevel(logging.DEBUG)
     try:
-        if args.command == "label":
-            return _run_label(args, stderr, stdout)
+        return _run_label(args, stderr, stdout)  # "label" is the only command (argparse checked it)
     except VisionkitError as exc:
         stderr.write(f"visionkit: error: {exc}\n")
         return 2
@@ -167,8 +168,6 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
         if handler is not None:
             log.removeHandler(handler)
             log.setLevel(level)
-    parser.error(f"unknown command {args.command!r}")
-    return 2
 
 
 if __name__ == "__main__":

@@ -104,8 +104,13 @@ class CategoryMap:
 
     def _add(self, entry: dict) -> None:
         key = normalize_label(entry["name"])
-        if key in self._index or any(c["id"] == entry["id"] for c in self._cats):
-            raise ExportError(f"duplicate category {entry['name']!r} (id {entry['id']})")
+        for other in self._cats:
+            if other["id"] == entry["id"]:
+                raise ExportError(f"duplicate category id {entry['id']} ({other['name']!r} and "
+                                  f"{entry['name']!r})")
+            if normalize_label(other["name"]) == key:
+                raise ExportError(f"duplicate category {entry['name']!r}: it matches {other['name']!r} once "
+                                  "case, spaces and plurals are ignored; keep one of them")
         self._cats.append(entry)
         self._index[key] = entry["id"]
 

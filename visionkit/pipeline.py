@@ -4,15 +4,18 @@ Output folder layout::
 
     OUT/annotations.json     COCO for every image that succeeded (written atomically, at the end)
     OUT/overlays/<key>.png   one overlay per image that succeeded
-    OUT/responses/<key>.json every raw API response (online mode), written atomically as it arrives
+    OUT/responses/<key>.json the raw API response of each image (online mode), written atomically as it
+                             arrives; blocked and empty answers are not kept, so a rerun asks again
     OUT/failures.json        [{file, key, stage, error, reason}] for every image that failed
 
-``<key>`` is the image's file stem; when two inputs share a stem, their paths relative to their input
-folder (without suffix, ``/`` replaced by ``__``) are used instead, so keys stay unique.
+``<key>`` is the image's file stem; when two inputs share a stem (compared case-insensitively), their
+paths relative to their input folder are used instead, joined by ``__``, so keys stay unique.
 
-Resuming: an image whose ``OUT/responses/<key>.json`` exists is not requested again, so rerunning the
-same command after an interruption (even ``kill -9``) only asks for the images not yet answered.
-``annotations.json`` is rebuilt from all answers, so it equals the one an uninterrupted run writes.
+Resuming: an image whose saved response fits the request (see :mod:`visionkit.answers`) is not requested
+again, so rerunning the same command after an interruption (even ``kill -9``) only asks for the images not
+yet answered. ``annotations.json`` is rebuilt from all answers, so it equals the one an uninterrupted run
+writes. Ctrl-C drops the queued work at once. A failure that would repeat for every image (a bad key, an
+unknown model, a daily quota) stops the run instead of sending more doomed requests.
 
 Memory stays flat in the number of images: each image's annotations go to a spool file as soon as it
 is done, and ``annotations.json`` is streamed from it.
@@ -20,6 +23,7 @@ is done, and ``annotations.json`` is streamed from it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -30,24 +34,27 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from . import imageio
+from .answers import ResponseStore, find_replay, read_answer
 from .atomic import atomic_open
 from .coco import CategoryMap, assemble, finish_annotation, image_annotations, write_json_atomic
 from .detections import ParseWarning
 from .errors import (
+    AuthError,
+    BadRequestError,
     BlockedError,
     ConfigError,
     EmptyResponseError,
     ExportError,
     InputError,
-    ParseError,
+    NotFoundError,
+    RateLimitError,
     VisionkitError,
 )
 from .masks import DEFAULT_THRESHOLD
 from .parse import answer_text, parse_response
-from .response import load_response
 
 __all__ = ["ImageResult", "LabelSummary", "Progress", "RateLimiter", "label"]
 
@@ -68,6 +75,7 @@ class ImageResult:
     stage: str = ""
     error: str = ""
     reason: str = ""
+    fatal: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,7 @@ class LabelSummary:
     elapsed: float = 0.0
     failures: list[dict] = field(default_factory=list)
     export_report: dict = field(default_factory=dict)
+    stopped: str | None = None  # why the run stopped early, if it did
 
     @property
     def ok(self) -> bool:
@@ -138,46 +147,27 @@ class RateLimiter:
 
 
 def _keys(images: Sequence[tuple[Path, Path]]) -> list[str]:
-    """Unique output keys: the stem, or the relative path when stems collide."""
-    stems = Counter(path.stem for path, _ in images)
+    """Unique output keys: the stem, or, when stems collide, the relative path without its suffix (or with
+    it, if that still collides) joined by ``__``. Compared case-insensitively, because on macOS and Windows
+    ``A.json`` and ``a.json`` are one file."""
+    def fold(names: Iterable[str]) -> Counter:
+        return Counter(n.casefold() for n in names)
+
+    stems = fold(path.stem for path, _ in images)
+    bare = fold("__".join(path.relative_to(root).with_suffix("").parts) for path, root in images)
     keys = []
     for path, root in images:
-        if stems[path.stem] == 1:
+        rel = path.relative_to(root)
+        if stems[path.stem.casefold()] == 1:
             keys.append(path.stem)
+        elif bare["__".join(rel.with_suffix("").parts).casefold()] == 1:
+            keys.append("__".join(rel.with_suffix("").parts))
         else:
-            rel = path.relative_to(root).with_suffix("")
             keys.append("__".join(rel.parts))
-    dup = [k for k, n in Counter(keys).items() if n > 1]
+    dup = [k for k, n in fold(keys).items() if n > 1]
     if dup:
         raise InputError(f"two inputs map to the same output name {dup[0]!r}; rename one of them")
     return keys
-
-
-def _file_name(path: Path, root: Path) -> str:
-    return path.relative_to(root).as_posix()
-
-
-def _find_replay(replay: Path, key: str, stem: str) -> Path | None:
-    for name in dict.fromkeys((key, stem)):
-        for suffix in (".json", ".txt"):
-            candidate = replay / f"{name}{suffix}"
-            if candidate.is_file():
-                return candidate
-    return None
-
-
-def _read_answer(path: Path) -> Any:
-    """A replay/cache file: ``.json`` = full generateContent response, ``.txt`` = the model's text."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read answer file {path}: {exc}") from exc
-    if path.suffix == ".json":
-        try:
-            return load_response(text)
-        except ParseError as exc:
-            raise ParseError(f"answer file {path}: {exc}", snippet=exc.snippet) from exc
-    return text
 
 
 def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: str = "segment",
@@ -196,8 +186,8 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         replay: a folder of recorded answers, ``<key>.json`` (full response) or ``<key>.txt`` (text), used
             instead of the API. Without it, answers come from ``OUT/responses`` or from the client.
         client: a :class:`visionkit.gemini.GeminiClient` (or anything with its ``annotate`` method).
-        client_factory: builds the client on first need, so a run whose answers are all cached needs no
-            API key. Ignored when ``client`` is given.
+        client_factory: builds the client when ``client`` is None (online mode only); a client built this
+            way is closed at the end.
         prompt, classes: passed to the client; ``classes`` also fixes the COCO categories and their order.
         threshold: mask binarization threshold (0-255).
         concurrency: images processed at once (API requests in flight).
@@ -208,7 +198,13 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         on_progress: called (from the calling thread) with a :class:`Progress` after each image.
 
     Returns:
-        A :class:`LabelSummary`. One image's failure never stops the others; see ``failures``.
+        A :class:`LabelSummary`. One image's failure never stops the others, except a failure that will
+        hit every image (bad key, unknown model, daily quota): then the run stops, and the images not
+        attempted are listed as such in ``failures``.
+
+    Raises:
+        ConfigError, InputError, ExportError: before any image is processed (bad options, no images,
+        no client, an output folder that cannot be written).
     """
     started = time.monotonic()
     if task not in TASKS:
@@ -217,6 +213,7 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
     if not 0 <= threshold <= 255:
         raise ConfigError(f"threshold must be in [0, 255], got {threshold}")
+    categories = CategoryMap(list(classes) if classes else None)  # a bad class list fails now, not at the end
     out = Path(out)
     replay_dir = None if replay is None else Path(replay)
     if replay_dir is not None and not replay_dir.is_dir():
@@ -226,66 +223,96 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         raise InputError("no images found in the inputs (looked for "
                          f"{', '.join(sorted(imageio.IMAGE_SUFFIXES))})")
     keys = _keys(images)
-    try:
-        for sub in ("overlays", "responses") if overlays else ("responses",):
-            (out / sub).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ExportError(f"cannot create output folder {out}: {exc}") from exc
-
-    limiter = RateLimiter(rpm)
-    if replay_dir is None and client is None:
-        missing = [k for k in keys if not (out / "responses" / f"{k}.json").is_file()]
-        if missing:
-            # Built up front, so a configuration error (no API key) stops the run before any work.
-            if client_factory is None:
-                raise ConfigError(f"{len(missing)} images have no saved answer and no Gemini client was "
-                                  "given; pass a client, or replay recorded answers")
-            client = client_factory()
-
-    def get_client() -> Any:
-        return client
-
-    def work(index: int) -> tuple[ImageResult, dict | None]:
-        path, root = images[index]
-        return _process_one(path, _file_name(path, root), keys[index], out=out, replay=replay_dir,
-                            task=task, get_client=get_client, limiter=limiter, prompt=prompt,
-                            classes=classes, threshold=threshold, polygons=polygons, overlays=overlays)
+    if replay_dir is None and client is None and client_factory is None:
+        raise ConfigError("online labeling needs a Gemini client; to label from recorded answers "
+                          "without one, pass replay (for example OUT/responses)")
 
     summary = LabelSummary(out=out, total=len(images))
-    labels: Counter = Counter()
-    report: Counter = Counter()
-    offsets: dict[int, tuple[int, int]] = {}
-    # The spool is an unlinked temp file: nothing is left behind, even after kill -9.
-    with tempfile.TemporaryFile(dir=out) as spool, ThreadPoolExecutor(max_workers=concurrency) as pool:
-        pending = {}
-        next_index = 0
-        # Keep a bounded window of work in flight, so memory does not grow with the image count.
-        while next_index < len(images) or pending:
-            while next_index < len(images) and len(pending) < concurrency * 2:
-                pending[pool.submit(work, next_index)] = next_index
-                next_index += 1
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                index = pending.pop(future)
-                result, record = future.result()
-                _account(summary, result)
-                if record is not None:
-                    labels.update(a["label"] for a in record["annotations"])
-                    report.update(record.pop("report"))
-                    line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
-                    offsets[index] = (spool.seek(0, os.SEEK_END), len(line))
-                    spool.write(line)
-                if on_image is not None:
-                    on_image(result)
-                if on_progress is not None:
-                    on_progress(Progress(summary.total, summary.succeeded, summary.failed,
-                                         summary.cached, summary.retries, time.monotonic() - started))
-        spool.flush()
-        _write_annotations(out / "annotations.json", spool, offsets, labels, report, classes, summary)
+    with contextlib.ExitStack() as cleanup:
+        try:
+            for sub in (["overlays"] if overlays else []) + (["responses"] if replay_dir is None else []):
+                (out / sub).mkdir(parents=True, exist_ok=True)
+            out.mkdir(parents=True, exist_ok=True)
+            # The spool is an unlinked temp file: nothing is left behind, even after kill -9.
+            spool = cleanup.enter_context(tempfile.TemporaryFile(dir=out))
+        except OSError as exc:
+            raise ExportError(f"cannot write to the output folder {out}: {exc}") from exc
+        if replay_dir is None and client is None:
+            client = client_factory()  # before any work: no API key stops the run here
+            cleanup.callback(client.close)
+        source = _AnswerSource(replay_dir, ResponseStore(out / "responses"), client, RateLimiter(rpm),
+                               task, prompt, classes)
+        pool = ThreadPoolExecutor(max_workers=concurrency)
+        cleanup.callback(pool.shutdown, wait=True)
+        try:
+            _run(images, keys, pool, concurrency, source, spool, summary, categories, started, out=out,
+                 task=task, threshold=threshold, polygons=polygons, overlays=overlays, on_image=on_image,
+                 on_progress=on_progress)
+        except BaseException:
+            # Ctrl-C or a crash: drop queued work at once rather than pay for it; requests in flight end.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     summary.failures.sort(key=lambda f: f["file"])
     write_json_atomic(out / "failures.json", summary.failures, indent=2)
     summary.elapsed = time.monotonic() - started
     return summary
+
+
+def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecutor, concurrency: int,
+         source: _AnswerSource, spool: IO[bytes], summary: LabelSummary, categories: CategoryMap,
+         started: float, *, out: Path, task: str, threshold: int, polygons: bool, overlays: bool,
+         on_image: Callable[[ImageResult], None] | None,
+         on_progress: Callable[[Progress], None] | None) -> None:
+    """Process every image on ``pool``, spool the results, then write ``annotations.json``."""
+    labels: Counter = Counter()
+    report: Counter = Counter()
+    offsets: dict[int, tuple[int, int]] = {}
+
+    def work(index: int) -> tuple[ImageResult, dict | None]:
+        path, root = images[index]
+        return _process_one(path, path.relative_to(root).as_posix(), keys[index], source=source, out=out,
+                            task=task, threshold=threshold, polygons=polygons, overlays=overlays)
+
+    pending: dict = {}
+    next_index = 0
+    not_attempted: list[int] = []
+    # A bounded window of work in flight, so memory does not grow with the image count.
+    while next_index < len(images) or pending:
+        while summary.stopped is None and next_index < len(images) and len(pending) < concurrency * 2:
+            pending[pool.submit(work, next_index)] = next_index
+            next_index += 1
+        if not pending:
+            break
+        finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+        for future in finished:
+            index = pending.pop(future)
+            if future.cancelled():
+                not_attempted.append(index)
+                continue
+            result, record = future.result()
+            _account(summary, result)
+            if result.fatal and summary.stopped is None:
+                summary.stopped = f"{result.file}: {result.error}: {result.reason}"
+                for other in pending:
+                    other.cancel()  # queued work is dropped; requests in flight finish
+            if record is not None:
+                labels.update(a["label"] for a in record["annotations"])
+                report.update(record.pop("report"))
+                line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+                offsets[index] = (spool.seek(0, os.SEEK_END), len(line))
+                spool.write(line)
+            if on_image is not None:
+                on_image(result)
+            if on_progress is not None:
+                on_progress(Progress(summary.total, summary.succeeded, summary.failed, summary.cached,
+                                     summary.retries, time.monotonic() - started))
+    for index in sorted(not_attempted + list(range(next_index, len(images)))):
+        path, root = images[index]
+        _account(summary, ImageResult(
+            path.relative_to(root).as_posix(), keys[index], False, "", stage="not attempted", error="Stopped",
+            reason=f"the run stopped after a failure that would repeat for every image ({summary.stopped})"))
+    spool.flush()
+    _write_annotations(out / "annotations.json", spool, offsets, labels, report, categories, summary)
 
 
 def _account(summary: LabelSummary, result: ImageResult) -> None:
@@ -302,33 +329,59 @@ def _account(summary: LabelSummary, result: ImageResult) -> None:
                                  "error": result.error, "reason": result.reason})
 
 
-def _process_one(path: Path, file_name: str, key: str, *, out: Path, replay: Path | None, task: str,
-                 get_client: Callable[[], Any], limiter: RateLimiter, prompt: str | None,
-                 classes: Sequence[str] | None, threshold: int, polygons: bool, overlays: bool
-                 ) -> tuple[ImageResult, dict | None]:
-    """Answer -> detections -> annotations (+ overlay) for one image. Never raises VisionkitError."""
-    stage, source, attempts = "answer", "", 0
-    try:
-        cache = out / "responses" / f"{key}.json"
-        if replay is not None:
-            found = _find_replay(replay, key, path.stem)
+def _is_fatal(exc: BaseException) -> bool:
+    """Failures that would repeat for every image: a bad or unauthorised key, an unknown model, a daily
+    quota. Going on would only send more doomed (and possibly billed) requests."""
+    if isinstance(exc, (AuthError, NotFoundError)):
+        return True
+    if isinstance(exc, RateLimitError):
+        return exc.per_day
+    return isinstance(exc, BadRequestError) and "api key" in (exc.api_message or "").lower()
+
+
+class _AnswerSource:
+    """Finds or fetches one image's answer: replay folder, saved response, or the API (saved)."""
+
+    def __init__(self, replay: Path | None, store: ResponseStore, client: Any, limiter: RateLimiter,
+                 task: str, prompt: str | None, classes: Sequence[str] | None):
+        self.replay, self.store, self.client, self.limiter = replay, store, client, limiter
+        self.task, self.prompt, self.classes = task, prompt, classes
+        # What the saved answers must have been asked with (see visionkit.answers).
+        self.request = {"task": task, "prompt": prompt, "classes": list(classes) if classes else None,
+                        "model": getattr(client, "model", None),
+                        "max_side": getattr(client, "max_side", None)}
+
+    def get(self, path: Path, file_name: str, key: str) -> tuple[Any, str, int, str | None]:
+        """``(answer, source, attempts, note)``; source is "replay", "cache" or "api"."""
+        if self.replay is not None:
+            found = find_replay(self.replay, key, path.stem)
             if found is None:
                 raise InputError(f"no replay answer for {file_name}: looked for {key}.json and {key}.txt "
-                                 f"in {replay}")
-            answer, source = _read_answer(found), "replay"
-        elif cache.is_file():
-            answer, source = _read_answer(cache), "cache"
+                                 f"in {self.replay}")
+            return read_answer(found), "replay", 0, None
+        answer, stale = self.store.load(key, self.request, path)
+        if answer is not None:
+            return answer, "cache", 0, None
+        self.limiter.acquire()
+        result = self.client.annotate(path, self.task, prompt=self.prompt, classes=self.classes)
+        try:
+            answer_text(result.response)
+        except (BlockedError, EmptyResponseError):
+            pass  # not saved: a rerun may get a real answer
         else:
-            limiter.acquire()
-            result = get_client().annotate(path, task, prompt=prompt, classes=classes)
-            answer, source, attempts = result.response, "api", result.attempts
-            try:
-                answer_text(answer)
-            except (BlockedError, EmptyResponseError):
-                pass  # not saved: a rerun may get a real answer
-            else:
-                # Saved even when it will not parse: re-parsing later must not pay for the API again.
-                write_json_atomic(cache, answer)
+            # Saved even when it will not parse: re-parsing later must not pay for the API again.
+            self.store.save(key, self.request, path, result.response)
+        note = None if stale is None else f"{stale}; asked again"
+        return result.response, "api", result.attempts, note
+
+
+def _process_one(path: Path, file_name: str, key: str, *, source: _AnswerSource, out: Path, task: str,
+                 threshold: int, polygons: bool, overlays: bool) -> tuple[ImageResult, dict | None]:
+    """Answer -> detections -> annotations (+ overlay) for one image. Never raises an Exception."""
+    stage, origin, attempts = "answer", "", 0
+    try:
+        origin = "api" if source.replay is None else "replay"
+        answer, origin, attempts, note = source.get(path, file_name, key)
         # The image is decoded again here rather than held through the request: with many requests in
         # flight, holding full-size images would cost far more memory than the second decode costs time.
         stage = "image"
@@ -344,22 +397,27 @@ def _process_one(path: Path, file_name: str, key: str, *, out: Path, replay: Pat
 
             imageio.write_png_atomic(out / "overlays" / f"{key}.png", draw_overlay(rgb, dets))
     except VisionkitError as exc:
-        return ImageResult(file_name, key, False, source, attempts=attempts, stage=stage,
-                           error=type(exc).__name__, reason=str(exc)), None
+        if origin == "api" and stage == "answer":
+            attempts = getattr(exc, "attempts", 1)
+        elif origin == "api":
+            origin = "cache" if attempts == 0 else origin
+        return ImageResult(file_name, key, False, origin, attempts=attempts, stage=stage,
+                           error=type(exc).__name__, reason=str(exc), fatal=_is_fatal(exc)), None
     except Exception as exc:  # a bug must not stop the other images; it is reported as such
-        return ImageResult(file_name, key, False, source, attempts=attempts, stage=stage,
+        return ImageResult(file_name, key, False, origin, attempts=attempts, stage=stage,
                            error=type(exc).__name__,
                            reason=f"internal error (please report it): {exc!r}"), None
     record = {"file_name": file_name, "width": size_wh[0], "height": size_wh[1], "annotations": anns,
               "report": dict(report)}
-    return ImageResult(file_name, key, True, source, detections=len(dets), warnings=dets.warnings,
+    warnings = dets.warnings if note is None else (ParseWarning(None, None, note), *dets.warnings)
+    return ImageResult(file_name, key, True, origin, detections=len(dets), warnings=warnings,
                        attempts=attempts), record
 
 
 def _write_annotations(path: Path, spool, offsets: dict[int, tuple[int, int]], labels: Counter,
-                       report: Counter, classes: Sequence[str] | None, summary: LabelSummary) -> None:
+                       report: Counter, cats: CategoryMap, summary: LabelSummary) -> None:
     """Stream the COCO file from the spool, images in input order, atomically."""
-    cats = CategoryMap(list(classes) if classes else None).fit(labels.elements())
+    cats.fit(labels.elements())
     unmapped: Counter = Counter()
     order = sorted(offsets)
 
