@@ -302,6 +302,42 @@ def test_base_url_from_env_and_validation(fake, monkeypatch):
     assert GeminiClient(api_key=KEY).base_url == "https://generativelanguage.googleapis.com"
 
 
+SECRET = "AIzaSy-secret-in-url-0042"
+
+
+@pytest.mark.parametrize("bad", [
+    f"generativelanguage.googleapis.com/v1beta?key={SECRET}",  # no scheme AND a key: both refused
+    f"https://generativelanguage.googleapis.com/v1beta?key={SECRET}",
+    f"https://generativelanguage.googleapis.com?key={SECRET}",
+    f"ftp://example.com/x?key={SECRET}",
+    f"https://user:{SECRET}@example.com",
+    f"https://{SECRET}@example.com/v1",
+    f"ftp://user:{SECRET}@example.com",
+    f"user:{SECRET}@example.com/v1",
+    f"https://example.com/v1#{SECRET}",
+])
+def test_base_url_with_a_secret_is_refused_without_echo(fake, monkeypatch, caplog, bad):
+    for source in ("argument", "env"):
+        kwargs = {"base_url": bad} if source == "argument" else {}
+        if source == "env":
+            monkeypatch.setenv("GEMINI_BASE_URL", bad)
+        with pytest.raises(ConfigError, match="base_url must not contain a query, a fragment or credentials"
+                           ) as info:
+            GeminiClient(api_key=KEY, **kwargs)
+        assert SECRET not in str(info.value) and SECRET not in repr(info.value)
+    assert SECRET not in caplog.text
+    assert fake.requests == []
+
+
+def test_base_url_error_names_the_url_without_secrets(fake):
+    with pytest.raises(ConfigError, match="'generativelanguage.googleapis.com/v1beta'"):
+        GeminiClient(api_key=KEY, base_url="generativelanguage.googleapis.com/v1beta")
+    with pytest.raises(ConfigError, match=r"'ftp://example.com/x'"):
+        GeminiClient(api_key=KEY, base_url="ftp://example.com/x")
+    with GeminiClient(api_key=KEY, base_url=fake.base_url + "/") as client:  # a plain URL is still fine
+        assert client.base_url == fake.base_url
+
+
 # -- image preparation ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("image, max_side, mime, sent_wh", [
@@ -336,6 +372,19 @@ def test_exif_rotated_image_is_sent_upright(make, fake, tmp_path):
     assert Image.open(io.BytesIO(data)).getexif().get(0x0112) is None
 
 
+def test_16bit_png_is_sent_scaled_not_white(make, fake, tmp_path):
+    """Pillow's convert("RGB") clips 16-bit gray at 255: a mid-gray 16-bit image was sent almost white."""
+    deep = np.full((60, 80), 32768, np.uint16)
+    deep[:, 40:] = 8192
+    path = tmp_path / "deep16.png"
+    Image.fromarray(deep).save(path)
+    result = make().annotate(path, "detect")
+    assert result.original_wh == result.sent_wh == (80, 60)
+    data = base64.b64decode(fake.requests[0].parts[0]["inlineData"]["data"])
+    sent = np.asarray(Image.open(io.BytesIO(data)).convert("L")).astype(int)
+    assert abs(sent[30, 10] - 128) <= 3 and abs(sent[30, 70] - 32) <= 3
+
+
 def test_detections_map_to_the_original_size(make):
     dets = make().detect(rgb(3000, 1000))  # default answer: box_2d [100, 150, 600, 700]
     assert dets.image_wh == (3000, 1000)
@@ -343,6 +392,25 @@ def test_detections_map_to_the_original_size(make):
     assert list(dets.labels) == ["object"]
     seg = make().segment(rgb(3000, 1000))
     assert seg.masks is not None and seg.masks[0] is not None and seg.masks[0].area() > 0
+
+
+def test_default_threshold_comes_from_masks(monkeypatch):
+    """detect/segment default to visionkit.masks.DEFAULT_THRESHOLD, not a copy of its value."""
+    import importlib.util
+    import inspect
+    import sys
+
+    from visionkit import masks
+    from visionkit.gemini import client as client_module
+
+    assert inspect.signature(GeminiClient.detect).parameters["threshold"].default == masks.DEFAULT_THRESHOLD
+    monkeypatch.setattr(masks, "DEFAULT_THRESHOLD", 99)
+    spec = importlib.util.spec_from_file_location("visionkit.gemini._client_copy", client_module.__file__)
+    copy = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, copy)  # dataclasses look their module up there
+    spec.loader.exec_module(copy)  # a fresh copy, so the real module and its classes are untouched
+    for name in ("detect", "segment"):
+        assert inspect.signature(getattr(copy.GeminiClient, name)).parameters["threshold"].default == 99
 
 
 # -- retries -------------------------------------------------------------------------------------------------
@@ -456,6 +524,78 @@ def test_max_retries_argument(fake, sleeps):
         with pytest.raises(ServerError):
             client.generate("x")
     assert len(fake.generate_requests) == 2
+
+
+# -- attempts on failures ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("faults, max_attempts, cls, attempts", [
+    ([Fault.status(503)] * 5, 3, ServerError, 3),  # retries used up
+    ([Fault.status(503)] * 5, 1, ServerError, 1),
+    ([Fault.status(503), Fault.reset(), Fault.status(503), Fault.status(429)], 4, RateLimitError, 4),
+    ([Fault.status(400)], 4, BadRequestError, 1),  # not retried
+    ([Fault.status(503), Fault.status(404)], 4, NotFoundError, 2),
+    ([Fault.status(429, retry_delay=30, quota_id=PER_DAY)], 4, RateLimitError, 1),
+    ([Fault.status(503), Fault.status(429, retry_delay="3600s")], 4, RateLimitError, 2),  # > max_total_wait
+    ([Fault.status(503), Fault.raw(200, "<html>portal</html>")], 4, ResponseError, 2),  # 2xx, not JSON
+])
+def test_failed_requests_report_their_attempts(make, fake, sleeps, faults, max_attempts, cls, attempts):
+    fake.push_faults(*faults)
+    with pytest.raises(cls) as info:
+        make(max_attempts=max_attempts).annotate(rgb(), "detect")
+    assert info.value.attempts == attempts == len(fake.generate_requests)
+
+
+def test_generate_and_detect_errors_report_attempts(make, fake, sleeps):
+    fake.push_faults(*[Fault.status(500)] * 3)
+    with pytest.raises(ServerError) as info:
+        make(max_attempts=3).generate("x")
+    assert info.value.attempts == 3
+    fake.push_faults(Fault.status(502), Fault.blocked("SAFETY"))
+    with pytest.raises(BlockedError) as info:  # the request succeeded on attempt 2; the answer is withheld
+        make().detect(rgb())
+    assert info.value.attempts == 2
+
+
+def test_timeouts_and_unsendable_requests_report_attempts(make, fake, sleeps):
+    fake.push_faults(*[Fault.slow(2.0)] * 2)
+    with pytest.raises(TransportError) as info:
+        make(max_attempts=2, timeout=(1.0, 0.2)).annotate(rgb(), "detect")
+    assert info.value.attempts == 2
+    client = make(max_attempts=3)
+    client.base_url = "http://127.0.0.1:1\x00"  # requests refuses to send: raised from the attempt itself
+    with pytest.raises(TransportError, match="could not be sent") as info:
+        client.generate("x")
+    assert info.value.attempts == 1
+
+
+def test_failed_upload_reports_attempts(sleeps):
+    with FakeGemini(file_states=("PROCESSING", "FAILED")) as fake:
+        client = GeminiClient(api_key=KEY, base_url=fake.base_url, inline_limit_bytes=10,
+                              retry=RetryPolicy(sleep=sleeps.append))
+        with pytest.raises(ResponseError, match="FAILED") as info:
+            client.annotate(rgb(), "detect")
+        assert info.value.attempts == 1
+
+
+def test_retry_policy_sets_attempts():
+    policy = RetryPolicy(max_attempts=3, sleep=lambda d: None)
+    with pytest.raises(ServerError) as info:
+        policy.run(lambda: Failed(ServerError("x", status=503), None, "HTTP 503"))
+    assert info.value.attempts == 3
+    with pytest.raises(BadRequestError) as info:
+        policy.run(lambda: Failed(BadRequestError("x", status=400), None, "HTTP 400"))
+    assert info.value.attempts == 1
+    outcomes = iter([Failed(ServerError("x", status=500), None, "HTTP 500")])
+
+    def send():
+        outcome = next(outcomes, None)
+        if outcome is None:
+            raise TransportError("cannot send")
+        return outcome
+
+    with pytest.raises(TransportError) as info:  # raised by send itself, on attempt 2
+        policy.run(send)
+    assert info.value.attempts == 2
 
 
 # -- answers that are not detections -------------------------------------------------------------------------

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import struct
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from visionkit import imageio
 from visionkit.errors import ExportError, InputError
@@ -87,6 +89,110 @@ def test_image_size_reads_only_the_header(tmp_path):
     assert image_size(path) == (300, 500)
     with pytest.raises(InputError, match="cut.jpg"):
         read_rgb(path)
+
+
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def png_with_late_exif(path: Path, arr: np.ndarray, orientation: int, corrupt_idat: bool = False) -> Path:
+    """A PNG whose eXIf chunk comes AFTER the pixel data (IDAT), optionally with garbage pixel data."""
+    Image.fromarray(arr).save(path)
+    data = bytearray(path.read_bytes())
+    exif = Image.Exif()
+    exif[ORIENTATION] = orientation
+    raw = exif.tobytes().removeprefix(b"Exif\x00\x00")  # a PNG eXIf chunk holds the bare TIFF structure
+    end = data.rindex(b"IEND") - 4
+    data[end:end] = png_chunk(b"eXIf", raw)
+    if corrupt_idat:
+        start = data.index(b"IDAT") + 4
+        length = struct.unpack(">I", data[start - 8:start - 4])[0]
+        data[start:start + length] = bytes(range(256)) * (length // 256) + b"\xff" * (length % 256)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_png_image_size_does_not_decode_pixels(tmp_path, monkeypatch):
+    """getexif() on a PNG without an eXIf chunk before IDAT loads every pixel; image_size must not."""
+    path = tmp_path / "big.png"
+    Image.new("RGB", (3000, 2000), (10, 20, 30)).save(path)
+    loads = []
+    real_load = PngImagePlugin.PngImageFile.load
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", lambda self: loads.append(1) or real_load(self))
+    assert image_size(path) == (3000, 2000)
+    assert loads == []
+    save_with_orientation(path, np.zeros((20, 40, 3), np.uint8), 6)  # eXIf before IDAT (Pillow's place)
+    assert image_size(path) == (20, 40)
+    assert loads == []
+
+
+def test_png_late_exif_is_found_without_decoding(tmp_path):
+    """An eXIf chunk after IDAT is honoured by exif_transpose after a full load, so image_size must see it
+    too, and without decoding: with garbage pixel data it still gives the upright size."""
+    stored = np.zeros((30, 50, 3), np.uint8)
+    good = png_with_late_exif(tmp_path / "late.png", stored, 6)
+    assert image_size(good) == open_upright(good).size == (30, 50)
+    bad = png_with_late_exif(tmp_path / "late_corrupt.png", stored, 6, corrupt_idat=True)
+    assert image_size(bad) == (30, 50)
+    with pytest.raises(InputError, match="late_corrupt.png"):
+        read_rgb(bad)
+
+
+def test_16bit_gray_png_is_scaled_not_clipped(tmp_path):
+    """Pillow's convert("RGB") clips I;16 at 255 (an almost white image); visionkit scales by >> 8."""
+    deep = (np.arange(4 * 7, dtype=np.uint16).reshape(4, 7) * 2400 + 17)
+    path = tmp_path / "deep.png"
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6
+    Image.fromarray(deep).save(path, exif=exif.tobytes())
+    with Image.open(path) as im:
+        assert im.mode.startswith("I")  # 16-bit gray: I;16 with current Pillow (13), I with older ones
+    expected = upright_oracle((deep >> 8).astype(np.uint8)[:, :, None], 6)[:, :, 0]
+    up = open_upright(path)
+    assert up.mode == "L"
+    np.testing.assert_array_equal(np.asarray(up), expected)
+    np.testing.assert_array_equal(read_rgb(path), np.repeat(expected[:, :, None], 3, axis=2))
+    assert image_size(path) == (4, 7)
+
+
+def test_16bit_rgb_png_comes_out_as_8bit_rgb(tmp_path):
+    """Pillow reads 16-bit RGB(A) PNGs as 8-bit RGB(A), keeping the high byte: no scaling needed."""
+    import cv2
+
+    rng = np.random.default_rng(3)
+    deep = rng.integers(0, 65536, size=(5, 6, 3), dtype=np.uint16)
+    path = tmp_path / "deep_rgb.png"
+    assert cv2.imwrite(str(path), deep[:, :, ::-1])  # cv2 writes BGR
+    np.testing.assert_array_equal(read_rgb(path), (deep >> 8).astype(np.uint8))
+    alpha = np.dstack([deep, np.full((5, 6), 65535, np.uint16)])
+    assert cv2.imwrite(str(path), alpha[:, :, [2, 1, 0, 3]])
+    assert open_upright(path).mode == "RGBA"
+    np.testing.assert_array_equal(read_rgb(path), (deep >> 8).astype(np.uint8))
+
+
+def _pil(arr: np.ndarray, mode: str) -> Image.Image:
+    if mode == "I;16B":
+        return Image.frombytes("I;16B", (arr.shape[1], arr.shape[0]), arr.astype(">u2").tobytes())
+    return Image.fromarray(arr)
+
+
+@pytest.mark.parametrize("arr, mode, expected", [
+    (np.array([[0, 255, 256, 65535]], np.uint16), "I;16", [[0, 0, 1, 255]]),
+    (np.array([[0, 255, 256, 65535]], np.uint16), "I;16B", [[0, 0, 1, 255]]),
+    (np.array([[0, 4096, 32768, 65535]], np.int32), "I", [[0, 16, 128, 255]]),  # 16-bit data
+    (np.array([[0, 7, 128, 255]], np.int32), "I", [[0, 7, 128, 255]]),  # 8-bit data is kept
+    (np.array([[-100, 0, 100, 155]], np.int32), "I", [[0, 100, 200, 255]]),  # other: min..max
+    (np.array([[0, 1 << 20, 1 << 24]], np.int32), "I", [[0, 16, 255]]),
+    (np.array([[0.0, 0.25, 0.5, 1.0]], np.float32), "F", [[0, 64, 128, 255]]),  # 0..1 data
+    (np.array([[-3.0, 0.5, 100.4, 300.0, np.nan]], np.float32), "F", [[0, 0, 100, 255, 0]]),  # 0..255
+])
+def test_high_bit_depth_pil_images_are_scaled(arr, mode, expected):
+    im = _pil(arr, mode)
+    assert im.mode == mode
+    out = open_upright(im)
+    assert out.mode == "L"
+    np.testing.assert_array_equal(np.asarray(out), np.array(expected, np.uint8))
+    np.testing.assert_array_equal(read_rgb(im)[:, :, 1], np.array(expected, np.uint8))
 
 
 @pytest.mark.parametrize("arr, mode", [

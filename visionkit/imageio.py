@@ -7,6 +7,10 @@ Supported files: jpg, jpeg, png, webp, bmp, and heic/heif when the optional ``pi
 installed (``pip install visionkit[heif]``). Every failure to read an input is an
 :class:`~visionkit.errors.InputError` that names the file and says what was expected.
 
+High bit depths: 16-bit gray (``I;16``), 32-bit integer (``I``) and float (``F``) images are reduced to
+8-bit gray (``L``) by scaling, not clipping (see :func:`open_upright`), so they are neither sent to Gemini
+nor drawn almost entirely white. 16-bit RGB(A) PNGs already come out of Pillow as 8-bit ``RGB``/``RGBA``.
+
 Decompression bombs: an image with more than :data:`MAX_PIXELS` pixels is refused with an
 :class:`~visionkit.errors.InputError` before its pixels are decoded. The limit is twice Pillow's default
 ``Image.MAX_IMAGE_PIXELS`` (the size at which Pillow itself turns its warning into an error).
@@ -15,6 +19,7 @@ Decompression bombs: an image with more than :data:`MAX_PIXELS` pixels is refuse
 from __future__ import annotations
 
 import os
+import struct
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -126,7 +131,11 @@ def open_upright(source: ImageSource) -> Image.Image:
             (arrays have no EXIF and are taken as upright).
 
     Returns:
-        A new, fully loaded PIL image in its own mode (``RGB``, ``RGBA``, ``L``, ``P``, ...).
+        A new, fully loaded PIL image in its own mode (``RGB``, ``RGBA``, ``L``, ``P``, ...), except that
+        high-bit-depth gray is scaled down to 8-bit ``L``: ``I;16*`` keeps its high byte (``>> 8``); ``I``
+        is taken as 8-bit data when its values lie in 0..255, as 16-bit data (``>> 8``) when they lie in
+        0..65535, and is otherwise stretched from its minimum..maximum to 0..255; ``F`` is taken as 0..1
+        data when its values lie in [0, 1] (times 255), else as 0..255 data, clipped (NaN -> 0).
 
     Raises:
         InputError: missing, unreadable, corrupt or oversized file (the message names it), HEIC without
@@ -138,7 +147,7 @@ def open_upright(source: ImageSource) -> Image.Image:
         name = str(getattr(source, "filename", "") or "PIL image")
         _check_pixels(source.size, name)
         try:
-            return ImageOps.exif_transpose(source)
+            return _to_8bit(ImageOps.exif_transpose(source))
         except Exception as exc:
             raise InputError(f"{name}: cannot read image ({type(exc).__name__}: {exc})") from exc
     if not isinstance(source, (str, os.PathLike)):
@@ -147,12 +156,39 @@ def open_upright(source: ImageSource) -> Image.Image:
     with _open_file(path) as im:
         try:
             im.load()
-            return ImageOps.exif_transpose(im)
+            return _to_8bit(ImageOps.exif_transpose(im))
         except Image.DecompressionBombError as exc:
             raise InputError(f"{path}: image is too large to open safely ({exc})") from exc
         except Exception as exc:  # truncated or corrupt pixel data
             raise InputError(f"{path}: cannot decode image ({type(exc).__name__}: {exc}); "
                              f"expected {_EXPECTED}") from exc
+
+
+def _to_8bit(im: Image.Image) -> Image.Image:
+    """Scale a high-bit-depth gray image (``I;16*``, ``I``, ``F``) to ``L``; other modes are returned as is.
+
+    Pillow's own ``convert("L")``/``convert("RGB")`` clips these modes at 255 instead of scaling them.
+    """
+    mode = im.mode
+    if mode.startswith("I;16"):
+        out = (np.asarray(im).astype(np.uint16) >> 8).astype(np.uint8)
+    elif mode == "I":
+        arr = np.asarray(im).astype(np.int64)
+        lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+        if lo >= 0 and hi <= 255:
+            out = arr.astype(np.uint8)
+        elif lo >= 0 and hi <= 65535:
+            out = (arr >> 8).astype(np.uint8)
+        else:  # negative or beyond 16 bits: stretch min..max to 0..255
+            out = np.round((arr - lo) * (255.0 / max(hi - lo, 1))).astype(np.uint8)
+    elif mode == "F":
+        arr = np.nan_to_num(np.asarray(im).astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        if arr.size and arr.min() >= 0.0 and arr.max() <= 1.0:
+            arr = arr * 255.0
+        out = np.round(np.clip(arr, 0.0, 255.0)).astype(np.uint8)
+    else:
+        return im
+    return Image.fromarray(np.ascontiguousarray(out))  # 2-D uint8: mode "L"
 
 
 def read_rgb(source: ImageSource) -> np.ndarray:
@@ -173,8 +209,9 @@ def read_rgb(source: ImageSource) -> np.ndarray:
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     """``(width, height)`` of the UPRIGHT image at ``path``, read from the header and EXIF only.
 
-    Pixels are not decoded, so this is cheap even for large files. Orientations 5-8 (a 90 degree turn)
-    swap width and height.
+    Pixels are not decoded, so this is cheap even for large files (for a PNG whose ``eXIf`` chunk is not
+    before the pixel data, the chunks are walked with seeks, without decompressing them). Orientations
+    5-8 (a 90 degree turn) swap width and height.
 
     Raises:
         InputError: missing, unreadable or oversized file (the message names it).
@@ -183,12 +220,44 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     with _open_file(path) as im:
         width, height = im.size
         try:
-            orientation = im.getexif().get(0x0112, 1)  # ExifTags.Base.Orientation
+            if im.format == "PNG":
+                # PngImageFile.getexif() decodes every pixel when no eXIf chunk precedes IDAT (it loads the
+                # image to look for one after it). Find such a chunk by seeking instead; the base getexif
+                # then reads info["exif"] (and XMP) without loading, as exif_transpose will see it.
+                if "exif" not in im.info:
+                    exif = _png_late_exif(path)
+                    if exif is not None:
+                        im.info["exif"] = exif
+                orientation = Image.Image.getexif(im).get(0x0112, 1)
+            else:
+                orientation = im.getexif().get(0x0112, 1)  # ExifTags.Base.Orientation
         except Exception:  # a broken EXIF block: Pillow's exif_transpose would fail on it too
             orientation = 1
     if orientation in (5, 6, 7, 8):
         width, height = height, width
     return int(width), int(height)
+
+
+def _png_late_exif(path: Path) -> bytes | None:
+    """The data of the first ``eXIf`` chunk of the PNG at ``path``, found by seeking from chunk header to
+    chunk header (pixel data is skipped, not read), or None when there is none or the chunks are broken."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(8) != b"\x89PNG\r\n\x1a\n":
+                return None
+            while True:
+                header = f.read(8)
+                if len(header) < 8:
+                    return None
+                length, kind = struct.unpack(">I4s", header)
+                if kind == b"eXIf":
+                    data = f.read(length)
+                    return data if len(data) == length else None
+                if kind == b"IEND":
+                    return None
+                f.seek(length + 4, os.SEEK_CUR)  # the chunk's data and CRC
+    except OSError:
+        return None
 
 
 def iter_images(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]

@@ -13,6 +13,7 @@ Wire format and error handling follow ``shared/design/GEMINI-API-FACTS.md``:
 * Error statuses become :class:`~visionkit.errors.HTTPStatusError` subclasses carrying ``status``,
   ``api_status`` and ``api_message`` from the ``{"error": {...}}`` body; timeouts and connection errors
   become :class:`~visionkit.errors.TransportError`. Retries: :class:`~visionkit.gemini.retry.RetryPolicy`.
+  Every ``APIError`` raised carries ``attempts``: the HTTP attempts made by the request that failed.
 * A request whose JSON would exceed ``inline_limit_bytes`` (20 MB by default, after base64) sends the image
   through the Files API (:mod:`visionkit.gemini.files_api`) and refers to it with ``fileData``.
 
@@ -40,6 +41,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from ..errors import (
+    APIError,
     AuthError,
     BadRequestError,
     ConfigError,
@@ -50,10 +52,11 @@ from ..errors import (
     ServerError,
     TransportError,
 )
+from ..masks import DEFAULT_THRESHOLD
 from . import files_api
 from .images import DEFAULT_JPEG_QUALITY, DEFAULT_MAX_SIDE, PreparedImage, prepare_image
 from .prompts import TASKS, build_generation_config, build_prompt, model_family
-from .retry import Failed, RetryPolicy, parse_retry_after, quota_ids, retry_info_delay
+from .retry import Failed, RetryPolicy, _set_attempts, parse_retry_after, quota_ids, retry_info_delay
 
 __all__ = [
     "API_VERSION",
@@ -115,13 +118,33 @@ def _resolve_key(api_key: str | None) -> str:
 
 def _resolve_base_url(base_url: str | None) -> str:
     url = (base_url or os.environ.get("GEMINI_BASE_URL", "").strip() or DEFAULT_BASE_URL).rstrip("/")
+    # Checked first, and never echoed: a query (``?key=...``) or userinfo (``user:pass@``) may hold a secret.
+    if "?" in url or "#" in url or "@" in _authority(url):
+        raise ConfigError("base_url must not contain a query, a fragment or credentials (a key in a URL "
+                          "leaks into logs and proxies; the API key is sent in a header), got "
+                          f"{_safe_url(url)!r}")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL}, got {url!r}")
-    if parts.query or parts.fragment or parts.username or parts.password:
-        raise ConfigError("base_url must not contain a query, a fragment or credentials")
+        raise ConfigError(f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL}, "
+                          f"got {_safe_url(url)!r}")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
         logger.warning("base_url %s is plain http: the API key would cross the network unencrypted", url)
+    return url
+
+
+def _authority(url: str) -> str:
+    """The ``user:pass@host:port`` part of ``url`` (scheme optional), without parsing it."""
+    rest = url.split("://", 1)[1] if "://" in url else url
+    return re.split(r"[/?#]", rest, maxsplit=1)[0]
+
+
+def _safe_url(url: str) -> str:
+    """``url`` for a message: without its query, fragment or userinfo (any of which may hold a secret)."""
+    url = re.split(r"[?#]", url, maxsplit=1)[0]
+    authority = _authority(url)
+    if "@" in authority:
+        scheme = url.split("://", 1)[0] + "://" if "://" in url else ""
+        url = scheme + "***@" + authority.rsplit("@", 1)[1] + url[len(scheme) + len(authority):]
     return url
 
 
@@ -346,12 +369,6 @@ class GeminiClient:
 
         return self.retry.run(send, on_retry=self._notify_retry)
 
-    def _files_request(self, method: str, url: str, *, headers: Mapping[str, str] | None = None,
-                       data: bytes | None = None) -> requests.Response:
-        response, _ = self._request(method, url, headers=headers, data=data,
-                                    what=f"Files API {method} {urlsplit(url).path}")
-        return response
-
     def _post_generate(self, body: Mapping[str, Any] | bytes) -> tuple[dict, int]:
         payload = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
         url = f"{self.base_url}/{API_VERSION}/models/{self.model}:generateContent"
@@ -361,12 +378,13 @@ class GeminiClient:
             result = response.json()
         except ValueError as exc:
             snippet = self._redact(response.text[:80])
-            raise ResponseError(f"Gemini API answered HTTP {response.status_code} with a body that is not "
-                                f"JSON (Content-Type {response.headers.get('Content-Type')!r}, "
-                                f"{len(response.content)} bytes): {snippet!r} (model {self.model})") from exc
+            error = ResponseError(f"Gemini API answered HTTP {response.status_code} with a body that is not "
+                                  f"JSON (Content-Type {response.headers.get('Content-Type')!r}, "
+                                  f"{len(response.content)} bytes): {snippet!r} (model {self.model})")
+            raise _set_attempts(error, attempts) from exc
         if not isinstance(result, dict):
-            raise ResponseError(f"Gemini API answered with JSON {type(result).__name__}, expected an object "
-                                f"(model {self.model})")
+            raise _set_attempts(ResponseError(f"Gemini API answered with JSON {type(result).__name__}, "
+                                              f"expected an object (model {self.model})"), attempts)
         return result, attempts
 
     # -- public API --------------------------------------------------------------------------------------
@@ -385,7 +403,8 @@ class GeminiClient:
             safety_settings: a list of ``{"category", "threshold"}``.
 
         Raises:
-            APIError: see the module docstring (HTTPStatusError subclasses, TransportError, ResponseError).
+            APIError: see the module docstring (HTTPStatusError subclasses, TransportError, ResponseError);
+                its ``attempts`` attribute is the number of HTTP attempts made.
         """
         body: dict[str, Any] = {"contents": _as_contents(parts_or_contents)}
         if system_instruction is not None:
@@ -399,10 +418,27 @@ class GeminiClient:
 
     def upload(self, data: bytes, mime_type: str, *, display_name: str | None = None
                ) -> files_api.UploadedFile:
-        """Upload bytes with the Files API and wait until the file is ACTIVE."""
-        return files_api.upload_bytes(self._files_request, self.base_url, data, mime_type,
-                                      display_name=display_name, poll_interval=self.upload_poll_interval,
-                                      poll_timeout=self.upload_poll_timeout, sleep=self.retry.sleep)
+        """Upload bytes with the Files API and wait until the file is ACTIVE.
+
+        Raises:
+            APIError: its ``attempts`` attribute is the HTTP attempts of the Files API request that failed
+                (or whose answer was unusable).
+        """
+        last_attempts = [1]
+
+        def request(method: str, url: str, **kw: Any) -> requests.Response:
+            last_attempts[0] = 1  # a failure inside _request sets its own attempts
+            response, last_attempts[0] = self._request(method, url, what=f"Files API {method} "
+                                                       f"{urlsplit(url).path}", **kw)
+            return response
+
+        try:
+            return files_api.upload_bytes(request, self.base_url, data, mime_type,
+                                          display_name=display_name, poll_interval=self.upload_poll_interval,
+                                          poll_timeout=self.upload_poll_timeout, sleep=self.retry.sleep)
+        except APIError as exc:
+            _set_attempts(exc, last_attempts[0], replace=False)
+            raise
 
     def annotate(self, image: Any, task: str, *, prompt: str | None = None,
                  classes: Sequence[str] | None = None, generation_config: Mapping[str, Any] | None = None,
@@ -421,7 +457,9 @@ class GeminiClient:
         Raises:
             ConfigError: bad task, classes or generation config.
             InputError: the image cannot be read.
-            APIError: the request failed (after retries).
+            APIError: the request failed (after retries). Its ``attempts`` attribute is the number of HTTP
+                attempts made by the failed request (generateContent, or the Files API request when an
+                upload fails), as :attr:`AnnotateResult.attempts` is for a success.
         """
         if task not in TASKS:
             raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
@@ -454,7 +492,7 @@ class GeminiClient:
         return prepare_image(image, self.max_side, self.jpeg_quality)
 
     def detect(self, image: Any, prompt: str | None = None, classes: Sequence[str] | None = None,
-               threshold: int = 127, *, generation_config: Mapping[str, Any] | None = None):
+               threshold: int = DEFAULT_THRESHOLD, *, generation_config: Mapping[str, Any] | None = None):
         """Boxes for ``image`` as :class:`~visionkit.detections.Detections` in the original image's pixels.
 
         Raises:
@@ -464,7 +502,8 @@ class GeminiClient:
         return self._annotate_parse(image, "detect", prompt, classes, threshold, generation_config)
 
     def segment(self, image: Any, prompt: str | None = None, classes: Sequence[str] | None = None,
-                threshold: int = 127, *, generation_config: Mapping[str, Any] | None = None):
+                threshold: int = DEFAULT_THRESHOLD, *,
+                generation_config: Mapping[str, Any] | None = None):
         """Boxes and masks for ``image`` (see :meth:`detect`); masks are binarized at ``> threshold``."""
         return self._annotate_parse(image, "segment", prompt, classes, threshold, generation_config)
 
@@ -474,8 +513,12 @@ class GeminiClient:
 
         result = self.annotate(image, task, prompt=prompt, classes=classes,
                                generation_config=generation_config)
-        return parse_response(result.response, image_size=result.original_wh, threshold=threshold,
-                              masks=(task == "segment"))
+        try:
+            return parse_response(result.response, image_size=result.original_wh, threshold=threshold,
+                                  masks=(task == "segment"))
+        except APIError as exc:  # BlockedError / EmptyResponseError: the request itself succeeded
+            _set_attempts(exc, result.attempts, replace=False)
+            raise
 
 
 def _display_name(image: Any) -> str:

@@ -14,6 +14,11 @@ The wait before retry ``n`` (1-based) is exponential backoff with jitter, capped
 When the server says how long to wait (``RetryInfo.retryDelay`` in the error body's ``details``, or the
 ``Retry-After`` header), the wait is at least that long. A server delay longer than ``max_total_wait``
 stops the retries at once, and so does a wait that would push the total time slept past it.
+
+Every :class:`~visionkit.errors.APIError` raised by :meth:`RetryPolicy.run` carries ``attempts`` (int): the
+number of HTTP attempts made, including the failed last one (1 = not retried). It is set as an attribute
+on the error (``APIError`` takes no such argument), so the pipeline can count the requests and retries of
+an image that failed; :class:`~visionkit.gemini.GeminiClient` sets it on every ``APIError`` it raises too.
 """
 
 from __future__ import annotations
@@ -184,17 +189,23 @@ class RetryPolicy:
 
         Raises:
             APIError: the last failure's error, when it is not retryable, attempts are used up, or the wait
-                would exceed ``max_total_wait``. Its message says why retrying stopped.
+                would exceed ``max_total_wait``. Its message says why retrying stopped, and its
+                ``attempts`` attribute the number of attempts made. An ``APIError`` raised by ``send``
+                itself gets ``attempts`` too (counting that attempt) unless it already has one.
         """
         waited = 0.0
         previous: float | None = None
         attempt = 0
         while True:
             attempt += 1
-            outcome = send()
+            try:
+                outcome = send()
+            except APIError as exc:
+                _set_attempts(exc, attempt, replace=False)
+                raise
             if not isinstance(outcome, Failed):
                 return outcome, attempt
-            error = outcome.error
+            error = _set_attempts(outcome.error, attempt)
             if not self.is_retryable(error):
                 raise error
             if attempt >= self.max_attempts:
@@ -214,6 +225,14 @@ class RetryPolicy:
             self.sleep(delay)
             waited += delay
             previous = delay
+
+
+def _set_attempts(error: APIError, attempts: int, *, replace: bool = True) -> APIError:
+    """Set ``error.attempts`` (HTTP attempts made) and return ``error``; with ``replace=False``, an
+    ``attempts`` already set is kept."""
+    if replace or not isinstance(getattr(error, "attempts", None), int):
+        error.attempts = int(attempts)  # type: ignore[attr-defined]
+    return error
 
 
 def _amend(error: APIError, note: str) -> APIError:
