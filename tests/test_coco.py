@@ -89,7 +89,8 @@ def test_category_ids_are_stable_across_images():
 
 @pytest.mark.parametrize("label, expected", [
     ("Cups", "cup"), ("boxes", "box"), ("berries", "berry"), ("glass", "glass"), ("  Red\tCUPS ", "red cup"),
-    ("bus", "bus"), ("寿司 🍣", "寿司 🍣"), ("dishes", "dish"), ("", ""),
+    ("bus", "bus"), ("寿司 🍣", "寿司 🍣"), ("dishes", "dish"), ("", ""), ("camera lens", "camera lens"),
+    ("glasses", "glasses"), ("cans", "can"),
 ])
 def test_normalize_label(label, expected):
     assert normalize_label(label) == expected

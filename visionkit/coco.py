@@ -49,6 +49,9 @@ __all__ = [
 ]
 
 _SPACE = re.compile(r"[\s_]+")
+# Words that end like plurals but name one thing (or are only used in the plural).
+_NOT_PLURAL = frozenset({"lens", "series", "species", "news", "glasses", "scissors", "pants", "jeans",
+                         "shorts", "trousers", "tongs", "pliers", "binoculars", "headphones", "earphones"})
 
 
 @functools.lru_cache(maxsize=4096)
@@ -56,11 +59,14 @@ def normalize_label(label: str) -> str:
     """Canonical form for matching labels: lowercase, single spaces, simple plural -> singular.
 
     ``"Red  Cups"`` -> ``"red cup"``; ``"boxes"`` -> ``"box"``; ``"berries"`` -> ``"berry"``;
-    ``"glass"`` stays ``"glass"``. Only the last word is singularised.
+    ``"glass"`` stays ``"glass"``; ``"lens"`` and ``"glasses"`` (eyewear) stay as they are. Only the last
+    word is singularised.
     """
     text = _SPACE.sub(" ", str(label).strip().lower())
     head, _, last = text.rpartition(" ")
-    if len(last) > 3 and last.endswith("ies"):
+    if last in _NOT_PLURAL:
+        pass
+    elif len(last) > 3 and last.endswith("ies"):
         last = last[:-3] + "y"
     elif len(last) > 3 and last.endswith(("ches", "shes", "sses", "xes", "zes")):
         last = last[:-2]
