@@ -7,8 +7,10 @@ import pytest
 
 from visionkit.boxes import (
     gemini_points_to_xy,
+    gemini_polygon_to_xy,
     gemini_to_pixel_box,
     gemini_to_xyxy,
+    point_to_box_2d,
     polygon_order,
     xyxy_to_xywh,
 )
@@ -59,3 +61,36 @@ def test_polygon_order(points, box, expected):
 def test_xyxy_to_xywh():
     np.testing.assert_allclose(xyxy_to_xywh([[1, 2, 4, 8]]), [[1, 2, 3, 6]])
     assert xyxy_to_xywh(np.empty((0, 4))).shape == (0, 4)
+
+
+def test_full_grid_maps_exactly_onto_the_image_edge():
+    # 1000 * (2007 / 1000) is 2007.0000000000002 in float64: the result must still lie inside the image.
+    sizes = np.arange(1, 5001)
+    for width in sizes:
+        wh = (int(width), int(width) + 4)
+        xyxy = gemini_to_xyxy([[0, 0, 1000, 1000]], wh)[0]
+        assert xyxy[2] <= wh[0] and xyxy[3] <= wh[1]
+        np.testing.assert_allclose(xyxy, [0, 0, *wh], rtol=1e-12)
+        point = gemini_points_to_xy([[1000, 1000]], wh)[0]
+        assert point[0] <= wh[0] and point[1] <= wh[1]
+
+
+def test_point_to_box_2d_is_degenerate_and_y_first():
+    assert point_to_box_2d([250, 750]) == [250.0, 750.0, 250.0, 750.0]
+    np.testing.assert_allclose(gemini_to_xyxy([point_to_box_2d([250, 750])], (400, 200)),
+                               [[300, 50, 300, 50]])
+
+
+@pytest.mark.parametrize("order, points", [
+    ("yx", [[100, 400], [900, 500], [-5, 1200]]),
+    ("xy", [[400, 100], [500, 900], [1200, -5]]),
+])
+def test_gemini_polygon_to_xy(order, points):
+    # The same polygon in either order: x 400..500 of 200 px, y 100..900 of 50 px, clipped to the grid.
+    np.testing.assert_allclose(gemini_polygon_to_xy(np.asarray(points), order, (200, 50)),
+                               [[80, 5], [100, 45], [200, 0]])
+
+
+def test_gemini_polygon_to_xy_refuses_an_unknown_order():
+    with pytest.raises(ValueError, match="order"):
+        gemini_polygon_to_xy([[1, 2]], "ab", (10, 10))

@@ -127,13 +127,29 @@ def test_results_drop_bbox_for_segm():
     assert len(to_results(ds, "bbox")) == 3
 
 
-def test_atomic_write_leaves_old_file_on_failure(tmp_path):
+def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
     path = tmp_path / "out.json"
     write_json_atomic(path, {"ok": 1})
-    with pytest.raises(ExportError):
-        write_json_atomic(path, {"bad": object()})
+    written = []
+
+    def failing_replace(src, dst):
+        with open(src) as fh:  # the new text was written; the rename fails
+            written.append(json.load(fh))
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr("visionkit.atomic.os.replace", failing_replace)
+    with pytest.raises(ExportError, match="disk on fire"):
+        write_json_atomic(path, {"new": 2})
+    assert written == [{"new": 2}]
     assert json.loads(path.read_text()) == {"ok": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_unserializable_json_is_an_export_error(tmp_path):
+    path = tmp_path / "out.json"
+    with pytest.raises(ExportError):
+        write_json_atomic(path, {"bad": object()})
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_empty_dataset_loads(tmp_path):

@@ -43,12 +43,27 @@ def test_frozen_and_read_only():
     ({"image_wh": (0, 5)}, "image_wh"),
     ({"scores": [1.0]}, "scores"),
     ({"masks": (MaskCrop(np.ones((5, 5), bool), 38, 0), None)}, "inside"),
+    ({"xyxy": [[0, 0, 1, 1], [0, 0, 41, 5]]}, r"xyxy\[1\]"),
+    ({"xyxy": [[0, 0, 1, 1], [0, 0, 5, 31]]}, r"xyxy\[1\]"),
+    ({"xyxy": [[-0.5, 0, 1, 1], [0, 0, 5, 5]]}, r"xyxy\[0\]"),
+    ({"xyxy": [[0, -1, 1, 1], [0, 0, 5, 5]]}, r"xyxy\[0\]"),
+    ({"xyxy": [[0, 0, 1, 1], [6, 0, 5, 5]]}, r"xyxy\[1\]"),
+    ({"xyxy": [[0, 0, 1, 1], [0, 6, 5, 5]]}, r"xyxy\[1\]"),
+    ({"xyxy": [[0, 0, 1, 1], [0, 0, np.nan, 5]]}, r"xyxy\[1\]"),
+    ({"xyxy": [[0, 0, 1, np.inf], [0, 0, 5, 5]]}, r"xyxy\[0\]"),
+    ({"labels": ["a", 7]}, r"labels\[1\]"),
+    ({"labels": ["a", None]}, r"labels\[1\]"),
 ])
 def test_invariants(kwargs, message):
     base = {"xyxy": np.zeros((2, 4)), "labels": ["a", "b"], "image_wh": (40, 30)}
     base.update(kwargs)
     with pytest.raises(ValueError, match=message):
         Detections(**base)
+
+
+def test_boxes_on_the_edges_and_points_are_valid():
+    d = Detections([[0, 0, 40, 30], [40, 30, 40, 30], [3.5, 2, 3.5, 2]], ["a", "b", np.str_("c")], (40, 30))
+    assert len(d) == 3
 
 
 def test_full_mask_on_demand_and_non_square():

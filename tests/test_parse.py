@@ -266,6 +266,7 @@ def _png_header(width: int, height: int) -> str:
     ("data:image/png;base64,", "empty"),
     ("data:image/png;base64,/9j/4AAQSkZJRg==", "not a PNG"),
     ("<start_of_mask><seg_4><seg_20><seg_4>", "3 tokens"),
+    ("<end_of_mask>", "no public decoder"),
     ("gimme_mask_for_this", "not a PNG"),
     ([[1, 2], [3, 4]], "at least 3 are needed"),
     ([], "empty list"),
@@ -336,3 +337,158 @@ def test_threshold_parameter(threshold, expected):
 def test_bad_image_size_is_refused(size):
     with pytest.raises(ValueError, match="image_size"):
         parse_response("[]", size)
+
+
+# -- mask tokens inside and outside strings ------------------------------------------------------------
+
+def test_seg_tokens_inside_a_string_are_left_alone():
+    items = [{"box_2d": [100, 100, 300, 400], "label": "a",
+              "mask": "<start_of_mask><seg_1><seg_2><end_of_mask>"},
+             {"box_2d": [1, 2, 300, 400], "label": "b"}]
+    d = parse_response(json.dumps(items), (100, 100))
+    assert labels(d) == ["a", "b"] and not d.has_mask(0)
+    (w,) = d.warnings
+    assert w.index == 0 and w.field == "mask" and "no public decoder" in w.reason
+    assert not any("cut off" in str(w) for w in d.warnings)
+
+
+def test_seg_tokens_in_a_label_are_kept_verbatim():
+    label = "odd label: <start_of_mask><seg_3>"
+    d = parse_response(json.dumps([{"box_2d": [1, 2, 300, 400], "label": label}]), (100, 100))
+    assert labels(d) == [label] and d.warnings == ()
+
+
+def test_bare_seg_tokens_with_end_token_and_lopsided_quote_are_read():
+    text = ('[{"box_2d": [100, 200, 500, 600], "mask": <start_of_mask><seg_35> <seg_65><end_of_mask>", '
+            '"label": "x: <start_of_mask>"}, {"box_2d": [1, 2, 300, 400], "label": "y"}]')
+    d = parse_response(text, (100, 100))
+    assert labels(d) == ["x: <start_of_mask>", "y"] and not d.has_mask(0)
+    (w,) = d.warnings
+    assert w.index == 0 and "2 tokens" in w.reason
+
+
+# -- nothing but visionkit errors escapes the parser ----------------------------------------------------
+
+GOOD = {"box_2d": [1, 1, 50, 50], "label": "good"}
+HUGE = "9" * 5000  # over Python's int digit limit: json.loads raises ValueError
+BIG = "9" * 400  # fits an int, not a float: float() raises OverflowError
+
+
+def _with_raw(value: str, field: str = "box_2d") -> str:
+    """[GOOD, item with `value` spliced into `field`, GOOD] as JSON text."""
+    bad = json.dumps({**GOOD, "label": "bad", field: "@@"}).replace('"@@"', value)
+    return f"[{json.dumps(GOOD)}, {bad}, {json.dumps(GOOD)}]"
+
+
+def test_an_integer_over_the_digit_limit_skips_only_its_item():
+    d = parse_response(_with_raw(f"[1, 2, 3, {HUGE}]"), (100, 100))
+    assert labels(d) == ["good", "good"]
+    (w,) = d.warnings
+    assert w.index == 1 and "not valid JSON" in w.reason and "4300 digits" in w.reason
+
+
+def test_an_integer_over_the_digit_limit_in_a_truncated_answer():
+    d = parse_response(_with_raw(f"[1, 2, 3, {HUGE}]")[:-1] + ', {"box_2d": [1, 2', (100, 100))
+    assert labels(d) == ["good", "good"]
+    assert [w.index for w in d.warnings] == [1, 3]
+    assert "4300 digits" in d.warnings[0].reason and "cut off after 3 complete items" in d.warnings[1].reason
+
+
+def test_an_integer_over_the_digit_limit_after_prose():
+    d = parse_response("I found [3] objects: " + _with_raw(f"[1, 2, 3, {HUGE}]"), (100, 100))
+    assert labels(d) == ["good", "good"] and [w.index for w in d.warnings] == [1]
+
+
+def test_an_integer_over_the_digit_limit_in_a_single_object_raises_parse_error():
+    with pytest.raises(ParseError, match="malformed"):
+        parse_response(f'{{"box_2d": [1, 2, 3, {HUGE}], "label": "x"}}', (100, 100))
+
+
+def test_deep_nesting_is_not_a_recursion_error():
+    d = parse_response("[" + json.dumps(GOOD) + ", " + "[" * 100000 + "]" * 100000 + "]", (100, 100))
+    assert labels(d) == ["good"] and d.warnings[0].index == 1
+
+
+def test_a_stray_closing_brace_in_the_list_is_skipped_not_a_hang():
+    d = parse_response(f"[{json.dumps(GOOD)}, }}, {json.dumps(GOOD)}]", (100, 100))
+    assert labels(d) == ["good", "good"] and [w.index for w in d.warnings] == [1]
+
+
+@pytest.mark.parametrize("field, value, reason", [
+    ("box_2d", f"[1, 2, {BIG}, 4]", "expected 4 numbers"),
+    ("point", f"[{BIG}, 4]", "expected [y, x] numbers"),
+    ("score", BIG, "is not a number in [0, 1]"),
+])
+def test_an_integer_too_large_for_a_float_is_a_bad_value(field, value, reason):
+    d = parse_response(_with_raw(value, field), (100, 100))
+    # A bad box skips the item; a bad point or score is ignored and the item keeps its box.
+    assert labels(d) == (["good", "good"] if field == "box_2d" else ["good", "bad", "good"])
+    (w,) = d.warnings
+    assert w.index == 1 and w.field == field and reason in w.reason
+
+
+@pytest.mark.parametrize("polygon, reason", [
+    (f"[[100, 200], [300, 200], [300, {BIG}]]", "too large"),
+    (f"[100, 200, 300, 200, 300, {BIG}]", "too large"),
+    ("[[100, 200], [300, 200], [NaN, 400]]", "NaN or infinite"),
+    ("[[100, 200], [300, 200], [300, Infinity]]", "NaN or infinite"),
+    ("[[[100, 200], [300, 200], [300, -Infinity]]]", "NaN or infinite"),
+])
+def test_bad_polygon_numbers_drop_only_the_mask(polygon, reason):
+    d = parse_response(_with_raw(polygon, "mask"), (100, 100))
+    assert labels(d) == ["good", "bad", "good"] and d.masks is None
+    (w,) = d.warnings
+    assert w.index == 1 and w.field == "mask" and reason in w.reason and "box kept" in w.reason
+
+
+def test_polygon_to_crop_refuses_non_finite_points():
+    from visionkit.errors import MaskDecodeError
+    from visionkit.masks import polygon_to_crop
+    with pytest.raises(MaskDecodeError, match="NaN or infinite"):
+        polygon_to_crop([np.array([[1.0, 1.0], [5.0, 1.0], [np.nan, 5.0]])], (10, 10))
+
+
+# -- where the JSON starts -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", [
+    'I found [2] objects: [{"box_2d": [1, 2, 300, 400], "label": "a"}]',
+    'Objects [1, 2] and ["x"]: [{"box_2d": [1, 2, 300, 400], "label": "a"}] done [3].',
+    'Format {"note": 1} then {"detections": [{"box_2d": [1, 2, 300, 400], "label": "a"}]}',
+    'I found [2] objects: [{"box_2d": [1, 2, 300, 400], "label": "a"}, {"box_2d": [1, 2',
+])
+def test_brackets_in_prose_before_the_json(text):
+    d = parse_response(text, (100, 100))
+    assert labels(d) == ["a"]
+    assert not any("expected an object" in w.reason for w in d.warnings)
+
+
+def test_a_broken_response_body_is_a_parse_error_not_model_text():
+    resp = json.dumps(_response([{"text": BODY}], finishReason="STOP"))
+    with pytest.raises(ParseError, match="looks like a generateContent response body but is not valid JSON"):
+        parse_response(resp[:-5], (100, 100))
+    with pytest.raises(ParseError, match="generateContent"):
+        parse_response('{"promptFeedback": {"blockReason": "SAFETY"}, "x": ' + HUGE + "}", (100, 100))
+
+
+# -- dead attributes are gone --------------------------------------------------------------------------
+
+def test_parse_error_carries_only_a_snippet():
+    err = ParseError("bad", snippet="abc")
+    assert err.snippet == "abc" and not hasattr(err, "index")
+    with pytest.raises(TypeError):
+        ParseError("bad", index=1)
+
+
+def test_item_list_has_no_truncated_flag():
+    from visionkit.answer_json import find_items
+    found = find_items(json.dumps(ITEMS)[:-3])
+    assert not hasattr(found, "truncated")
+
+
+@pytest.mark.parametrize("image_wh", [(2007, 2011), (4093, 3), (1001, 997)])
+def test_full_image_boxes_and_points_stay_inside_the_image(image_wh):
+    items = [{"box_2d": [0, 0, 1000, 1000], "label": "all"}, {"point": [1000, 1000], "label": "corner"}]
+    d = parse_response(json.dumps(items), image_wh)
+    width, height = image_wh
+    assert len(d) == 2 and (d.xyxy[:, [0, 2]] <= width).all() and (d.xyxy[:, [1, 3]] <= height).all()
+    np.testing.assert_array_equal(d.points[1], d.xyxy[1, :2])

@@ -10,13 +10,17 @@ What is accepted, on purpose:
 * Truncation: when the item list is cut off mid-item, every complete item is kept and the cut item is
   reported as dropped. The scan is string-aware: a ``}`` or ``]`` inside a label is not structure.
 * One malformed item (bad JSON inside an otherwise good list) is skipped and reported; the others are kept.
-* Bare ``<start_of_mask><seg_N>...`` tokens (not inside a JSON string) are quoted so the item can be read.
+* Bare ``<start_of_mask><seg_N>...<end_of_mask>`` tokens (not inside a JSON string) are quoted so the item
+  can be read. This repair runs only when the JSON does not parse as it is; tokens already inside a string
+  are never touched.
+* Prose before the JSON that contains brackets of its own (``I found [2] objects: [...]``).
 
 Anything with no JSON at all raises :class:`~visionkit.errors.ParseError`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -33,12 +37,21 @@ _FENCE_LANG = re.compile(r"[ \t]*[A-Za-z0-9_+-]*[ \t]*\r?\n?")
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|"|[\[\]{}]', re.DOTALL)
 _WS = re.compile(r"\s*")
 _SCALAR_END = re.compile(r"[,\]}\s]")
-# `"mask": <start_of_mask><seg_1>...` with missing or lopsided quotes.
-_BARE_SEG = re.compile(r'(:\s*)"?(<start_of_mask>(?:\s*<seg_\d+>)*)"?')
+# Left to right: a complete JSON string (kept as is), or a bare `<start_of_mask><seg_1>...` token run outside
+# any string, with an optional lopsided closing quote (`"mask": <start_of_mask><seg_35>...<seg_22>"`).
+_STRING_OR_SEG = re.compile(r'"(?:[^"\\]|\\.)*"|<start_of_mask>(?:\s*<seg_\d+>)*(?:\s*<end_of_mask>)?"?',
+                            re.DOTALL)
 _MEMBER_LIST = re.compile(r'^\s*"[^"\n]{1,64}"\s*:')
 _ITEM_KEYS = ("box_2d", "point", "mask", "label")
 # `"key": [` where the list is empty or holds objects.
 _LIST_MEMBER = re.compile(r'"(?:[^"\\]|\\.)*"\s*:\s*\[(?=\s*(?:[{\]]|$))')
+_OPEN = re.compile(r"[\[{]")
+_DECODER = json.JSONDecoder()
+_MISSING = object()
+_MAX_DECODE_ATTEMPTS = 32
+# What json.loads raises on bad text: JSONDecodeError (a ValueError), ValueError for an integer over
+# Python's digit limit, RecursionError for absurdly deep nesting.
+_JSON_ERRORS = (ValueError, RecursionError)
 
 
 @dataclass
@@ -47,7 +60,6 @@ class ItemList:
 
     items: list[Any]
     warnings: list[ParseWarning] = field(default_factory=list)
-    truncated: bool = False
 
 
 def find_items(text: str) -> ItemList:
@@ -55,14 +67,37 @@ def find_items(text: str) -> ItemList:
 
     Item indexes in warnings count every element of the answer's list, including skipped ones.
     """
-    if "<start_of_mask>" in text:
-        text = _BARE_SEG.sub(lambda m: f'{m.group(1)}"{m.group(2)}"', text)
     body = _json_body(text)
     try:
         value = json.loads(body)
-    except json.JSONDecodeError:
-        return _salvage(body)
+    except _JSON_ERRORS:
+        if "<start_of_mask>" not in body:
+            return _salvage(body)
+        body = _quote_bare_tokens(body)
+        try:
+            value = json.loads(body)
+        except _JSON_ERRORS:
+            return _salvage(body)
     return _to_items(value, ItemList([]))
+
+
+def _error_message(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return exc.msg
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc).split(";")[0]
+
+
+def _quote_bare_tokens(body: str) -> str:
+    """Quote ``<start_of_mask>...`` token runs standing outside JSON strings; strings are kept as they are."""
+    def repl(m: re.Match) -> str:
+        tok = m.group()
+        if not tok.startswith("<"):
+            return tok
+        return '"' + "".join(tok.rstrip('"').split()) + '"'
+
+    return _STRING_OR_SEG.sub(repl, body)
 
 
 def _json_body(text: str) -> str:
@@ -95,18 +130,89 @@ def _fenced_blocks(text: str):
 
 
 def _first_json_start(text: str) -> int | None:
-    """Index of the first ``[`` or ``{`` that opens JSON (is followed by a value, key or close)."""
-    for match in re.finditer(r"[\[{]", text):
-        i = match.end()
-        nxt = _WS.match(text, i).end()
-        if nxt >= len(text):
-            return match.start()
-        ch = text[nxt]
-        if match.group() == "{" and ch in '"}':
-            return match.start()
-        if match.group() == "[" and (ch in '[{"]-' or ch.isdigit()):
-            return match.start()
+    """Index of the ``[`` or ``{`` where the answer's JSON starts, or None.
+
+    Candidates are brackets followed by a value, key or close. Scanning left to right:
+
+    1. A candidate that decodes to a list that is empty or holds objects, or to an object that is an
+       item or wraps one (what :func:`_to_items` accepts), wins at once.
+    2. A candidate that decodes to something else (``[2]`` in ``I found [2] objects``) is skipped whole.
+    3. A candidate that does not decode but looks like the start of items (``[`` then ``{``, or ``{`` then
+       ``"``) wins if it runs to the end of the text (cut off); if it closes (one malformed item, bare mask
+       tokens), it is remembered and the scan goes on after it.
+    4. Otherwise: the first such remembered candidate, else the first candidate at all (the old rule).
+
+    Only the first few candidates are decoded; later ones are judged by rule 3's look alone.
+    """
+    strong: int | None = None
+    weak: int | None = None
+    pos = attempts = 0
+    n = len(text)
+    while True:
+        match = _OPEN.search(text, pos)
+        if match is None:
+            break
+        i = match.start()
+        pos = i + 1
+        nxt = _WS.match(text, i + 1).end()
+        ch = text[nxt] if nxt < n else ""
+        if match.group() == "{":
+            if nxt < n and ch not in '"}':
+                continue
+            looks_like_items = ch == '"'
+        else:
+            if nxt < n and not (ch in '[{"]-' or ch.isdigit()):
+                continue
+            looks_like_items = ch == "{"
+        value = _MISSING
+        if attempts < _MAX_DECODE_ATTEMPTS:  # bounds the work on pathological text ("[[[[...")
+            attempts += 1
+            with contextlib.suppress(*_JSON_ERRORS):
+                value, end = _DECODER.raw_decode(text, i)
+        if value is not _MISSING:
+            if _holds_items(value):
+                return i
+            weak = i if weak is None else weak
+            pos = end
+            continue
+        if looks_like_items:
+            close = _matching_close(text, i)
+            if close is None:
+                return strong if strong is not None else i
+            strong = i if strong is None else strong
+            pos = close
+            continue
+        weak = i if weak is None else weak
+    return strong if strong is not None else weak
+
+
+def _matching_close(s: str, i: int) -> int | None:
+    """End index (exclusive) of the bracket at ``s[i]``, matching bracket types, or None if the text ends
+    first. String-aware; a closer of the wrong type is junk inside the value (``[{...}, }, {...}]``), not
+    its end."""
+    stack: list[str] = []
+    for m in _TOKEN.finditer(s, i):
+        tok = m.group()
+        if tok == '"':  # unterminated string: the text ends inside it
+            return None
+        if tok in "[{":
+            stack.append("]" if tok == "[" else "}")
+        elif tok in "]}" and tok == stack[-1]:
+            stack.pop()
+            if not stack:
+                return m.end()
     return None
+
+
+def _holds_items(value: Any) -> bool:
+    """True for a decoded value that :func:`_to_items` turns into items without an error."""
+    if isinstance(value, list):
+        return not value or all(isinstance(v, dict) for v in value)
+    if isinstance(value, dict):
+        if not value or any(k in value for k in _ITEM_KEYS):
+            return True
+        return any(isinstance(v, list) and (not v or isinstance(v[0], dict)) for v in value.values())
+    return False
 
 
 def _to_items(value: Any, out: ItemList) -> ItemList:
@@ -161,7 +267,10 @@ def _skip_value(s: str, i: int) -> int | None:
         m = _TOKEN.match(s, i)
         return None if m is None or m.group() == '"' else m.end()
     m = _SCALAR_END.search(s, i)
-    return None if m is None else m.start()
+    if m is None:
+        return None
+    # A stray `}` where a value should be is a one-character (invalid) value, so the scan moves on.
+    return max(m.start(), i + 1)
 
 
 def _array_children(s: str, start: int) -> tuple[list[tuple[int, int]], bool, bool]:
@@ -213,11 +322,11 @@ def _salvage(body: str) -> ItemList:
         end = _skip_value(body, 0)
         if end is not None:
             try:
-                return _to_items(json.loads(body[:end]), out)
-            except json.JSONDecodeError as exc:
-                raise ParseError(f"the answer's JSON object is malformed ({exc.msg}); expected one "
-                                 "detection or a list of them", snippet=body[:80]) from exc
-        out.truncated = True
+                value = json.loads(body[:end])
+            except _JSON_ERRORS as exc:
+                raise ParseError(f"the answer's JSON object is malformed ({_error_message(exc)}); expected "
+                                 "one detection or a list of them", snippet=body[:80]) from exc
+            return _to_items(value, out)
         out.warnings.append(ParseWarning(0, None, "the answer was cut off inside its only item; "
                                          "1 incomplete item dropped"))
         return out
@@ -225,11 +334,11 @@ def _salvage(body: str) -> ItemList:
     for index, (a, b) in enumerate(spans):
         try:
             out.items.append(json.loads(body[a:b]))
-        except json.JSONDecodeError as exc:
+        except _JSON_ERRORS as exc:
             out.items.append(None)
-            out.warnings.append(ParseWarning(index, None, f"item is not valid JSON ({exc.msg}); skipped"))
+            out.warnings.append(ParseWarning(index, None,
+                                             f"item is not valid JSON ({_error_message(exc)}); skipped"))
     if cut or not closed:
-        out.truncated = True
         dropped = 1 if cut else 0
         out.warnings.append(ParseWarning(
             len(spans) if cut else None, None,

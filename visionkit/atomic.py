@@ -1,14 +1,16 @@
 """Atomic file writes: write a temp file in the target's folder, fsync, then rename over the target.
 
-A reader sees the old file or the new one, never half of one, even after ``kill -9``. The new file gets
-the usual permissions (``0o666`` less the umask), not ``mkstemp``'s private ``0o600``.
+A reader sees the old file or the new one, never half of one, even after ``kill -9``. The temp file is
+created with mode ``0o666`` and the kernel applies the umask, so the new file gets the usual permissions,
+not ``mkstemp``'s private ``0o600`` (and the process umask is never changed, which would race with other
+threads creating files).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -17,11 +19,18 @@ from .errors import ExportError
 
 __all__ = ["atomic_open", "write_bytes_atomic"]
 
+_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """Create a new, uniquely named file beside ``path``; return its descriptor and path."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, _FLAGS, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no unused temp file name beside {path}")
 
 
 @contextlib.contextmanager
@@ -36,21 +45,23 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = _create_temp(path)
     except OSError as exc:
         raise ExportError(f"cannot write {path}: {exc}") from exc
+    replaced = False
     try:
         with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+        replaced = True
     except OSError as exc:
         raise ExportError(f"cannot write {path}: {exc}") from exc
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if not replaced:
+            with contextlib.suppress(OSError):  # keep the error that brought us here
+                os.unlink(tmp)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:

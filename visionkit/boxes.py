@@ -5,7 +5,7 @@ Gemini formats (relative to the image that was sent, so they apply to the origin
 * ``box_2d = [ymin, xmin, ymax, xmax]``, y first, on a 0-1000 grid.
 * ``point = [y, x]`` on the same grid.
 * polygon masks: a list of ``[a, b]`` 0-1000 points whose axis order is decided per item
-  (see :func:`polygon_order`).
+  (see :func:`polygon_order`, then :func:`gemini_polygon_to_xy`).
 
 visionkit formats (see :mod:`visionkit.detections`): ``xyxy`` float pixels with continuous edges,
 points ``(x, y)``, sizes ``(width, height)``.
@@ -20,7 +20,9 @@ __all__ = [
     "gemini_to_xyxy",
     "gemini_to_pixel_box",
     "gemini_points_to_xy",
+    "point_to_box_2d",
     "polygon_order",
+    "gemini_polygon_to_xy",
     "xyxy_to_xywh",
     "clip_xyxy",
 ]
@@ -38,11 +40,14 @@ def gemini_to_xyxy(box_2d: np.ndarray, image_wh: tuple[int, int]) -> np.ndarray:
     """Convert ``(N, 4)`` ``[ymin, xmin, ymax, xmax]`` 0-1000 boxes to float64 ``(N, 4)`` pixel ``xyxy``.
 
     The input must already be ordered and clipped to [0, 1000] (the parser does that). The result is
-    exact (``v / 1000 * size``), not rounded, and lies inside ``[0, width] x [0, height]``.
+    exact (``v / 1000 * size``), not rounded, and lies inside ``[0, width] x [0, height]``: the one-ulp
+    overshoot of ``1000 * (size / 1000)`` for some sizes (2007, ...) is clipped away.
     """
     box_2d = np.asarray(box_2d, dtype=np.float64).reshape(-1, 4)
+    width, height = image_wh
     sx, sy = _scale_wh(image_wh)
-    return box_2d[:, [1, 0, 3, 2]] * np.array([sx, sy, sx, sy])
+    xyxy = box_2d[:, [1, 0, 3, 2]] * np.array([sx, sy, sx, sy])
+    return np.clip(xyxy, 0, [width, height, width, height], out=xyxy)
 
 
 def gemini_to_pixel_box(box_2d: np.ndarray, image_wh: tuple[int, int]) -> np.ndarray:
@@ -63,10 +68,41 @@ def gemini_to_pixel_box(box_2d: np.ndarray, image_wh: tuple[int, int]) -> np.nda
 
 
 def gemini_points_to_xy(points_yx: np.ndarray, image_wh: tuple[int, int]) -> np.ndarray:
-    """Convert ``(N, 2)`` ``[y, x]`` 0-1000 points to float64 ``(N, 2)`` pixel ``(x, y)``."""
+    """Convert ``(N, 2)`` ``[y, x]`` 0-1000 points to float64 ``(N, 2)`` pixel ``(x, y)``.
+
+    Like :func:`gemini_to_xyxy`, the input must be clipped to [0, 1000] and the result stays inside the
+    image, so a point-only item's point equals its degenerate box.
+    """
     points_yx = np.asarray(points_yx, dtype=np.float64).reshape(-1, 2)
+    width, height = image_wh
     sx, sy = _scale_wh(image_wh)
-    return points_yx[:, ::-1] * np.array([sx, sy])
+    xy = points_yx[:, ::-1] * np.array([sx, sy])
+    return np.clip(xy, 0, [width, height], out=xy)
+
+
+def point_to_box_2d(point_yx) -> list[float]:
+    """A Gemini ``[y, x]`` point as the degenerate ``box_2d`` ``[y, x, y, x]`` (ymin, xmin, ymax, xmax)."""
+    y, x = (float(v) for v in point_yx)
+    return [y, x, y, x]
+
+
+def gemini_polygon_to_xy(points: np.ndarray, order: str, image_wh: tuple[int, int]) -> np.ndarray:
+    """Convert a ``(K, 2)`` 0-1000 polygon to float64 ``(K, 2)`` pixel ``(x, y)`` points.
+
+    Args:
+        points: the model's ``[a, b]`` points, as given.
+        order: ``"yx"`` or ``"xy"``, the points' axis order (from :func:`polygon_order`).
+        image_wh: ``(width, height)`` of the original image.
+
+    Values are clipped to [0, 1000] first, so the result lies inside the image.
+    """
+    if order not in ("yx", "xy"):
+        raise ValueError(f"order must be 'yx' or 'xy', got {order!r}")
+    pts = np.clip(np.asarray(points, dtype=np.float64).reshape(-1, 2), 0, GRID)
+    if order == "yx":
+        pts = pts[:, ::-1]
+    sx, sy = _scale_wh(image_wh)
+    return pts * np.array([sx, sy])
 
 
 def polygon_order(points: np.ndarray, box_2d: np.ndarray | None, tolerance: float = 15.0) -> str:

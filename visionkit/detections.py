@@ -114,7 +114,8 @@ class Detections:
     """N detections in one image, as parallel arrays. Frozen: every operation returns a new object.
 
     Attributes:
-        xyxy: float64 ``(N, 4)`` pixel boxes ``[x0, y0, x1, y1]``, clipped to the image.
+        xyxy: float64 ``(N, 4)`` pixel boxes ``[x0, y0, x1, y1]``, finite, with ``0 <= x0 <= x1 <= width``
+            and ``0 <= y0 <= y1 <= height`` (a point's degenerate box is allowed).
         labels: object ``(N,)`` array of str.
         image_wh: ``(width, height)`` of the image the coordinates refer to (upright, EXIF applied).
         scores: float64 ``(N,)`` or None when the answer had no scores.
@@ -147,6 +148,16 @@ class Detections:
         width, height = (int(v) for v in self.image_wh)
         if width <= 0 or height <= 0:
             raise ValueError(f"image_wh must be positive (width, height), got {self.image_wh}")
+        for i, label in enumerate(labels):
+            if not isinstance(label, str):
+                raise ValueError(f"labels[{i}] must be a str, got {type(label).__name__} {label!r}")
+        x0, y0, x1, y1 = xyxy.T
+        bad = ~(np.isfinite(xyxy).all(axis=1) & (x0 >= 0) & (x0 <= x1) & (x1 <= width)
+                & (y0 >= 0) & (y0 <= y1) & (y1 <= height))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"xyxy[{i}] = {xyxy[i].tolist()} is not a box inside the {width}x{height} image "
+                             "(needs finite 0 <= x0 <= x1 <= width and 0 <= y0 <= y1 <= height)")
         scores = None
         if self.scores is not None:
             scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)

@@ -5,7 +5,7 @@
     VisionkitError
     ├── ConfigError                  bad setup: missing API key, bad option value (also a ValueError)
     ├── InputError                   an input file or argument cannot be used (also a ValueError)
-    ├── ParseError                   an answer cannot be read at all (carries item index and a snippet)
+    ├── ParseError                   an answer cannot be read at all (carries a snippet)
     │   └── MaskDecodeError          one mask cannot be decoded (turned into a warning by the parser)
     ├── ExportError                  COCO/overlay output cannot be built or written
     └── APIError                     anything from the Gemini request layer
@@ -63,13 +63,11 @@ class ParseError(VisionkitError):
     """A model answer cannot be read.
 
     Attributes:
-        index: index of the offending item in the answer's item list, or None for the whole answer.
-        snippet: the start of the offending text (at most 80 characters).
+        snippet: the start of the offending text (at most 80 characters), or None.
     """
 
-    def __init__(self, message: str, *, index: int | None = None, snippet: str | None = None):
+    def __init__(self, message: str, *, snippet: str | None = None):
         super().__init__(message)
-        self.index = index
         self.snippet = snippet
 
 

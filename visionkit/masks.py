@@ -10,7 +10,7 @@ Forms understood (anything else raises :class:`~visionkit.errors.MaskDecodeError
   inside are set; the crop is the polygon's own bounds (it may reach outside the box).
 * **Boolean grid**: a 2-D JSON list of booleans (or 0/1) covering the box, or a flat list of booleans whose
   length is a perfect square. Resized like a PNG map.
-* ``<start_of_mask><seg_N>...`` tokens: no public decoder exists, so these are refused by name.
+* ``<start_of_mask><seg_N>...<end_of_mask>`` tokens: no public decoder exists, so these are refused by name.
 
 Probability maps of a colour PNG become one channel as follows: an alpha channel that is not constant is
 the probability (a coloured mask drawn on transparency); otherwise the luminance is.
@@ -26,7 +26,7 @@ import struct
 import cv2
 import numpy as np
 
-from .boxes import GRID, polygon_order
+from .boxes import gemini_polygon_to_xy, polygon_order
 from .detections import MaskCrop
 from .errors import MaskDecodeError
 
@@ -132,9 +132,14 @@ def polygon_to_crop(polygons: list[np.ndarray], image_wh: tuple[int, int]) -> Ma
 
     A pixel is set when its centre ``(i + 0.5, j + 0.5)`` is inside a polygon (OpenCV's fill rule, with
     4 bits of sub-pixel precision). The crop covers the polygons' bounds clipped to the image.
+
+    Raises:
+        MaskDecodeError: a point is NaN or infinite.
     """
     width, height = image_wh
     allpts = np.concatenate(polygons, axis=0)
+    if not np.isfinite(allpts).all():
+        raise MaskDecodeError("mask polygon has a NaN or infinite point")
     x0 = int(np.clip(np.floor(allpts[:, 0].min()), 0, width))
     y0 = int(np.clip(np.floor(allpts[:, 1].min()), 0, height))
     x1 = int(np.clip(np.ceil(allpts[:, 0].max()), 0, width))
@@ -151,14 +156,28 @@ def _is_number(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _as_float_array(value: list) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except OverflowError as exc:  # an integer too large for a float (hundreds of digits)
+        raise MaskDecodeError("mask polygon has a number too large to be a coordinate") from exc
+    if not np.isfinite(arr).all():
+        raise MaskDecodeError("mask polygon has a NaN or infinite point")
+    return arr
+
+
 def _as_polygons(value: list) -> list[np.ndarray] | None:
-    """Return 0-1000 ``(K, 2)`` arrays if ``value`` is a polygon, flat polygon or list of polygons."""
+    """Return 0-1000 ``(K, 2)`` arrays if ``value`` is a polygon, flat polygon or list of polygons.
+
+    Raises:
+        MaskDecodeError: a number is NaN, infinite or too large for a float.
+    """
     if all(_is_number(v) for v in value):
         if len(value) >= 6 and len(value) % 2 == 0:
-            return [np.asarray(value, dtype=np.float64).reshape(-1, 2)]
+            return [_as_float_array(value).reshape(-1, 2)]
         return None
     if all(isinstance(p, list) and len(p) == 2 and all(_is_number(v) for v in p) for p in value):
-        return [np.asarray(value, dtype=np.float64)]
+        return [_as_float_array(value)]
     if all(isinstance(poly, list) and poly for poly in value):
         out = []
         for poly in value:
@@ -206,7 +225,7 @@ def decode_mask(value: object, *, box_2d: np.ndarray, pixel_box: np.ndarray, ima
         MaskDecodeError: the value cannot be decoded; the message says what was expected.
     """
     if isinstance(value, str):
-        if "<start_of_mask>" in value or _SEG_TOKEN.search(value):
+        if "<start_of_mask>" in value or "<end_of_mask>" in value or _SEG_TOKEN.search(value):
             n = len(_SEG_TOKEN.findall(value))
             raise MaskDecodeError(f"mask is <start_of_mask><seg_N> tokens ({n} tokens), which have no public "
                                   "decoder", snippet=value[:80])
@@ -224,10 +243,6 @@ def decode_mask(value: object, *, box_2d: np.ndarray, pixel_box: np.ndarray, ima
             if len(poly) < 3:
                 raise MaskDecodeError(f"mask polygon has {len(poly)} points; at least 3 are needed")
         order = polygon_order(np.concatenate(polygons), box_2d)
-        width, height = image_wh
-        scale = np.array([width / GRID, height / GRID])
-        xy = [(np.clip(p, 0, GRID)[:, ::-1] if order == "yx" else np.clip(p, 0, GRID)) * scale
-              for p in polygons]
-        return polygon_to_crop(xy, image_wh)
+        return polygon_to_crop([gemini_polygon_to_xy(p, order, image_wh) for p in polygons], image_wh)
     raise MaskDecodeError(f"mask is a JSON {type(value).__name__}; expected a base64 PNG string, a polygon "
                           "list or a boolean grid")

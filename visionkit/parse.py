@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,13 +27,16 @@ import numpy as np
 
 from ._parallel import chunked_map
 from .answer_json import find_items
-from .boxes import GRID, gemini_points_to_xy, gemini_to_pixel_box, gemini_to_xyxy
+from .boxes import GRID, gemini_points_to_xy, gemini_to_pixel_box, gemini_to_xyxy, point_to_box_2d
 from .detections import Detections, MaskCrop, ParseWarning
 from .errors import InputError, MaskDecodeError, ParseError
 from .masks import DEFAULT_THRESHOLD, decode_mask
 from .response import extract_text, is_generate_response
 
 __all__ = ["parse_response", "answer_text"]
+
+# A generateContent response body names one of these keys near its start.
+_RESPONSE_KEY = re.compile(r'"(?:candidates|promptFeedback)"\s*:')
 
 
 def answer_text(answer: str | bytes | Mapping) -> tuple[str, list[str]]:
@@ -50,11 +54,13 @@ def answer_text(answer: str | bytes | Mapping) -> tuple[str, list[str]]:
     if not isinstance(answer, str):
         raise ParseError(f"answer must be str, bytes or a response dict, not {type(answer).__name__}")
     head = answer.lstrip()[:1]
-    if head == "{" and ('"candidates"' in answer[:4000] or '"promptFeedback"' in answer[:4000]):
+    if head == "{" and _RESPONSE_KEY.search(answer, 0, 4000):
         try:
             body = json.loads(answer)
-        except json.JSONDecodeError:
-            body = None
+        except (ValueError, RecursionError) as exc:
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc).split(";")[0]
+            raise ParseError(f"answer looks like a generateContent response body but is not valid JSON: "
+                             f"{reason}", snippet=answer[:80]) from exc
         if is_generate_response(body):
             return extract_text(body)
     return answer, []
@@ -102,7 +108,7 @@ def parse_response(answer: str | bytes | Mapping, image_size: tuple[int, int],
         box_2d, point_yx, label, score = row
         if masks and box_2d is not None and "mask" in item:
             raw_masks.append((len(boxes), index, item["mask"]))
-        boxes.append(box_2d if box_2d is not None else [point_yx[0], point_yx[1]] * 2)
+        boxes.append(box_2d if box_2d is not None else point_to_box_2d(point_yx))
         points.append(point_yx)
         labels.append(label)
         scores.append(score)
@@ -171,8 +177,13 @@ def _number(v: Any) -> float | None:
             v = float(v.strip())
         except ValueError:
             return None
-    if isinstance(v, (int, float)) and math.isfinite(v):
-        return float(v)
+    if isinstance(v, (int, float)):
+        try:
+            v = float(v)
+        except OverflowError:  # an int with hundreds of digits
+            return None
+        if math.isfinite(v):
+            return v
     return None
 
 

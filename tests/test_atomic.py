@@ -1,0 +1,95 @@
+"""atomic_open: the target is replaced whole or not at all; new files get the umask's permissions."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+
+import pytest
+
+from visionkit.atomic import atomic_open, write_bytes_atomic
+from visionkit.errors import ExportError
+
+
+@pytest.fixture
+def umask_027():
+    old = os.umask(0o027)
+    try:
+        yield 0o027
+    finally:
+        os.umask(old)
+
+
+def test_write_replaces_the_target(tmp_path):
+    path = tmp_path / "sub" / "out.txt"
+    with atomic_open(path) as fh:
+        fh.write("héllo")
+    assert path.read_text(encoding="utf-8") == "héllo"
+    assert write_bytes_atomic(path, b"\x00\x01") == path and path.read_bytes() == b"\x00\x01"
+    assert [p.name for p in path.parent.iterdir()] == ["out.txt"]
+
+
+def test_error_inside_the_block_keeps_the_old_file_and_no_temp(tmp_path):
+    path = tmp_path / "out.txt"
+    path.write_text("old")
+    with pytest.raises(RuntimeError, match="boom"), atomic_open(path) as fh:
+        fh.write("half of the new")
+        raise RuntimeError("boom")
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_os_error_inside_the_block_is_an_export_error(tmp_path):
+    path = tmp_path / "out.txt"
+    path.write_text("old")
+    with pytest.raises(ExportError, match="out.txt"), atomic_open(path, "wb") as fh:
+        fh.write(b"new")
+        raise OSError("no space left")
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_failing_replace_keeps_the_old_file_and_no_temp(tmp_path, monkeypatch):
+    path = tmp_path / "out.txt"
+    path.write_text("old")
+
+    def failing_replace(src, dst):
+        raise OSError("rename refused")
+
+    monkeypatch.setattr("visionkit.atomic.os.replace", failing_replace)
+    with pytest.raises(ExportError, match="rename refused"):
+        write_bytes_atomic(path, b"new")
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_new_file_gets_the_umask_permissions(tmp_path, umask_027):
+    path = write_bytes_atomic(tmp_path / "out.bin", b"x")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask_027
+
+
+def test_the_process_umask_is_never_changed(tmp_path, monkeypatch, umask_027):
+    # Changing the umask, even briefly, races with other threads creating files.
+    calls = []
+    real_umask = os.umask
+    monkeypatch.setattr(os, "umask", lambda mask: calls.append(mask) or real_umask(mask))
+    write_bytes_atomic(tmp_path / "out.bin", b"x")
+    assert calls == []
+
+
+def test_concurrent_writers_leave_one_whole_file(tmp_path):
+    path = tmp_path / "out.txt"
+    texts = [str(i) * 10000 for i in range(8)]
+    threads = [threading.Thread(target=write_bytes_atomic, args=(path, t.encode())) for t in texts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert path.read_text() in texts
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_bad_mode_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="mode"), atomic_open(tmp_path / "x", "a"):
+        pass
