@@ -118,7 +118,7 @@ def test_online_mode_without_a_key_fails_cleanly(dataset, tmp_path):
                 stderr=err)
     assert code == 2  # a configuration error stops the run before any image is touched
     assert "GEMINI_API_KEY" in err.getvalue() and "Traceback" not in err.getvalue()
-    assert not (tmp_path / "o" / "annotations.json").exists()
+    assert not (tmp_path / "o").exists()  # nothing was written
 
 
 def test_polygons_option(dataset, tmp_path):

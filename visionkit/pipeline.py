@@ -229,6 +229,9 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
 
     summary = LabelSummary(out=out, total=len(images))
     with contextlib.ExitStack() as cleanup:
+        if replay_dir is None and client is None:
+            client = client_factory()  # before anything is written: no API key stops the run here
+            cleanup.callback(client.close)
         try:
             for sub in (["overlays"] if overlays else []) + (["responses"] if replay_dir is None else []):
                 (out / sub).mkdir(parents=True, exist_ok=True)
@@ -237,9 +240,6 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
             spool = cleanup.enter_context(tempfile.TemporaryFile(dir=out))
         except OSError as exc:
             raise ExportError(f"cannot write to the output folder {out}: {exc}") from exc
-        if replay_dir is None and client is None:
-            client = client_factory()  # before any work: no API key stops the run here
-            cleanup.callback(client.close)
         source = _AnswerSource(replay_dir, ResponseStore(out / "responses"), client, RateLimiter(rpm),
                                task, prompt, classes)
         pool = ThreadPoolExecutor(max_workers=concurrency)
