@@ -1,4 +1,4 @@
-"""Where one image's answer comes from: a replay folder, or the responses saved by an earlier run.
+"""Where one image's answer comes from: a replay folder, the responses saved by an earlier run, or the API.
 
 Saved responses (``OUT/responses/<key>.json``) are the raw generateContent bodies, so
 ``--replay OUT/responses`` reproduces a run. Beside each one, ``OUT/responses/.request/<key>.json``
@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_open
 from .coco import write_json_atomic
-from .errors import InputError, ParseError
+from .errors import BlockedError, ConfigError, EmptyResponseError, InputError, ParseError
+from .parse import answer_text
 from .response import load_response
 
-__all__ = ["ResponseStore", "find_replay", "read_answer"]
+__all__ = ["AnswerSource", "RateLimiter", "ResponseStore", "find_replay", "read_answer"]
 
 RECORD_DIR = ".request"
 
@@ -102,3 +106,65 @@ class ResponseStore:
         with atomic_open(self.folder / RECORD_DIR / f"{key}.json") as fh:
             json.dump(record, fh, ensure_ascii=False)
         write_json_atomic(self.path(key), response)
+
+
+class RateLimiter:
+    """Spaces request starts at least ``60 / rpm`` seconds apart, across threads. ``rpm=None``: no limit."""
+
+    def __init__(self, rpm: float | None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        if rpm is not None and rpm <= 0:
+            raise ConfigError(f"rpm must be positive, got {rpm}")
+        self.interval = 0.0 if rpm is None else 60.0 / rpm
+        self._next = 0.0
+        self._lock = threading.Lock()
+        self._clock, self._sleep = clock, sleep
+
+    def acquire(self) -> None:
+        if self.interval == 0.0:
+            return
+        with self._lock:
+            now = self._clock()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        if start > now:
+            self._sleep(start - now)
+
+
+class AnswerSource:
+    """Finds or fetches one image's answer: a replay folder, a saved response, or the API (then saved).
+
+    Thread-safe: one instance serves all of a run's workers.
+    """
+
+    def __init__(self, replay: Path | None, store: ResponseStore, client: Any, limiter: RateLimiter,
+                 task: str, prompt: str | None, classes: Sequence[str] | None):
+        self.replay, self.store, self.client, self.limiter = replay, store, client, limiter
+        self.task, self.prompt, self.classes = task, prompt, classes
+        # What the saved answers must have been asked with (see visionkit.answers).
+        self.request = {"task": task, "prompt": prompt, "classes": list(classes) if classes else None,
+                        "model": getattr(client, "model", None),
+                        "max_side": getattr(client, "max_side", None)}
+
+    def get(self, path: Path, file_name: str, key: str) -> tuple[Any, str, int, str | None]:
+        """``(answer, source, attempts, note)``; source is "replay", "cache" or "api"."""
+        if self.replay is not None:
+            found = find_replay(self.replay, key, path.stem)
+            if found is None:
+                raise InputError(f"no replay answer for {file_name}: looked for {key}.json and {key}.txt "
+                                 f"in {self.replay}")
+            return read_answer(found), "replay", 0, None
+        answer, stale = self.store.load(key, self.request, path)
+        if answer is not None:
+            return answer, "cache", 0, None
+        self.limiter.acquire()
+        result = self.client.annotate(path, self.task, prompt=self.prompt, classes=self.classes)
+        try:
+            answer_text(result.response)
+        except (BlockedError, EmptyResponseError):
+            pass  # not saved: a rerun may get a real answer
+        else:
+            # Saved even when it will not parse: re-parsing later must not pay for the API again.
+            self.store.save(key, self.request, path, result.response)
+        note = None if stale is None else f"{stale}; asked again"
+        return result.response, "api", result.attempts, note

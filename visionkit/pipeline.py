@@ -27,7 +27,6 @@ import contextlib
 import json
 import os
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -37,16 +36,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import imageio
-from .answers import ResponseStore, find_replay, read_answer
+from .answers import AnswerSource, RateLimiter, ResponseStore
 from .atomic import atomic_open
 from .coco import CategoryMap, assemble, finish_annotation, image_annotations, write_json_atomic
 from .detections import ParseWarning
 from .errors import (
     AuthError,
     BadRequestError,
-    BlockedError,
     ConfigError,
-    EmptyResponseError,
     ExportError,
     InputError,
     NotFoundError,
@@ -54,7 +51,7 @@ from .errors import (
     VisionkitError,
 )
 from .masks import DEFAULT_THRESHOLD
-from .parse import answer_text, parse_response
+from .parse import parse_response
 
 __all__ = ["ImageResult", "LabelSummary", "Progress", "RateLimiter", "label"]
 
@@ -121,29 +118,6 @@ class LabelSummary:
     def ok(self) -> bool:
         """True when every image succeeded."""
         return self.failed == 0
-
-
-class RateLimiter:
-    """Spaces request starts at least ``60 / rpm`` seconds apart, across threads. ``rpm=None``: no limit."""
-
-    def __init__(self, rpm: float | None, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
-        if rpm is not None and rpm <= 0:
-            raise ConfigError(f"rpm must be positive, got {rpm}")
-        self.interval = 0.0 if rpm is None else 60.0 / rpm
-        self._next = 0.0
-        self._lock = threading.Lock()
-        self._clock, self._sleep = clock, sleep
-
-    def acquire(self) -> None:
-        if self.interval == 0.0:
-            return
-        with self._lock:
-            now = self._clock()
-            start = max(now, self._next)
-            self._next = start + self.interval
-        if start > now:
-            self._sleep(start - now)
 
 
 def _keys(images: Sequence[tuple[Path, Path]]) -> list[str]:
@@ -240,7 +214,7 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
             spool = cleanup.enter_context(tempfile.TemporaryFile(dir=out))
         except OSError as exc:
             raise ExportError(f"cannot write to the output folder {out}: {exc}") from exc
-        source = _AnswerSource(replay_dir, ResponseStore(out / "responses"), client, RateLimiter(rpm),
+        source = AnswerSource(replay_dir, ResponseStore(out / "responses"), client, RateLimiter(rpm),
                                task, prompt, classes)
         pool = ThreadPoolExecutor(max_workers=concurrency)
         cleanup.callback(pool.shutdown, wait=True)
@@ -259,7 +233,7 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
 
 
 def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecutor, concurrency: int,
-         source: _AnswerSource, spool: IO[bytes], summary: LabelSummary, categories: CategoryMap,
+         source: AnswerSource, spool: IO[bytes], summary: LabelSummary, categories: CategoryMap,
          started: float, *, out: Path, task: str, threshold: int, polygons: bool, overlays: bool,
          on_image: Callable[[ImageResult], None] | None,
          on_progress: Callable[[Progress], None] | None) -> None:
@@ -339,43 +313,7 @@ def _is_fatal(exc: BaseException) -> bool:
     return isinstance(exc, BadRequestError) and "api key" in (exc.api_message or "").lower()
 
 
-class _AnswerSource:
-    """Finds or fetches one image's answer: replay folder, saved response, or the API (saved)."""
-
-    def __init__(self, replay: Path | None, store: ResponseStore, client: Any, limiter: RateLimiter,
-                 task: str, prompt: str | None, classes: Sequence[str] | None):
-        self.replay, self.store, self.client, self.limiter = replay, store, client, limiter
-        self.task, self.prompt, self.classes = task, prompt, classes
-        # What the saved answers must have been asked with (see visionkit.answers).
-        self.request = {"task": task, "prompt": prompt, "classes": list(classes) if classes else None,
-                        "model": getattr(client, "model", None),
-                        "max_side": getattr(client, "max_side", None)}
-
-    def get(self, path: Path, file_name: str, key: str) -> tuple[Any, str, int, str | None]:
-        """``(answer, source, attempts, note)``; source is "replay", "cache" or "api"."""
-        if self.replay is not None:
-            found = find_replay(self.replay, key, path.stem)
-            if found is None:
-                raise InputError(f"no replay answer for {file_name}: looked for {key}.json and {key}.txt "
-                                 f"in {self.replay}")
-            return read_answer(found), "replay", 0, None
-        answer, stale = self.store.load(key, self.request, path)
-        if answer is not None:
-            return answer, "cache", 0, None
-        self.limiter.acquire()
-        result = self.client.annotate(path, self.task, prompt=self.prompt, classes=self.classes)
-        try:
-            answer_text(result.response)
-        except (BlockedError, EmptyResponseError):
-            pass  # not saved: a rerun may get a real answer
-        else:
-            # Saved even when it will not parse: re-parsing later must not pay for the API again.
-            self.store.save(key, self.request, path, result.response)
-        note = None if stale is None else f"{stale}; asked again"
-        return result.response, "api", result.attempts, note
-
-
-def _process_one(path: Path, file_name: str, key: str, *, source: _AnswerSource, out: Path, task: str,
+def _process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, out: Path, task: str,
                  threshold: int, polygons: bool, overlays: bool) -> tuple[ImageResult, dict | None]:
     """Answer -> detections -> annotations (+ overlay) for one image. Never raises an Exception."""
     stage, origin, attempts = "answer", "", 0
