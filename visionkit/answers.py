@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_open
 from .coco import write_json_atomic
 from .errors import BlockedError, ConfigError, EmptyResponseError, InputError, ParseError
 from .parse import answer_text
@@ -103,8 +102,7 @@ class ResponseStore:
     def save(self, key: str, request: dict, image: Path, response: dict) -> None:
         """Save a response atomically, its record first (a record without a response is harmless)."""
         record = {"request": request, "image": _image_facts(image)}
-        with atomic_open(self.folder / RECORD_DIR / f"{key}.json") as fh:
-            json.dump(record, fh, ensure_ascii=False)
+        write_json_atomic(self.folder / RECORD_DIR / f"{key}.json", record)
         write_json_atomic(self.path(key), response)
 
 

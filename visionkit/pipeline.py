@@ -50,12 +50,12 @@ from .errors import (
     RateLimitError,
     VisionkitError,
 )
+from .gemini.prompts import check_task
 from .masks import DEFAULT_THRESHOLD
 from .parse import parse_response
 
 __all__ = ["ImageResult", "LabelSummary", "Progress", "RateLimiter", "label"]
 
-TASKS = ("detect", "segment")
 
 
 @dataclass(frozen=True)
@@ -181,8 +181,7 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         no client, an output folder that cannot be written).
     """
     started = time.monotonic()
-    if task not in TASKS:
-        raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    check_task(task)
     if concurrency < 1:
         raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
     if not 0 <= threshold <= 255:

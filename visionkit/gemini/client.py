@@ -55,7 +55,7 @@ from ..errors import (
 from ..masks import DEFAULT_THRESHOLD
 from . import files_api
 from .images import DEFAULT_JPEG_QUALITY, DEFAULT_MAX_SIDE, PreparedImage, prepare_image
-from .prompts import TASKS, build_generation_config, build_prompt, model_family
+from .prompts import build_generation_config, build_prompt, check_task, model_family
 from .retry import Failed, RetryPolicy, _set_attempts, parse_retry_after, quota_ids, retry_info_delay
 
 __all__ = [
@@ -461,8 +461,7 @@ class GeminiClient:
                 attempts made by the failed request (generateContent, or the Files API request when an
                 upload fails), as :attr:`AnnotateResult.attempts` is for a success.
         """
-        if task not in TASKS:
-            raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+        check_task(task)
         if task == "segment" and model_family(self.model).startswith("3") and not self._warned_segment:
             self._warned_segment = True
             logger.warning("Google documents no segmentation for Gemini 3 models (%s); masks may be missing "

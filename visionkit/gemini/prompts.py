@@ -37,6 +37,7 @@ from ..errors import ConfigError
 __all__ = [
     "DEFAULT_MAX_OBJECTS",
     "TASKS",
+    "check_task",
     "build_generation_config",
     "build_prompt",
     "model_family",
@@ -59,7 +60,8 @@ _ALL_TARGETS = "the prominent objects"
 _NO_FENCE = "Return only the JSON, without code fencing."
 
 
-def _check_task(task: str) -> None:
+def check_task(task: str) -> None:
+    """Raise :class:`ConfigError` unless ``task`` is one of :data:`TASKS`."""
     if task not in TASKS:
         raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
 
@@ -93,7 +95,7 @@ def build_prompt(task: str, classes: Sequence[str] | None = None, prompt: str | 
         prompt: your own prompt, used as is; with ``classes``, the label constraint is appended to it.
         max_objects: the cap on objects stated in the default prompt.
     """
-    _check_task(task)
+    check_task(task)
     names = normalize_classes(classes)
     labels = None
     if names is not None:
@@ -128,7 +130,7 @@ def model_family(model: str) -> str:
 
 def response_schema(classes: Sequence[str], task: str) -> dict:
     """The OpenAPI-subset ``responseSchema``: an ARRAY of OBJECTs whose ``label`` is one of ``classes``."""
-    _check_task(task)
+    check_task(task)
     names = normalize_classes(classes)
     if names is None:
         raise ConfigError("response_schema needs at least one class")
@@ -183,7 +185,7 @@ def build_generation_config(model: str, task: str, classes: Sequence[str] | None
     Raises:
         ConfigError: bad task or classes, or a config with both ``thinkingBudget`` and ``thinkingLevel``.
     """
-    _check_task(task)
+    check_task(task)
     names = normalize_classes(classes)
     family = model_family(model)
     if json_mode is None:
