@@ -1,31 +1,20 @@
-"""Command line: ``visionkit label INPUT... --out DIR --task {detect,segment} [--replay DIR] ...``.
-
-The only module that prints. Exit status: 0 when every image succeeded, 1 when any image failed,
-2 for a usage or configuration error (nothing was labelled).
-"""
+"""``visionkit label INPUT... --out DIR --task {detect,segment} [--replay DIR] ...``."""
 
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 import threading
 import time
-from collections.abc import Sequence
 from typing import TextIO
 
-from . import __version__
-from .errors import VisionkitError
-from .masks import DEFAULT_THRESHOLD
-from .pipeline import ImageResult, Progress, label
+from ..masks import DEFAULT_THRESHOLD
+from ..pipeline import ImageResult, Progress, label
 
-__all__ = ["main", "build_parser"]
+__all__ = ["add_parser", "run"]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="visionkit", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"visionkit {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``visionkit label``."""
     p = sub.add_parser("label", help="label images with Gemini (or recorded answers) into COCO + overlays",
                        description="Label images into DIR/annotations.json (COCO), DIR/overlays/, "
                                    "DIR/responses/ and DIR/failures.json.")
@@ -50,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no per-item warnings")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="debug log of requests and retries on stderr (the API key is never logged)")
-    return parser
+    p.set_defaults(func=run)
 
 
 class _Reporter:
@@ -108,13 +97,13 @@ class _Reporter:
             self._bar_shown = False
 
 
-def _run_label(args: argparse.Namespace, stderr: TextIO, stdout: TextIO) -> int:
+def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
 
     reporter = _Reporter(stderr, args.quiet)
 
     def client_factory():
-        from .gemini import GeminiClient
+        from ..gemini import GeminiClient
 
         return GeminiClient(model=args.model, base_url=args.base_url, timeout=args.timeout,
                             max_side=args.max_side, on_retry=reporter.retry)
@@ -140,35 +129,3 @@ def _run_label(args: argparse.Namespace, stderr: TextIO, stdout: TextIO) -> int:
     if summary.failed:
         stdout.write(f"failures listed in {summary.out / 'failures.json'}\n")
     return 0 if summary.ok else 1
-
-
-def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
-         stderr: TextIO | None = None) -> int:
-    """Entry point of the ``visionkit`` command. Returns the exit status."""
-    stdout = stdout or sys.stdout
-    stderr = stderr or sys.stderr
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    log, handler, level = logging.getLogger("visionkit"), None, None
-    if getattr(args, "verbose", False):
-        handler = logging.StreamHandler(stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-        level = log.level
-        log.addHandler(handler)
-        log.setLevel(logging.DEBUG)
-    try:
-        return _run_label(args, stderr, stdout)  # "label" is the only command (argparse checked it)
-    except VisionkitError as exc:
-        stderr.write(f"visionkit: error: {exc}\n")
-        return 2
-    except KeyboardInterrupt:
-        stderr.write("visionkit: interrupted; rerun the same command to resume\n")
-        return 130
-    finally:
-        if handler is not None:
-            log.removeHandler(handler)
-            log.setLevel(level)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
