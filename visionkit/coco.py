@@ -180,6 +180,7 @@ def image_annotations(detections: Detections, *, polygons: bool = False, iscrowd
 
     boxes = [i for i in range(len(detections)) if xywh[i, 2] > 0 and xywh[i, 3] > 0]
     report["points_skipped"] += len(detections) - len(boxes)  # point-only: not a COCO instance
+    report["dedupe_merged"] += sum(w.field == "dedupe" for w in detections.warnings)  # quality.dedupe
     masked = [i for i in boxes if detections.has_mask(i)]
     segments = {i: segment(i) for i in masked}
     out = []
