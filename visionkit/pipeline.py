@@ -50,9 +50,9 @@ from .errors import (
     RateLimitError,
     VisionkitError,
 )
-from .gemini.prompts import check_task
 from .masks import DEFAULT_THRESHOLD
 from .parse import parse_response
+from .tasks import check_task
 
 __all__ = ["ImageResult", "LabelSummary", "Progress", "RateLimiter", "label"]
 
