@@ -46,7 +46,6 @@ from .boxes import xyxy_to_xywh
 from .detections import Detections
 from .errors import ExportError
 from .formats.instances import box_polygon, clip_crop_to_box, snap_box
-from .polygons import crop_to_polygons
 
 __all__ = [
     "CategoryMap",
@@ -213,6 +212,8 @@ def check_polygon_holes(polygon_holes: str) -> None:
 def _segment(crop, image_wh: tuple[int, int], polygons: bool, polygon_holes: str, report: Counter) -> Any:
     """The segmentation of a non-empty crop: RLE, or polygons (with the hole policy)."""
     if polygons:
+        from .polygons import crop_to_polygons  # shapely is imported only when polygons are asked
+
         polys, has_holes = crop_to_polygons(crop)
         if polys and not (has_holes and polygon_holes == "rle"):
             if has_holes:

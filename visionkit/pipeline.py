@@ -61,9 +61,9 @@ from .errors import (
     VisionkitError,
 )
 from .formats.keypoints import keypoints_dataset, point_annotations
-from .gemini.prompts import check_task
 from .masks import DEFAULT_THRESHOLD
 from .parse import parse_response
+from .tasks import check_task
 
 __all__ = ["ImageResult", "LabelSummary", "Progress", "RateLimiter", "label"]
 
