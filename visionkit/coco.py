@@ -171,6 +171,7 @@ def image_annotations(detections: Detections, *, polygons: bool = False, iscrowd
     report = Counter() if report is None else report
     image_wh = detections.image_wh
     xywh = xyxy_to_xywh(detections.xyxy)
+    report["dedupe_merged"] += sum(w.field == "dedupe" for w in detections.warnings)  # quality.dedupe
     out = []
     for i in range(len(detections)):
         if xywh[i, 2] <= 0 or xywh[i, 3] <= 0:

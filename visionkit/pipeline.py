@@ -161,7 +161,8 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
           client_factory: Callable[[], Any] | None = None, prompt: str | None = None,
           classes: Sequence[str] | None = None, threshold: int = DEFAULT_THRESHOLD,
           concurrency: int = 4, rpm: float | None = None, polygons: bool = False,
-          overlays: bool = True, on_image: Callable[[ImageResult], None] | None = None,
+          overlays: bool = True, dedupe: float | None = None,
+          on_image: Callable[[ImageResult], None] | None = None,
           on_progress: Callable[[Progress], None] | None = None, polygon_holes: str = "rle",
           categories: Sequence[str | Mapping] | None = None) -> LabelSummary:
     """Label images and write COCO, overlays, raw responses and a failure report under ``out``.
@@ -186,6 +187,7 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
             :func:`visionkit.coco.load_categories`), so ids stay the same across runs; overrides the
             categories ``classes`` would fix. Labels outside it are dropped and reported.
         overlays: write ``OUT/overlays/<key>.png``.
+        dedupe: drop near-duplicates within each image at this IoU (see :mod:`visionkit.quality.dedupe`).
         on_image: called (from the calling thread) with each image's :class:`ImageResult`.
         on_progress: called (from the calling thread) with a :class:`Progress` after each image.
 
@@ -204,6 +206,8 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
     if not 0 <= threshold <= 255:
         raise ConfigError(f"threshold must be in [0, 255], got {threshold}")
+    if dedupe is not None and not 0 < dedupe <= 1:
+        raise ConfigError(f"dedupe IoU must be in (0, 1], got {dedupe}")
     check_polygon_holes(polygon_holes)
     fixed = list(categories) if categories is not None else (list(classes) if classes else None)
     categories = CategoryMap(fixed)  # a bad class list fails now, not at the end
@@ -240,7 +244,8 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         try:
             _run(images, keys, pool, concurrency, source, spool, summary, categories, started, out=out,
                  task=task, threshold=threshold, polygons=polygons, overlays=overlays, on_image=on_image,
-                 on_progress=on_progress, polygon_holes=polygon_holes, fixed_categories=fixed)
+                 on_progress=on_progress, dedupe=dedupe, polygon_holes=polygon_holes,
+                 fixed_categories=fixed)
         except BaseException:
             # Ctrl-C or a crash: drop queued work at once rather than pay for it; requests in flight end.
             pool.shutdown(wait=False, cancel_futures=True)
@@ -255,8 +260,8 @@ def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecu
          source: AnswerSource, spool: IO[bytes], summary: LabelSummary, categories: CategoryMap,
          started: float, *, out: Path, task: str, threshold: int, polygons: bool, overlays: bool,
          on_image: Callable[[ImageResult], None] | None,
-         on_progress: Callable[[Progress], None] | None, polygon_holes: str = "rle",
-         fixed_categories: list | None = None) -> None:
+         on_progress: Callable[[Progress], None] | None, dedupe: float | None = None,
+         polygon_holes: str = "rle", fixed_categories: list | None = None) -> None:
     """Process every image on ``pool``, spool the results, then write ``annotations.json``."""
     labels: Counter = Counter()
     report: Counter = Counter()
@@ -266,7 +271,7 @@ def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecu
         path, root = images[index]
         return _process_one(path, path.relative_to(root).as_posix(), keys[index], source=source, out=out,
                             task=task, threshold=threshold, polygons=polygons, overlays=overlays,
-                            polygon_holes=polygon_holes)
+                            dedupe=dedupe, polygon_holes=polygon_holes)
 
     pending: dict = {}
     next_index = 0
@@ -337,7 +342,8 @@ def _is_fatal(exc: BaseException) -> bool:
 
 
 def _process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, out: Path, task: str,
-                 threshold: int, polygons: bool, overlays: bool, polygon_holes: str = "rle"
+                 threshold: int, polygons: bool, overlays: bool, dedupe: float | None = None,
+                 polygon_holes: str = "rle"
                  ) -> tuple[ImageResult, dict | None]:
     """Answer -> detections -> annotations (+ overlay) for one image. Never raises an Exception."""
     stage, origin, attempts = "answer", "", 0
@@ -351,6 +357,10 @@ def _process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, 
         size_wh = (rgb.shape[1], rgb.shape[0]) if rgb is not None else imageio.image_size(path)
         stage = "parse"
         dets = parse_response(answer, size_wh, threshold, masks=(task == "segment"))
+        if dedupe is not None:  # near-duplicates out before export and overlay
+            from .quality.dedupe import dedupe as drop_duplicates
+
+            dets = drop_duplicates(dets, dedupe)
         stage = "export"
         report: Counter = Counter()
         anns = image_annotations(dets, polygons=polygons, polygon_holes=polygon_holes, report=report)
