@@ -250,6 +250,11 @@ def _build(book: JobBook, client: Any, todo: list[tuple[str, Path]], task: str, 
                 _note(on_event, f"{path}: not submitted: {exc}")
                 continue
             line = (json.dumps({"key": key, "request": body}, ensure_ascii=False) + "\n").encode("utf-8")
+            if len(line) > max_file_bytes:
+                unsent[str(path.resolve())] = (f"not submitted: its request is {len(line)} bytes, more than "
+                                               f"a batch input file may hold ({max_file_bytes})")
+                _note(on_event, f"{path}: {unsent[str(path.resolve())]}")
+                continue
             if job is not None and (len(entries) >= max_requests or job.bytes + len(line) > max_file_bytes):
                 finish()
             if job is None:
