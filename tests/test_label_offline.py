@@ -71,9 +71,9 @@ def test_label_replay_writes_coco_overlays_and_failures(dataset, tmp_path):
     b_cup = ds["annotations"][2]
     assert b_cup["segmentation"] == []  # its mask was undecodable: box kept
     for key in ("a", "b"):
-        with Image.open(out / "overlays" / f"{key}.png") as im:
-            assert im.size == ((200, 100) if key == "a" else (48, 64))
-    assert not (out / "overlays" / "c.png").exists()
+        with Image.open(out / "overlays" / f"{key}.jpg") as im:
+            assert im.format == "JPEG" and im.size == ((200, 100) if key == "a" else (48, 64))
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == ["a.jpg", "b.jpg"]
     # replay mode asks nothing, so it saves no responses
     assert sorted(p.name for p in out.iterdir()) == ["annotations.json", "failures.json", "overlays"]
 
@@ -141,7 +141,7 @@ def test_stem_collisions_use_relative_paths(tmp_path):
     (replay / "y__same.txt").write_text('[{"box_2d": [0, 0, 500, 500], "label": "q"}]')
     summary = label([images], tmp_path / "o", replay=replay)
     assert summary.ok
-    assert sorted(p.name for p in (tmp_path / "o" / "overlays").iterdir()) == ["x__same.png", "y__same.png"]
+    assert sorted(p.name for p in (tmp_path / "o" / "overlays").iterdir()) == ["x__same.jpg", "y__same.jpg"]
 
 
 def test_module_entry_point_runs(dataset, tmp_path):

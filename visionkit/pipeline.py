@@ -3,7 +3,7 @@
 Output folder layout::
 
     OUT/annotations.json     COCO for every image that succeeded (written atomically, at the end)
-    OUT/overlays/<key>.png   one overlay per image that succeeded
+    OUT/overlays/<key>.jpg   one overlay per image that succeeded (.png or .webp with overlay_format)
     OUT/responses/<key>.json the raw API response of each image (online mode), written atomically as it
                              arrives; blocked and empty answers are not kept, so a rerun asks again
     OUT/failures.json        [{file, key, stage, error, reason}] for every image that failed
@@ -51,6 +51,7 @@ from .errors import (
     VisionkitError,
 )
 from .masks import DEFAULT_THRESHOLD
+from .overlay_files import DEFAULT_OVERLAY_FORMAT, DEFAULT_OVERLAY_MAX_SIDE, OVERLAY_FORMATS, write_overlay
 from .parse import parse_response
 from .tasks import check_task
 
@@ -149,7 +150,9 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
           client_factory: Callable[[], Any] | None = None, prompt: str | None = None,
           classes: Sequence[str] | None = None, threshold: int = DEFAULT_THRESHOLD,
           concurrency: int = 4, rpm: float | None = None, polygons: bool = False,
-          overlays: bool = True, on_image: Callable[[ImageResult], None] | None = None,
+          overlays: bool = True, overlay_format: str = DEFAULT_OVERLAY_FORMAT,
+          overlay_max_side: int | None = DEFAULT_OVERLAY_MAX_SIDE,
+          on_image: Callable[[ImageResult], None] | None = None,
           on_progress: Callable[[Progress], None] | None = None) -> LabelSummary:
     """Label images and write COCO, overlays, raw responses and a failure report under ``out``.
 
@@ -167,7 +170,10 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         concurrency: images processed at once (API requests in flight).
         rpm: maximum requests per minute sent to the API.
         polygons: write polygon segmentations instead of RLE.
-        overlays: write ``OUT/overlays/<key>.png``.
+        overlays: write ``OUT/overlays/<key>.<format>``.
+        overlay_format: ``"jpg"`` (default), ``"png"`` or ``"webp"`` (see :mod:`visionkit.overlay_files`).
+        overlay_max_side: overlays are drawn on the image shrunk so its longest side is at most this
+            (default 2048; None or 0: full size).
         on_image: called (from the calling thread) with each image's :class:`ImageResult`.
         on_progress: called (from the calling thread) with a :class:`Progress` after each image.
 
@@ -186,6 +192,11 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
     if not 0 <= threshold <= 255:
         raise ConfigError(f"threshold must be in [0, 255], got {threshold}")
+    if overlay_format not in OVERLAY_FORMATS:
+        raise ConfigError(f"overlay_format must be one of {', '.join(OVERLAY_FORMATS)}, "
+                          f"got {overlay_format!r}")
+    if overlay_max_side is not None and (isinstance(overlay_max_side, bool) or overlay_max_side < 0):
+        raise ConfigError(f"overlay_max_side must be >= 0 pixels (0: full size), got {overlay_max_side!r}")
     categories = CategoryMap(list(classes) if classes else None)  # a bad class list fails now, not at the end
     out = Path(out)
     replay_dir = None if replay is None else Path(replay)
@@ -219,7 +230,8 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         cleanup.callback(pool.shutdown, wait=True)
         try:
             _run(images, keys, pool, concurrency, source, spool, summary, categories, started, out=out,
-                 task=task, threshold=threshold, polygons=polygons, overlays=overlays, on_image=on_image,
+                 task=task, threshold=threshold, polygons=polygons,
+                 overlay=(overlay_format, overlay_max_side) if overlays else None, on_image=on_image,
                  on_progress=on_progress)
         except BaseException:
             # Ctrl-C or a crash: drop queued work at once rather than pay for it; requests in flight end.
@@ -233,7 +245,8 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
 
 def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecutor, concurrency: int,
          source: AnswerSource, spool: IO[bytes], summary: LabelSummary, categories: CategoryMap,
-         started: float, *, out: Path, task: str, threshold: int, polygons: bool, overlays: bool,
+         started: float, *, out: Path, task: str, threshold: int, polygons: bool,
+         overlay: tuple[str, int | None] | None,
          on_image: Callable[[ImageResult], None] | None,
          on_progress: Callable[[Progress], None] | None) -> None:
     """Process every image on ``pool``, spool the results, then write ``annotations.json``."""
@@ -244,7 +257,7 @@ def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecu
     def work(index: int) -> tuple[ImageResult, dict | None]:
         path, root = images[index]
         return _process_one(path, path.relative_to(root).as_posix(), keys[index], source=source, out=out,
-                            task=task, threshold=threshold, polygons=polygons, overlays=overlays)
+                            task=task, threshold=threshold, polygons=polygons, overlay=overlay)
 
     pending: dict = {}
     next_index = 0
@@ -313,26 +326,29 @@ def _is_fatal(exc: BaseException) -> bool:
 
 
 def _process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, out: Path, task: str,
-                 threshold: int, polygons: bool, overlays: bool) -> tuple[ImageResult, dict | None]:
-    """Answer -> detections -> annotations (+ overlay) for one image. Never raises an Exception."""
+                 threshold: int, polygons: bool, overlay: tuple[str, int | None] | None
+                 ) -> tuple[ImageResult, dict | None]:
+    """Answer -> detections -> annotations (+ overlay) for one image. Never raises an Exception.
+
+    ``overlay`` is ``(format, max_side)``, or None for no overlay."""
     stage, origin, attempts = "answer", "", 0
     try:
         origin = "api" if source.replay is None else "replay"
         answer, origin, attempts, note = source.get(path, file_name, key)
-        # The image is decoded again here rather than held through the request: with many requests in
-        # flight, holding full-size images would cost far more memory than the second decode costs time.
         stage = "image"
-        rgb = imageio.read_rgb(path) if overlays else None
-        size_wh = (rgb.shape[1], rgb.shape[0]) if rgb is not None else imageio.image_size(path)
+        size_wh = imageio.image_size(path)  # header only: the pixels are decoded for the overlay alone
         stage = "parse"
         dets = parse_response(answer, size_wh, threshold, masks=(task == "segment"))
         stage = "export"
         report: Counter = Counter()
         anns = image_annotations(dets, polygons=polygons, report=report)
-        if rgb is not None:
-            from .overlay import draw_overlay
-
-            imageio.write_png_atomic(out / "overlays" / f"{key}.png", draw_overlay(rgb, dets))
+        if overlay is not None:
+            # The image is decoded again here rather than held through the request: with many requests in
+            # flight, holding full-size images would cost far more memory than the second decode costs time.
+            stage = "overlay"
+            fmt, max_side = overlay
+            write_overlay(out / "overlays" / f"{key}{OVERLAY_FORMATS[fmt]}", path, dets, fmt=fmt,
+                          max_side=max_side)
     except VisionkitError as exc:
         if origin == "api" and stage == "answer":
             attempts = getattr(exc, "attempts", 1)
