@@ -37,7 +37,6 @@ from .atomic import atomic_open
 from .boxes import xyxy_to_xywh
 from .detections import Detections
 from .errors import ExportError
-from .polygons import crop_to_polygons
 
 __all__ = [
     "CategoryMap",
@@ -171,6 +170,8 @@ def image_annotations(detections: Detections, *, polygons: bool = False, iscrowd
         crop = detections.masks[i]
         note = None
         if polygons:
+            from .polygons import crop_to_polygons  # shapely is imported only when polygons are asked
+
             polys, has_holes = crop_to_polygons(crop)
             if polys and not (has_holes and polygon_holes == "rle"):
                 return float(crop.area()), polys, "holes_filled" if has_holes else None
@@ -180,6 +181,7 @@ def image_annotations(detections: Detections, *, polygons: bool = False, iscrowd
 
     boxes = [i for i in range(len(detections)) if xywh[i, 2] > 0 and xywh[i, 3] > 0]
     report["points_skipped"] += len(detections) - len(boxes)  # point-only: not a COCO instance
+    report["dedupe_merged"] += sum(w.field == "dedupe" for w in detections.warnings)  # quality.dedupe
     masked = [i for i in boxes if detections.has_mask(i)]
     segments = {i: segment(i) for i in masked}
     out = []

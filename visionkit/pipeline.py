@@ -56,12 +56,12 @@ from .errors import (
     RateLimitError,
     VisionkitError,
 )
-from .gemini.prompts import check_task
 from .inputs import find_inputs
 from .keys import assign_keys, load_key_map, record_keys
 from .masks import DEFAULT_THRESHOLD
 from .outdir import PREVIOUS_NAME, keep_copy, previous_counts
 from .parse import parse_response
+from .tasks import check_task
 
 __all__ = ["ImageResult", "LabelSummary", "Progress", "RateLimiter", "label"]
 
@@ -160,7 +160,8 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
           client_factory: Callable[[], Any] | None = None, prompt: str | None = None,
           classes: Sequence[str] | None = None, threshold: int = DEFAULT_THRESHOLD,
           concurrency: int = 4, rpm: float | None = None, polygons: bool = False,
-          overlays: bool = True, on_image: Callable[[ImageResult], None] | None = None,
+          overlays: bool = True, dedupe: float | None = None,
+          on_image: Callable[[ImageResult], None] | None = None,
           on_progress: Callable[[Progress], None] | None = None, glob: Sequence[str] = (),
           exclude: Sequence[str] = (), limit: int | None = None,
           on_notice: Callable[[str], None] | None = None) -> LabelSummary:
@@ -181,6 +182,7 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         rpm: maximum requests per minute sent to the API.
         polygons: write polygon segmentations instead of RLE.
         overlays: write ``OUT/overlays/<key>.png``.
+        dedupe: drop near-duplicates within each image at this IoU (see :mod:`visionkit.quality.dedupe`).
         on_image: called (from the calling thread) with each image's :class:`ImageResult`.
         on_progress: called (from the calling thread) with a :class:`Progress` after each image.
         glob, exclude, limit: input filters (see :mod:`visionkit.inputs`); output folders found among the
@@ -203,6 +205,8 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
     if not 0 <= threshold <= 255:
         raise ConfigError(f"threshold must be in [0, 255], got {threshold}")
+    if dedupe is not None and not 0 < dedupe <= 1:
+        raise ConfigError(f"dedupe IoU must be in (0, 1], got {dedupe}")
     categories = CategoryMap(list(classes) if classes else None)  # a bad class list fails now, not at the end
     out = Path(out)
     replay_dir = None if replay is None else Path(replay)
@@ -243,7 +247,7 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         try:
             _run(images, keys, pool, concurrency, source, spool, summary, categories, started, out=out,
                  task=task, threshold=threshold, polygons=polygons, overlays=overlays, on_image=on_image,
-                 on_progress=on_progress)
+                 on_progress=on_progress, dedupe=dedupe)
         except BaseException:
             # Ctrl-C or a crash: drop queued work at once rather than pay for it; requests in flight end.
             pool.shutdown(wait=False, cancel_futures=True)
@@ -259,7 +263,7 @@ def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecu
          source: AnswerSource, spool: IO[bytes], summary: LabelSummary, categories: CategoryMap,
          started: float, *, out: Path, task: str, threshold: int, polygons: bool, overlays: bool,
          on_image: Callable[[ImageResult], None] | None,
-         on_progress: Callable[[Progress], None] | None) -> None:
+         on_progress: Callable[[Progress], None] | None, dedupe: float | None = None) -> None:
     """Process every image on ``pool``, spool the results, then write ``annotations.json``."""
     labels: Counter = Counter()
     report: Counter = Counter()
@@ -268,7 +272,8 @@ def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecu
     def work(index: int) -> tuple[ImageResult, dict | None]:
         path, root = images[index]
         return _process_one(path, path.relative_to(root).as_posix(), keys[index], source=source, out=out,
-                            task=task, threshold=threshold, polygons=polygons, overlays=overlays)
+                            task=task, threshold=threshold, polygons=polygons, overlays=overlays,
+                            dedupe=dedupe)
 
     pending: dict = {}
     next_index = 0
@@ -347,7 +352,8 @@ def _is_fatal(exc: BaseException) -> bool:
 
 
 def _process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, out: Path, task: str,
-                 threshold: int, polygons: bool, overlays: bool) -> tuple[ImageResult, dict | None]:
+                 threshold: int, polygons: bool, overlays: bool, dedupe: float | None = None
+                 ) -> tuple[ImageResult, dict | None]:
     """Answer -> detections -> annotations (+ overlay) for one image. Never raises an Exception.
 
     An overlay that cannot be drawn or written does not fail the image: its annotations are kept, and the
@@ -364,6 +370,10 @@ def _process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, 
         size_wh = (rgb.shape[1], rgb.shape[0]) if rgb is not None else imageio.image_size(path)
         stage = "parse"
         dets = parse_response(answer, size_wh, threshold, masks=(task == "segment"))
+        if dedupe is not None:  # near-duplicates out before export and overlay
+            from .quality.dedupe import dedupe as drop_duplicates
+
+            dets = drop_duplicates(dets, dedupe)
         stage = "export"
         report: Counter = Counter()
         anns = image_annotations(dets, polygons=polygons, report=report)

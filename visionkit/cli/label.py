@@ -36,6 +36,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"mask threshold 0-255, pixels > T are in (default {DEFAULT_THRESHOLD})")
     p.add_argument("--polygons", action="store_true", help="write polygon segmentations instead of RLE")
     p.add_argument("--no-overlays", action="store_true", help="do not write overlay images")
+    p.add_argument("--dedupe", type=float, metavar="IOU", default=None,
+                   help="drop near-duplicates within each image: a detection overlapping an earlier one of "
+                        "the same label with mask (else box) IoU >= IOU is dropped, with a warning "
+                        "(default: off; 0.7 is a good start)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no per-item warnings")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="debug log of requests and retries on stderr (the API key is never logged)")
@@ -120,7 +124,7 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         summary = label(args.inputs, args.out, task=args.task, replay=args.replay,
                         client_factory=client_factory, prompt=args.prompt, classes=classes,
                         threshold=args.threshold, concurrency=args.concurrency, rpm=args.rpm,
-                        polygons=args.polygons, overlays=not args.no_overlays,
+                        polygons=args.polygons, overlays=not args.no_overlays, dedupe=args.dedupe,
                         on_image=reporter.image, on_progress=reporter.progress, on_notice=reporter.notice)
     finally:
         reporter.finish()
