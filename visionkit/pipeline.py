@@ -7,6 +7,9 @@ Output folder layout::
     OUT/responses/<key>.json the raw API response of each image (online mode), written atomically as it
                              arrives; blocked and empty answers are not kept, so a rerun asks again
     OUT/failures.json        [{file, key, stage, error, reason}] for every image that failed
+    OUT/sources.json         {"images": {file_name: absolute path}}: where each input image is, so
+                             ``visionkit export`` can copy the images into a dataset folder
+    OUT/keypoints.json       pointing answers as COCO keypoints (only when some answer had points)
 
 ``<key>`` is the image's file stem; when two inputs share a stem (compared case-insensitively), their
 paths relative to their input folder are used instead, joined by ``__``, so keys stay unique.
@@ -29,7 +32,7 @@ import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +41,14 @@ from typing import IO, Any
 from . import imageio
 from .answers import AnswerSource, RateLimiter, ResponseStore
 from .atomic import atomic_open
-from .coco import CategoryMap, assemble, finish_annotation, image_annotations, write_json_atomic
+from .coco import (
+    CategoryMap,
+    assemble,
+    check_polygon_holes,
+    finish_annotation,
+    image_annotations,
+    write_json_atomic,
+)
 from .detections import ParseWarning
 from .errors import (
     AuthError,
@@ -50,6 +60,7 @@ from .errors import (
     RateLimitError,
     VisionkitError,
 )
+from .formats.keypoints import keypoints_dataset, point_annotations
 from .masks import DEFAULT_THRESHOLD
 from .parse import parse_response
 from .tasks import check_task
@@ -112,6 +123,7 @@ class LabelSummary:
     elapsed: float = 0.0
     failures: list[dict] = field(default_factory=list)
     export_report: dict = field(default_factory=dict)
+    points: int = 0  # point answers written to keypoints.json
     stopped: str | None = None  # why the run stopped early, if it did
 
     @property
@@ -151,7 +163,8 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
           concurrency: int = 4, rpm: float | None = None, polygons: bool = False,
           overlays: bool = True, dedupe: float | None = None,
           on_image: Callable[[ImageResult], None] | None = None,
-          on_progress: Callable[[Progress], None] | None = None) -> LabelSummary:
+          on_progress: Callable[[Progress], None] | None = None, polygon_holes: str = "rle",
+          categories: Sequence[str | Mapping] | None = None) -> LabelSummary:
     """Label images and write COCO, overlays, raw responses and a failure report under ``out``.
 
     Args:
@@ -168,6 +181,11 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         concurrency: images processed at once (API requests in flight).
         rpm: maximum requests per minute sent to the API.
         polygons: write polygon segmentations instead of RLE.
+        polygon_holes: with ``polygons``, a mask with holes stays RLE (``"rle"``) or is written with its
+            holes filled (``"fill"``); see :mod:`visionkit.coco`.
+        categories: the COCO categories (names, or ``{id, name}`` dicts, e.g. from
+            :func:`visionkit.coco.load_categories`), so ids stay the same across runs; overrides the
+            categories ``classes`` would fix. Labels outside it are dropped and reported.
         overlays: write ``OUT/overlays/<key>.png``.
         dedupe: drop near-duplicates within each image at this IoU (see :mod:`visionkit.quality.dedupe`).
         on_image: called (from the calling thread) with each image's :class:`ImageResult`.
@@ -190,7 +208,9 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         raise ConfigError(f"threshold must be in [0, 255], got {threshold}")
     if dedupe is not None and not 0 < dedupe <= 1:
         raise ConfigError(f"dedupe IoU must be in (0, 1], got {dedupe}")
-    categories = CategoryMap(list(classes) if classes else None)  # a bad class list fails now, not at the end
+    check_polygon_holes(polygon_holes)
+    fixed = list(categories) if categories is not None else (list(classes) if classes else None)
+    categories = CategoryMap(fixed)  # a bad class list fails now, not at the end
     out = Path(out)
     replay_dir = None if replay is None else Path(replay)
     if replay_dir is not None and not replay_dir.is_dir():
@@ -224,7 +244,8 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         try:
             _run(images, keys, pool, concurrency, source, spool, summary, categories, started, out=out,
                  task=task, threshold=threshold, polygons=polygons, overlays=overlays, on_image=on_image,
-                 on_progress=on_progress, dedupe=dedupe)
+                 on_progress=on_progress, dedupe=dedupe, polygon_holes=polygon_holes,
+                 fixed_categories=fixed)
         except BaseException:
             # Ctrl-C or a crash: drop queued work at once rather than pay for it; requests in flight end.
             pool.shutdown(wait=False, cancel_futures=True)
@@ -239,7 +260,8 @@ def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecu
          source: AnswerSource, spool: IO[bytes], summary: LabelSummary, categories: CategoryMap,
          started: float, *, out: Path, task: str, threshold: int, polygons: bool, overlays: bool,
          on_image: Callable[[ImageResult], None] | None,
-         on_progress: Callable[[Progress], None] | None, dedupe: float | None = None) -> None:
+         on_progress: Callable[[Progress], None] | None, dedupe: float | None = None,
+         polygon_holes: str = "rle", fixed_categories: list | None = None) -> None:
     """Process every image on ``pool``, spool the results, then write ``annotations.json``."""
     labels: Counter = Counter()
     report: Counter = Counter()
@@ -249,7 +271,7 @@ def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecu
         path, root = images[index]
         return _process_one(path, path.relative_to(root).as_posix(), keys[index], source=source, out=out,
                             task=task, threshold=threshold, polygons=polygons, overlays=overlays,
-                            dedupe=dedupe)
+                            dedupe=dedupe, polygon_holes=polygon_holes)
 
     pending: dict = {}
     next_index = 0
@@ -291,6 +313,8 @@ def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecu
             reason=f"the run stopped after a failure that would repeat for every image ({summary.stopped})"))
     spool.flush()
     _write_annotations(out / "annotations.json", spool, offsets, labels, report, categories, summary)
+    _write_sources(out / "sources.json", images)
+    _write_keypoints(out / "keypoints.json", spool, offsets, fixed_categories, summary)
 
 
 def _account(summary: LabelSummary, result: ImageResult) -> None:
@@ -318,7 +342,8 @@ def _is_fatal(exc: BaseException) -> bool:
 
 
 def _process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, out: Path, task: str,
-                 threshold: int, polygons: bool, overlays: bool, dedupe: float | None = None
+                 threshold: int, polygons: bool, overlays: bool, dedupe: float | None = None,
+                 polygon_holes: str = "rle"
                  ) -> tuple[ImageResult, dict | None]:
     """Answer -> detections -> annotations (+ overlay) for one image. Never raises an Exception."""
     stage, origin, attempts = "answer", "", 0
@@ -338,7 +363,8 @@ def _process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, 
             dets = drop_duplicates(dets, dedupe)
         stage = "export"
         report: Counter = Counter()
-        anns = image_annotations(dets, polygons=polygons, report=report)
+        anns = image_annotations(dets, polygons=polygons, polygon_holes=polygon_holes, report=report)
+        points = point_annotations(dets)
         if rgb is not None:
             from .overlay import draw_overlay
 
@@ -356,6 +382,8 @@ def _process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, 
                            reason=f"internal error (please report it): {exc!r}"), None
     record = {"file_name": file_name, "width": size_wh[0], "height": size_wh[1], "annotations": anns,
               "report": dict(report)}
+    if points:
+        record["points"] = points
     warnings = dets.warnings if note is None else (ParseWarning(None, None, note), *dets.warnings)
     return ImageResult(file_name, key, True, origin, detections=len(dets), warnings=warnings,
                        attempts=attempts), record
@@ -397,3 +425,29 @@ def _write_annotations(path: Path, spool, offsets: dict[int, tuple[int, int]], l
         fh.write(f'], "info": {json.dumps(info, ensure_ascii=False)}}}')
     summary.annotations = ann_id
     summary.export_report = info["visionkit"]
+
+
+def _write_sources(path: Path, images: list[tuple[Path, Path]]) -> None:
+    """Record where each input image is (``file_name`` -> absolute path), for ``visionkit export``."""
+    write_json_atomic(path, {"version": 1, "images": {
+        p.relative_to(root).as_posix(): str(p.resolve()) for p, root in images}}, indent=1)
+
+
+def _write_keypoints(path: Path, spool, offsets: dict[int, tuple[int, int]], categories: list | None,
+                     summary: LabelSummary) -> None:
+    """Write the points of every answer as COCO keypoints, when there are any (a stale file goes)."""
+    def entries() -> Iterable[tuple]:
+        for index in sorted(offsets):
+            start, size = offsets[index]
+            spool.seek(start)
+            record = json.loads(spool.read(size))
+            if record.get("points"):
+                yield record["file_name"], record["width"], record["height"], record["points"]
+
+    dataset = keypoints_dataset(entries(), categories)
+    summary.points = len(dataset["annotations"])
+    if dataset["annotations"]:
+        write_json_atomic(path, dataset)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()

@@ -7,6 +7,7 @@ import threading
 import time
 from typing import TextIO
 
+from ..coco import load_categories
 from ..masks import DEFAULT_THRESHOLD
 from ..pipeline import ImageResult, Progress, label
 
@@ -40,6 +41,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="drop near-duplicates within each image: a detection overlapping an earlier one of "
                         "the same label with mask (else box) IoU >= IOU is dropped, with a warning "
                         "(default: off; 0.7 is a good start)")
+    # -- dataset options (issue 8) --
+    p.add_argument("--polygon-holes", choices=("rle", "fill"), default="rle",
+                   help="with --polygons, a mask with holes stays RLE ('rle') or is written as polygons "
+                        "with its holes filled ('fill') (default rle)")
+    p.add_argument("--categories", metavar="FILE",
+                   help="fix COCO category ids across runs: a COCO file or categories list (.json), or a "
+                        "names file, one per line (default: ids from --classes, else from the labels)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no per-item warnings")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="debug log of requests and retries on stderr (the API key is never logged)")
@@ -103,6 +111,7 @@ class _Reporter:
 
 def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+    categories = load_categories(args.categories) if args.categories else None
 
     reporter = _Reporter(stderr, args.quiet)
 
@@ -117,7 +126,8 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
                         client_factory=client_factory, prompt=args.prompt, classes=classes,
                         threshold=args.threshold, concurrency=args.concurrency, rpm=args.rpm,
                         polygons=args.polygons, overlays=not args.no_overlays, dedupe=args.dedupe,
-                        on_image=reporter.image, on_progress=reporter.progress)
+                        on_image=reporter.image, on_progress=reporter.progress,
+                        polygon_holes=args.polygon_holes, categories=categories)
     finally:
         reporter.finish()
     report = summary.export_report
@@ -126,8 +136,12 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
                  f"({summary.requested} requested, {summary.cached} from cache, {summary.retries} retries, "
                  f"{summary.warnings} warnings, {summary.elapsed:.1f}s)\n")
     if report.get("unmapped_detections"):
-        stdout.write(f"dropped {report['unmapped_detections']} detections with labels outside --classes: "
+        where = "--categories" if args.categories else "--classes"
+        stdout.write(f"dropped {report['unmapped_detections']} detections with labels outside {where}: "
                      f"{report['unmapped_labels']}\n")
+    if summary.points:
+        stdout.write(f"{summary.points} points (pointing answers, no box) are not COCO instances: written as "
+                     f"COCO keypoints to {summary.out / 'keypoints.json'}\n")
     if summary.stopped:
         stdout.write(f"stopped early: {summary.stopped}\n")
     if summary.failed:
