@@ -76,7 +76,15 @@ class _Reporter:
             self.stream.write("\r\033[K")
             self._bar_shown = False
 
+    def notice(self, text: str) -> None:
+        self._clear()
+        self.stream.write(f"note: {text}\n")
+
     def image(self, result: ImageResult) -> None:
+        if result.overlay_error:
+            self._clear()
+            self.stream.write(f"OVERLAY NOT WRITTEN {result.file} (annotations kept): "
+                              f"{result.overlay_error}\n")
         if not result.ok:
             self._clear()
             self.stream.write(f"FAILED {result.file} [{result.stage}] {result.error}: {result.reason}\n")
@@ -127,12 +135,20 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
                         threshold=args.threshold, concurrency=args.concurrency, rpm=args.rpm,
                         polygons=args.polygons, overlays=not args.no_overlays, dedupe=args.dedupe,
                         on_image=reporter.image, on_progress=reporter.progress,
-                        polygon_holes=args.polygon_holes, categories=categories)
+                        polygon_holes=args.polygon_holes, categories=categories,
+                        on_notice=reporter.notice)
     finally:
         reporter.finish()
+    _print_summary(summary, args, stdout)
+    return 0 if summary.ok else 1
+
+
+def _print_summary(summary, args: argparse.Namespace, stdout: TextIO) -> None:
     report = summary.export_report
-    stdout.write(f"{summary.succeeded}/{summary.total} images labelled, {summary.failed} failed; "
-                 f"{summary.annotations} annotations in {summary.out / 'annotations.json'} "
+    dataset = summary.out / "annotations.json"
+    where = (f"{dataset} kept as it was" if summary.kept_previous
+             else f"{summary.annotations} annotations in {dataset}")
+    stdout.write(f"{summary.succeeded}/{summary.total} images labelled, {summary.failed} failed; {where} "
                  f"({summary.requested} requested, {summary.cached} from cache, {summary.retries} retries, "
                  f"{summary.warnings} warnings, {summary.elapsed:.1f}s)\n")
     if report.get("unmapped_detections"):
@@ -144,6 +160,15 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
                      f"COCO keypoints to {summary.out / 'keypoints.json'}\n")
     if summary.stopped:
         stdout.write(f"stopped early: {summary.stopped}\n")
-    if summary.failed:
+    if summary.kept_previous:
+        stdout.write(f"annotations.json not replaced: {summary.kept_previous}\n")
+    if summary.lost_images:
+        lost = summary.lost_images
+        stdout.write(f"{len(lost)} images that had annotations in the previous annotations.json have none "
+                     f"now: {', '.join(lost[:5])}{', ...' if len(lost) > 5 else ''} (the previous file is "
+                     f"kept as {summary.out / 'annotations.previous.json'})\n")
+    if summary.overlay_failures:
+        stdout.write(f"{len(summary.overlay_failures)} overlays could not be written (their images' "
+                     "annotations are kept)\n")
+    if summary.failed or summary.overlay_failures:
         stdout.write(f"failures listed in {summary.out / 'failures.json'}\n")
-    return 0 if summary.ok else 1
