@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from visionkit import batching
+from visionkit import batch_steps, batching
 from visionkit.batch_jobs import JobBook
 from visionkit.cli import main
 from visionkit.gemini import GeminiClient, RetryPolicy
@@ -182,7 +182,7 @@ def test_sharding_by_request_count(server, tmp_path, limit, sizes):
 def test_sharding_by_bytes_and_file_upload_with_cleanup(server, tmp_path):
     make_images(tmp_path / "imgs", 5)
     with GeminiClient(base_url=server.base_url, upload_poll_interval=0) as client:
-        line = len(json.dumps({"key": "img00", "request": batching._request_body(
+        line = len(json.dumps({"key": "img00", "request": batch_steps.request_body(
             client, tmp_path / "imgs/img00.png", "detect", None, None)})) + 1
         limit = int(line * 2.5)  # two or three lines per job
         st = batching.submit([tmp_path / "imgs"], tmp_path / "o", client=client, task="detect",
