@@ -9,7 +9,9 @@ import base64
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +61,42 @@ def note(on_event: Callable[[str], None] | None, message: str) -> None:
         on_event(message)
 
 
+def _lines(client: Any, todo: list[tuple[str, Path]], task: str, prompt: str | None,
+           classes: Sequence[str] | None, workers: int) -> Iterator[tuple[str, Path, Any]]:
+    """``(key, path, (stat, line) or the error)`` in input order; ``workers`` threads prepare the images
+    (decoding and JPEG encoding release the GIL), with at most ``2 * workers`` lines held at once."""
+    def make(key: str, path: Path) -> tuple[os.stat_result, bytes]:
+        stat = path.stat()
+        body = request_body(client, path, task, prompt, classes)
+        return stat, (json.dumps({"key": key, "request": body}, ensure_ascii=False) + "\n").encode("utf-8")
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        window: deque = deque()
+        items = iter(todo)
+        try:
+            while True:
+                while len(window) < 2 * max(1, workers):
+                    item = next(items, None)
+                    if item is None:
+                        break
+                    window.append((item, pool.submit(make, *item)))
+                if not window:
+                    return
+                (key, path), future = window.popleft()
+                try:
+                    yield key, path, future.result()
+                except (VisionkitError, OSError) as exc:
+                    yield key, path, exc
+        finally:
+            for _, future in window:
+                future.cancel()
+
+
 def build_jobs(book: JobBook, client: Any, todo: list[tuple[str, Path]], task: str, prompt: str | None,
-           classes: Sequence[str] | None, request: dict, max_requests: int, max_file_bytes: int,
-           max_inline_bytes: int, on_event: Callable[[str], None] | None) -> None:
-    """Write the request lines, one image at a time, into as many jobs as the limits need. Memory holds one
-    line at a time, whatever the image count."""
+               classes: Sequence[str] | None, request: dict, max_requests: int, max_file_bytes: int,
+               max_inline_bytes: int, on_event: Callable[[str], None] | None, workers: int = 4) -> None:
+    """Write the request lines into as many jobs as the limits need. Memory holds a few lines at a time,
+    whatever the image count."""
     job: JobRecord | None = None
     stream: Any = None
     entries: list[KeyEntry] = []
@@ -84,15 +117,12 @@ def build_jobs(book: JobBook, client: Any, todo: list[tuple[str, Path]], task: s
         entries.clear()
 
     try:
-        for key, path in todo:
-            try:
-                stat = path.stat()
-                body = request_body(client, path, task, prompt, classes)
-            except (VisionkitError, OSError) as exc:
-                unsent[str(path.resolve())] = f"not submitted: {type(exc).__name__}: {exc}"
-                note(on_event, f"{path}: not submitted: {exc}")
+        for key, path, made in _lines(client, todo, task, prompt, classes, workers):
+            if isinstance(made, BaseException):
+                unsent[str(path.resolve())] = f"not submitted: {type(made).__name__}: {made}"
+                note(on_event, f"{path}: not submitted: {made}")
                 continue
-            line = (json.dumps({"key": key, "request": body}, ensure_ascii=False) + "\n").encode("utf-8")
+            stat, line = made
             if len(line) > max_file_bytes:
                 unsent[str(path.resolve())] = (f"not submitted: its request is {len(line)} bytes, more than "
                                                f"a batch input file may hold ({max_file_bytes})")

@@ -135,15 +135,17 @@ def submit(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, clien
            prompt: str | None = None, classes: Sequence[str] | None = None,
            max_requests: int = MAX_REQUESTS_PER_JOB, max_file_bytes: int = MAX_FILE_BYTES,
            max_inline_bytes: int = MAX_INLINE_BYTES, glob: Sequence[str] = (), exclude: Sequence[str] = (),
-           limit: int | None = None, on_event: Callable[[str], None] | None = None) -> BatchStatus:
+           limit: int | None = None, concurrency: int = 4,
+           on_event: Callable[[str], None] | None = None) -> BatchStatus:
     """Create batch jobs for the images that have no saved answer and are in no unfinished job.
 
     Jobs recorded by an earlier run are resumed first: one whose create may have reached the API is looked
     up by name, never created again. Returns once every job exists (or a 429 says the project's batch
     quota is full: the rest are created by :func:`poll` as running jobs finish).
 
-    The images are found and keyed as :func:`visionkit.label` finds and keys them (``glob``, ``exclude``,
-    ``limit``; ``OUT/keys.json`` is recorded here), so the answers land where the label run looks.
+    ``concurrency`` threads prepare the images. The images are found and keyed as :func:`visionkit.label`
+    finds and keys them (``glob``, ``exclude``, ``limit``; ``OUT/keys.json`` is recorded here), so the
+    answers land where the label run looks.
 
     Raises:
         InputError, ConfigError: no images, bad limits.
@@ -180,7 +182,7 @@ def submit(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, clien
     if todo:
         note(on_event, f"{len(todo)} of {len(images)} images have no saved answer; building batch requests")
         build_jobs(book, client, todo, task, prompt, classes, request, max_requests, max_file_bytes,
-               max_inline_bytes, on_event)
+                   max_inline_bytes, on_event, workers=concurrency)
     elif not book.jobs or not any(j.active for j in book.jobs):
         note(on_event, f"all {len(images)} images have a saved answer; no batch job is needed")
     submit_ready(book, client, on_event)

@@ -131,7 +131,8 @@ def run_jobs(args: argparse.Namespace, client_factory: Any, reporter: Any, stdou
             Path(args.out).mkdir(parents=True, exist_ok=True)
             _save_args(args)
             st = submit(args.inputs, args.out, client=client, task=args.task, prompt=args.prompt,
-                        classes=classes, max_requests=args.batch_max_requests, on_event=bar.event)
+                        classes=classes, max_requests=args.batch_max_requests,
+                        concurrency=args.concurrency, on_event=bar.event)
             if args.no_wait:
                 for job in st.active:
                     stdout.write(f"{job.name or job.id}\t{job.state or job.step}\t{job.requests} requests\n")
