@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Union
 
@@ -260,14 +260,15 @@ def _png_late_exif(path: Path) -> bytes | None:
         return None
 
 
-def iter_images(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
-                ) -> list[tuple[Path, Path]]:
+def iter_images(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
+                prune: Callable[[Path], bool] | None = None) -> list[tuple[Path, Path]]:
     """Expand files and folders into ``(path, root)`` pairs, in a stable order.
 
     A folder is searched recursively for files whose suffix (any case) is in :data:`IMAGE_SUFFIXES`; its
     files are sorted by their path relative to the folder, and ``root`` is the folder. Names starting with
-    ``.`` (hidden files and folders, macOS ``._*`` files) are skipped. A file given directly has its parent
-    as ``root``. A file reached twice is listed once, at its first position.
+    ``.`` (hidden files and folders, macOS ``._*`` files) are skipped, and so is every sub-folder for which
+    ``prune(folder)`` is true (the folders given as inputs are not asked). A file given directly has its
+    parent as ``root``. A file reached twice is listed once, at its first position.
 
     Raises:
         InputError: an input does not exist, or a file given directly is not an image type.
@@ -286,7 +287,7 @@ def iter_images(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            for file in _walk(path):
+            for file in _walk(path, prune):
                 add(file, path)
         elif path.is_file():
             if path.suffix.lower() not in IMAGE_SUFFIXES:
@@ -298,10 +299,11 @@ def iter_images(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
     return found
 
 
-def _walk(folder: Path) -> list[Path]:
+def _walk(folder: Path, prune: Callable[[Path], bool] | None = None) -> list[Path]:
     files = []
     for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")
+                       and (prune is None or not prune(Path(dirpath) / d))]
         for name in filenames:
             if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
                 files.append(Path(dirpath) / name)

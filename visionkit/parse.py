@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 
-from ._parallel import chunked_map
 from .answer_json import INVALID, find_items
 from .boxes import GRID, gemini_points_to_xy, gemini_to_pixel_box, gemini_to_xyxy, point_to_box_2d
 from .detections import Detections, MaskCrop, ParseWarning
@@ -147,25 +146,20 @@ def parse_response(answer: str | bytes | Mapping, image_size: tuple[int, int],
         pixel_boxes = gemini_to_pixel_box(box_2d_arr[[r for r, _, _ in raw_masks]], image_wh)
         raw_masks, pixel_boxes = _within_budget(raw_masks, pixel_boxes, image_wh, warnings)
 
-        def decode(job: tuple[tuple[int, int, Any], np.ndarray]
-                   ) -> tuple[MaskCrop | MaskDecodeError, list[str]]:
-            (row, _, value), pixel_box = job
+        # Serial on purpose: a nested per-mask thread pool was no faster than one thread on a loaded
+        # 2-core machine, is wasted inside the pipeline's own workers, and a module-level pool made any
+        # process forked after its creation hang on its first many-mask answer.
+        for (row, index, value), pixel_box in zip(raw_masks, pixel_boxes):
             notes: list[str] = []
             try:
-                return decode_mask(value, box_2d=box_2d_arr[row], pixel_box=pixel_box, image_wh=image_wh,
-                                   threshold=threshold, notes=notes), notes
-            except MaskDecodeError as exc:
-                return exc, notes
-            except RecursionError:  # a mask list nested deeper than the stack allows
-                return MaskDecodeError("mask list is nested too deeply; expected a PNG, a polygon or a "
-                                       "boolean grid"), notes
-
-        jobs = list(zip(raw_masks, pixel_boxes))
-        for ((row, index, _), _), (crop, notes) in zip(jobs, chunked_map(decode, jobs)):
-            warnings.extend(ParseWarning(index, "mask", note) for note in notes)
-            if isinstance(crop, MaskDecodeError):
-                warnings.append(ParseWarning(index, "mask", f"{crop}; box kept without a mask"))
+                crop = decode_mask(value, box_2d=box_2d_arr[row], pixel_box=pixel_box, image_wh=image_wh,
+                                   threshold=threshold, notes=notes)
+            except (MaskDecodeError, RecursionError) as exc:
+                reason = (str(exc) if isinstance(exc, MaskDecodeError) else
+                          "mask list is nested too deeply; expected a PNG, a polygon or a boolean grid")
+                warnings.append(ParseWarning(index, "mask", f"{reason}; box kept without a mask"))
                 continue
+            warnings.extend(ParseWarning(index, "mask", note) for note in notes)
             if crop.data.size == 0:
                 warnings.append(ParseWarning(index, "mask", "box is smaller than one pixel; mask dropped"))
                 continue
