@@ -133,7 +133,7 @@ def test_an_overlay_failure_keeps_the_annotations(tmp_path, blocked):
         _image(photos / name)
     out = tmp_path / "out"
     for key in blocked:  # a folder where the overlay file should go: the rename onto it fails
-        (out / "overlays" / f"{key}.png").mkdir(parents=True)
+        (out / "overlays" / f"{key}.jpg").mkdir(parents=True)
     summary = label([photos], out, replay=_answers(tmp_path / "r", p1=ONE_BOX, p2=TWO_BOXES))
     assert summary.succeeded == 2 and summary.failed == 0
     assert len(_dataset(out)["annotations"]) == 3
@@ -163,14 +163,14 @@ def test_keys_stay_stable_as_the_folder_grows(tmp_path, first, added, keys):
         for name in first:
             _image(photos / name)
         label([photos], out, replay=replay)
-        assert _overlays(out) == sorted(f"{keys[n]}.png" for n in first)
+        assert _overlays(out) == sorted(f"{keys[n]}.jpg" for n in first)
     for name in added:
         _image(photos / name)
     seen = {}
     summary = label([photos], out, replay=replay, on_image=lambda r: seen.update({r.file: r.key}))
     assert summary.ok, summary.failures
     assert seen == keys
-    assert _overlays(out) == sorted(f"{k}.png" for k in keys.values())  # no stale overlay left
+    assert _overlays(out) == sorted(f"{k}.jpg" for k in keys.values())  # no stale overlay left
 
 
 def test_an_answered_image_is_not_requested_again_when_a_same_stem_image_arrives(tmp_path):
@@ -202,7 +202,7 @@ def test_an_output_folder_from_before_the_key_map_keeps_its_keys(tmp_path):
         _image(photos / "b" / "x.png", size=(50, 20))
         summary = label([photos], out, client=client)
         assert summary.cached == 2 and len(server.generate_requests) == 3
-    assert _overlays(out) == ["b__x.png", "x.png", "y.png"]
+    assert _overlays(out) == ["b__x.jpg", "x.jpg", "y.jpg"]
 
 
 def test_the_cli_says_each_case_once(tmp_path):
@@ -231,8 +231,8 @@ def test_the_cli_says_each_case_once(tmp_path):
     code, stdout, _ = run(half)
     assert code == 1 and "1 images that had annotations in the previous annotations.json have none now: " \
                          "p2.png" in stdout
-    (out / "overlays" / "p1.png").unlink()
-    (out / "overlays" / "p1.png").mkdir()
+    (out / "overlays" / "p1.jpg").unlink()
+    (out / "overlays" / "p1.jpg").mkdir()
     code, stdout, stderr = run(good)
     assert code == 1 and "OVERLAY NOT WRITTEN p1.png (annotations kept)" in stderr
     assert "2/2 images labelled, 0 failed; 2 annotations" in stdout

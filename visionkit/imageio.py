@@ -30,6 +30,7 @@ from PIL import Image, ImageOps
 
 from .atomic import write_bytes_atomic
 from .errors import ExportError, InputError
+from .fastread import read_jpeg_rgb, scaled_size
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -191,19 +192,48 @@ def _to_8bit(im: Image.Image) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(out))  # 2-D uint8: mode "L"
 
 
-def read_rgb(source: ImageSource) -> np.ndarray:
+def read_rgb(source: ImageSource, max_side: int | None = None) -> np.ndarray:
     """The upright image as a new RGB ``uint8 (H, W, 3)`` array (alpha is dropped, gray is replicated).
+
+    Args:
+        source: as :func:`open_upright`.
+        max_side: when given (> 0), the image is shrunk (never grown) so its longest side is at most this,
+            to :func:`visionkit.fastread.scaled_size` (``cv2.INTER_AREA``). A JPEG file is then decoded
+            at a reduced size directly, so the full-size frame is never held.
+
+    Baseline JPEG files are decoded by OpenCV (:mod:`visionkit.fastread`: one frame instead of Pillow's
+    three); everything else, and any JPEG OpenCV cannot be trusted with, by Pillow.
 
     Raises:
         InputError: as :func:`open_upright`.
     """
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        with _open_file(path) as im:
+            fast = im.format == "JPEG" and im.mode in ("RGB", "L")
+            if fast:
+                try:
+                    orientation = int(im.getexif().get(0x0112, 1))
+                except Exception:  # a broken EXIF block: let Pillow's reader decide
+                    fast = False
+            stored_wh = im.size
+        if fast and 1 <= orientation <= 8:
+            rgb = read_jpeg_rgb(path, stored_wh, orientation, max_side)
+            if rgb is not None:
+                return rgb
     im = open_upright(source)
     if im.mode != "RGB":
         try:
             im = im.convert("RGB")
         except Exception as exc:
             raise InputError(f"cannot convert image mode {im.mode!r} to RGB ({exc})") from exc
-    return np.array(im, dtype=np.uint8)
+    target = scaled_size(im.size, max_side)
+    rgb = np.array(im, dtype=np.uint8)
+    if target != im.size:
+        import cv2
+
+        rgb = cv2.resize(rgb, target, interpolation=cv2.INTER_AREA)
+    return rgb
 
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:

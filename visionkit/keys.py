@@ -1,4 +1,4 @@
-"""Output keys: each input image's stable name inside an output folder (``overlays/<key>.png``,
+"""Output keys: each input image's stable name inside an output folder (``overlays/<key>.jpg``,
 ``responses/<key>.json``).
 
 A new image's key is its file stem, or, when another image known to the folder shares that stem (compared

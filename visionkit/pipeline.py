@@ -3,7 +3,7 @@
 Output folder layout::
 
     OUT/annotations.json     COCO for every image that succeeded (written atomically, at the end)
-    OUT/overlays/<key>.png   one overlay per image that succeeded
+    OUT/overlays/<key>.jpg   one overlay per image that succeeded (.png or .webp with overlay_format)
     OUT/responses/<key>.json the raw API response of each image (online mode), written atomically as it
                              arrives; blocked and empty answers are not kept, so a rerun asks again
     OUT/failures.json        [{file, key, stage, error, reason}] for every image that failed, and (stage
@@ -70,6 +70,7 @@ from .inputs import find_inputs
 from .keys import assign_keys, load_key_map, record_keys
 from .masks import DEFAULT_THRESHOLD
 from .outdir import PREVIOUS_NAME, clean_stale_temps, keep_copy, lock_output, previous_counts
+from .overlay_files import DEFAULT_OVERLAY_FORMAT, DEFAULT_OVERLAY_MAX_SIDE, OVERLAY_FORMATS, write_overlay
 from .parse import parse_response
 from .spool import Spool
 from .tasks import check_task
@@ -175,7 +176,8 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
           client_factory: Callable[[], Any] | None = None, prompt: str | None = None,
           classes: Sequence[str] | None = None, threshold: int = DEFAULT_THRESHOLD,
           concurrency: int = 4, rpm: float | None = None, polygons: bool = False,
-          overlays: bool = True, dedupe: float | None = None,
+          overlays: bool = True, overlay_format: str = DEFAULT_OVERLAY_FORMAT,
+          overlay_max_side: int | None = DEFAULT_OVERLAY_MAX_SIDE, dedupe: float | None = None,
           on_image: Callable[[ImageResult], None] | None = None,
           on_progress: Callable[[Progress], None] | None = None, polygon_holes: str = "rle",
           categories: Sequence[str | Mapping] | None = None, glob: Sequence[str] = (),
@@ -203,7 +205,10 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         categories: the COCO categories (names, or ``{id, name}`` dicts, e.g. from
             :func:`visionkit.coco.load_categories`), so ids stay the same across runs; overrides the
             categories ``classes`` would fix. Labels outside it are dropped and reported.
-        overlays: write ``OUT/overlays/<key>.png``.
+        overlays: write ``OUT/overlays/<key>.<format>``.
+        overlay_format: ``"jpg"`` (default), ``"png"`` or ``"webp"`` (see :mod:`visionkit.overlay_files`).
+        overlay_max_side: overlays are drawn on the image shrunk so its longest side is at most this
+            (default 2048; None or 0: full size).
         dedupe: drop near-duplicates within each image at this IoU (see :mod:`visionkit.quality.dedupe`).
         on_image: called (from the calling thread) with each image's :class:`ImageResult`.
         on_progress: called (from the calling thread) with a :class:`Progress` after each image.
@@ -230,6 +235,11 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
     if not 0 <= threshold <= 255:
         raise ConfigError(f"threshold must be in [0, 255], got {threshold}")
+    if overlay_format not in OVERLAY_FORMATS:
+        raise ConfigError(f"overlay_format must be one of {', '.join(OVERLAY_FORMATS)}, "
+                          f"got {overlay_format!r}")
+    if overlay_max_side is not None and (isinstance(overlay_max_side, bool) or overlay_max_side < 0):
+        raise ConfigError(f"overlay_max_side must be >= 0 pixels (0: full size), got {overlay_max_side!r}")
     if dedupe is not None and not 0 < dedupe <= 1:
         raise ConfigError(f"dedupe IoU must be in (0, 1], got {dedupe}")
     check_polygon_holes(polygon_holes)
@@ -268,7 +278,8 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         cleanup.callback(lambda: pool.shutdown(wait=not aborted))
         try:
             _run(images, keys, pool, concurrency, source, spool, summary, categories, started, out=out,
-                 task=task, threshold=threshold, polygons=polygons, overlays=overlays, on_image=on_image,
+                 task=task, threshold=threshold, polygons=polygons,
+                 overlay=(overlay_format, overlay_max_side) if overlays else None, on_image=on_image,
                  on_progress=on_progress, dedupe=dedupe, polygon_holes=polygon_holes,
                  fixed_categories=fixed, on_interrupt=on_interrupt, on_notice=on_notice)
         except BaseException as exc:
@@ -334,7 +345,8 @@ def _write_failures(path: Path, summary: LabelSummary) -> None:
 
 def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecutor, concurrency: int,
          source: AnswerSource, spool: Spool, summary: LabelSummary, categories: CategoryMap,
-         started: float, *, out: Path, task: str, threshold: int, polygons: bool, overlays: bool,
+         started: float, *, out: Path, task: str, threshold: int, polygons: bool,
+         overlay: tuple[str, int | None] | None,
          on_image: Callable[[ImageResult], None] | None,
          on_progress: Callable[[Progress], None] | None, dedupe: float | None = None,
          polygon_holes: str = "rle", fixed_categories: list | None = None,
@@ -348,7 +360,7 @@ def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecu
     def work(index: int) -> tuple[ImageResult, dict | None]:
         path, root = images[index]
         return _process_one(path, path.relative_to(root).as_posix(), keys[index], source=source, out=out,
-                            task=task, threshold=threshold, polygons=polygons, overlays=overlays,
+                            task=task, threshold=threshold, polygons=polygons, overlay=overlay,
                             dedupe=dedupe, polygon_holes=polygon_holes)
 
     def progress() -> None:
@@ -477,23 +489,20 @@ def _is_fatal(exc: BaseException) -> bool:
 
 
 def _process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, out: Path, task: str,
-                 threshold: int, polygons: bool, overlays: bool, dedupe: float | None = None,
-                 polygon_holes: str = "rle"
+                 threshold: int, polygons: bool, overlay: tuple[str, int | None] | None,
+                 dedupe: float | None = None, polygon_holes: str = "rle"
                  ) -> tuple[ImageResult, dict | None]:
     """Answer -> detections -> annotations (+ overlay) for one image. Never raises an Exception.
 
-    An overlay that cannot be drawn or written does not fail the image: its annotations are kept, and the
-    result carries ``overlay_error``.
+    ``overlay`` is ``(format, max_side)``, or None for no overlay. An overlay that cannot be drawn or
+    written does not fail the image: its annotations are kept, and the result carries ``overlay_error``.
     """
     stage, origin, attempts = "answer", "", 0
     try:
         origin = "api" if source.replay is None else "replay"
         answer, origin, attempts, note = source.get(path, file_name, key)
-        # The image is decoded again here rather than held through the request: with many requests in
-        # flight, holding full-size images would cost far more memory than the second decode costs time.
         stage = "image"
-        rgb = imageio.read_rgb(path) if overlays else None
-        size_wh = (rgb.shape[1], rgb.shape[0]) if rgb is not None else imageio.image_size(path)
+        size_wh = imageio.image_size(path)  # header only: the pixels are decoded for the overlay alone
         stage = "parse"
         dets = parse_response(answer, size_wh, threshold, masks=(task == "segment"))
         if dedupe is not None:  # near-duplicates out before export and overlay
@@ -515,7 +524,7 @@ def _process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, 
         return ImageResult(file_name, key, False, origin, attempts=attempts, stage=stage,
                            error=type(exc).__name__,
                            reason=f"internal error (please report it): {exc!r}"), None
-    overlay_error = "" if rgb is None else _write_overlay(out / "overlays" / f"{key}.png", rgb, dets)
+    overlay_error = "" if overlay is None else _write_overlay(out, key, path, dets, overlay)
     record = {"file_name": file_name, "width": size_wh[0], "height": size_wh[1], "annotations": anns,
               "report": dict(report)}
     if points:
@@ -525,12 +534,13 @@ def _process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, 
                        attempts=attempts, overlay_error=overlay_error), record
 
 
-def _write_overlay(path: Path, rgb, dets) -> str:
-    """Draw and write one overlay; returns "" or why it could not be done."""
-    from .overlay import draw_overlay
-
+def _write_overlay(out: Path, key: str, image: Path, dets, overlay: tuple[str, int | None]) -> str:
+    """Read the image (again: holding it through the request would cost far more memory than a second
+    decode costs time), draw and write one overlay; returns "" or why it could not be done."""
+    fmt, max_side = overlay
     try:
-        imageio.write_png_atomic(path, draw_overlay(rgb, dets))
+        write_overlay(out / "overlays" / f"{key}{OVERLAY_FORMATS[fmt]}", image, dets, fmt=fmt,
+                      max_side=max_side)
     except VisionkitError as exc:
         return f"{type(exc).__name__}: {exc}"
     except Exception as exc:  # a drawing bug must not cost the image its annotations

@@ -9,6 +9,7 @@ from typing import TextIO
 
 from ..coco import load_categories
 from ..masks import DEFAULT_THRESHOLD
+from ..overlay_files import DEFAULT_OVERLAY_FORMAT, DEFAULT_OVERLAY_MAX_SIDE, OVERLAY_FORMATS
 from ..pipeline import ImageResult, Progress, label
 
 __all__ = ["add_parser", "run"]
@@ -37,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"mask threshold 0-255, pixels > T are in (default {DEFAULT_THRESHOLD})")
     p.add_argument("--polygons", action="store_true", help="write polygon segmentations instead of RLE")
     p.add_argument("--no-overlays", action="store_true", help="do not write overlay images")
+    add_overlay_arguments(p)
     p.add_argument("--dedupe", type=float, metavar="IOU", default=None,
                    help="drop near-duplicates within each image: a detection overlapping an earlier one of "
                         "the same label with mask (else box) IoU >= IOU is dropped, with a warning "
@@ -52,6 +54,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-v", "--verbose", action="store_true",
                    help="debug log of requests and retries on stderr (the API key is never logged)")
     p.set_defaults(func=run)
+
+
+def add_overlay_arguments(p: argparse.ArgumentParser) -> None:
+    """``--overlay-format`` and ``--overlay-max-side`` (shared by ``label`` and ``overlays``)."""
+    p.add_argument("--overlay-format", choices=tuple(OVERLAY_FORMATS), default=DEFAULT_OVERLAY_FORMAT,
+                   help=f"overlay file format (default {DEFAULT_OVERLAY_FORMAT}: ~10x faster to write and ~6x"
+                        " smaller than png)")
+    p.add_argument("--overlay-max-side", type=int, default=DEFAULT_OVERLAY_MAX_SIDE, metavar="PX",
+                   help="shrink the image so its longest side is at most PX before drawing the overlay; "
+                        f"0 = full size (default {DEFAULT_OVERLAY_MAX_SIDE})")
 
 
 class _Reporter:
@@ -141,6 +153,7 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
                         client_factory=client_factory, prompt=args.prompt, classes=classes,
                         threshold=args.threshold, concurrency=args.concurrency, rpm=args.rpm,
                         polygons=args.polygons, overlays=not args.no_overlays, dedupe=args.dedupe,
+                        overlay_format=args.overlay_format, overlay_max_side=args.overlay_max_side,
                         on_image=reporter.image, on_progress=reporter.progress,
                         polygon_holes=args.polygon_holes, categories=categories,
                         on_notice=reporter.notice, on_interrupt=reporter.interrupt)
