@@ -365,3 +365,31 @@ def test_record_that_cannot_be_read_is_never_replaced(tmp_path):
         JobBook(tmp_path)
     assert "names paid jobs" in str(info.value)
     assert (tmp_path / "batch" / "jobs.json").read_text() == "{not json"
+
+
+def test_a_second_run_cannot_create_jobs_while_one_waits_but_status_and_cancel_work(server, tmp_path):
+    import threading
+
+    make_images(tmp_path / "imgs", 3)
+    server.batch.script(slow_timeline(pending=1, running=100000))
+    result = {}
+    waiting = threading.Thread(target=lambda: result.update(
+        first=label_batch(server, tmp_path / "imgs", tmp_path / "o", "--poll-interval", "0.01")))
+    waiting.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(server.batch.calls("batch_get")) < 2:
+            assert time.monotonic() < deadline and waiting.is_alive()
+            time.sleep(0.01)
+        code, _, stderr = label_batch(server, tmp_path / "imgs", tmp_path / "o")
+        assert code == 2 and "another visionkit run" in stderr
+        code, stdout, _ = run("batch", "status", tmp_path / "o")
+        assert code == 0 and "RUNNING" in stdout
+        code, stdout, _ = run("batch", "cancel", tmp_path / "o")
+        assert code == 0 and "cancel requested for 1 job(s)" in stdout
+    finally:
+        server.batch.set_state("batches/fakebatch-0001", "CANCELLED")
+        waiting.join(timeout=30)
+    code, stdout, _ = result["first"]
+    assert code == 1 and "0/3 images labelled" in stdout
+    assert len(server.batch.creates) == 1

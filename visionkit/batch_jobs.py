@@ -102,6 +102,7 @@ class JobBook:
         self.jobs: list[JobRecord] = []
         self.run_id = ""
         self.counter = 0
+        self.readonly = False  # set when another process owns the record: save() then writes nothing
         if self.path.is_file():
             try:
                 data = json.loads(self.path.read_text(encoding="utf-8"))
@@ -116,6 +117,8 @@ class JobBook:
 
     def save(self) -> None:
         """Write ``jobs.json`` atomically (a reader sees the old or the new record, never half)."""
+        if self.readonly:
+            return
         if not self.run_id:
             self.run_id = secrets.token_hex(4)
         write_json_atomic(self.path, {"version": VERSION, "run_id": self.run_id, "counter": self.counter,

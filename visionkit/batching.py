@@ -42,10 +42,11 @@ Limits (named constants, with their sources):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ from .batch_jobs import JobBook, JobRecord
 from .batch_steps import BatchAnswers, build_jobs, cleanup, note, refresh, submit_ready
 from .errors import (
     BatchError,
+    ConfigError,
     InputError,
     ServerError,
     TransportError,
@@ -113,6 +115,27 @@ class BatchStatus:
         return sum(j.failed_count or 0 for j in self.jobs)
 
 
+@contextlib.contextmanager
+def _lock(out: str | os.PathLike, required: bool = True) -> Iterator[bool]:
+    """The output folder's run lock (the one :func:`visionkit.label` takes), held while the job record is
+    written. Yields False, without the lock, when another run holds it and ``required`` is False."""
+    from .outdir import lock_output
+
+    Path(out).mkdir(parents=True, exist_ok=True)
+    held = lock_output(Path(out))
+    try:
+        held.__enter__()
+    except ConfigError:
+        if required:
+            raise
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        held.__exit__(None, None, None)
+
+
 def _status(book: JobBook) -> BatchStatus:
     started = [j.submitted_at for j in book.jobs if j.submitted_at]
     return BatchStatus(tuple(book.jobs), time.time() - min(started) if started else 0.0)
@@ -164,9 +187,16 @@ def submit(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, clien
     if not images:
         raise InputError("no images found in the inputs")
     store = ResponseStore(out / "responses")
-    keys, known = _assign_keys(images, out, store)
-    out.mkdir(parents=True, exist_ok=True)
-    record_keys(out, (p.relative_to(r).as_posix() for p, r in images), keys, known)
+    with _lock(out):  # one run per folder: two at once could both create a job for the same images
+        keys, known = _assign_keys(images, out, store)
+        record_keys(out, (p.relative_to(r).as_posix() for p, r in images), keys, known)
+        return _submit(out, images, keys, store, client, task, prompt, classes, max_requests, max_file_bytes,
+                       max_inline_bytes, concurrency, on_event)
+
+
+def _submit(out: Path, images: list, keys: list[str], store: ResponseStore, client: Any, task: str,
+            prompt: str | None, classes: Sequence[str] | None, max_requests: int, max_file_bytes: int,
+            max_inline_bytes: int, concurrency: int, on_event: Callable[[str], None] | None) -> BatchStatus:
     book = JobBook(out)
     for job in [j for j in book.jobs if j.step == "building"]:
         book.drop(job)  # cut off while its request file was written: nothing was sent
@@ -206,8 +236,17 @@ def poll(out: str | os.PathLike, *, client: Any, wait: bool = True,
     Raises:
         APIError: a failure that polling again cannot fix (bad key, a job the API does not know).
     """
-    book = JobBook(out)
-    store = ResponseStore(Path(out) / "responses")
+    with _lock(out, required=collect_results or submit_held) as locked:
+        book = JobBook(out)
+        book.readonly = not locked  # another run is waiting on these jobs: look, but write nothing
+        return _poll(book, client, wait, poll_interval, max_interval, on_progress, on_event, sleep,
+                     collect_results, submit_held)
+
+
+def _poll(book: JobBook, client: Any, wait: bool, poll_interval: float, max_interval: float,
+          on_progress: Callable[[BatchStatus], None] | None, on_event: Callable[[str], None] | None,
+          sleep: Callable[[float], None], collect_results: bool, submit_held: bool) -> BatchStatus:
+    store = ResponseStore(book.out / "responses")
     interval = max(float(poll_interval), 0.0)
     while True:
         changed = False
@@ -279,10 +318,17 @@ def cancel(out: str | os.PathLike, *, client: Any,
     again once the API reports them CANCELLED (:func:`poll`)."""
     from .gemini import batch as wire
 
-    book = JobBook(out)
+    with _lock(out, required=False) as locked:
+        book = JobBook(out)
+        if not locked:  # a waiting run owns the record: it sees the jobs end CANCELLED at its next poll
+            book.readonly = True
+        return _cancel(book, client, wire, on_event)
+
+
+def _cancel(book: JobBook, client: Any, wire: Any, on_event: Callable[[str], None] | None) -> list[str]:
     names = []
     for job in book.jobs:
-        if job.step == "creating":
+        if job.step == "creating" and not book.readonly:
             found = wire.find_job(client, job.id)
             if found is not None:
                 job.name, job.step, job.submitted_at = found.name, "submitted", time.time()
@@ -292,7 +338,7 @@ def cancel(out: str | os.PathLike, *, client: Any,
             wire.cancel_job(client, job.name)
             names.append(job.name)
             note(on_event, f"cancel requested for batch job {job.name}")
-        elif job.step in ("built", "uploaded"):
+        elif job.step in ("built", "uploaded") and not book.readonly:
             job.step, job.error, job.finished_at = "ended", "cancelled before it was created", time.time()
             cleanup(book, client, job, on_event)
     book.save()
