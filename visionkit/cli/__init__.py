@@ -17,6 +17,7 @@ from typing import TextIO
 from .. import __version__
 from ..errors import VisionkitError
 from . import consensus, eval, label
+from ._warnings import plain_warnings
 
 __all__ = ["main", "build_parser"]
 
@@ -49,7 +50,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
         log.addHandler(handler)
         log.setLevel(logging.DEBUG)
     try:
-        return args.func(args, stdout, stderr)
+        with plain_warnings(stderr):
+            return args.func(args, stdout, stderr)
     except VisionkitError as exc:
         stderr.write(f"visionkit: error: {exc}\n")
         return 2
