@@ -68,7 +68,7 @@ def answer_text(answer: str | bytes | Mapping) -> tuple[str, list[str]]:
 
 def parse_response(answer: str | bytes | Mapping, image_size: tuple[int, int],
                    threshold: int = DEFAULT_THRESHOLD, *, masks: bool = True,
-                   default_label: str = "object") -> Detections:
+                   default_label: str = "object", mask_order: str | None = None) -> Detections:
     """Parse a Gemini answer into detections in the ORIGINAL image's pixel space.
 
     Args:
@@ -79,6 +79,8 @@ def parse_response(answer: str | bytes | Mapping, image_size: tuple[int, int],
         threshold: probability maps (0-255) are binarized at ``> threshold``.
         masks: decode masks; with False, mask fields are ignored (detection task).
         default_label: label given to items that have none (recorded as a warning).
+        mask_order: ``"yx"`` or ``"xy"`` when the prompt stated the polygon point order (visionkit's
+            polygon prompt asks for ``[y, x]``); None: decided per item from its box (README).
 
     Returns:
         Detections with ``warnings`` listing every skipped, repaired or refused item.
@@ -88,6 +90,8 @@ def parse_response(answer: str | bytes | Mapping, image_size: tuple[int, int],
         BlockedError, EmptyResponseError: a full response that was blocked or has no text.
     """
     image_wh = _check_size(image_size)
+    if mask_order not in (None, "yx", "xy"):
+        raise InputError(f"mask_order must be 'yx', 'xy' or None, got {mask_order!r}")
     if not 0 <= threshold <= 255:
         raise InputError(f"threshold must be in [0, 255], got {threshold}")
     text, notes = answer_text(answer)
@@ -134,7 +138,7 @@ def parse_response(answer: str | bytes | Mapping, image_size: tuple[int, int],
             (row, _, value), pixel_box = job
             try:
                 return decode_mask(value, box_2d=box_2d_arr[row], pixel_box=pixel_box, image_wh=image_wh,
-                                   threshold=threshold)
+                                   threshold=threshold, order=mask_order)
             except MaskDecodeError as exc:
                 return exc
 
