@@ -41,13 +41,15 @@ def test_fields_and_pycocotools_round_trip_exact_for_rle(tmp_path):
     coco = load(ds, tmp_path)
     anns = ds["annotations"]
     assert [a["id"] for a in anns] == [1, 2, 3] and all(a["iscrowd"] == 0 for a in anns)
+    assert ds["info"]["visionkit"]["box_only"] == 1
     assert anns[0]["bbox"] == [10.0, 20.0, 100.0, 60.0] and anns[0]["score"] == 0.9
     assert "score" not in anns[1]
     assert isinstance(anns[0]["segmentation"]["counts"], str)
     for i, ann in enumerate(anns[:2]):
         assert np.array_equal(coco.annToMask(ann).astype(bool), d.mask(i))
         assert ann["area"] == float(d.mask_area(i))
-    assert anns[2]["segmentation"] == [] and anns[2]["area"] == 40 * 50
+    assert anns[2]["segmentation"] == [[0.0, 150.0, 40.0, 150.0, 40.0, 200.0, 0.0, 200.0]]
+    assert anns[2]["area"] == 40 * 50 and coco.annToMask(anns[2]).sum() == 40 * 50
     assert ds["images"][1] == {"id": 2, "file_name": "b.png", "width": 50, "height": 40}
 
 
@@ -120,11 +122,19 @@ def test_points_are_skipped_and_counted():
     assert len(ds["annotations"]) == 1 and ds["info"]["visionkit"]["points_skipped"] == 1
 
 
-def test_results_drop_bbox_for_segm():
-    ds = to_coco([("a.jpg", (320, 200), dets())])
+@pytest.mark.parametrize("polygons, holes", [(False, "rle"), (True, "rle"), (True, "fill")])
+def test_results_keep_every_mask_and_drop_bbox_for_segm(tmp_path, polygons, holes):
+    ds = to_coco([("a.jpg", (320, 200), dets())], polygons=polygons, polygon_holes=holes)
     res = to_results(ds)
-    assert len(res) == 2 and all("bbox" not in r for r in res) and res[1]["score"] == 1.0
+    assert len(res) == 3 and all("bbox" not in r for r in res)
+    assert [r["score"] for r in res] == [0.9, 1.0, 0.5]
+    assert all(isinstance(r["segmentation"]["counts"], str) for r in res)
     assert len(to_results(ds, "bbox")) == 3
+    # the same masks as the dataset's, so the dataset scores AP 1 against itself
+    coco = load(ds, tmp_path)
+    pred = coco.loadRes(res)
+    for gt_ann, row in zip(ds["annotations"], pred.dataset["annotations"]):
+        assert np.array_equal(coco.annToMask(gt_ann), pred.annToMask(row))
 
 
 def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):

@@ -69,13 +69,17 @@ def test_label_replay_writes_coco_overlays_and_failures(dataset, tmp_path):
     assert a_cup["bbox"] == [20.0, 10.0, 80.0, 50.0] and isinstance(a_cup["segmentation"], dict)
     assert coco.annToMask(a_cup).sum() == a_cup["area"] > 1000
     b_cup = ds["annotations"][2]
-    assert b_cup["segmentation"] == []  # its mask was undecodable: box kept
+    x, y, w, h = b_cup["bbox"]  # its mask was undecodable: the box kept, as a 4-point polygon
+    assert b_cup["segmentation"] == [[x, y, x + w, y, x + w, y + h, x, y + h]] and b_cup["area"] == w * h
     for key in ("a", "b"):
-        with Image.open(out / "overlays" / f"{key}.png") as im:
-            assert im.size == ((200, 100) if key == "a" else (48, 64))
-    assert not (out / "overlays" / "c.png").exists()
+        with Image.open(out / "overlays" / f"{key}.jpg") as im:
+            assert im.format == "JPEG" and im.size == ((200, 100) if key == "a" else (48, 64))
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == ["a.jpg", "b.jpg"]
     # replay mode asks nothing, so it saves no responses
-    assert sorted(p.name for p in out.iterdir()) == ["annotations.json", "failures.json", "overlays"]
+    assert sorted(p.name for p in out.iterdir()) == ["annotations.json", "failures.json", "keys.json",
+                                                     "overlays", "sources.json"]
+    sources = json.loads((out / "sources.json").read_text())["images"]
+    assert sources["sub/b.jpg"] == str((images / "sub" / "b.jpg").resolve())
 
 
 def test_cli_exit_status_and_messages(dataset, tmp_path):
@@ -97,7 +101,9 @@ def test_cli_exit_status_and_messages(dataset, tmp_path):
                  "--task", "detect", "-q"], stdout=io.StringIO(), stderr=(err := io.StringIO()))
     assert code == 0 and err.getvalue() == ""
     ds = json.loads((tmp_path / "o2" / "annotations.json").read_text())
-    assert all(a["segmentation"] == [] for a in ds["annotations"])  # detect task: no masks
+    assert ds["annotations"] and all(  # detect task: no masks, every box as its 4-point polygon
+        len(a["segmentation"]) == 1 and len(a["segmentation"][0]) == 8 for a in ds["annotations"])
+    assert ds["info"]["visionkit"]["box_only"] == len(ds["annotations"])
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -141,7 +147,7 @@ def test_stem_collisions_use_relative_paths(tmp_path):
     (replay / "y__same.txt").write_text('[{"box_2d": [0, 0, 500, 500], "label": "q"}]')
     summary = label([images], tmp_path / "o", replay=replay)
     assert summary.ok
-    assert sorted(p.name for p in (tmp_path / "o" / "overlays").iterdir()) == ["x__same.png", "y__same.png"]
+    assert sorted(p.name for p in (tmp_path / "o" / "overlays").iterdir()) == ["x__same.jpg", "y__same.jpg"]
 
 
 def test_module_entry_point_runs(dataset, tmp_path):

@@ -1,7 +1,8 @@
 """visionkit: Gemini's answers about images -> exact pixel detections, masks, COCO and overlays.
 
-Nothing happens at import. The request layer (:mod:`visionkit.gemini`), drawing (:mod:`visionkit.overlay`)
-and the batch pipeline (:mod:`visionkit.pipeline`) are imported when first used.
+Nothing happens at import. The request layer (:mod:`visionkit.gemini`), drawing (:mod:`visionkit.overlay`),
+the batch pipeline (:mod:`visionkit.pipeline`) and the quality tools (:mod:`visionkit.quality`) are
+imported when first used.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from .errors import (
     APIError,
     AuthError,
     BadRequestError,
+    BatchError,
+    BatchLineError,
     BlockedError,
     ConfigError,
     EmptyResponseError,
@@ -37,6 +40,8 @@ __all__ = [
     "APIError",
     "AuthError",
     "BadRequestError",
+    "BatchError",
+    "BatchLineError",
     "BlockedError",
     "ConfigError",
     "Detections",
@@ -57,6 +62,7 @@ __all__ = [
     "TransportError",
     "VisionkitError",
     "__version__",
+    "dedupe",
     "draw_overlay",
     "label",
     "parse_response",
@@ -76,6 +82,10 @@ def __getattr__(name: str) -> Any:
         from . import pipeline
 
         return getattr(pipeline, name)
+    if name == "dedupe":
+        from .quality.dedupe import dedupe
+
+        return dedupe
     if name == "draw_overlay":
         from .overlay import draw_overlay
 

@@ -2,21 +2,29 @@
 
 Annotation fields:
 
-* ``bbox``: float ``[x, y, w, h]`` from the detection's box (pixels, 0-indexed, continuous edges).
+* ``bbox``: ``[x, y, w, h]`` of the model's box snapped OUTWARD to whole pixels (``floor`` of the min
+  edges, ``ceil`` of the max edges, clipped to the image), so it stays within 1 px of the model's box and
+  holds every pixel of the mask (see :mod:`visionkit.formats.instances`). Mask pixels of a polygon mask
+  that reach outside that box are cut off and counted (``mask_pixels_clipped``).
 * ``area``: the mask's pixel count, or the box area when there is no mask.
 * ``iscrowd``: 0 unless the caller says otherwise. Crowd is never inferred from holes or several parts:
   trainers (detectron2, mmdetection) ignore crowd instances.
-* ``segmentation``: compressed RLE (``counts`` as str, encoded from the crop), or polygons with
-  ``polygons=True``, or ``[]`` when the detection has no mask (importers read that as a plain box).
+* ``segmentation``, one of three choices: compressed RLE (``counts`` as str, encoded from the crop; the
+  default), polygons (``polygons=True``), or polygons with holes filled (``polygons=True,
+  polygon_holes="fill"``). A detection WITHOUT a mask (detect task, an undecodable or empty mask) gets
+  its box as one 4-point polygon of 8 numbers, ``[[x0, y0, x1, y0, x1, y1, x0, y1]]``: pycocotools
+  ``annToMask`` and ``COCOeval(..., "segm")``, torchvision, datumaro and label-studio-converter all accept
+  it, where ``[]`` crashes several of them. Counted as ``box_only``.
 * ``score``: when the answer gave one.
 
 Categories: ids start at 1 and are stable across the whole dataset. Without a category list, every
-distinct label (compared after :func:`normalize_label`) becomes a category, sorted by name. With a list,
-labels are matched case-insensitively after normalisation (whitespace, case, simple plurals, optional
-aliases); labels that match nothing are counted in the report and their detections dropped.
+distinct label (compared after :func:`normalize_label`) becomes a category, sorted by name. With a list
+(or :func:`load_categories` of a file, for ids that stay the same across runs), labels are matched
+case-insensitively after normalisation (whitespace, case, simple plurals, optional aliases); labels that
+match nothing are counted in the report and their detections dropped.
 
-The report (unmapped labels, point-only detections skipped, polygon fallbacks) is stored under
-``info["visionkit"]`` so nothing is lost silently.
+The report (unmapped labels, point-only detections skipped, polygon fallbacks, box-only annotations) is
+stored under ``info["visionkit"]`` so nothing is lost silently.
 """
 
 from __future__ import annotations
@@ -37,10 +45,11 @@ from .atomic import atomic_open
 from .boxes import xyxy_to_xywh
 from .detections import Detections
 from .errors import ExportError
-from .polygons import crop_to_polygons
+from .formats.instances import box_polygon, clip_crop_to_box, snap_box
 
 __all__ = [
     "CategoryMap",
+    "load_categories",
     "normalize_label",
     "image_annotations",
     "to_coco",
@@ -146,10 +155,6 @@ class CategoryMap:
         return sorted((dict(c) for c in self._cats), key=lambda c: c["id"])
 
 
-def _round(values: Iterable[float], ndigits: int = 3) -> list[float]:
-    return [round(float(v), ndigits) for v in values]
-
-
 def image_annotations(detections: Detections, *, polygons: bool = False, iscrowd: int = 0,
                       polygon_holes: str = "rle", report: Counter | None = None) -> list[dict]:
     """Annotations of one image without ids: each has ``label`` instead of ``category_id``.
@@ -159,44 +164,103 @@ def image_annotations(detections: Detections, *, polygons: bool = False, iscrowd
         polygon_holes: with ``polygons``, what to do with a mask that has holes, which COCO polygons
             cannot express: ``"rle"`` keeps that annotation as RLE, ``"fill"`` writes the outer polygons
             (holes filled). Both are counted in ``report``.
-        report: a Counter to add ``points_skipped`` / ``polygon_rle_fallback`` / ``holes_filled`` to.
+        report: a Counter to add ``points_skipped`` / ``polygon_rle_fallback`` / ``holes_filled`` /
+            ``box_only`` / ``empty_masks`` / ``masks_clipped`` / ``mask_pixels_clipped`` to.
     """
-    if polygon_holes not in ("rle", "fill"):
-        raise ExportError(f"polygon_holes must be 'rle' or 'fill', got {polygon_holes!r}")
+    check_polygon_holes(polygon_holes)
     report = Counter() if report is None else report
+    image_wh = detections.image_wh
     xywh = xyxy_to_xywh(detections.xyxy)
-
-    def segment(i: int) -> tuple[float, Any, str | None]:
-        """``(area, segmentation, report key or None)`` of detection i's mask."""
-        crop = detections.masks[i]
-        note = None
-        if polygons:
-            polys, has_holes = crop_to_polygons(crop)
-            if polys and not (has_holes and polygon_holes == "rle"):
-                return float(crop.area()), polys, "holes_filled" if has_holes else None
-            # holes kept honest, or too small to draw as a valid polygon: RLE
-            note = "polygon_rle_fallback"
-        return float(crop.area()), detections.rle(i), note
-
-    boxes = [i for i in range(len(detections)) if xywh[i, 2] > 0 and xywh[i, 3] > 0]
-    report["points_skipped"] += len(detections) - len(boxes)  # point-only: not a COCO instance
-    masked = [i for i in boxes if detections.has_mask(i)]
-    segments = {i: segment(i) for i in masked}
+    report["dedupe_merged"] += sum(w.field == "dedupe" for w in detections.warnings)  # quality.dedupe
     out = []
-    for i in boxes:
-        ann: dict[str, Any] = {"label": str(detections.labels[i]), "bbox": _round(xywh[i]),
+    for i in range(len(detections)):
+        if xywh[i, 2] <= 0 or xywh[i, 3] <= 0:
+            report["points_skipped"] += 1  # point-only: not a COCO instance (see formats.keypoints)
+            continue
+        box = snap_box(detections.xyxy[i], image_wh)
+        bx0, by0, bx1, by1 = box
+        ann: dict[str, Any] = {"label": str(detections.labels[i]),
+                               "bbox": [float(bx0), float(by0), float(bx1 - bx0), float(by1 - by0)],
                                "iscrowd": int(iscrowd)}
-        if i in segments:
-            ann["area"], ann["segmentation"], note = segments[i]
-            if note:
-                report[note] += 1
+        crop = detections.masks[i] if detections.has_mask(i) else None
+        if crop is not None:
+            crop, cut = clip_crop_to_box(crop, box)
+            if cut:
+                report["masks_clipped"] += 1
+                report["mask_pixels_clipped"] += cut
+            if crop.area() == 0:
+                report["empty_masks"] += 1
+                crop = None
+        if crop is None:
+            report["box_only"] += 1
+            ann["area"] = float((bx1 - bx0) * (by1 - by0))
+            ann["segmentation"] = [box_polygon(box)]
         else:
-            ann["area"] = round(float(xywh[i, 2] * xywh[i, 3]), 3)
-            ann["segmentation"] = []
+            ann["area"] = float(crop.area())
+            ann["segmentation"] = _segment(crop, image_wh, polygons, polygon_holes, report)
         if detections.scores is not None and not np.isnan(detections.scores[i]):
             ann["score"] = round(float(detections.scores[i]), 4)
         out.append(ann)
     return out
+
+
+def check_polygon_holes(polygon_holes: str) -> None:
+    """Raise ExportError unless ``polygon_holes`` is ``"rle"`` or ``"fill"``."""
+    if polygon_holes not in ("rle", "fill"):
+        raise ExportError(f"polygon_holes must be 'rle' or 'fill', got {polygon_holes!r}")
+
+
+def _segment(crop, image_wh: tuple[int, int], polygons: bool, polygon_holes: str, report: Counter) -> Any:
+    """The segmentation of a non-empty crop: RLE, or polygons (with the hole policy)."""
+    if polygons:
+        from .polygons import crop_to_polygons  # shapely is imported only when polygons are asked
+
+        polys, has_holes = crop_to_polygons(crop)
+        if polys and not (has_holes and polygon_holes == "rle"):
+            if has_holes:
+                report["holes_filled"] += 1
+            return polys
+        # holes kept honest, or too small to draw as a valid polygon: RLE
+        report["polygon_rle_fallback"] += 1
+    from .rle import crop_to_rle
+
+    return crop_to_rle(crop, image_wh)
+
+
+def load_categories(path: str | os.PathLike) -> list[str | dict]:
+    """Read a category list from a file, for ids that stay the same across runs.
+
+    Accepted: a ``.json`` file holding a COCO dataset (its ``categories`` are used), a list of COCO
+    category dicts (``id``, ``name``; ids kept), or a list of names (ids 1, 2, ... in order); any other
+    file is a names file, one name per line (blank lines and lines starting with ``#`` ignored), as in
+    YOLO's ``classes.txt``.
+
+    Raises:
+        ExportError: the file is missing, unreadable or holds no categories; the message names it.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ExportError(f"cannot read categories file {path}: {exc}") from exc
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ExportError(f"categories file {path} is not valid JSON ({exc})") from exc
+        if isinstance(data, Mapping):
+            data = data.get("categories")
+        if not isinstance(data, list) or not all(isinstance(c, (str, Mapping)) for c in data):
+            raise ExportError(f"categories file {path}: expected a COCO file with 'categories', a list of "
+                              "{'id', 'name'} dicts or a list of names")
+        cats = list(data)
+    else:
+        lines = (line.strip() for line in text.splitlines())
+        cats = [line for line in lines if line and not line.startswith("#")]
+    if not cats:
+        raise ExportError(f"categories file {path} holds no categories")
+    CategoryMap(cats)  # duplicates and bad ids fail here, naming the category
+    return cats
 
 
 def to_coco(items: Iterable[tuple[str, tuple[int, int], Detections]],
@@ -270,25 +334,48 @@ def assemble(images: list[dict], annotations: list[dict], cats: CategoryMap, rep
 
 
 def to_results(dataset: Mapping, kind: str = "segm", default_score: float = 1.0) -> list[dict]:
-    """COCO *results* list (for ``COCO.loadRes``/COCOeval) from a dataset made by :func:`to_coco`.
+    """COCO *results* (for ``COCO.loadRes``/COCOeval) from a COCO dataset: "use my labels as predictions".
 
-    For ``"segm"`` only RLE annotations are kept and ``bbox`` is left out (pycocotools would otherwise take
-    the box area as the mask area). ``score`` defaults to ``default_score`` where the answer had none.
+    Every annotation is kept. For ``"segm"`` each segmentation (RLE, polygons, or a box-only polygon) is
+    given as compressed RLE, the only form ``loadRes`` accepts for masks, and ``bbox`` is left out
+    (pycocotools would otherwise take the box area as the mask area). ``score`` is the annotation's score,
+    or ``default_score`` where the answer had none.
+
+    Raises:
+        ExportError: unknown ``kind``, or an annotation whose image or segmentation is missing.
     """
     if kind not in ("segm", "bbox"):
         raise ExportError(f"kind must be 'segm' or 'bbox', got {kind!r}")
+    sizes = {img["id"]: (int(img["height"]), int(img["width"])) for img in dataset.get("images", [])}
     out = []
     for ann in dataset["annotations"]:
         row = {"image_id": ann["image_id"], "category_id": ann["category_id"],
                "score": ann.get("score", default_score)}
         if kind == "bbox":
             row["bbox"] = ann["bbox"]
-        elif isinstance(ann.get("segmentation"), dict):
-            row["segmentation"] = ann["segmentation"]
         else:
-            continue
+            if ann["image_id"] not in sizes:
+                raise ExportError(f"annotation {ann.get('id')}: image {ann['image_id']} is not in 'images'")
+            row["segmentation"] = _as_rle(ann, *sizes[ann["image_id"]])
         out.append(row)
     return out
+
+
+def _as_rle(ann: Mapping, height: int, width: int) -> dict:
+    """An annotation's segmentation as compressed RLE with str counts."""
+    from pycocotools import mask as mask_utils
+
+    seg = ann.get("segmentation")
+    if isinstance(seg, Mapping):
+        if isinstance(seg.get("counts"), list):
+            seg = mask_utils.frPyObjects(dict(seg), height, width)
+        counts = seg["counts"]
+        return {"size": list(seg["size"]),
+                "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+    if isinstance(seg, list) and seg:
+        rle = mask_utils.merge(mask_utils.frPyObjects([list(map(float, p)) for p in seg], height, width))
+        return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
+    raise ExportError(f"annotation {ann.get('id')} has no segmentation; expected RLE or polygons")
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None = None) -> Path:

@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from ._parallel import chunked_map
 from .answer_json import find_items
 from .boxes import GRID, gemini_points_to_xy, gemini_to_pixel_box, gemini_to_xyxy, point_to_box_2d
 from .detections import Detections, MaskCrop, ParseWarning
@@ -134,18 +133,15 @@ def parse_response(answer: str | bytes | Mapping, image_size: tuple[int, int],
         crops = [None] * n
         pixel_boxes = gemini_to_pixel_box(box_2d_arr[[r for r, _, _ in raw_masks]], image_wh)
 
-        def decode(job: tuple[tuple[int, int, Any], np.ndarray]) -> MaskCrop | MaskDecodeError:
-            (row, _, value), pixel_box = job
+        # Serial on purpose: a nested per-mask thread pool was no faster than one thread on a loaded
+        # 2-core machine, is wasted inside the pipeline's own workers, and a module-level pool made any
+        # process forked after its creation hang on its first many-mask answer.
+        for (row, index, value), pixel_box in zip(raw_masks, pixel_boxes):
             try:
-                return decode_mask(value, box_2d=box_2d_arr[row], pixel_box=pixel_box, image_wh=image_wh,
+                crop = decode_mask(value, box_2d=box_2d_arr[row], pixel_box=pixel_box, image_wh=image_wh,
                                    threshold=threshold, order=mask_order)
             except MaskDecodeError as exc:
-                return exc
-
-        jobs = list(zip(raw_masks, pixel_boxes))
-        for ((row, index, _), _), crop in zip(jobs, chunked_map(decode, jobs)):
-            if isinstance(crop, MaskDecodeError):
-                warnings.append(ParseWarning(index, "mask", f"{crop}; box kept without a mask"))
+                warnings.append(ParseWarning(index, "mask", f"{exc}; box kept without a mask"))
                 continue
             if crop.data.size == 0:
                 warnings.append(ParseWarning(index, "mask", "box is smaller than one pixel; mask dropped"))

@@ -238,6 +238,13 @@ class GeminiClient:
         return (f"check the model name {self.model!r}: it may not exist, not be available to this key, or be "
                 f"retired (requests to a retired id return 404); {_CURRENT_HINT}")
 
+    def _request(self, method: str, url: str, *, headers: Mapping[str, str] | None = None,
+                 data: Any = None, what: str = "", retry: RetryPolicy | None = None,
+                 stream: bool = False) -> tuple[requests.Response, int]:
+        """One API call with retries (see :meth:`Transport.request`); used by the Batch API layer."""
+        return self._http.request(method, url, headers=headers, data=data, what=what, retry=retry,
+                                  stream=stream)
+
     def _post_generate(self, body: Mapping[str, Any] | bytes) -> tuple[dict, int]:
         payload = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
         url = f"{self.base_url}/{API_VERSION}/models/{self.model}:generateContent"

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import ConfigError
+from ..tasks import TASKS, check_task  # re-exported: they live where the offline path can import them
 
 __all__ = [
     "DEFAULT_MAX_OBJECTS",
@@ -39,8 +40,6 @@ __all__ = [
     "normalize_classes",
     "response_schema",
 ]
-
-TASKS = ("detect", "segment")
 
 #: Default cap on the number of objects asked for (keeps the model from repeating itself).
 DEFAULT_MAX_OBJECTS = 25
@@ -60,12 +59,6 @@ _SEGMENT_POLYGON = ("Give the segmentation masks for {targets} (at most {limit} 
 MASK_FORMATS = ("png", "polygon", "none")
 _ALL_TARGETS = "the prominent objects"
 _NO_FENCE = "Return only the JSON, without code fencing."
-
-
-def check_task(task: str) -> None:
-    """Raise :class:`ConfigError` unless ``task`` is one of :data:`TASKS`."""
-    if task not in TASKS:
-        raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
 
 
 def normalize_classes(classes: Sequence[str] | None) -> list[str] | None:
