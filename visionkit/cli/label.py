@@ -28,7 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "instead of calling the API")
     p.add_argument("--prompt", help="your own prompt text (default: Google's recommended prompt)")
     p.add_argument("--classes", help="comma-separated class names; constrains labels and fixes COCO ids")
-    p.add_argument("--model", default="gemini-2.5-flash")
+    p.add_argument("--model", default=None,
+                   help="Gemini model id (default: $VISIONKIT_MODEL, else gemini-3.8-flash; see the README's "
+                        "model table)")
     p.add_argument("--base-url", help="API base URL (default: $GEMINI_BASE_URL or Google's endpoint)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
     p.add_argument("--concurrency", type=int, default=4, help="images in flight (default 4)")
@@ -87,6 +89,13 @@ class _Reporter:
         if self._bar_shown:
             self.stream.write("\r\033[K")
             self._bar_shown = False
+
+    def interrupt(self, in_flight: int) -> None:
+        """First Ctrl-C: say at once what the run is waiting for."""
+        self._clear()
+        self.stream.write(f"interrupted: {in_flight} requests in flight; waiting for their answers so they "
+                          "are saved (press Ctrl-C again to abort them)\n")
+        self.stream.flush()
 
     def notice(self, text: str) -> None:
         self._clear()
@@ -149,7 +158,7 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
                         overlay_format=args.overlay_format, overlay_max_side=args.overlay_max_side,
                         on_image=reporter.image, on_progress=reporter.progress,
                         polygon_holes=args.polygon_holes, categories=categories,
-                        on_notice=reporter.notice)
+                        on_notice=reporter.notice, on_interrupt=reporter.interrupt)
     finally:
         reporter.finish()
     _print_summary(summary, args, stdout)
@@ -183,5 +192,9 @@ def _print_summary(summary, args: argparse.Namespace, stdout: TextIO) -> None:
     if summary.overlay_failures:
         stdout.write(f"{len(summary.overlay_failures)} overlays could not be written (their images' "
                      "annotations are kept)\n")
-    if summary.failed or summary.overlay_failures:
+    for error in summary.export_errors:
+        stdout.write(f"NOT WRITTEN: {error}\n")
+    if summary.unsaved:
+        stdout.write(f"{summary.unsaved} paid answers could not be saved; a rerun will ask for them again\n")
+    if (summary.failed or summary.overlay_failures) and (summary.out / "failures.json").is_file():
         stdout.write(f"failures listed in {summary.out / 'failures.json'}\n")
