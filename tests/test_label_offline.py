@@ -72,12 +72,12 @@ def test_label_replay_writes_coco_overlays_and_failures(dataset, tmp_path):
     x, y, w, h = b_cup["bbox"]  # its mask was undecodable: the box kept, as a 4-point polygon
     assert b_cup["segmentation"] == [[x, y, x + w, y, x + w, y + h, x, y + h]] and b_cup["area"] == w * h
     for key in ("a", "b"):
-        with Image.open(out / "overlays" / f"{key}.png") as im:
-            assert im.size == ((200, 100) if key == "a" else (48, 64))
-    assert not (out / "overlays" / "c.png").exists()
+        with Image.open(out / "overlays" / f"{key}.jpg") as im:
+            assert im.format == "JPEG" and im.size == ((200, 100) if key == "a" else (48, 64))
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == ["a.jpg", "b.jpg"]
     # replay mode asks nothing, so it saves no responses
-    assert sorted(p.name for p in out.iterdir()) == ["annotations.json", "failures.json", "overlays",
-                                                     "sources.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["annotations.json", "failures.json", "keys.json",
+                                                     "overlays", "sources.json"]
     sources = json.loads((out / "sources.json").read_text())["images"]
     assert sources["sub/b.jpg"] == str((images / "sub" / "b.jpg").resolve())
 
@@ -147,7 +147,7 @@ def test_stem_collisions_use_relative_paths(tmp_path):
     (replay / "y__same.txt").write_text('[{"box_2d": [0, 0, 500, 500], "label": "q"}]')
     summary = label([images], tmp_path / "o", replay=replay)
     assert summary.ok
-    assert sorted(p.name for p in (tmp_path / "o" / "overlays").iterdir()) == ["x__same.png", "y__same.png"]
+    assert sorted(p.name for p in (tmp_path / "o" / "overlays").iterdir()) == ["x__same.jpg", "y__same.jpg"]
 
 
 def test_module_entry_point_runs(dataset, tmp_path):

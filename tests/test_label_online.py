@@ -194,7 +194,8 @@ def test_kill_minus_9_then_resume(tmp_path):
         first_run = len(server.generate_requests)
     assert 5 <= len(answered) < 16
     assert not (out / "annotations.json").exists()  # never half-written
-    assert [p.name for p in out.iterdir() if p.is_file()] == []  # no spool or temp file left behind
+    # no spool or temp file left behind; keys.json is written before any image is processed
+    assert [p.name for p in out.iterdir() if p.is_file()] == ["keys.json"]
 
     with FakeGemini(api_key=KEY) as server:
         proc = _cli([str(images), "--out", str(out), "--base-url", server.base_url, "--concurrency", "2",

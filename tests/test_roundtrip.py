@@ -58,7 +58,7 @@ def test_cli_succeeds_and_reports_the_broken_answers(labelled):
     dims = {i["file_name"]: (i["width"], i["height"]) for i in truth["images"]}
     assert {i["file_name"]: (i["width"], i["height"]) for i in ds["images"]} == dims  # EXIF applied
     assert sorted(p.name for p in (out / "overlays").iterdir()) == sorted(
-        f.rsplit(".", 1)[0] + ".png" for f in dims)
+        f.rsplit(".", 1)[0] + ".jpg" for f in dims)
 
 
 def test_segm_ap_against_truth(labelled):

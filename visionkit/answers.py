@@ -14,7 +14,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +29,21 @@ RECORD_DIR = ".request"
 
 
 def find_replay(replay: Path, key: str, stem: str) -> Path | None:
-    """``replay/<key>.json`` or ``.txt`` (then the same for the bare stem), or None."""
+    """``replay/<key>.json`` or ``.txt`` (then the same for the bare stem), or None.
+
+    The bare-stem fallback is for answers named after the file (``x.txt`` for ``sub/x.jpg``); callers must
+    use it only when exactly one image of the run has that stem (see :meth:`AnswerSource.get`).
+    """
     for name in dict.fromkeys((key, stem)):
         for suffix in (".json", ".txt"):
             candidate = replay / f"{name}{suffix}"
             if candidate.is_file():
                 return candidate
     return None
+
+
+def _exact_replay(replay: Path, key: str) -> Path | None:
+    return find_replay(replay, key, key)
 
 
 def read_answer(path: Path) -> Any:
@@ -52,7 +60,7 @@ def read_answer(path: Path) -> Any:
     return text
 
 
-def _image_facts(path: Path, with_digest: bool = True) -> dict:
+def image_facts(path: Path, with_digest: bool = True) -> dict:
     try:
         stat = path.stat()
         facts: dict[str, Any] = {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
@@ -93,15 +101,32 @@ class ResponseStore:
                 changed = sorted(k for k in set(asked) | set(request) if asked.get(k) != request.get(k))
                 if changed:
                     return None, f"the saved answer was for another request ({', '.join(changed)} changed)"
-                now = _image_facts(image, with_digest=False)
+                now = image_facts(image, with_digest=False)
                 if (now["bytes"], now["mtime_ns"]) != (seen.get("bytes"), seen.get("mtime_ns")) \
-                        and _image_facts(image)["sha256"] != seen.get("sha256"):
+                        and image_facts(image)["sha256"] != seen.get("sha256"):
                     return None, "the saved answer was for another version of the image"
         return read_answer(saved), None
 
+    def owner(self, key: str, images: dict[str, Path]) -> str | None:
+        """Which of ``images`` (``{file_name: path}``) the response saved under ``key`` was asked about,
+        by the SHA-256 in its request record; None when there is no record or not exactly one matches."""
+        try:
+            record = json.loads((self.folder / RECORD_DIR / f"{key}.json").read_text(encoding="utf-8"))
+            digest = record["image"]["sha256"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        matches = []
+        for file_name, path in images.items():
+            try:
+                if image_facts(path)["sha256"] == digest:
+                    matches.append(file_name)
+            except InputError:
+                continue
+        return matches[0] if len(matches) == 1 else None
+
     def save(self, key: str, request: dict, image: Path, response: dict) -> None:
         """Save a response atomically, its record first (a record without a response is harmless)."""
-        record = {"request": request, "image": _image_facts(image)}
+        record = {"request": request, "image": image_facts(image)}
         write_json_atomic(self.folder / RECORD_DIR / f"{key}.json", record)
         write_json_atomic(self.path(key), response)
 
@@ -136,8 +161,11 @@ class AnswerSource:
     """
 
     def __init__(self, replay: Path | None, store: ResponseStore, client: Any, limiter: RateLimiter,
-                 task: str, prompt: str | None, classes: Sequence[str] | None):
+                 task: str, prompt: str | None, classes: Sequence[str] | None,
+                 stem_owners: Mapping[str, Sequence[tuple[str, str]]] | None = None):
         self.replay, self.store, self.client, self.limiter = replay, store, client, limiter
+        # {stem.casefold(): [(file_name, key), ...]}: which images a bare-stem replay answer could mean.
+        self.stem_owners = stem_owners or {}
         self.task, self.prompt, self.classes = task, prompt, classes
         # What the saved answers must have been asked with (see visionkit.answers).
         self.request = {"task": task, "prompt": prompt, "classes": list(classes) if classes else None,
@@ -147,11 +175,7 @@ class AnswerSource:
     def get(self, path: Path, file_name: str, key: str) -> tuple[Any, str, int, str | None]:
         """``(answer, source, attempts, note)``; source is "replay", "cache" or "api"."""
         if self.replay is not None:
-            found = find_replay(self.replay, key, path.stem)
-            if found is None:
-                raise InputError(f"no replay answer for {file_name}: looked for {key}.json and {key}.txt "
-                                 f"in {self.replay}")
-            return read_answer(found), "replay", 0, None
+            return read_answer(self._replay_file(path, file_name, key)), "replay", 0, None
         answer, stale = self.store.load(key, self.request, path)
         if answer is not None:
             return answer, "cache", 0, None
@@ -166,3 +190,21 @@ class AnswerSource:
             self.store.save(key, self.request, path, result.response)
         note = None if stale is None else f"{stale}; asked again"
         return result.response, "api", result.attempts, note
+
+    def _replay_file(self, path: Path, file_name: str, key: str) -> Path:
+        """``<key>.json``/``.txt``, else ``<stem>.json``/``.txt`` when no other image has that stem."""
+        found = _exact_replay(self.replay, key)
+        if found is not None:
+            return found
+        fallback = _exact_replay(self.replay, path.stem) if path.stem != key else None
+        owners = self.stem_owners.get(path.stem.casefold(), ())
+        if fallback is not None and len(owners) > 1:
+            names = " or ".join(f for f, _ in owners)
+            keys = " or ".join(f"{k}{fallback.suffix}" for _, k in owners)
+            raise InputError(f"replay answer {fallback.name} could mean {names} (they share the stem "
+                             f"{path.stem!r}); rename it after the image it belongs to: {keys}")
+        if fallback is None:
+            tried = dict.fromkeys((key, path.stem))
+            raise InputError(f"no replay answer for {file_name}: looked for "
+                             f"{' and '.join(f'{n}.json and {n}.txt' for n in tried)} in {self.replay}")
+        return fallback

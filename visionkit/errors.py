@@ -16,9 +16,11 @@
         │   ├── NotFoundError        404
         │   ├── RateLimitError       429 (carries .retry_delay, .quota_id, .per_day)
         │   └── ServerError          5xx
-        └── ResponseError            HTTP 200, but no usable answer
-            ├── BlockedError         promptFeedback.blockReason, or finishReason SAFETY/RECITATION/...
-            └── EmptyResponseError   no candidates or no text
+        ├── ResponseError            HTTP 200, but no usable answer
+        │   ├── BlockedError         promptFeedback.blockReason, or finishReason SAFETY/RECITATION/...
+        │   └── EmptyResponseError   no candidates or no text
+        └── BatchError               a Batch API job FAILED, was CANCELLED or EXPIRED, or its state is unknown
+            └── BatchLineError       one request (line) of a batch job has no usable answer
 
 Lower-level exceptions (``requests``, ``json``, ``cv2``, ``OSError``) are translated where they cross
 into visionkit with ``raise ... from exc``. Messages never contain the API key.
@@ -44,6 +46,8 @@ __all__ = [
     "ResponseError",
     "BlockedError",
     "EmptyResponseError",
+    "BatchError",
+    "BatchLineError",
 ]
 
 
@@ -156,3 +160,22 @@ class BlockedError(ResponseError):
 
 class EmptyResponseError(ResponseError):
     """The answer has no candidates or no text parts."""
+
+
+class BatchError(APIError):
+    """A Batch API job ended without results (FAILED, CANCELLED, EXPIRED), or what happened to a request
+    that creates one is unknown.
+
+    Attributes:
+        job: the job's resource name (``batches/...``) or its local id, or None.
+        state: the job's state (``"FAILED"``, ``"EXPIRED"``, ...), or None.
+    """
+
+    def __init__(self, message: str, *, job: str | None = None, state: str | None = None):
+        super().__init__(message)
+        self.job = job
+        self.state = state
+
+
+class BatchLineError(BatchError):
+    """One request of a batch job came back with an error, or with no usable answer."""

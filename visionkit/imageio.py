@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Union
 
@@ -30,6 +30,7 @@ from PIL import Image, ImageOps
 
 from .atomic import write_bytes_atomic
 from .errors import ExportError, InputError
+from .fastread import read_jpeg_rgb, scaled_size
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -191,19 +192,48 @@ def _to_8bit(im: Image.Image) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(out))  # 2-D uint8: mode "L"
 
 
-def read_rgb(source: ImageSource) -> np.ndarray:
+def read_rgb(source: ImageSource, max_side: int | None = None) -> np.ndarray:
     """The upright image as a new RGB ``uint8 (H, W, 3)`` array (alpha is dropped, gray is replicated).
+
+    Args:
+        source: as :func:`open_upright`.
+        max_side: when given (> 0), the image is shrunk (never grown) so its longest side is at most this,
+            to :func:`visionkit.fastread.scaled_size` (``cv2.INTER_AREA``). A JPEG file is then decoded
+            at a reduced size directly, so the full-size frame is never held.
+
+    Baseline JPEG files are decoded by OpenCV (:mod:`visionkit.fastread`: one frame instead of Pillow's
+    three); everything else, and any JPEG OpenCV cannot be trusted with, by Pillow.
 
     Raises:
         InputError: as :func:`open_upright`.
     """
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        with _open_file(path) as im:
+            fast = im.format == "JPEG" and im.mode in ("RGB", "L")
+            if fast:
+                try:
+                    orientation = int(im.getexif().get(0x0112, 1))
+                except Exception:  # a broken EXIF block: let Pillow's reader decide
+                    fast = False
+            stored_wh = im.size
+        if fast and 1 <= orientation <= 8:
+            rgb = read_jpeg_rgb(path, stored_wh, orientation, max_side)
+            if rgb is not None:
+                return rgb
     im = open_upright(source)
     if im.mode != "RGB":
         try:
             im = im.convert("RGB")
         except Exception as exc:
             raise InputError(f"cannot convert image mode {im.mode!r} to RGB ({exc})") from exc
-    return np.array(im, dtype=np.uint8)
+    target = scaled_size(im.size, max_side)
+    rgb = np.array(im, dtype=np.uint8)
+    if target != im.size:
+        import cv2
+
+        rgb = cv2.resize(rgb, target, interpolation=cv2.INTER_AREA)
+    return rgb
 
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
@@ -260,14 +290,15 @@ def _png_late_exif(path: Path) -> bytes | None:
         return None
 
 
-def iter_images(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
-                ) -> list[tuple[Path, Path]]:
+def iter_images(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
+                prune: Callable[[Path], bool] | None = None) -> list[tuple[Path, Path]]:
     """Expand files and folders into ``(path, root)`` pairs, in a stable order.
 
     A folder is searched recursively for files whose suffix (any case) is in :data:`IMAGE_SUFFIXES`; its
     files are sorted by their path relative to the folder, and ``root`` is the folder. Names starting with
-    ``.`` (hidden files and folders, macOS ``._*`` files) are skipped. A file given directly has its parent
-    as ``root``. A file reached twice is listed once, at its first position.
+    ``.`` (hidden files and folders, macOS ``._*`` files) are skipped, and so is every sub-folder for which
+    ``prune(folder)`` is true (the folders given as inputs are not asked). A file given directly has its
+    parent as ``root``. A file reached twice is listed once, at its first position.
 
     Raises:
         InputError: an input does not exist, or a file given directly is not an image type.
@@ -286,7 +317,7 @@ def iter_images(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            for file in _walk(path):
+            for file in _walk(path, prune):
                 add(file, path)
         elif path.is_file():
             if path.suffix.lower() not in IMAGE_SUFFIXES:
@@ -298,10 +329,11 @@ def iter_images(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
     return found
 
 
-def _walk(folder: Path) -> list[Path]:
+def _walk(folder: Path, prune: Callable[[Path], bool] | None = None) -> list[Path]:
     files = []
     for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")
+                       and (prune is None or not prune(Path(dirpath) / d))]
         for name in filenames:
             if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
                 files.append(Path(dirpath) / name)

@@ -3,16 +3,22 @@
 Output folder layout::
 
     OUT/annotations.json     COCO for every image that succeeded (written atomically, at the end)
-    OUT/overlays/<key>.png   one overlay per image that succeeded
+    OUT/overlays/<key>.jpg   one overlay per image that succeeded (.png or .webp with overlay_format)
     OUT/responses/<key>.json the raw API response of each image (online mode), written atomically as it
                              arrives; blocked and empty answers are not kept, so a rerun asks again
-    OUT/failures.json        [{file, key, stage, error, reason}] for every image that failed
+    OUT/failures.json        [{file, key, stage, error, reason}] for every image that failed, and (stage
+                             "overlay") every overlay that could not be written: that image's
+                             annotations are kept
+    OUT/keys.json            {file_name: key}, recorded before any image is processed
+    OUT/annotations.previous.json   the previous annotations.json, when the new one lost images
     OUT/sources.json         {"images": {file_name: absolute path}}: where each input image is, so
                              ``visionkit export`` can copy the images into a dataset folder
     OUT/keypoints.json       pointing answers as COCO keypoints (only when some answer had points)
 
-``<key>`` is the image's file stem; when two inputs share a stem (compared case-insensitively), their
-paths relative to their input folder are used instead, joined by ``__``, so keys stay unique.
+``<key>`` is the image's file stem, or its relative path joined by ``__`` when another image shares the
+stem; once recorded in ``keys.json`` it never changes, so a folder can grow (see :mod:`visionkit.keys`).
+Inputs under ``OUT`` and other visionkit output folders are skipped (see :mod:`visionkit.inputs`). A
+rerun never replaces ``annotations.json`` with a worse one silently (see :mod:`visionkit.outdir`).
 
 Resuming: an image whose saved response fits the request (see :mod:`visionkit.answers`) is not requested
 again, so rerunning the same command after an interruption (even ``kill -9``) only asks for the images not
@@ -61,7 +67,11 @@ from .errors import (
     VisionkitError,
 )
 from .formats.keypoints import keypoints_dataset, point_annotations
+from .inputs import find_inputs
+from .keys import assign_keys, load_key_map, record_keys
 from .masks import DEFAULT_THRESHOLD
+from .outdir import PREVIOUS_NAME, keep_copy, previous_counts
+from .overlay_files import DEFAULT_OVERLAY_FORMAT, DEFAULT_OVERLAY_MAX_SIDE, OVERLAY_FORMATS, write_overlay
 from .parse import parse_response
 from .tasks import check_task
 
@@ -84,6 +94,7 @@ class ImageResult:
     error: str = ""
     reason: str = ""
     fatal: bool = False
+    overlay_error: str = ""  # set when the image succeeded but its overlay could not be drawn or written
 
 
 @dataclass(frozen=True)
@@ -125,35 +136,36 @@ class LabelSummary:
     export_report: dict = field(default_factory=dict)
     points: int = 0  # point answers written to keypoints.json
     stopped: str | None = None  # why the run stopped early, if it did
+    notices: list[str] = field(default_factory=list)  # things the user should hear once (skipped inputs)
+    overlay_failures: list[dict] = field(default_factory=list)  # annotations kept, overlay not written
+    kept_previous: str | None = None  # why annotations.json was left as it was, if it was
+    lost_images: list[str] = field(default_factory=list)  # had annotations before, have none now
 
     @property
     def ok(self) -> bool:
-        """True when every image succeeded."""
-        return self.failed == 0
+        """True when every image succeeded and every overlay was written."""
+        return self.failed == 0 and not self.overlay_failures
 
 
-def _keys(images: Sequence[tuple[Path, Path]]) -> list[str]:
-    """Unique output keys: the stem, or, when stems collide, the relative path without its suffix (or with
-    it, if that still collides) joined by ``__``. Compared case-insensitively, because on macOS and Windows
-    ``A.json`` and ``a.json`` are one file."""
-    def fold(names: Iterable[str]) -> Counter:
-        return Counter(n.casefold() for n in names)
+def _assign_keys(images: Sequence[tuple[Path, Path]], out: Path, store: ResponseStore | None
+                 ) -> tuple[list[str], dict[str, str] | None]:
+    """Each image's stable key (see :mod:`visionkit.keys`), and the folder's recorded map (None if none)."""
+    names = [path.relative_to(root).as_posix() for path, root in images]
+    known = load_key_map(out)
+    owner_of = None
+    if known is None and store is not None:  # a folder from before keys.json: migrate (visionkit.keys)
+        paths = dict(zip(names, (path for path, _ in images)))
 
-    stems = fold(path.stem for path, _ in images)
-    bare = fold("__".join(path.relative_to(root).with_suffix("").parts) for path, root in images)
-    keys = []
-    for path, root in images:
-        rel = path.relative_to(root)
-        if stems[path.stem.casefold()] == 1:
-            keys.append(path.stem)
-        elif bare["__".join(rel.with_suffix("").parts).casefold()] == 1:
-            keys.append("__".join(rel.with_suffix("").parts))
-        else:
-            keys.append("__".join(rel.parts))
-    dup = [k for k, n in fold(keys).items() if n > 1]
-    if dup:
-        raise InputError(f"two inputs map to the same output name {dup[0]!r}; rename one of them")
-    return keys
+        def owner_of(stem: str, files: list[str]) -> str | None:
+            return store.owner(stem, {f: paths[f] for f in files})
+    return assign_keys(names, known, owner_of), known
+
+
+def _stem_owners(images: Sequence[tuple[Path, Path]], keys: Sequence[str]) -> dict[str, list]:
+    owners: dict[str, list] = {}
+    for (path, root), key in zip(images, keys):
+        owners.setdefault(path.stem.casefold(), []).append((path.relative_to(root).as_posix(), key))
+    return owners
 
 
 def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: str = "segment",
@@ -161,10 +173,13 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
           client_factory: Callable[[], Any] | None = None, prompt: str | None = None,
           classes: Sequence[str] | None = None, threshold: int = DEFAULT_THRESHOLD,
           concurrency: int = 4, rpm: float | None = None, polygons: bool = False,
-          overlays: bool = True, dedupe: float | None = None,
+          overlays: bool = True, overlay_format: str = DEFAULT_OVERLAY_FORMAT,
+          overlay_max_side: int | None = DEFAULT_OVERLAY_MAX_SIDE, dedupe: float | None = None,
           on_image: Callable[[ImageResult], None] | None = None,
           on_progress: Callable[[Progress], None] | None = None, polygon_holes: str = "rle",
-          categories: Sequence[str | Mapping] | None = None) -> LabelSummary:
+          categories: Sequence[str | Mapping] | None = None, glob: Sequence[str] = (),
+          exclude: Sequence[str] = (), limit: int | None = None,
+          on_notice: Callable[[str], None] | None = None) -> LabelSummary:
     """Label images and write COCO, overlays, raw responses and a failure report under ``out``.
 
     Args:
@@ -186,10 +201,17 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         categories: the COCO categories (names, or ``{id, name}`` dicts, e.g. from
             :func:`visionkit.coco.load_categories`), so ids stay the same across runs; overrides the
             categories ``classes`` would fix. Labels outside it are dropped and reported.
-        overlays: write ``OUT/overlays/<key>.png``.
+        overlays: write ``OUT/overlays/<key>.<format>``.
+        overlay_format: ``"jpg"`` (default), ``"png"`` or ``"webp"`` (see :mod:`visionkit.overlay_files`).
+        overlay_max_side: overlays are drawn on the image shrunk so its longest side is at most this
+            (default 2048; None or 0: full size).
         dedupe: drop near-duplicates within each image at this IoU (see :mod:`visionkit.quality.dedupe`).
         on_image: called (from the calling thread) with each image's :class:`ImageResult`.
         on_progress: called (from the calling thread) with a :class:`Progress` after each image.
+        glob, exclude, limit: input filters (see :mod:`visionkit.inputs`); output folders found among the
+            inputs are always skipped.
+        on_notice: called with each notice (skipped inputs, ...) as soon as it is known; notices are also
+            in ``LabelSummary.notices``.
 
     Returns:
         A :class:`LabelSummary`. One image's failure never stops the others, except a failure that will
@@ -206,6 +228,11 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
     if not 0 <= threshold <= 255:
         raise ConfigError(f"threshold must be in [0, 255], got {threshold}")
+    if overlay_format not in OVERLAY_FORMATS:
+        raise ConfigError(f"overlay_format must be one of {', '.join(OVERLAY_FORMATS)}, "
+                          f"got {overlay_format!r}")
+    if overlay_max_side is not None and (isinstance(overlay_max_side, bool) or overlay_max_side < 0):
+        raise ConfigError(f"overlay_max_side must be >= 0 pixels (0: full size), got {overlay_max_side!r}")
     if dedupe is not None and not 0 < dedupe <= 1:
         raise ConfigError(f"dedupe IoU must be in (0, 1], got {dedupe}")
     check_polygon_holes(polygon_holes)
@@ -215,16 +242,21 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
     replay_dir = None if replay is None else Path(replay)
     if replay_dir is not None and not replay_dir.is_dir():
         raise InputError(f"replay folder {replay_dir} does not exist")
-    images = imageio.iter_images(inputs)
+    found = find_inputs(inputs, out, glob=glob, exclude=exclude, limit=limit)
+    images = found.images
     if not images:
         raise InputError("no images found in the inputs (looked for "
-                         f"{', '.join(sorted(imageio.IMAGE_SUFFIXES))})")
-    keys = _keys(images)
+                         f"{', '.join(sorted(imageio.IMAGE_SUFFIXES))})"
+                         + "".join(f"; {n}" for n in found.notices))
+    store = ResponseStore(out / "responses")
+    keys, known_keys = _assign_keys(images, out, store)
     if replay_dir is None and client is None and client_factory is None:
         raise ConfigError("online labeling needs a Gemini client; to label from recorded answers "
                           "without one, pass replay (for example OUT/responses)")
 
     summary = LabelSummary(out=out, total=len(images))
+    for notice in found.notices:
+        _notify(summary, on_notice, notice)
     with contextlib.ExitStack() as cleanup:
         if replay_dir is None and client is None:
             client = client_factory()  # before anything is written: no API key stops the run here
@@ -233,17 +265,19 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
             for sub in (["overlays"] if overlays else []) + (["responses"] if replay_dir is None else []):
                 (out / sub).mkdir(parents=True, exist_ok=True)
             out.mkdir(parents=True, exist_ok=True)
+            record_keys(out, (p.relative_to(r).as_posix() for p, r in images), keys, known_keys)
             # The spool is an unlinked temp file: nothing is left behind, even after kill -9.
             spool = cleanup.enter_context(tempfile.TemporaryFile(dir=out))
         except OSError as exc:
             raise ExportError(f"cannot write to the output folder {out}: {exc}") from exc
-        source = AnswerSource(replay_dir, ResponseStore(out / "responses"), client, RateLimiter(rpm),
-                               task, prompt, classes)
+        source = AnswerSource(replay_dir, store, client, RateLimiter(rpm), task, prompt, classes,
+                              stem_owners=_stem_owners(images, keys))
         pool = ThreadPoolExecutor(max_workers=concurrency)
         cleanup.callback(pool.shutdown, wait=True)
         try:
             _run(images, keys, pool, concurrency, source, spool, summary, categories, started, out=out,
-                 task=task, threshold=threshold, polygons=polygons, overlays=overlays, on_image=on_image,
+                 task=task, threshold=threshold, polygons=polygons,
+                 overlay=(overlay_format, overlay_max_side) if overlays else None, on_image=on_image,
                  on_progress=on_progress, dedupe=dedupe, polygon_holes=polygon_holes,
                  fixed_categories=fixed)
         except BaseException:
@@ -251,14 +285,16 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
             pool.shutdown(wait=False, cancel_futures=True)
             raise
     summary.failures.sort(key=lambda f: f["file"])
-    write_json_atomic(out / "failures.json", summary.failures, indent=2)
+    summary.overlay_failures.sort(key=lambda f: f["file"])
+    write_json_atomic(out / "failures.json", summary.failures + summary.overlay_failures, indent=2)
     summary.elapsed = time.monotonic() - started
     return summary
 
 
 def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecutor, concurrency: int,
          source: AnswerSource, spool: IO[bytes], summary: LabelSummary, categories: CategoryMap,
-         started: float, *, out: Path, task: str, threshold: int, polygons: bool, overlays: bool,
+         started: float, *, out: Path, task: str, threshold: int, polygons: bool,
+         overlay: tuple[str, int | None] | None,
          on_image: Callable[[ImageResult], None] | None,
          on_progress: Callable[[Progress], None] | None, dedupe: float | None = None,
          polygon_holes: str = "rle", fixed_categories: list | None = None) -> None:
@@ -270,7 +306,7 @@ def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecu
     def work(index: int) -> tuple[ImageResult, dict | None]:
         path, root = images[index]
         return _process_one(path, path.relative_to(root).as_posix(), keys[index], source=source, out=out,
-                            task=task, threshold=threshold, polygons=polygons, overlays=overlays,
+                            task=task, threshold=threshold, polygons=polygons, overlay=overlay,
                             dedupe=dedupe, polygon_holes=polygon_holes)
 
     pending: dict = {}
@@ -313,8 +349,15 @@ def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecu
             reason=f"the run stopped after a failure that would repeat for every image ({summary.stopped})"))
     spool.flush()
     _write_annotations(out / "annotations.json", spool, offsets, labels, report, categories, summary)
-    _write_sources(out / "sources.json", images)
-    _write_keypoints(out / "keypoints.json", spool, offsets, fixed_categories, summary)
+    if summary.kept_previous is None:  # else the previous dataset's companions stay with it
+        _write_sources(out / "sources.json", images)
+        _write_keypoints(out / "keypoints.json", spool, offsets, fixed_categories, summary)
+
+
+def _notify(summary: LabelSummary, on_notice: Callable[[str], None] | None, notice: str) -> None:
+    summary.notices.append(notice)
+    if on_notice is not None:
+        on_notice(notice)
 
 
 def _account(summary: LabelSummary, result: ImageResult) -> None:
@@ -325,6 +368,10 @@ def _account(summary: LabelSummary, result: ImageResult) -> None:
     if result.ok:
         summary.succeeded += 1
         summary.detections += result.detections
+        if result.overlay_error:
+            summary.overlay_failures.append({
+                "file": result.file, "key": result.key, "stage": "overlay", "error": "ExportError",
+                "reason": f"{result.overlay_error} (the image's annotations are in annotations.json)"})
     else:
         summary.failed += 1
         summary.failures.append({"file": result.file, "key": result.key, "stage": result.stage,
@@ -342,19 +389,20 @@ def _is_fatal(exc: BaseException) -> bool:
 
 
 def _process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, out: Path, task: str,
-                 threshold: int, polygons: bool, overlays: bool, dedupe: float | None = None,
-                 polygon_holes: str = "rle"
+                 threshold: int, polygons: bool, overlay: tuple[str, int | None] | None,
+                 dedupe: float | None = None, polygon_holes: str = "rle"
                  ) -> tuple[ImageResult, dict | None]:
-    """Answer -> detections -> annotations (+ overlay) for one image. Never raises an Exception."""
+    """Answer -> detections -> annotations (+ overlay) for one image. Never raises an Exception.
+
+    ``overlay`` is ``(format, max_side)``, or None for no overlay. An overlay that cannot be drawn or
+    written does not fail the image: its annotations are kept, and the result carries ``overlay_error``.
+    """
     stage, origin, attempts = "answer", "", 0
     try:
         origin = "api" if source.replay is None else "replay"
         answer, origin, attempts, note = source.get(path, file_name, key)
-        # The image is decoded again here rather than held through the request: with many requests in
-        # flight, holding full-size images would cost far more memory than the second decode costs time.
         stage = "image"
-        rgb = imageio.read_rgb(path) if overlays else None
-        size_wh = (rgb.shape[1], rgb.shape[0]) if rgb is not None else imageio.image_size(path)
+        size_wh = imageio.image_size(path)  # header only: the pixels are decoded for the overlay alone
         stage = "parse"
         dets = parse_response(answer, size_wh, threshold, masks=(task == "segment"))
         if dedupe is not None:  # near-duplicates out before export and overlay
@@ -365,10 +413,6 @@ def _process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, 
         report: Counter = Counter()
         anns = image_annotations(dets, polygons=polygons, polygon_holes=polygon_holes, report=report)
         points = point_annotations(dets)
-        if rgb is not None:
-            from .overlay import draw_overlay
-
-            imageio.write_png_atomic(out / "overlays" / f"{key}.png", draw_overlay(rgb, dets))
     except VisionkitError as exc:
         if origin == "api" and stage == "answer":
             attempts = getattr(exc, "attempts", 1)
@@ -380,18 +424,40 @@ def _process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, 
         return ImageResult(file_name, key, False, origin, attempts=attempts, stage=stage,
                            error=type(exc).__name__,
                            reason=f"internal error (please report it): {exc!r}"), None
+    overlay_error = "" if overlay is None else _write_overlay(out, key, path, dets, overlay)
     record = {"file_name": file_name, "width": size_wh[0], "height": size_wh[1], "annotations": anns,
               "report": dict(report)}
     if points:
         record["points"] = points
     warnings = dets.warnings if note is None else (ParseWarning(None, None, note), *dets.warnings)
     return ImageResult(file_name, key, True, origin, detections=len(dets), warnings=warnings,
-                       attempts=attempts), record
+                       attempts=attempts, overlay_error=overlay_error), record
+
+
+def _write_overlay(out: Path, key: str, image: Path, dets, overlay: tuple[str, int | None]) -> str:
+    """Read the image (again: holding it through the request would cost far more memory than a second
+    decode costs time), draw and write one overlay; returns "" or why it could not be done."""
+    fmt, max_side = overlay
+    try:
+        write_overlay(out / "overlays" / f"{key}{OVERLAY_FORMATS[fmt]}", image, dets, fmt=fmt,
+                      max_side=max_side)
+    except VisionkitError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # a drawing bug must not cost the image its annotations
+        return f"internal error drawing the overlay (please report it): {exc!r}"
+    return ""
 
 
 def _write_annotations(path: Path, spool, offsets: dict[int, tuple[int, int]], labels: Counter,
                        report: Counter, cats: CategoryMap, summary: LabelSummary) -> None:
-    """Stream the COCO file from the spool, images in input order, atomically."""
+    """Stream the COCO file from the spool, images in input order, atomically.
+
+    Never replaces a dataset with a worse one silently (see :mod:`visionkit.outdir`)."""
+    previous = previous_counts(path)
+    if not offsets and previous:
+        summary.kept_previous = (f"no image succeeded in this run, so the previous {path.name} "
+                                 f"({len(previous)} images, {sum(previous.values())} annotations) was kept")
+        return
     cats.fit(labels.elements())
     unmapped: Counter = Counter()
     order = sorted(offsets)
@@ -407,6 +473,7 @@ def _write_annotations(path: Path, spool, offsets: dict[int, tuple[int, int]], l
         images.append({"id": image_id, "file_name": record["file_name"], "width": record["width"],
                        "height": record["height"]})
     head = assemble(images, [], cats, report, Counter(), None)
+    written: Counter = Counter()
     with atomic_open(path) as fh:
         fh.write("{")
         for key in ("licenses", "images", "categories"):
@@ -419,10 +486,14 @@ def _write_annotations(path: Path, spool, offsets: dict[int, tuple[int, int]], l
                 if done is None:
                     continue
                 fh.write(("," if ann_id else "") + json.dumps(done, ensure_ascii=False))
+                written[record["file_name"]] += 1
                 ann_id += 1
         # info last: it carries the report, known only once every annotation was mapped.
         info = assemble([], [], cats, report, unmapped, None)["info"]
         fh.write(f'], "info": {json.dumps(info, ensure_ascii=False)}}}')
+        summary.lost_images = sorted(f for f, n in (previous or {}).items() if n and not written[f])
+        if summary.lost_images:  # before the new file replaces it
+            keep_copy(path, path.with_name(PREVIOUS_NAME))
     summary.annotations = ann_id
     summary.export_report = info["visionkit"]
 

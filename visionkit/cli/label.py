@@ -9,6 +9,7 @@ from typing import TextIO
 
 from ..coco import load_categories
 from ..masks import DEFAULT_THRESHOLD
+from ..overlay_files import DEFAULT_OVERLAY_FORMAT, DEFAULT_OVERLAY_MAX_SIDE, OVERLAY_FORMATS
 from ..pipeline import ImageResult, Progress, label
 
 __all__ = ["add_parser", "run"]
@@ -37,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"mask threshold 0-255, pixels > T are in (default {DEFAULT_THRESHOLD})")
     p.add_argument("--polygons", action="store_true", help="write polygon segmentations instead of RLE")
     p.add_argument("--no-overlays", action="store_true", help="do not write overlay images")
+    add_overlay_arguments(p)
     p.add_argument("--dedupe", type=float, metavar="IOU", default=None,
                    help="drop near-duplicates within each image: a detection overlapping an earlier one of "
                         "the same label with mask (else box) IoU >= IOU is dropped, with a warning "
@@ -52,6 +54,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-v", "--verbose", action="store_true",
                    help="debug log of requests and retries on stderr (the API key is never logged)")
     p.set_defaults(func=run)
+
+
+def add_overlay_arguments(p: argparse.ArgumentParser) -> None:
+    """``--overlay-format`` and ``--overlay-max-side`` (shared by ``label`` and ``overlays``)."""
+    p.add_argument("--overlay-format", choices=tuple(OVERLAY_FORMATS), default=DEFAULT_OVERLAY_FORMAT,
+                   help=f"overlay file format (default {DEFAULT_OVERLAY_FORMAT}: ~10x faster to write and ~6x"
+                        " smaller than png)")
+    p.add_argument("--overlay-max-side", type=int, default=DEFAULT_OVERLAY_MAX_SIDE, metavar="PX",
+                   help="shrink the image so its longest side is at most PX before drawing the overlay; "
+                        f"0 = full size (default {DEFAULT_OVERLAY_MAX_SIDE})")
 
 
 class _Reporter:
@@ -76,7 +88,15 @@ class _Reporter:
             self.stream.write("\r\033[K")
             self._bar_shown = False
 
+    def notice(self, text: str) -> None:
+        self._clear()
+        self.stream.write(f"note: {text}\n")
+
     def image(self, result: ImageResult) -> None:
+        if result.overlay_error:
+            self._clear()
+            self.stream.write(f"OVERLAY NOT WRITTEN {result.file} (annotations kept): "
+                              f"{result.overlay_error}\n")
         if not result.ok:
             self._clear()
             self.stream.write(f"FAILED {result.file} [{result.stage}] {result.error}: {result.reason}\n")
@@ -126,13 +146,22 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
                         client_factory=client_factory, prompt=args.prompt, classes=classes,
                         threshold=args.threshold, concurrency=args.concurrency, rpm=args.rpm,
                         polygons=args.polygons, overlays=not args.no_overlays, dedupe=args.dedupe,
+                        overlay_format=args.overlay_format, overlay_max_side=args.overlay_max_side,
                         on_image=reporter.image, on_progress=reporter.progress,
-                        polygon_holes=args.polygon_holes, categories=categories)
+                        polygon_holes=args.polygon_holes, categories=categories,
+                        on_notice=reporter.notice)
     finally:
         reporter.finish()
+    _print_summary(summary, args, stdout)
+    return 0 if summary.ok else 1
+
+
+def _print_summary(summary, args: argparse.Namespace, stdout: TextIO) -> None:
     report = summary.export_report
-    stdout.write(f"{summary.succeeded}/{summary.total} images labelled, {summary.failed} failed; "
-                 f"{summary.annotations} annotations in {summary.out / 'annotations.json'} "
+    dataset = summary.out / "annotations.json"
+    where = (f"{dataset} kept as it was" if summary.kept_previous
+             else f"{summary.annotations} annotations in {dataset}")
+    stdout.write(f"{summary.succeeded}/{summary.total} images labelled, {summary.failed} failed; {where} "
                  f"({summary.requested} requested, {summary.cached} from cache, {summary.retries} retries, "
                  f"{summary.warnings} warnings, {summary.elapsed:.1f}s)\n")
     if report.get("unmapped_detections"):
@@ -144,6 +173,15 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
                      f"COCO keypoints to {summary.out / 'keypoints.json'}\n")
     if summary.stopped:
         stdout.write(f"stopped early: {summary.stopped}\n")
-    if summary.failed:
+    if summary.kept_previous:
+        stdout.write(f"annotations.json not replaced: {summary.kept_previous}\n")
+    if summary.lost_images:
+        lost = summary.lost_images
+        stdout.write(f"{len(lost)} images that had annotations in the previous annotations.json have none "
+                     f"now: {', '.join(lost[:5])}{', ...' if len(lost) > 5 else ''} (the previous file is "
+                     f"kept as {summary.out / 'annotations.previous.json'})\n")
+    if summary.overlay_failures:
+        stdout.write(f"{len(summary.overlay_failures)} overlays could not be written (their images' "
+                     "annotations are kept)\n")
+    if summary.failed or summary.overlay_failures:
         stdout.write(f"failures listed in {summary.out / 'failures.json'}\n")
-    return 0 if summary.ok else 1

@@ -341,8 +341,14 @@ class GeminiClient:
         return Failed(error, server_delay, f"HTTP {status}" + (f" {api_status}" if api_status else ""))
 
     def _request(self, method: str, url: str, *, headers: Mapping[str, str] | None = None,
-                 data: bytes | None = None, what: str = "") -> tuple[requests.Response, int]:
-        """One API call with retries. Returns ``(response, attempts)`` for a 2xx answer."""
+                 data: Any = None, what: str = "", retry: RetryPolicy | None = None,
+                 stream: bool = False) -> tuple[requests.Response, int]:
+        """One API call with retries. Returns ``(response, attempts)`` for a 2xx answer.
+
+        ``data`` is bytes or a binary file (rewound before each attempt, so a large upload streams from
+        disk); ``retry`` replaces the client's policy for this call (the Batch API's create is not
+        idempotent); ``stream=True`` leaves the body unread for ``iter_content``.
+        """
         if self._closed:
             raise ConfigError("this GeminiClient is closed")
         sent = {"x-goog-api-key": self._api_key, "User-Agent": self._user_agent}
@@ -351,9 +357,11 @@ class GeminiClient:
 
         def send() -> requests.Response | Failed:
             logger.debug("%s %s (%s)", method, url, what)
+            if hasattr(data, "seek"):
+                data.seek(0)
             try:
                 response = self._session.request(method, url, headers=sent, data=data, timeout=self.timeout,
-                                                 allow_redirects=False)
+                                                 allow_redirects=False, stream=stream)
             except requests.Timeout as exc:
                 return self._transport_failure(exc, what, "timeout")
             except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
@@ -367,7 +375,7 @@ class GeminiClient:
                 return response
             return self._status_failure(response, what)
 
-        return self.retry.run(send, on_retry=self._notify_retry)
+        return (retry or self.retry).run(send, on_retry=self._notify_retry)
 
     def _post_generate(self, body: Mapping[str, Any] | bytes) -> tuple[dict, int]:
         payload = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")

@@ -13,21 +13,22 @@ Protocol (see ``shared/design/GEMINI-API-FACTS.md``, section 3):
 The HTTP work is done by a ``request`` callable supplied by the client (:class:`GeminiClient`), which adds
 the API key header, applies retries and turns error statuses into visionkit errors. The key is therefore
 only ever sent as a header, and only to the configured API host: an upload URL on another host is refused.
-Uploaded files expire by themselves after 48 hours; they are not deleted here.
+Uploaded files expire by themselves after 48 hours; :func:`delete_file` removes one sooner.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from ..errors import ResponseError
 
-__all__ = ["UploadedFile", "get_file", "upload_bytes", "wait_active"]
+__all__ = ["UploadedFile", "delete_file", "get_file", "upload_bytes", "wait_active"]
 
 #: request(method, url, *, headers=None, data=None) -> requests.Response (2xx only; errors are raised).
 RequestFn = Callable[..., Any]
@@ -87,18 +88,20 @@ def _same_origin(url: str, base_url: str) -> bool:
     return (a.scheme, a.netloc.lower()) == (b.scheme, b.netloc.lower())
 
 
-def upload_bytes(request: RequestFn, base_url: str, data: bytes, mime_type: str, *,
+def upload_bytes(request: RequestFn, base_url: str, data: bytes | BinaryIO, mime_type: str, *,
                  display_name: str | None = None, poll_interval: float = 1.0, poll_timeout: float = 60.0,
-                 sleep: Callable[[float], None] = time.sleep) -> UploadedFile:
+                 sleep: Callable[[float], None] = time.sleep, size: int | None = None) -> UploadedFile:
     """Upload ``data`` and return the file once it is ``ACTIVE``.
 
     Args:
         request: the client's request function (adds the key, retries, raises visionkit errors).
         base_url: the API root, e.g. ``https://generativelanguage.googleapis.com``.
-        data: the file's bytes.
+        data: the file's bytes, or a binary file opened for reading (streamed from disk, rewound before
+            each attempt, never read into memory whole).
         mime_type: its MIME type (required by the API).
         display_name: a name shown in the file list (at most 512 characters).
         poll_interval, poll_timeout, sleep: see :func:`wait_active`.
+        size: the byte count of a file ``data`` (default: its size on disk).
 
     Raises:
         ResponseError: the answer lacks the upload URL or the file, the upload URL points to another host,
@@ -106,11 +109,15 @@ def upload_bytes(request: RequestFn, base_url: str, data: bytes, mime_type: str,
         APIError: from ``request``.
     """
     base_url = base_url.rstrip("/")
+    if isinstance(data, (bytes, bytearray)):
+        size = len(data)
+    elif size is None:
+        size = os.fstat(data.fileno()).st_size
     meta = {"file": {"display_name": (display_name or "visionkit-upload")[:512]}}
     start = request("POST", f"{base_url}/upload/v1beta/files",
                     headers={"X-Goog-Upload-Protocol": "resumable",
                              "X-Goog-Upload-Command": "start",
-                             "X-Goog-Upload-Header-Content-Length": str(len(data)),
+                             "X-Goog-Upload-Header-Content-Length": str(size),
                              "X-Goog-Upload-Header-Content-Type": mime_type,
                              "Content-Type": "application/json"},
                     data=json.dumps(meta).encode("utf-8"))
@@ -123,6 +130,7 @@ def upload_bytes(request: RequestFn, base_url: str, data: bytes, mime_type: str,
     done = request("POST", upload_url,
                    headers={"X-Goog-Upload-Command": "upload, finalize",
                             "X-Goog-Upload-Offset": "0",
+                            "Content-Length": str(size),
                             "Content-Type": mime_type},
                    data=data)
     uploaded = _file(_json(done, "upload"), "upload", mime_type)
@@ -130,6 +138,11 @@ def upload_bytes(request: RequestFn, base_url: str, data: bytes, mime_type: str,
         return uploaded
     return wait_active(request, base_url, uploaded, poll_interval=poll_interval,
                        poll_timeout=poll_timeout, sleep=sleep)
+
+
+def delete_file(request: RequestFn, base_url: str, name: str) -> None:
+    """Delete file ``name`` (``files/<id>``). Raises APIError (NotFoundError when it is gone already)."""
+    request("DELETE", f"{base_url.rstrip('/')}/v1beta/{name}")
 
 
 def get_file(request: RequestFn, base_url: str, name: str) -> UploadedFile:

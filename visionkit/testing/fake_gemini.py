@@ -15,7 +15,9 @@ details}}``):
 * ``POST /upload/v1beta/files`` (``X-Goog-Upload-Command: start``) -> ``x-goog-upload-url`` header pointing
   back at this server; ``POST`` to that URL (``upload, finalize``) -> ``{"file": {...}}``;
 * ``GET /v1beta/files/{id}`` -> the file, its ``state`` stepping through ``file_states``
-  (default: PROCESSING on upload and on the first poll, then ACTIVE).
+  (default: PROCESSING on upload and on the first poll, then ACTIVE);
+* the Batch API (create, get, list, cancel, delete, file delete and download), scripted through
+  ``server.batch`` (:mod:`visionkit.testing.fake_batch`).
 
 Faults (:class:`Fault`) are queued with :meth:`FakeGemini.push_faults` and consumed, one per request, by
 the next generateContent requests; a ``fault_for(request)`` hook can fail chosen requests every time.
@@ -45,6 +47,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from . import fake_batch
 
 __all__ = [
     "CANONICAL_STATUS",
@@ -214,7 +218,8 @@ class RecordedRequest:
 
     Attributes:
         index: 0-based arrival order over all requests.
-        kind: ``"generate"``, ``"upload_start"``, ``"upload"``, ``"file_get"`` or ``"unknown"``.
+        kind: ``"generate"``, ``"upload_start"``, ``"upload"``, ``"file_get"``, a batch kind
+            (:data:`visionkit.testing.fake_batch.KINDS`) or ``"unknown"``.
         method, path: the HTTP method and the URL path (no query).
         query: the query parameters (``parse_qs`` form).
         headers: the request headers; look-ups are case-insensitive.
@@ -355,6 +360,7 @@ class FakeGemini:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.errors: list[BaseException] = []  # exceptions raised by the responder or fault_for
+        self.batch = fake_batch.FakeBatch(self)  # the Batch API endpoints (see visionkit.testing.fake_batch)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -444,6 +450,7 @@ class FakeGemini:
             self._faults.clear()
             self._files.clear()
             self._uploads.clear()
+        self.batch.clear()
 
     # -- internals ---------------------------------------------------------------------------------------
 
@@ -480,7 +487,7 @@ class FakeGemini:
         elif h.command == "GET" and _FILE.match(path):
             kind = "file_get"
         else:
-            kind = "unknown"
+            kind = self.batch.kind(h.command, path) or "unknown"
         record = RecordedRequest(index=self._next_index(), kind=kind, method=h.command, path=path,
                                  query=query, headers=headers, body_size=len(body),
                                  json=parsed if kind != "upload" else None,
@@ -516,6 +523,8 @@ class FakeGemini:
             return self._upload(h, headers, query, body)
         if kind == "file_get":
             return self._file_get(h, _FILE.match(path).group(1))
+        if kind in fake_batch.KINDS:
+            return self.batch.handle(h, record)
         return self._send_json(h, 404, error_body(404, f"Method not found: {h.command} {path}"))
 
     def _check_key(self, headers: Mapping[str, str]) -> tuple[int, dict] | None:

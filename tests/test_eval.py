@@ -1,0 +1,213 @@
+"""visionkit eval: join by file name and class name; known AP on hand-made truth, checked against
+pycocotools directly."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from visionkit import ConfigError, InputError
+from visionkit.cli import main
+from visionkit.quality.evaluate import evaluate
+
+SIZES = {"a.png": (200, 100), "sub/b.jpg": (100, 150)}
+# (file, label, x0, y0, x1, y1): edge boxes included (touching the right and bottom borders)
+OBJECTS = [("a.png", "cat", 10, 10, 60, 60), ("a.png", "dog", 120, 20, 200, 100),
+           ("sub/b.jpg", "cat", 0, 0, 40, 50), ("sub/b.jpg", "dog", 30, 70, 100, 150)]
+
+
+def rle(box, wh):
+    x0, y0, x1, y1 = box
+    m = np.zeros((wh[1], wh[0]), np.uint8)
+    m[y0:y1, x0:x1] = 1
+    r = mask_utils.encode(np.asfortranarray(m))
+    return {"size": r["size"], "counts": r["counts"].decode("ascii")}
+
+
+def dataset(objects, categories, image_ids=(1, 2), scores=None, masks=True):
+    files = list(SIZES)
+    images = [{"id": i, "file_name": f, "width": SIZES[f][0], "height": SIZES[f][1]}
+              for i, f in zip(image_ids, files)]
+    ids = {f: i for i, f in zip(image_ids, files)}
+    cat_id = {c["name"].lower().rstrip("s"): c["id"] for c in categories}
+    anns = []
+    for k, (f, label, *box) in enumerate(objects):
+        x0, y0, x1, y1 = box
+        ann = {"id": k + 1, "image_id": ids[f], "category_id": cat_id[label.lower().rstrip("s")],
+               "bbox": [x0, y0, x1 - x0, y1 - y0], "area": float((x1 - x0) * (y1 - y0)), "iscrowd": 0,
+               "segmentation": rle(box, SIZES[f]) if masks else []}
+        if scores is not None:
+            ann["score"] = scores[k]
+        anns.append(ann)
+    return {"info": {}, "licenses": [], "images": images, "categories": categories, "annotations": anns}
+
+
+TRUTH = dataset(OBJECTS, [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}])
+# visionkit's own ids differ: images in another order, categories named differently
+PRED_CATS = [{"id": 7, "name": "Dogs"}, {"id": 3, "name": "cat"}]
+
+
+def shifted(objects, dx):
+    return [(f, lab, x0 + dx, y0, min(x1 + dx, SIZES[f][0]), y1) for f, lab, x0, y0, x1, y1 in objects]
+
+
+def direct(truth, pred, iou_type):
+    """pycocotools by hand: results in the truth's ids (a file-name and name join done here)."""
+    names = {c["id"]: c["name"].lower().rstrip("s") for c in pred["categories"]}
+    tcat = {c["name"]: c["id"] for c in truth["categories"]}
+    timg = {i["file_name"]: i["id"] for i in truth["images"]}
+    pimg = {i["id"]: i["file_name"] for i in pred["images"]}
+    rows = []
+    for a in pred["annotations"]:
+        row = {"image_id": timg[pimg[a["image_id"]]], "category_id": tcat[names[a["category_id"]]],
+               "score": a.get("score", 1.0)}
+        row["bbox" if iou_type == "bbox" else "segmentation"] = a["bbox" if iou_type == "bbox" else
+                                                                    "segmentation"]
+        rows.append(row)
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = copy.deepcopy(truth)
+        gt.createIndex()
+        if not rows:
+            return [0.0 if k in (0, 1, 2, 4, 6, 7, 8, 10) else -1.0 for k in range(12)]  # all medium
+        ev = COCOeval(gt, gt.loadRes(rows), iou_type)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return list(ev.stats)
+
+
+CASES = {  # name: (objects, scores, expected AP @[.5:.95])
+    "perfect": (OBJECTS, None, 1.0),
+    "half missing": (OBJECTS[::2], None, 0.5),  # recall 1/2 per class: 51 of 101 recall points
+    "shifted": (shifted(OBJECTS, 8), None, None),
+    "wrong labels": ([(f, {"cat": "dog", "dog": "cat"}[lab], *b) for f, lab, *b in OBJECTS], None, 0.0),
+    "ranked extra": (OBJECTS + [("a.png", "cat", 150, 0, 190, 30)], [0.9, 0.8, 0.7, 0.6, 0.1], 1.0),
+    "empty": ([], None, 0.0),
+}
+
+
+@pytest.mark.parametrize("iou_type", ["segm", "bbox"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_known_ap_and_agreement_with_pycocotools(case, iou_type):
+    objects, scores, expected = CASES[case]
+    pred = dataset([(f, "Dogs" if lab == "dog" else lab, *b) for f, lab, *b in objects], PRED_CATS,
+                   image_ids=(12, 11), scores=scores)
+    before = json.dumps(TRUTH)
+    result = evaluate(pred, TRUTH, iou_type=iou_type, backend="pycocotools")
+    assert json.dumps(TRUTH) == before  # the caller's truth is not modified
+    assert result["stats"] == pytest.approx(direct(TRUTH, pred, iou_type), abs=1e-12)
+    if expected is not None:
+        assert result["summary"]["AP"] == pytest.approx(expected, abs=0.006)
+    if case == "shifted":  # IoU 42/58 = 0.72 per cat box: passes .50-.70, fails .75+
+        assert result["summary"]["AP50"] == 1.0 and result["summary"]["AP75"] < 1.0
+    if case == "wrong labels":
+        assert {(c["truth"], c["predicted"]): c["count"] for c in result["confusions"]} == {
+            ("cat", "dog"): 2, ("dog", "cat"): 2}
+    else:
+        assert result["confusions"] == []
+    noted = any("no score" in n for n in result["notes"])
+    assert noted == (scores is None and bool(objects))
+
+
+def test_per_class_and_per_image():
+    pred = dataset(OBJECTS[:3], PRED_CATS[::-1], image_ids=(5, 6))
+    result = evaluate(pred, TRUTH, iou_type="bbox", backend="pycocotools")
+    per = {c["name"]: c for c in result["per_class"]}
+    assert per["cat"]["AP"] == pytest.approx(1.0) and per["dog"]["AP"] == pytest.approx(0.5, abs=0.006)
+    assert (per["dog"]["truth"], per["dog"]["predicted"]) == (2, 1)
+    worst = result["images"][0]
+    assert (worst["file_name"], worst["tp"], worst["fn"], worst["fp"]) == ("sub/b.jpg", 1, 1, 0)
+    assert worst["f1"] == pytest.approx(2 / 3) and result["images"][1]["f1"] == 1.0
+    json.dumps(result)  # JSON-ready
+
+
+@pytest.mark.parametrize("iou_type", ["segm", "bbox"])
+def test_faster_coco_eval_agrees(iou_type):
+    pytest.importorskip("faster_coco_eval")
+    objects = shifted(OBJECTS, 5)[:3] + [("a.png", "dog", 0, 50, 50, 100)]
+    pred = dataset(objects, PRED_CATS, scores=[0.9, 0.3, 0.6, 0.5])
+    slow = evaluate(pred, TRUTH, iou_type=iou_type, backend="pycocotools")
+    fast = evaluate(pred, TRUTH, iou_type=iou_type, backend="faster-coco-eval")
+    assert fast["backend"] == "faster-coco-eval"
+    assert fast["stats"] == pytest.approx(slow["stats"], abs=1e-9)
+    assert fast["per_class"] == slow["per_class"]
+
+
+def test_join_by_base_name_unmatched_and_unmapped():
+    pred = dataset(OBJECTS, [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}])
+    pred["images"][1]["file_name"] = "elsewhere/b.jpg"  # base name matches one truth image
+    pred["images"].append({"id": 9, "file_name": "zzz.png", "width": 10, "height": 10})
+    pred["categories"].append({"id": 3, "name": "horse"})
+    pred["annotations"].append({"id": 99, "image_id": 1, "category_id": 3, "bbox": [0, 0, 5, 5]})
+    result = evaluate(pred, TRUTH, iou_type="bbox")
+    assert result["summary"]["AP"] == pytest.approx(1.0)
+    assert result["unmatched_images"] == ["zzz.png"] and result["unmapped_labels"] == {"horse": 1}
+    assert result["counts"]["joined_images"] == 2
+
+
+def test_aliases_map_labels():
+    objects = [(f, "kitty" if lab == "cat" else lab, *b) for f, lab, *b in OBJECTS]
+    pred = dataset(objects, [{"id": 1, "name": "kitty"}, {"id": 2, "name": "dog"}])
+    assert evaluate(pred, TRUTH, iou_type="bbox")["unmapped_labels"] == {"kitty": 2}
+    result = evaluate(pred, TRUTH, iou_type="bbox", aliases={"kitty": "cat"})
+    assert result["summary"]["AP"] == pytest.approx(1.0) and not result["unmapped_labels"]
+
+
+def test_segm_skips_boxes_without_masks():
+    result = evaluate(dataset(OBJECTS, PRED_CATS, masks=False), TRUTH, iou_type="segm")
+    assert result["counts"]["no_mask"] == 4 and result["summary"]["AP"] == 0.0
+    assert any("no mask" in n for n in result["notes"])
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda p, t: p["images"][0].update(width=201), "a.png: predicted on a 201x100 image"),
+    (lambda p, t: t["annotations"][0].pop("area"), "annotations\\[0\\] has no 'area'"),
+    (lambda p, t: p.pop("categories"), "no 'categories' list"),
+])
+def test_bad_inputs_are_named(mutate, match):
+    pred, truth = dataset(OBJECTS, PRED_CATS), copy.deepcopy(TRUTH)
+    mutate(pred, truth)
+    with pytest.raises(InputError, match=match):
+        evaluate(pred, truth)
+
+
+def test_bad_files_and_options(tmp_path):
+    (tmp_path / "results.json").write_text("[]")
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(InputError, match="results list"):
+        evaluate(tmp_path / "results.json", TRUTH)
+    with pytest.raises(InputError, match="not a readable JSON"):
+        evaluate(tmp_path / "broken.json", TRUTH)
+    with pytest.raises(InputError, match="a run folder needs annotations.json"):
+        evaluate(tmp_path, TRUTH)
+    with pytest.raises(ConfigError, match="iou_type"):
+        evaluate(TRUTH, TRUTH, iou_type="keypoints")
+
+
+def test_cli_writes_eval_json(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "annotations.json").write_text(json.dumps(dataset(OBJECTS[::2], PRED_CATS)))
+    (tmp_path / "gt.json").write_text(json.dumps(TRUTH))
+    stdout = io.StringIO()
+    code = main(["eval", str(run), "--truth", str(tmp_path / "gt.json"), "--iou-type", "bbox"],
+                stdout=stdout, stderr=io.StringIO())
+    assert code == 0
+    saved = json.loads((run / "eval.json").read_text())
+    assert saved["summary"]["AP"] == pytest.approx(0.5, abs=0.006)
+    text = stdout.getvalue()
+    assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]" in text
+    assert "cat" in text and "no score" in text and str(run / "eval.json") in text
+    err = io.StringIO()
+    assert main(["eval", str(tmp_path / "nope"), "--truth", str(tmp_path / "gt.json")],
+                stdout=io.StringIO(), stderr=err) == 2
+    assert "does not exist" in err.getvalue()

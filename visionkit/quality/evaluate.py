@@ -1,0 +1,297 @@
+"""Evaluate predictions against ground truth with COCOeval, joined by file name and category name.
+
+* **Images** are joined by ``file_name``, not by id (ids differ between tools). A prediction whose file name
+  is not in the truth is matched by its base name when exactly one truth image has it; otherwise it is
+  listed under ``unmatched_images`` and left out. Truth images with no prediction count as all missed.
+* **Categories** are mapped by name with :class:`visionkit.coco.CategoryMap`, the same normalisation
+  (case, spaces, simple plurals) and aliases as :func:`visionkit.to_coco`. Unmapped predictions are
+  counted under ``unmapped_labels`` and left out.
+* **Scores.** A VLM gives none. Predictions without a ``score`` get :data:`DEFAULT_SCORE` (1.0). With one
+  constant score there is no ranking, so AP then measures precision and recall at a single operating point,
+  not a PR curve; the result says so in ``notes``. Consensus scores (:mod:`visionkit.quality.consensus`)
+  make the curve real.
+* **COCOeval** from pycocotools, or faster-coco-eval when installed (``backend="auto"``); both give the
+  same numbers. Segmentation results are compressed RLE without ``bbox`` (with a ``bbox``, pycocotools
+  takes the box area as the mask area); predictions without a mask are left out of ``segm`` and counted.
+  An empty result list is evaluated without ``loadRes`` (which crashes on ``[]``).
+* **Label confusions:** a truth object that no prediction of its class matches (IoU >= 0.5) but a
+  prediction of another class does, counted per (truth, predicted) pair.
+* **Per image:** matches at IoU 0.5 (greedy by score, as COCO does), with precision, recall and F1, so a
+  report can show the worst images first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import PurePosixPath
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from ..coco import CategoryMap
+from ..errors import ConfigError, InputError
+from .datasets import DatasetSource, ann_rle, category_names, load_dataset
+
+__all__ = ["BACKENDS", "DEFAULT_SCORE", "STAT_NAMES", "evaluate"]
+
+#: Score given to predictions that have none (see the module docstring).
+DEFAULT_SCORE = 1.0
+BACKENDS = ("auto", "pycocotools", "faster-coco-eval")
+#: The 12 numbers of COCOeval.summarize(), in order.
+STAT_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large",
+              "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large")
+MATCH_IOU = 0.5
+
+
+def _faster_available() -> bool:
+    try:
+        import faster_coco_eval  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _backend(name: str) -> str:
+    if name not in BACKENDS:
+        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {name!r}")
+    if name == "auto":
+        return "faster-coco-eval" if _faster_available() else "pycocotools"
+    if name == "faster-coco-eval" and not _faster_available():
+        raise ConfigError("backend 'faster-coco-eval' is not installed (pip install faster-coco-eval)")
+    return name
+
+
+def _join_images(pred: Mapping, truth: Mapping) -> tuple[dict[int, int], list[str]]:
+    """``{pred image id: truth image id}`` by file name (then unique base name), and unmatched names."""
+    exact = {str(i["file_name"]): int(i["id"]) for i in truth["images"]}
+    base: dict[str, list[int]] = {}
+    for i in truth["images"]:
+        base.setdefault(PurePosixPath(str(i["file_name"])).name, []).append(int(i["id"]))
+    joined, unmatched = {}, []
+    for image in pred["images"]:
+        name = str(image["file_name"])
+        if name in exact:
+            joined[int(image["id"])] = exact[name]
+        elif len(base.get(PurePosixPath(name).name, [])) == 1:
+            joined[int(image["id"])] = base[PurePosixPath(name).name][0]
+        else:
+            unmatched.append(name)
+    return joined, unmatched
+
+
+def _results(pred: Mapping, truth: Mapping, joined: dict[int, int], cats: CategoryMap, iou_type: str,
+             default_score: float, counts: Counter, unmapped: Counter) -> list[dict]:
+    """COCO results rows in the truth's image and category ids."""
+    names = category_names(pred)
+    pred_images = {int(i["id"]): i for i in pred["images"]}
+    truth_images = {int(i["id"]): i for i in truth["images"]}
+    rows = []
+    for ann in pred["annotations"]:
+        image_id = joined.get(int(ann["image_id"]))
+        if image_id is None:
+            continue
+        name = names.get(int(ann["category_id"]), str(ann["category_id"]))
+        category_id = cats.lookup(name)
+        if category_id is None:
+            unmapped[name] += 1
+            continue
+        src, dst = pred_images[int(ann["image_id"])], truth_images[image_id]
+        if (int(src["width"]), int(src["height"])) != (int(dst["width"]), int(dst["height"])):
+            raise InputError(f"{src['file_name']}: predicted on a {src['width']}x{src['height']} image, "
+                             f"but the truth's {dst['file_name']} is {dst['width']}x{dst['height']}")
+        score = ann.get("score")
+        if score is None:
+            counts["no_score"] += 1
+            score = default_score
+        row: dict[str, Any] = {"image_id": image_id, "category_id": category_id, "score": float(score)}
+        if iou_type == "bbox":
+            row["bbox"] = [float(v) for v in ann["bbox"]]
+        else:
+            rle = ann_rle(ann, int(dst["width"]), int(dst["height"]))
+            if rle is None:
+                counts["no_mask"] += 1
+                continue
+            row["segmentation"] = {"size": list(rle["size"]), "counts": rle["counts"]}
+        rows.append(row)
+    return rows
+
+
+def _run_cocoeval(truth: dict, rows: list[dict], iou_type: str, backend: str) -> tuple[Any, str]:
+    """COCOeval over every truth image; returns the evaluator and the printed 12-number summary."""
+    if backend == "faster-coco-eval":
+        from faster_coco_eval import COCO
+        from faster_coco_eval import COCOeval_faster as COCOeval
+    else:
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):  # pycocotools prints; the library must not
+        gt = COCO()
+        gt.dataset = truth
+        gt.createIndex()
+        if rows:
+            dt = gt.loadRes([dict(r) for r in rows])  # loadRes writes into the rows: give it copies
+        else:
+            dt = COCO()
+            dt.dataset = {"images": list(truth["images"]), "categories": list(truth["categories"]),
+                          "annotations": []}
+            dt.createIndex()
+        ev = (COCOeval(gt, dt, iou_type, print_function=print) if backend == "faster-coco-eval"
+              else COCOeval(gt, dt, iou_type))
+        ev.params.imgIds = sorted(int(i["id"]) for i in truth["images"])
+        ev.evaluate()
+        ev.accumulate()
+    summary = io.StringIO()
+    with contextlib.redirect_stdout(summary):
+        ev.summarize()
+    return ev, summary.getvalue()
+
+
+def _per_class(ev: Any, truth: Mapping, rows: list[dict]) -> list[dict]:
+    precision = np.asarray(ev.eval["precision"])  # [T, R, K, A, M]
+    cat_ids = [int(c) for c in ev.params.catIds]
+    gt_count = Counter(int(a["category_id"]) for a in truth["annotations"] if not a.get("iscrowd"))
+    dt_count = Counter(r["category_id"] for r in rows)
+    names = category_names(truth)
+    out = []
+    for k, cat_id in enumerate(cat_ids):
+        p = precision[:, :, k, 0, -1]
+        p50 = precision[0, :, k, 0, -1]
+        out.append({"category_id": cat_id, "name": names[cat_id], "truth": gt_count[cat_id],
+                    "predicted": dt_count[cat_id],
+                    "AP": float(p[p > -1].mean()) if (p > -1).any() else None,
+                    "AP50": float(p50[p50 > -1].mean()) if (p50 > -1).any() else None})
+    return out
+
+
+def _ious(dts: list[dict], gts: list[dict], iou_type: str, size: tuple[int, int]) -> np.ndarray:
+    if not dts or not gts:
+        return np.zeros((len(dts), len(gts)))
+    crowd = [int(bool(g.get("iscrowd"))) for g in gts]
+    if iou_type == "bbox":
+        return np.asarray(mask_utils.iou([d["bbox"] for d in dts], [g["bbox"] for g in gts], crowd))
+    width, height = size
+    g_rles = [ann_rle(g, width, height) for g in gts]
+    g_rles = [r if r is not None else mask_utils.frPyObjects([list(g["bbox"])], height, width)[0]
+              for r, g in zip(g_rles, gts)]
+    return np.asarray(mask_utils.iou([d["segmentation"] for d in dts], g_rles, crowd))
+
+
+def _per_image(truth: Mapping, rows: list[dict], iou_type: str) -> tuple[list[dict], Counter]:
+    """Per-image TP/FP/FN at IoU 0.5 and the label confusions."""
+    names = category_names(truth)
+    gts_by: dict[int, list[dict]] = {}
+    for ann in truth["annotations"]:
+        gts_by.setdefault(int(ann["image_id"]), []).append(ann)
+    dts_by: dict[int, list[dict]] = {}
+    for row in rows:
+        dts_by.setdefault(row["image_id"], []).append(row)
+    confusions: Counter = Counter()
+    images = []
+    for image in truth["images"]:
+        image_id = int(image["id"])
+        gts, dts = gts_by.get(image_id, []), sorted(dts_by.get(image_id, []), key=lambda r: -r["score"])
+        iou = _ious(dts, gts, iou_type, (int(image["width"]), int(image["height"])))
+        crowd = np.array([bool(g.get("iscrowd")) for g in gts], dtype=bool)
+        same = np.array([[d["category_id"] == g["category_id"] for g in gts] for d in dts], dtype=bool)
+        same = same.reshape(len(dts), len(gts))
+        taken = np.zeros(len(gts), dtype=bool)
+        tp = fp = 0
+        for d in range(len(dts)):
+            ok = same[d] & ~taken & (iou[d] >= MATCH_IOU)
+            if ok.any():
+                g = int(np.argmax(np.where(ok, iou[d], -1)))
+                if not crowd[g]:
+                    taken[g] = True
+                    tp += 1
+            else:
+                fp += 1
+        fn = int((~taken & ~crowd).sum())
+        for g in np.flatnonzero(~taken & ~crowd):
+            other = (~same[:, g]) & (iou[:, g] >= MATCH_IOU) if dts else np.zeros(0, bool)
+            if other.any():
+                d = int(np.argmax(np.where(other, iou[:, g], -1)))
+                confusions[(names[int(gts[g]["category_id"])], names[dts[d]["category_id"]])] += 1
+        precision = tp / (tp + fp) if tp + fp else None
+        recall = tp / (tp + fn) if tp + fn else None
+        f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None
+        images.append({"image_id": image_id, "file_name": str(image["file_name"]), "truth": tp + fn,
+                       "predicted": len(dts), "tp": tp, "fp": fp, "fn": fn, "precision": precision,
+                       "recall": recall, "f1": f1})
+    return images, confusions
+
+
+def evaluate(pred: DatasetSource, truth: DatasetSource, *, iou_type: str = "segm",
+             aliases: Mapping[str, str] | None = None, default_score: float = DEFAULT_SCORE,
+             backend: str = "auto") -> dict:
+    """COCOeval of ``pred`` (a run folder, COCO file or dict) against ``truth``; a JSON-ready dict.
+
+    Keys: ``iou_type``, ``backend``, ``stats`` (the 12 numbers), ``summary`` (name -> number),
+    ``summary_text`` (COCOeval's printout), ``per_class``, ``confusions``, ``images`` (per image, worst F1
+    first), ``unmatched_images``, ``unmapped_labels``, ``counts`` and ``notes``. See the module docstring.
+
+    Raises:
+        ConfigError: bad ``iou_type`` or ``backend``.
+        InputError: unreadable or inconsistent inputs (the message names the file and field).
+    """
+    if iou_type not in ("segm", "bbox"):
+        raise ConfigError(f"iou_type must be 'segm' or 'bbox', got {iou_type!r}")
+    backend = _backend(backend)
+    pred_data = load_dataset(pred, what="predictions")
+    truth_data = load_dataset(truth, what="ground truth")
+    for pos, ann in enumerate(truth_data["annotations"]):
+        for key in ("id", "area", "iscrowd"):  # COCOeval reads them; say so instead of a KeyError
+            if key not in ann:
+                raise InputError(f"ground truth annotations[{pos}] has no '{key}' (COCOeval needs it)")
+    truth_data.setdefault("info", {})
+    truth_data.setdefault("licenses", [])
+    cats = CategoryMap(truth_data["categories"], aliases)
+    joined, unmatched = _join_images(pred_data, truth_data)
+    counts: Counter = Counter()
+    unmapped: Counter = Counter()
+    rows = _results(pred_data, truth_data, joined, cats, iou_type, default_score, counts, unmapped)
+    ev, text = _run_cocoeval(truth_data, rows, iou_type, backend)
+    stats = [float(v) for v in ev.stats[:12]]
+    images, confusions = _per_image(truth_data, rows, iou_type)
+    images.sort(key=lambda r: (r["f1"] if r["f1"] is not None else 2.0, r["file_name"]))
+    per_image_max = Counter(r["image_id"] for r in rows)
+    notes = []
+    if counts["no_score"]:
+        notes.append(f"{counts['no_score']} of {len(rows) + counts['no_mask']} predictions have no score and "
+                     f"were given {default_score:g}: with one constant score there is no ranking, so AP "
+                     "measures precision and recall at one operating point, not a PR curve")
+    if counts["no_mask"]:
+        notes.append(f"{counts['no_mask']} predictions have no mask and are left out of segm evaluation")
+    if unmatched:
+        notes.append(f"{len(unmatched)} predicted images are not in the ground truth and were left out")
+    if unmapped:
+        notes.append(f"{sum(unmapped.values())} predictions have labels that map to no truth category")
+    if per_image_max and max(per_image_max.values()) > 100:
+        notes.append("some images have more than 100 predictions; COCOeval (maxDets=100) keeps the 100 "
+                     "with the highest scores")
+    return {
+        "iou_type": iou_type, "backend": backend,
+        "stats": stats, "summary": dict(zip(STAT_NAMES, stats)), "summary_text": text,
+        "per_class": _per_class(ev, truth_data, rows),
+        "confusions": [{"truth": t, "predicted": p, "count": n}
+                       for (t, p), n in sorted(confusions.items(), key=lambda kv: (-kv[1], kv[0]))],
+        "images": images,
+        "unmatched_images": unmatched,
+        "unmapped_labels": dict(sorted(unmapped.items())),
+        "counts": {"truth_images": len(truth_data["images"]), "predicted_images": len(pred_data["images"]),
+                   "joined_images": len(joined), "results": len(rows),
+                   "truth_objects": sum(not a.get("iscrowd") for a in truth_data["annotations"]),
+                   **{k: v for k, v in counts.items() if v}},
+        "notes": notes,
+    }
+
+
+def default_eval_path(pred: str | os.PathLike) -> str:
+    """Where ``visionkit eval`` writes ``eval.json``: inside a run folder, else beside the COCO file."""
+    path = os.fspath(pred)
+    return os.path.join(path if os.path.isdir(path) else os.path.dirname(path) or ".", "eval.json")
