@@ -16,12 +16,12 @@ from typing import TextIO
 
 from .. import __version__
 from ..errors import VisionkitError
-from . import eval, export, label
+from . import consensus, eval, export, label
 
 __all__ = ["main", "build_parser"]
 
 #: The modules that add a command, in the order ``--help`` lists them.
-COMMANDS = (label, eval, export)
+COMMANDS = (label, consensus, eval, export)
 
 
 def build_parser() -> argparse.ArgumentParser:
