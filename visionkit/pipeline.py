@@ -10,6 +10,7 @@ Output folder layout::
                              "overlay") every overlay that could not be written: that image's
                              annotations are kept
     OUT/keys.json            {file_name: key}, recorded before any image is processed
+    OUT/warnings.json        every image's warnings (see :mod:`visionkit.run_warnings`)
     OUT/annotations.previous.json   the previous annotations.json, when the new one lost images
     OUT/sources.json         {"images": {file_name: absolute path}}: where each input image is, so
                              ``visionkit export`` can copy the images into a dataset folder
@@ -73,6 +74,7 @@ from .masks import DEFAULT_THRESHOLD
 from .outdir import PREVIOUS_NAME, keep_copy, previous_counts
 from .overlay_files import DEFAULT_OVERLAY_FORMAT, DEFAULT_OVERLAY_MAX_SIDE, OVERLAY_FORMATS, write_overlay
 from .parse import parse_response
+from .run_warnings import WarningLog
 from .tasks import check_task
 
 __all__ = ["ImageResult", "LabelSummary", "Progress", "RateLimiter", "label"]
@@ -255,6 +257,7 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
                           "without one, pass replay (for example OUT/responses)")
 
     summary = LabelSummary(out=out, total=len(images))
+    warning_log = WarningLog()  # OUT/warnings.json, for visionkit report
     for notice in found.notices:
         _notify(summary, on_notice, notice)
     with contextlib.ExitStack() as cleanup:
@@ -277,7 +280,8 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         try:
             _run(images, keys, pool, concurrency, source, spool, summary, categories, started, out=out,
                  task=task, threshold=threshold, polygons=polygons,
-                 overlay=(overlay_format, overlay_max_side) if overlays else None, on_image=on_image,
+                 overlay=(overlay_format, overlay_max_side) if overlays else None,
+                 on_image=warning_log.wrap(on_image),
                  on_progress=on_progress, dedupe=dedupe, polygon_holes=polygon_holes,
                  fixed_categories=fixed)
         except BaseException:
@@ -287,6 +291,7 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
     summary.failures.sort(key=lambda f: f["file"])
     summary.overlay_failures.sort(key=lambda f: f["file"])
     write_json_atomic(out / "failures.json", summary.failures + summary.overlay_failures, indent=2)
+    warning_log.write(out)
     summary.elapsed = time.monotonic() - started
     return summary
 

@@ -16,12 +16,12 @@ from typing import TextIO
 
 from .. import __version__
 from ..errors import VisionkitError
-from . import consensus, eval, label
+from . import consensus, eval, label, report
 
 __all__ = ["main", "build_parser"]
 
 #: The modules that add a command, in the order ``--help`` lists them.
-COMMANDS = (label, consensus, eval)
+COMMANDS = (label, consensus, eval, report)
 
 
 def build_parser() -> argparse.ArgumentParser:
