@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -135,8 +136,6 @@ def browser():
         pytest.skip("Chromium is not installed (apt-get install chromium chromium-driver; .ci/run does it)")
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
-
-    import os
 
     old_offline = os.environ.get("SE_OFFLINE")
     os.environ["SE_OFFLINE"] = "true"  # selenium-manager must never fetch a browser or a driver
