@@ -10,12 +10,14 @@ report``). It lists only images that have warnings, sorted by file name, and is 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .coco import write_json_atomic
+from .errors import ExportError
 
 __all__ = ["WARNINGS_FILE", "WarningLog"]
 
@@ -48,7 +50,17 @@ class WarningLog:
         return hook
 
     def write(self, out: str | Path) -> Path:
-        """Write ``out/warnings.json`` atomically; returns its path."""
+        """Write ``out/warnings.json`` atomically; returns its path. Raises ExportError when it cannot."""
         with self._lock:
             images = [self._entries[k] for k in sorted(self._entries)]
         return write_json_atomic(Path(out) / WARNINGS_FILE, {"version": 1, "images": images}, indent=1)
+
+    def save(self, out: str | Path, errors: list[str]) -> None:
+        """:meth:`write`, but a failure (a full disk) is appended to ``errors`` instead of raised, and the
+        old file is removed so it cannot mislead."""
+        try:
+            self.write(out)
+        except ExportError as exc:
+            with contextlib.suppress(OSError):
+                (Path(out) / WARNINGS_FILE).unlink()
+            errors.append(f"{exc} (the old {WARNINGS_FILE} was removed, so it cannot mislead)")
