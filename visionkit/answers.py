@@ -191,6 +191,11 @@ class AnswerSource:
         note = None if stale is None else f"{stale}; asked again"
         return result.response, "api", result.attempts, note
 
+    def replay_file(self, path: Path, file_name: str, key: str) -> Path:
+        """The replay file that answers this image; raises InputError naming it when none fits (the
+        pipeline's worker processes get the file found here, as they do not know the other images)."""
+        return self._replay_file(path, file_name, key)
+
     def _replay_file(self, path: Path, file_name: str, key: str) -> Path:
         """``<key>.json``/``.txt``, else ``<stem>.json``/``.txt`` when no other image has that stem."""
         found = _exact_replay(self.replay, key)

@@ -16,12 +16,12 @@ from typing import TextIO
 
 from .. import __version__
 from ..errors import VisionkitError
-from . import eval, label
+from . import eval, label, overlays
 
 __all__ = ["main", "build_parser"]
 
 #: The modules that add a command, in the order ``--help`` lists them.
-COMMANDS = (label, eval)
+COMMANDS = (label, eval, overlays)
 
 
 def build_parser() -> argparse.ArgumentParser:
