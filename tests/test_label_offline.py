@@ -76,7 +76,8 @@ def test_label_replay_writes_coco_overlays_and_failures(dataset, tmp_path):
             assert im.format == "JPEG" and im.size == ((200, 100) if key == "a" else (48, 64))
     assert sorted(p.name for p in (out / "overlays").iterdir()) == ["a.jpg", "b.jpg"]
     # replay mode asks nothing, so it saves no responses
-    assert sorted(p.name for p in out.iterdir()) == ["annotations.json", "failures.json", "keys.json",
+    assert sorted(p.name for p in out.iterdir()) == [".visionkit.lock", "annotations.json", "failures.json",
+                                                     "keys.json",
                                                      "overlays", "sources.json"]
     sources = json.loads((out / "sources.json").read_text())["images"]
     assert sources["sub/b.jpg"] == str((images / "sub" / "b.jpg").resolve())

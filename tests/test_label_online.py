@@ -194,8 +194,9 @@ def test_kill_minus_9_then_resume(tmp_path):
         first_run = len(server.generate_requests)
     assert 5 <= len(answered) < 16
     assert not (out / "annotations.json").exists()  # never half-written
-    # no spool or temp file left behind; keys.json is written before any image is processed
-    assert [p.name for p in out.iterdir() if p.is_file()] == ["keys.json"]
+    # no spool or temp file left behind; keys.json is written before any image is processed, and the
+    # lock file stays (the lock itself went with the killed process)
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == [".visionkit.lock", "keys.json"]
 
     with FakeGemini(api_key=KEY) as server:
         proc = _cli([str(images), "--out", str(out), "--base-url", server.base_url, "--concurrency", "2",

@@ -4,18 +4,33 @@ What is accepted, on purpose:
 
 * JSON inside a Markdown fence of any form (```` ```json ````, ```` ```JSON ````, a bare ```` ``` ````,
   indented or inline, and an opening fence never closed because the answer was cut off), or no fence.
+  A fence ends at the first ```` ``` ```` AFTER its JSON value, so ```` ``` ```` inside a label does not
+  end it.
 * Prose before or after the JSON.
-* A list of items, a single item object, or a wrapping object whose first list of objects holds the items
+* A list of items, a single item object, or a wrapping object whose member list holds the items
   (``{"detections": [...]}``, ``{"boxes": [...]}``, ...).
 * Truncation: when the item list is cut off mid-item, every complete item is kept and the cut item is
   reported as dropped. The scan is string-aware: a ``}`` or ``]`` inside a label is not structure.
 * One malformed item (bad JSON inside an otherwise good list) is skipped and reported; the others are kept.
+  So are elements that are not objects (``null``, ``true``, numbers): the parser reports each by index.
 * Bare ``<start_of_mask><seg_N>...<end_of_mask>`` tokens (not inside a JSON string) are quoted so the item
   can be read. This repair runs only when the JSON does not parse as it is; tokens already inside a string
   are never touched.
-* Prose before the JSON that contains brackets of its own (``I found [2] objects: [...]``).
+* Lone UTF-16 surrogate escapes (``"cup \\ud83d"``, half an emoji) are replaced with U+FFFD before
+  decoding, with a warning (see :mod:`visionkit.textclean`).
+
+**Which JSON is the answer** (the candidate rule). Every fenced block and every JSON value in the prose
+is a candidate. The candidate that holds the most detections (objects with ``box_2d`` or ``point``)
+wins; on a tie, a candidate that decodes as it is beats one that had to be repaired or salvaged, then the
+earlier one wins. So an empty first fence followed by the real list, an example object in the prose
+(``Each item looks like {"label": "name"}.``) or a fenced snippet inside a label never hides the real
+list. When no candidate holds a detection, the first one that is a list of objects, an empty list, an
+item or a wrapper wins, then the first that looks like the start of items, then the first at all. Inside
+a wrapper, the member list with the most detections wins (the first list holding an object on a tie).
 
 Anything with no JSON at all raises :class:`~visionkit.errors.ParseError`.
+
+Work is linear in the length of the answer: each bracket is scanned a bounded number of times.
 """
 
 from __future__ import annotations
@@ -28,8 +43,9 @@ from typing import Any
 
 from .detections import ParseWarning
 from .errors import ParseError
+from .textclean import repair_json_surrogates, repair_surrogates
 
-__all__ = ["ItemList", "find_items"]
+__all__ = ["INVALID", "ItemList", "find_items"]
 
 # After an opening ```: an optional language tag (json, JSON, ...) and the rest of that line's blanks.
 _FENCE_LANG = re.compile(r"[ \t]*[A-Za-z0-9_+-]*[ \t]*\r?\n?")
@@ -43,8 +59,11 @@ _STRING_OR_SEG = re.compile(r'"(?:[^"\\]|\\.)*"|<start_of_mask>(?:\s*<seg_\d+>)*
                             re.DOTALL)
 _MEMBER_LIST = re.compile(r'^\s*"[^"\n]{1,64}"\s*:')
 _ITEM_KEYS = ("box_2d", "point", "mask", "label")
-# `"key": [` where the list is empty or holds objects.
-_LIST_MEMBER = re.compile(r'"(?:[^"\\]|\\.)*"\s*:\s*\[(?=\s*(?:[{\]]|$))')
+_DETECTION_KEYS = ("box_2d", "point")
+# After a member's key string: `: [`.
+_KEY_THEN_LIST = re.compile(r"\s*:\s*\[")
+# A JSON literal as a list element: `[null, ...`, `[true]`.
+_LITERAL = re.compile(r"(?:null|true|false)\s*[,\]]")
 _OPEN = re.compile(r"[\[{]")
 _DECODER = json.JSONDecoder()
 _MISSING = object()
@@ -52,6 +71,24 @@ _MAX_DECODE_ATTEMPTS = 32
 # What json.loads raises on bad text: JSONDecodeError (a ValueError), ValueError for an integer over
 # Python's digit limit, RecursionError for absurdly deep nesting.
 _JSON_ERRORS = (ValueError, RecursionError)
+
+
+class _Invalid:
+    """Stands for a list element that is not valid JSON (already reported by :func:`find_items`)."""
+
+    _instance: _Invalid | None = None
+
+    def __new__(cls) -> _Invalid:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "INVALID"
+
+
+#: The item placed where a list element was not valid JSON; its warning is already in the ItemList.
+INVALID = _Invalid()
 
 
 @dataclass
@@ -65,20 +102,20 @@ class ItemList:
 def find_items(text: str) -> ItemList:
     """Return the raw JSON items of an answer text (each usually a dict), with warnings.
 
-    Item indexes in warnings count every element of the answer's list, including skipped ones.
+    Item indexes in warnings count every element of the answer's list, including skipped ones. An element
+    that is not valid JSON is :data:`INVALID` (and has its warning); other elements are as decoded.
     """
-    body = _json_body(text)
-    try:
-        value = json.loads(body)
-    except _JSON_ERRORS:
-        if "<start_of_mask>" not in body:
-            return _salvage(body)
-        body = _quote_bare_tokens(body)
-        try:
-            value = json.loads(body)
-        except _JSON_ERRORS:
-            return _salvage(body)
-    return _to_items(value, ItemList([]))
+    notes: list[ParseWarning] = []
+    text, raw = repair_surrogates(text)
+    text, escaped, first = repair_json_surrogates(text)
+    if raw or escaped:
+        where = f" (first: {first!r})" if first else ""
+        notes.append(ParseWarning(None, None, f"{raw + escaped} lone UTF-16 surrogate"
+                                  f"{'' if raw + escaped == 1 else 's'} (half of an emoji escape){where} "
+                                  "replaced with U+FFFD"))
+    out = _best_candidate(text)
+    out.warnings[:0] = notes
+    return out
 
 
 def _error_message(exc: Exception) -> str:
@@ -100,54 +137,146 @@ def _quote_bare_tokens(body: str) -> str:
     return _STRING_OR_SEG.sub(repl, body)
 
 
-def _json_body(text: str) -> str:
-    """The part of the answer that holds the JSON: a fenced block, or from the first bracket on."""
-    for content in _fenced_blocks(text):
-        content = content.strip()
-        if content[:1] in ("[", "{"):
-            return content
-    start = _first_json_start(text)
-    if start is not None:
-        return text[start:].strip()
-    if _MEMBER_LIST.match(text):
+# -- candidates ----------------------------------------------------------------------------------------
+
+# Ranks, best last: a value that needs no repair and is (or wraps) items; one that looks like the start
+# of items but does not decode as it is; anything else.
+_OTHER, _LOOKS_LIKE_ITEMS, _ITEMS = 0, 1, 2
+
+
+@dataclass
+class _Candidate:
+    start: int
+    rank: int
+    value: Any = _MISSING      # the decoded value, when it decodes as it is
+    body: str | None = None    # otherwise the text to repair or salvage
+
+
+def _read(c: _Candidate) -> ItemList:
+    """The candidate's items; raises ParseError when it holds none that can be read."""
+    if c.value is not _MISSING:
+        return _to_items(c.value, ItemList([]))
+    assert c.body is not None
+    return _read_text(c.body)
+
+
+def _read_text(body: str) -> ItemList:
+    """Items of JSON text that may need the bare-token repair, or salvage when it does not decode."""
+    try:
+        value = json.loads(body)
+    except _JSON_ERRORS:
+        if "<start_of_mask>" not in body:
+            return _salvage(body)
+        body = _quote_bare_tokens(body)
+        try:
+            value = json.loads(body)
+        except _JSON_ERRORS:
+            return _salvage(body)
+    return _to_items(value, ItemList([]))
+
+
+def _detections(items: list[Any]) -> int:
+    return sum(isinstance(v, dict) and any(k in v for k in _DETECTION_KEYS) for v in items)
+
+
+def _best_candidate(text: str) -> ItemList:
+    """Apply the candidate rule of the module docstring."""
+    candidates = sorted(_fence_candidates(text) + _prose_candidates(text), key=lambda c: c.start)
+    if not candidates and _MEMBER_LIST.match(text):
         # A fragment like `"box_2d": [...], "mask": ...` that lost its opening brace.
-        return "{" + text.strip()
-    raise ParseError("no JSON list or object found in the answer; expected a JSON list of "
-                     "{\"box_2d\": [ymin, xmin, ymax, xmax], \"label\": ...} items", snippet=text[:80])
+        candidates = [_Candidate(0, _LOOKS_LIKE_ITEMS, body="{" + text.strip())]
+    if not candidates:
+        raise ParseError("no JSON list or object found in the answer; expected a JSON list of "
+                         "{\"box_2d\": [ymin, xmin, ymax, xmax], \"label\": ...} items", snippet=text[:80])
+    best: tuple[tuple[int, int, int], ItemList] | None = None
+    for c in candidates:
+        if c.rank == _OTHER and c.value is _MISSING:
+            continue  # read only as a last resort (below): salvaging prose is not free
+        try:
+            found = _read(c)
+        except ParseError:
+            continue
+        key = (_detections(found.items), c.rank, -c.start)
+        if key[0] and (best is None or key > best[0]):
+            best = (key, found)
+    if best is not None:
+        return best[1]
+    # No candidate holds a detection: the first items-like one, the first that looks like items, the first.
+    for rank in (_ITEMS, _LOOKS_LIKE_ITEMS, _OTHER):
+        for c in candidates:
+            if c.rank == rank:
+                return _read(c)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _rank_decoded(value: Any) -> int:
+    return _ITEMS if _holds_items(value) else _OTHER
+
+
+def _fence_candidates(text: str) -> list[_Candidate]:
+    out = []
+    for start, content in _fenced_blocks(text):
+        stripped = content.strip()
+        if stripped[:1] not in ("[", "{"):
+            continue
+        start += len(content) - len(content.lstrip())
+        try:
+            value = json.loads(stripped)
+        except _JSON_ERRORS:
+            looks = _looks_like_items(stripped, 0)
+            out.append(_Candidate(start, _LOOKS_LIKE_ITEMS if looks else _OTHER, body=stripped))
+        else:
+            out.append(_Candidate(start, _rank_decoded(value), value=value))
+    return out
 
 
 def _fenced_blocks(text: str):
-    """Contents of Markdown code fences, in order; an unclosed last fence runs to the end of the text."""
+    """``(start, content)`` of Markdown code fences, in order; an unclosed last fence runs to the end.
+
+    A fence whose content starts with a JSON value ends at the first ```` ``` ```` after that value's
+    closing bracket (found string-aware), so a label holding ```` ``` ```` does not end it. When the value
+    does not close, the fence ends at the next ```` ``` ````; from then on every fence does (the text is cut
+    off or unbalanced, and scanning it again for each later fence would be quadratic).
+    """
     pos = text.find("```")
+    string_aware = True
     while pos != -1:
-        lang = _FENCE_LANG.match(text, pos + 3)
-        start = lang.end()
-        end = text.find("```", start)
-        yield text[start:] if end == -1 else text[start:end]
+        start = _FENCE_LANG.match(text, pos + 3).end()
+        search_from = start
+        first = _WS.match(text, start).end()
+        if string_aware and text[first:first + 1] in ("[", "{"):
+            close = _matching_close(text, first)
+            if close is None:
+                string_aware = False
+            else:
+                search_from = close
+        end = text.find("```", search_from)
+        yield start, (text[start:] if end == -1 else text[start:end])
         if end == -1:
             return
         pos = text.find("```", end + 3)
 
 
-def _first_json_start(text: str) -> int | None:
-    """Index of the ``[`` or ``{`` where the answer's JSON starts, or None.
+def _looks_like_items(text: str, i: int) -> bool:
+    """``[`` then ``{``, or ``{`` then ``"``: the start of a list of items or of an object."""
+    nxt = _WS.match(text, i + 1).end()
+    ch = text[nxt:nxt + 1]
+    return ch == '"' if text[i] == "{" else ch == "{"
 
-    Candidates are brackets followed by a value, key or close. Scanning left to right:
 
-    1. A candidate that decodes to a list that is empty or holds objects, or to an object that is an
-       item or wraps one (what :func:`_to_items` accepts), wins at once.
-    2. A candidate that decodes to something else (``[2]`` in ``I found [2] objects``) is skipped whole.
-    3. A candidate that does not decode but looks like the start of items (``[`` then ``{``, or ``{`` then
-       ``"``) wins if it runs to the end of the text (cut off); if it closes (one malformed item, bare mask
-       tokens), it is remembered and the scan goes on after it.
-    4. Otherwise: the first such remembered candidate, else the first candidate at all (the old rule).
+def _prose_candidates(text: str) -> list[_Candidate]:
+    """JSON values in the text, left to right: brackets followed by a value, key or close.
 
-    Only the first few candidates are decoded; later ones are judged by rule 3's look alone.
+    A candidate that decodes is kept with its value and the scan goes on after it. One that does not
+    decode but looks like the start of items is kept with its text up to its closing bracket, and the scan
+    goes on after it; if it never closes (cut off), it runs to the end of the text and the scan stops.
+    The first of anything else is kept as a last resort and the scan goes on inside it. Only the first
+    few candidates are decoded; later ones are judged by their look alone.
     """
-    strong: int | None = None
-    weak: int | None = None
+    out: list[_Candidate] = []
     pos = attempts = 0
     n = len(text)
+    have_other = False
     while True:
         match = _OPEN.search(text, pos)
         if match is None:
@@ -159,31 +288,29 @@ def _first_json_start(text: str) -> int | None:
         if match.group() == "{":
             if nxt < n and ch not in '"}':
                 continue
-            looks_like_items = ch == '"'
-        else:
-            if nxt < n and not (ch in '[{"]-' or ch.isdigit()):
-                continue
-            looks_like_items = ch == "{"
-        value = _MISSING
+        elif nxt < n and not (ch in '[{"]-' or ch.isdigit() or _LITERAL.match(text, nxt)):
+            continue
+        looks_like_items = _looks_like_items(text, i)
         if attempts < _MAX_DECODE_ATTEMPTS:  # bounds the work on pathological text ("[[[[...")
             attempts += 1
+            value = _MISSING
             with contextlib.suppress(*_JSON_ERRORS):
                 value, end = _DECODER.raw_decode(text, i)
-        if value is not _MISSING:
-            if _holds_items(value):
-                return i
-            weak = i if weak is None else weak
-            pos = end
-            continue
+            if value is not _MISSING:
+                out.append(_Candidate(i, _rank_decoded(value), value=value))
+                pos = end
+                continue
         if looks_like_items:
             close = _matching_close(text, i)
+            out.append(_Candidate(i, _LOOKS_LIKE_ITEMS, body=text[i:close].strip()))
             if close is None:
-                return strong if strong is not None else i
-            strong = i if strong is None else strong
+                break
             pos = close
             continue
-        weak = i if weak is None else weak
-    return strong if strong is not None else weak
+        if not have_other:  # only the first is ever read (as a last resort); slicing each would be quadratic
+            out.append(_Candidate(i, _OTHER, body=text[i:].strip()))
+            have_other = True
+    return out
 
 
 def _matching_close(s: str, i: int) -> int | None:
@@ -207,12 +334,17 @@ def _matching_close(s: str, i: int) -> int | None:
 def _holds_items(value: Any) -> bool:
     """True for a decoded value that :func:`_to_items` turns into items without an error."""
     if isinstance(value, list):
-        return not value or all(isinstance(v, dict) for v in value)
+        return _is_item_list(value)
     if isinstance(value, dict):
         if not value or any(k in value for k in _ITEM_KEYS):
             return True
-        return any(isinstance(v, list) and (not v or isinstance(v[0], dict)) for v in value.values())
+        return any(isinstance(v, list) and _is_item_list(v) for v in value.values())
     return False
+
+
+def _is_item_list(value: list) -> bool:
+    """An empty list, or one holding at least one object (other elements are reported one by one)."""
+    return not value or any(isinstance(v, dict) for v in value)
 
 
 def _to_items(value: Any, out: ItemList) -> ItemList:
@@ -224,18 +356,27 @@ def _to_items(value: Any, out: ItemList) -> ItemList:
         if any(k in value for k in _ITEM_KEYS):
             out.items = [value]
             return out
-        for inner in value.values():
-            if isinstance(inner, list) and (not inner or isinstance(inner[0], dict)):
-                out.items = inner
-                return out
+        lists = [v for v in value.values() if isinstance(v, list) and _is_item_list(v)]
+        if lists:
+            # the member list with the most detections; the first holding an object, then the first, on a tie
+            out.items = max(lists, key=lambda v: (_detections(v), bool(v)))
+            return out
         if not value:
             out.items = []
             return out
-        keys = ", ".join(list(value)[:5])
+        keys = ", ".join(repr(k) for k in list(value)[:5])
         raise ParseError(f"the answer is a JSON object with keys ({keys}) but no list of detections; "
-                         "expected a list of items or an object wrapping one", snippet=json.dumps(value)[:80])
+                         "expected a list of items or an object wrapping one", snippet=_dumps(value)[:80])
     raise ParseError(f"the answer's JSON is a {type(value).__name__}, not a list of detections",
-                     snippet=str(value)[:80])
+                     snippet=_dumps(value)[:80])
+
+
+def _dumps(value: Any) -> str:
+    """JSON text of a decoded value for a message; never raises."""
+    try:
+        return json.dumps(value)
+    except (ValueError, TypeError, RecursionError):
+        return type(value).__name__
 
 
 # -- tolerant scanning ---------------------------------------------------------------------------------
@@ -298,44 +439,67 @@ def _array_children(s: str, start: int) -> tuple[list[tuple[int, int]], bool, bo
         i = end
 
 
-def _items_array_start(s: str) -> int | None:
-    """Where the item list starts: the top-level ``[``, or the ``[`` of the first member of the top-level
-    object whose value is a list of objects (``{"detections": [{...``)."""
+def _member_arrays(s: str) -> list[int]:
+    """Where the item list may start: ``[0]`` for a top-level ``[``, else the ``[`` of every member of the
+    top-level object whose value is a list (``{"detections": [{...``), in order. One pass over the text."""
     if s.startswith("["):
-        return 0
-    for m in _LIST_MEMBER.finditer(s):
-        depth = 0  # depth of the match inside the text; 1 = a member of the top-level object
-        for tok in _TOKEN.finditer(s, 0, m.start()):
-            t = tok.group()
-            depth += 1 if t in "[{" else -1 if t in "]}" else 0
-        if depth == 1:
-            return m.end() - 1
-    return None
+        return [0]
+    out = []
+    depth = 0  # 1 = inside the top-level object
+    for tok in _TOKEN.finditer(s):
+        t = tok.group()
+        if t in "[{":
+            depth += 1
+        elif t in "]}":
+            depth -= 1
+            if depth <= 0:
+                break
+        elif t == '"':
+            break  # the text ends inside a string
+        elif depth == 1:
+            m = _KEY_THEN_LIST.match(s, tok.end())
+            if m is not None:
+                out.append(m.end() - 1)
+    return out
 
 
 def _salvage(body: str) -> ItemList:
     """Recover items from JSON that does not parse as a whole (truncated, or one malformed item)."""
+    best: tuple[tuple[int, bool], ItemList] | None = None
+    for start in _member_arrays(body):
+        spans, closed, cut = _array_children(body, start)
+        # A member list qualifies when it holds an object, is empty, or is cut off before its first element
+        # (so a cut-off item's own "box_2d": [1, 2 is not read as the item list).
+        if start and spans and not any(body[a] == "{" for a, _ in spans):
+            continue
+        found = _salvage_array(body, spans, closed, cut)
+        key = (_detections(found.items), bool(found.items))
+        if best is None or key > best[0]:
+            best = (key, found)
+    if best is not None:
+        return best[1]
+    # A single object that is cut off or malformed: nothing complete to keep.
     out = ItemList([])
-    start = _items_array_start(body)
-    if start is None:
-        # A single object that is cut off or malformed: nothing complete to keep.
-        end = _skip_value(body, 0)
-        if end is not None:
-            try:
-                value = json.loads(body[:end])
-            except _JSON_ERRORS as exc:
-                raise ParseError(f"the answer's JSON object is malformed ({_error_message(exc)}); expected "
-                                 "one detection or a list of them", snippet=body[:80]) from exc
-            return _to_items(value, out)
-        out.warnings.append(ParseWarning(0, None, "the answer was cut off inside its only item; "
-                                         "1 incomplete item dropped"))
-        return out
-    spans, closed, cut = _array_children(body, start)
+    end = _skip_value(body, 0)
+    if end is not None:
+        try:
+            value = json.loads(body[:end])
+        except _JSON_ERRORS as exc:
+            raise ParseError(f"the answer's JSON object is malformed ({_error_message(exc)}); expected "
+                             "one detection or a list of them", snippet=body[:80]) from exc
+        return _to_items(value, out)
+    out.warnings.append(ParseWarning(0, None, "the answer was cut off inside its only item; "
+                                     "1 incomplete item dropped"))
+    return out
+
+
+def _salvage_array(body: str, spans: list[tuple[int, int]], closed: bool, cut: bool) -> ItemList:
+    out = ItemList([])
     for index, (a, b) in enumerate(spans):
         try:
             out.items.append(json.loads(body[a:b]))
         except _JSON_ERRORS as exc:
-            out.items.append(None)
+            out.items.append(INVALID)
             out.warnings.append(ParseWarning(index, None,
                                              f"item is not valid JSON ({_error_message(exc)}); skipped"))
     if cut or not closed:

@@ -18,8 +18,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .atomic import write_bytes_atomic
 from .coco import write_json_atomic
-from .errors import BlockedError, ConfigError, EmptyResponseError, InputError, ParseError
+from .errors import BlockedError, ConfigError, EmptyResponseError, ExportError, InputError, ParseError
 from .parse import answer_text
 from .response import load_response
 
@@ -75,6 +76,13 @@ def image_facts(path: Path, with_digest: bool = True) -> dict:
     return facts
 
 
+def _file_digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
 class ResponseStore:
     """The saved responses of one output folder (``OUT/responses``). Safe to use from many threads."""
 
@@ -105,6 +113,8 @@ class ResponseStore:
                 if (now["bytes"], now["mtime_ns"]) != (seen.get("bytes"), seen.get("mtime_ns")) \
                         and image_facts(image)["sha256"] != seen.get("sha256"):
                     return None, "the saved answer was for another version of the image"
+                if "response_sha256" in record and record["response_sha256"] != _file_digest(saved):
+                    return None, "the saved answer does not match its request record"
         return read_answer(saved), None
 
     def owner(self, key: str, images: dict[str, Path]) -> str | None:
@@ -125,10 +135,14 @@ class ResponseStore:
         return matches[0] if len(matches) == 1 else None
 
     def save(self, key: str, request: dict, image: Path, response: dict) -> None:
-        """Save a response atomically, its record first (a record without a response is harmless)."""
-        record = {"request": request, "image": image_facts(image)}
+        """Save a response and its request record as one unit: the record (written first) holds the
+        response's SHA-256, so a response that is not the one its record describes (another process wrote
+        one of the two) is never reused. Raises ExportError naming the file (a full disk)."""
+        body = json.dumps(response, ensure_ascii=False).encode("utf-8")
+        record = {"request": request, "image": image_facts(image),
+                  "response_sha256": hashlib.sha256(body).hexdigest()}
         write_json_atomic(self.folder / RECORD_DIR / f"{key}.json", record)
-        write_json_atomic(self.path(key), response)
+        write_bytes_atomic(self.path(key), body)
 
 
 class RateLimiter:
@@ -166,6 +180,9 @@ class AnswerSource:
         self.replay, self.store, self.client, self.limiter = replay, store, client, limiter
         # {stem.casefold(): [(file_name, key), ...]}: which images a bare-stem replay answer could mean.
         self.stem_owners = stem_owners or {}
+        # Paid answers whose save failed (a full disk): {key: (image, response)}, retried at the end.
+        self._unsaved: dict[str, tuple[Path, dict]] = {}
+        self._unsaved_lock = threading.Lock()
         self.task, self.prompt, self.classes = task, prompt, classes
         # What the saved answers must have been asked with (see visionkit.answers).
         self.request = {"task": task, "prompt": prompt, "classes": list(classes) if classes else None,
@@ -187,9 +204,42 @@ class AnswerSource:
             pass  # not saved: a rerun may get a real answer
         else:
             # Saved even when it will not parse: re-parsing later must not pay for the API again.
-            self.store.save(key, self.request, path, result.response)
+            unsaved = self._save(key, path, result.response)
+            if unsaved:
+                stale = unsaved if stale is None else f"{stale}; asked again; {unsaved}"
+                return result.response, "api", result.attempts, stale
         note = None if stale is None else f"{stale}; asked again"
         return result.response, "api", result.attempts, note
+
+    def _save(self, key: str, path: Path, response: dict) -> str | None:
+        """Save a paid answer; when that fails (a full disk), keep it in memory for a retry and say so."""
+        try:
+            self.store.save(key, self.request, path, response)
+        except ExportError as exc:
+            with self._unsaved_lock:
+                self._unsaved[key] = (path, response)
+            return (f"the answer could not be saved ({exc}); it is kept in memory for this run and the save "
+                    "is retried at the end")
+        return None
+
+    def unsaved_count(self) -> int:
+        with self._unsaved_lock:
+            return len(self._unsaved)
+
+    def retry_unsaved(self) -> tuple[int, str]:
+        """Try again to save the answers kept in memory; returns ``(still unsaved, last error)``."""
+        with self._unsaved_lock:
+            held = list(self._unsaved.items())
+        why = ""
+        for key, (path, response) in held:
+            try:
+                self.store.save(key, self.request, path, response)
+            except (ExportError, InputError) as exc:
+                why = str(exc)
+                continue
+            with self._unsaved_lock:
+                self._unsaved.pop(key, None)
+        return self.unsaved_count(), why
 
     def replay_file(self, path: Path, file_name: str, key: str) -> Path:
         """The replay file that answers this image; raises InputError naming it when none fits (the

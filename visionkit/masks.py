@@ -14,6 +14,18 @@ Forms understood (anything else raises :class:`~visionkit.errors.MaskDecodeError
 
 Probability maps of a colour PNG become one channel as follows: an alpha channel that is not constant is
 the probability (a coloured mask drawn on transparency); otherwise the luminance is.
+
+Limits (memory and time stay bounded by what an answer can justify, whatever it declares):
+
+* a PNG whose header declares a side over :data:`MAX_MASK_SIDE`, or more than
+  :data:`MAX_MASK_DECODED_BYTES` of decoded samples (width x height x channels x bytes per sample), is
+  refused before it is decoded;
+* a mask crop (the pixels of its box, or of a polygon's bounds) over :data:`MAX_MASK_PIXELS` is refused
+  before it is allocated, and :func:`visionkit.parse.parse_response` refuses the masks past
+  :data:`MAX_ANSWER_MASK_PIXELS` in total, in item order (:func:`mask_pixels_bound` says what each costs);
+* a polygon mask with more than :data:`MAX_POLYGON_POINTS` points is thinned to that many (evenly spaced
+  points of each ring) before it is filled, with a note: filling a self-intersecting polygon costs
+  about (points x crossings per row), which random points make quadratic.
 """
 
 from __future__ import annotations
@@ -32,17 +44,35 @@ from .errors import MaskDecodeError
 
 __all__ = [
     "DEFAULT_THRESHOLD",
+    "MAX_ANSWER_MASK_PIXELS",
+    "MAX_MASK_DECODED_BYTES",
+    "MAX_MASK_PIXELS",
     "MAX_MASK_SIDE",
+    "MAX_POLYGON_POINTS",
     "decode_png_probability",
     "probability_to_crop",
     "polygon_to_crop",
     "decode_mask",
+    "mask_pixels_bound",
 ]
 
 #: Binarization threshold for 0-255 probability maps: the midpoint, as Google's cookbook says.
 DEFAULT_THRESHOLD = 127
 #: PNG masks whose header declares a larger side are refused before decoding (decompression bombs).
 MAX_MASK_SIDE = 4096
+#: PNG masks whose decoded samples would take more bytes are refused before decoding: 4096 x 4096 8-bit
+#: grayscale fits; 4096 x 4096 16-bit RGBA (128 MiB, about a second to inflate) does not.
+MAX_MASK_DECODED_BYTES = 4096 * 4096
+#: Largest mask crop, in pixels (one byte each while it is built): about 11585 x 11585.
+MAX_MASK_PIXELS = 2**27
+#: Largest total of mask crop pixels in one answer; masks past it are dropped with a warning.
+MAX_ANSWER_MASK_PIXELS = 2**29
+#: Polygon masks with more points (all rings together) are thinned to this many before filling.
+MAX_POLYGON_POINTS = 1000
+
+# PNG colour type -> channels as decoded by OpenCV (palette images expand to up to 4 channels).
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 4, 4: 2, 6: 4}
+_PNG_COLOUR_NAMES = {0: "grayscale", 2: "RGB", 3: "palette", 4: "grayscale+alpha", 6: "RGBA"}
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _DATA_URI = re.compile(r"^\s*data:[\w/+.-]*;base64,", re.IGNORECASE)
@@ -80,6 +110,14 @@ def _decode_png_bytes(raw: bytes) -> np.ndarray:
     if width > MAX_MASK_SIDE or height > MAX_MASK_SIDE:
         raise MaskDecodeError(f"mask PNG declares {width}x{height}, over the {MAX_MASK_SIDE}x{MAX_MASK_SIDE} "
                               "limit; refused without decoding (possible decompression bomb)")
+    if len(raw) >= 26:
+        depth, colour = raw[24], raw[25]
+        decoded = width * height * _PNG_CHANNELS.get(colour, 4) * (2 if depth == 16 else 1)
+        if decoded > MAX_MASK_DECODED_BYTES:
+            kind = f"{depth}-bit {_PNG_COLOUR_NAMES.get(colour, f'colour type {colour}')}"
+            raise MaskDecodeError(f"mask PNG declares {width}x{height} {kind}, {decoded:,} bytes decoded, "
+                                  f"over the {MAX_MASK_DECODED_BYTES:,}-byte limit for a mask; refused "
+                                  "without decoding")
     img = cv2.imdecode(np.frombuffer(raw, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise MaskDecodeError(f"mask PNG ({width}x{height}) is corrupt or truncated and cannot be decoded")
@@ -118,6 +156,7 @@ def probability_to_crop(prob: np.ndarray, pixel_box: np.ndarray, threshold: int 
     h, w = prob.shape
     if bw <= 0 or bh <= 0:
         return MaskCrop(np.zeros((max(bh, 0), max(bw, 0)), dtype=bool), x0, y0)
+    _check_crop(bw, bh)
     if (bw, bh) == (w, h):
         resized = prob.copy()  # thresholded in place below; never write into the caller's array
     else:
@@ -144,12 +183,67 @@ def polygon_to_crop(polygons: list[np.ndarray], image_wh: tuple[int, int]) -> Ma
     y0 = int(np.clip(np.floor(allpts[:, 1].min()), 0, height))
     x1 = int(np.clip(np.ceil(allpts[:, 0].max()), 0, width))
     y1 = int(np.clip(np.ceil(allpts[:, 1].max()), 0, height))
+    _check_crop(x1 - x0, y1 - y0)
     canvas = np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), dtype=np.uint8)
     if canvas.size:
-        shift = 4
+        # 4 bits of sub-pixel precision, fewer when the crop is so long that int32 would overflow
+        shift = max(0, min(4, 30 - max(canvas.shape).bit_length()))
         fixed = [np.round((p - [x0 + 0.5, y0 + 0.5]) * (1 << shift)).astype(np.int32) for p in polygons]
         cv2.fillPoly(canvas, fixed, 1, lineType=cv2.LINE_8, shift=shift)
     return MaskCrop(canvas.astype(bool), x0, y0)
+
+
+def _check_crop(w: int, h: int) -> None:
+    if w > 0 and h > 0 and w * h > MAX_MASK_PIXELS:
+        raise MaskDecodeError(f"mask would cover {w}x{h} = {w * h:,} pixels, over the "
+                              f"{MAX_MASK_PIXELS:,}-pixel limit for one mask; refused before allocating it")
+
+
+def thin_polygons(polygons: list[np.ndarray], max_points: int = MAX_POLYGON_POINTS
+                  ) -> tuple[list[np.ndarray], int]:
+    """Polygons with at most about ``max_points`` points in all: each ring keeps evenly spaced points, at
+    least 3. Returns ``(polygons, points before)``.
+
+    Raises:
+        MaskDecodeError: there are so many rings that even 3 points each exceed ``max_points``.
+    """
+    total = sum(len(p) for p in polygons)
+    if total <= max_points:
+        return polygons, total
+    if 3 * len(polygons) > max_points:
+        raise MaskDecodeError(f"mask has {len(polygons)} polygons ({total} points); at most "
+                              f"{max_points // 3} polygons can be filled")
+    out = []
+    for p in polygons:
+        k = max(3, len(p) * max_points // total)
+        out.append(p[np.linspace(0, len(p), k, endpoint=False).astype(np.intp)])
+    return out, total
+
+
+def mask_pixels_bound(value: object, pixel_box: np.ndarray, image_wh: tuple[int, int]) -> int:
+    """An upper bound of the pixels the crop of ``value`` would take, found without decoding it.
+
+    A PNG or grid covers its integer box; a polygon covers at most the bounds of its points read either
+    way round. A value that cannot be a mask costs 0 (decoding it fails anyway).
+    """
+    x0, y0, x1, y1 = (int(v) for v in pixel_box)
+    if isinstance(value, str):
+        return max(x1 - x0, 0) * max(y1 - y0, 0)
+    if not isinstance(value, list) or not value:
+        return 0
+    try:
+        if _as_grid(value) is not None:
+            return max(x1 - x0, 0) * max(y1 - y0, 0)
+        polygons = _as_polygons(value)
+    except (MaskDecodeError, RecursionError):
+        return 0
+    if polygons is None:
+        return 0
+    pts = np.clip(np.concatenate(polygons), 0, 1000)
+    lo, hi = float(pts.min()), float(pts.max())
+    width, height = image_wh
+    return (int(np.ceil(hi / 1000 * width)) - int(np.floor(lo / 1000 * width)) + 1) * (
+        int(np.ceil(hi / 1000 * height)) - int(np.floor(lo / 1000 * height)) + 1)
 
 
 def _is_number(v: object) -> bool:
@@ -211,7 +305,7 @@ def _as_grid(value: list) -> np.ndarray | None:
 
 
 def decode_mask(value: object, *, box_2d: np.ndarray, pixel_box: np.ndarray, image_wh: tuple[int, int],
-                threshold: int = DEFAULT_THRESHOLD) -> MaskCrop:
+                threshold: int = DEFAULT_THRESHOLD, notes: list[str] | None = None) -> MaskCrop:
     """Turn one item's ``"mask"`` value into a :class:`MaskCrop`, whatever form it takes.
 
     Args:
@@ -220,6 +314,8 @@ def decode_mask(value: object, *, box_2d: np.ndarray, pixel_box: np.ndarray, ima
         pixel_box: its integer pixel box from :func:`~visionkit.boxes.gemini_to_pixel_box`.
         image_wh: ``(width, height)`` of the original image.
         threshold: binarization threshold for probability maps.
+        notes: a list to append remarks to about a mask that was decoded with a change (a polygon
+            thinned to :data:`MAX_POLYGON_POINTS`).
 
     Raises:
         MaskDecodeError: the value cannot be decoded; the message says what was expected.
@@ -242,6 +338,10 @@ def decode_mask(value: object, *, box_2d: np.ndarray, pixel_box: np.ndarray, ima
         for poly in polygons:
             if len(poly) < 3:
                 raise MaskDecodeError(f"mask polygon has {len(poly)} points; at least 3 are needed")
+        polygons, before = thin_polygons(polygons)
+        if notes is not None and before > MAX_POLYGON_POINTS:
+            notes.append(f"polygon has {before} points, over the limit of {MAX_POLYGON_POINTS}; thinned to "
+                         f"{sum(len(p) for p in polygons)} evenly spaced points before filling")
         order = polygon_order(np.concatenate(polygons), box_2d)
         return polygon_to_crop([gemini_polygon_to_xy(p, order, image_wh) for p in polygons], image_wh)
     raise MaskDecodeError(f"mask is a JSON {type(value).__name__}; expected a base64 PNG string, a polygon "

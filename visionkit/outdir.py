@@ -1,4 +1,5 @@
-"""The output folder's housekeeping: what the previous ``annotations.json`` held, and keeping it.
+"""The output folder's housekeeping: one run at a time (a lock), no stale temp files, and never a worse
+dataset silently.
 
 A rerun never replaces a dataset with a worse one silently (see :func:`visionkit.label`):
 
@@ -14,13 +15,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
+import socket
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from .atomic import atomic_open
+from .errors import ConfigError, ExportError
 
-__all__ = ["PREVIOUS_NAME", "keep_copy", "previous_counts"]
+__all__ = ["LOCK_NAME", "PREVIOUS_NAME", "clean_stale_temps", "keep_copy", "lock_output", "previous_counts"]
 
 PREVIOUS_NAME = "annotations.previous.json"
 
@@ -54,3 +60,89 @@ def keep_copy(path: Path, dest: Path) -> None:
             os.unlink(tmp)
     with open(path, "rb") as src, atomic_open(dest, "wb") as out:
         shutil.copyfileobj(src, out)
+
+
+# -- stale temp files ------------------------------------------------------------------------------------
+
+#: The temp names of visionkit.atomic: ``.<target name>.<12 hex digits>.tmp``.
+_TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
+_TEMP_FOLDERS = (".", "overlays", "responses", "responses/.request")
+
+
+def clean_stale_temps(out: Path) -> int:
+    """Remove the temp files that an interrupted atomic write (``kill -9``, power loss) left in ``out``
+    and its visionkit sub-folders. Only names of :mod:`visionkit.atomic`'s pattern are touched, and only
+    while the folder is locked (:func:`lock_output`), so no live write is removed. Returns the count."""
+    removed = 0
+    for sub in _TEMP_FOLDERS:
+        try:
+            entries = list(os.scandir(out / sub))
+        except OSError:
+            continue
+        for entry in entries:
+            if _TEMP_NAME.match(entry.name) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
+
+
+# -- the output folder lock -------------------------------------------------------------------------------
+
+LOCK_NAME = ".visionkit.lock"
+
+
+@contextlib.contextmanager
+def lock_output(out: Path) -> Iterator[None]:
+    """Hold an advisory lock on ``out`` for the duration of a run.
+
+    ``flock`` on Linux and macOS, ``msvcrt.locking`` on Windows; the lock goes with the process, so a
+    killed run never leaves a stale lock. The lock file records who holds it, so a second run fails at
+    once with :class:`ConfigError` naming the other process instead of sending the same requests again.
+    """
+    path = Path(out) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise ExportError(f"cannot write to the output folder {out}: {exc}") from exc
+    try:
+        if not _try_lock(fd):
+            raise ConfigError(f"another visionkit run is writing to {out} ({_holder(fd)}); wait for it to "
+                              "finish or choose another --out")
+        _write_holder(fd)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        if os.name == "nt":  # pragma: no cover - Windows
+            import msvcrt
+
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _holder(fd: int) -> str:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        info = json.loads(os.read(fd, 4096).decode("utf-8"))
+        return f"pid {info['pid']} on {info['host']}, started {info['started']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "its process id could not be read"
+
+
+def _write_holder(fd: int) -> None:
+    info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                       "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode("utf-8")
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, info)

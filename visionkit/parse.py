@@ -13,6 +13,12 @@ Per-item rules, each recorded in ``Detections.warnings`` with the item index:
 * A missing label becomes ``default_label``; a non-string label is converted with ``str``.
 * ``score`` / ``confidence`` in [0, 1] is kept when present.
 * A mask that cannot be decoded is dropped; the item keeps its box and other items keep their masks.
+  So is a mask with no pixels above the threshold, and the mask of a point-only item (it has no box to
+  cover).
+* ``null`` and other elements that are not objects are skipped, each with its index.
+* Masks are bounded by what the answer can justify (see :mod:`visionkit.masks`): a mask crop over
+  :data:`~visionkit.masks.MAX_MASK_PIXELS`, or masks past :data:`~visionkit.masks.MAX_ANSWER_MASK_PIXELS`
+  in total, are refused with a warning before anything is allocated.
 """
 
 from __future__ import annotations
@@ -25,11 +31,17 @@ from typing import Any
 
 import numpy as np
 
-from .answer_json import find_items
+from .answer_json import INVALID, find_items
 from .boxes import GRID, gemini_points_to_xy, gemini_to_pixel_box, gemini_to_xyxy, point_to_box_2d
 from .detections import Detections, MaskCrop, ParseWarning
 from .errors import InputError, MaskDecodeError, ParseError
-from .masks import DEFAULT_THRESHOLD, decode_mask
+from .masks import (
+    DEFAULT_THRESHOLD,
+    MAX_ANSWER_MASK_PIXELS,
+    MAX_MASK_PIXELS,
+    decode_mask,
+    mask_pixels_bound,
+)
 from .response import extract_text, is_generate_response
 
 __all__ = ["parse_response", "answer_text"]
@@ -57,7 +69,8 @@ def answer_text(answer: str | bytes | Mapping) -> tuple[str, list[str]]:
         try:
             body = json.loads(answer)
         except (ValueError, RecursionError) as exc:
-            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc).split(";")[0]
+            reason = (exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+                      if isinstance(exc, RecursionError) else str(exc).split(";")[0])
             raise ParseError(f"answer looks like a generateContent response body but is not valid JSON: "
                              f"{reason}", snippet=answer[:80]) from exc
         if is_generate_response(body):
@@ -87,8 +100,7 @@ def parse_response(answer: str | bytes | Mapping, image_size: tuple[int, int],
         BlockedError, EmptyResponseError: a full response that was blocked or has no text.
     """
     image_wh = _check_size(image_size)
-    if not 0 <= threshold <= 255:
-        raise InputError(f"threshold must be in [0, 255], got {threshold}")
+    threshold = _check_threshold(threshold)
     text, notes = answer_text(answer)
     found = find_items(text)
     warnings = [ParseWarning(None, None, note) for note in notes] + found.warnings
@@ -99,14 +111,18 @@ def parse_response(answer: str | bytes | Mapping, image_size: tuple[int, int],
     scores: list[float] = []
     raw_masks: list[tuple[int, int, Any]] = []  # (row, item index, mask value)
     for index, item in enumerate(found.items):
-        if item is None:  # already reported by find_items
+        if item is INVALID:  # not valid JSON: already reported by find_items
             continue
         row = _read_item(index, item, warnings, default_label)
         if row is None:
             continue
         box_2d, point_yx, label, score = row
-        if masks and box_2d is not None and "mask" in item:
-            raw_masks.append((len(boxes), index, item["mask"]))
+        if masks and "mask" in item:
+            if box_2d is not None:
+                raw_masks.append((len(boxes), index, item["mask"]))
+            else:
+                warnings.append(ParseWarning(index, "mask", "a point-only item has no box for its mask to "
+                                             "cover; mask dropped, point kept"))
         boxes.append(box_2d if box_2d is not None else point_to_box_2d(point_yx))
         points.append(point_yx)
         labels.append(label)
@@ -128,19 +144,28 @@ def parse_response(answer: str | bytes | Mapping, image_size: tuple[int, int],
     if raw_masks:
         crops = [None] * n
         pixel_boxes = gemini_to_pixel_box(box_2d_arr[[r for r, _, _ in raw_masks]], image_wh)
+        raw_masks, pixel_boxes = _within_budget(raw_masks, pixel_boxes, image_wh, warnings)
 
         # Serial on purpose: a nested per-mask thread pool was no faster than one thread on a loaded
         # 2-core machine, is wasted inside the pipeline's own workers, and a module-level pool made any
         # process forked after its creation hang on its first many-mask answer.
         for (row, index, value), pixel_box in zip(raw_masks, pixel_boxes):
+            notes: list[str] = []
             try:
                 crop = decode_mask(value, box_2d=box_2d_arr[row], pixel_box=pixel_box, image_wh=image_wh,
-                                   threshold=threshold)
-            except MaskDecodeError as exc:
-                warnings.append(ParseWarning(index, "mask", f"{exc}; box kept without a mask"))
+                                   threshold=threshold, notes=notes)
+            except (MaskDecodeError, RecursionError) as exc:
+                reason = (str(exc) if isinstance(exc, MaskDecodeError) else
+                          "mask list is nested too deeply; expected a PNG, a polygon or a boolean grid")
+                warnings.append(ParseWarning(index, "mask", f"{reason}; box kept without a mask"))
                 continue
+            warnings.extend(ParseWarning(index, "mask", note) for note in notes)
             if crop.data.size == 0:
                 warnings.append(ParseWarning(index, "mask", "box is smaller than one pixel; mask dropped"))
+                continue
+            if not crop.data.any():
+                warnings.append(ParseWarning(index, "mask", f"mask has no pixel above the threshold "
+                                             f"{threshold}; box kept without a mask"))
                 continue
             crops[row] = crop
 
@@ -150,18 +175,84 @@ def parse_response(answer: str | bytes | Mapping, image_size: tuple[int, int],
                       warnings=_sorted(warnings))
 
 
+#: Largest image side accepted, in pixels: PNG's limit (2**31 - 1), and the largest OpenCV can index.
+MAX_IMAGE_SIDE = 2**31 - 1
+
+
 def _check_size(image_size: Any) -> tuple[int, int]:
+    expected = f"(width, height) as two positive whole numbers of pixels up to {MAX_IMAGE_SIDE}"
     try:
-        width, height = (int(v) for v in image_size)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"image_size must be (width, height), got {image_size!r}") from exc
-    if width <= 0 or height <= 0:
-        raise InputError(f"image_size must be positive (width, height), got {image_size!r}")
-    return width, height
+        values = tuple(image_size)
+    except TypeError as exc:
+        raise InputError(f"image_size must be {expected}, got {image_size!r}") from exc
+    if len(values) != 2 or any(isinstance(v, (bool, np.bool_)) for v in values):
+        raise InputError(f"image_size must be {expected}, got {image_size!r}")
+    sides = []
+    for v in values:
+        try:
+            side = int(v)
+            whole = side == v
+        except (TypeError, ValueError, OverflowError) as exc:  # "10", None, inf, nan
+            raise InputError(f"image_size must be {expected}, got {image_size!r}") from exc
+        if not whole or not 0 < side <= MAX_IMAGE_SIDE:
+            raise InputError(f"image_size must be {expected}, got {image_size!r}")
+        sides.append(side)
+    return sides[0], sides[1]
+
+
+def _check_threshold(threshold: Any) -> float:
+    if (isinstance(threshold, (bool, np.bool_)) or not isinstance(threshold, (int, float, np.integer,
+                                                                             np.floating))
+            or not 0 <= threshold <= 255):
+        raise InputError(f"threshold must be a number in [0, 255] (pixels above it are in the mask), "
+                         f"got {threshold!r}")
+    return threshold
+
+
+def _within_budget(raw_masks: list, pixel_boxes: np.ndarray, image_wh: tuple[int, int],
+                   warnings: list[ParseWarning]) -> tuple[list, np.ndarray]:
+    """The mask jobs whose crops fit :data:`MAX_ANSWER_MASK_PIXELS` together, in item order; each one past
+    it is reported and dropped before anything is decoded."""
+    total = 0
+    keep = []
+    for k, ((_, index, value), box) in enumerate(zip(raw_masks, pixel_boxes)):
+        pixels = mask_pixels_bound(value, box, image_wh)
+        if pixels > MAX_MASK_PIXELS:  # decoding refuses it before allocating anything, with its reason
+            keep.append(k)
+            continue
+        if total + pixels > MAX_ANSWER_MASK_PIXELS:
+            warnings.append(ParseWarning(index, "mask", f"the answer's masks would cover more than "
+                                         f"{MAX_ANSWER_MASK_PIXELS:,} pixels together; mask dropped, "
+                                         "box kept"))
+            continue
+        total += pixels
+        keep.append(k)
+    if len(keep) == len(raw_masks):
+        return raw_masks, pixel_boxes
+    return [raw_masks[k] for k in keep], pixel_boxes[keep]
 
 
 def _sorted(warnings: list[ParseWarning]) -> tuple[ParseWarning, ...]:
     return tuple(sorted(warnings, key=lambda w: -1 if w.index is None else w.index))
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {"str": "a string", "list": "a list"}.get(type(value).__name__, f"a {type(value).__name__}")
+
+
+def _show(value: Any, *, ensure_ascii: bool = True, limit: int | None = 60) -> str:
+    """JSON text of a decoded value for a message or label, cut to ``limit``; never raises."""
+    try:
+        text = json.dumps(value, ensure_ascii=ensure_ascii)
+    except (ValueError, TypeError, RecursionError):  # nested too deeply for the encoder
+        text = f"<a JSON {type(value).__name__} nested too deeply>"
+    return text if limit is None else text[:limit]
 
 
 def _number(v: Any) -> float | None:
@@ -190,7 +281,7 @@ def _read_item(index: int, item: Any, warnings: list[ParseWarning], default_labe
         warnings.append(ParseWarning(index, field, reason))
 
     if not isinstance(item, dict):
-        warn(None, f"item is a JSON {type(item).__name__}, expected an object; skipped")
+        warn(None, f"item is {_json_kind(item)}, expected an object; skipped")
         return None
     box_2d = point = None
     if "box_2d" in item:
@@ -210,7 +301,8 @@ def _read_item(index: int, item: Any, warnings: list[ParseWarning], default_labe
         warn("label", f"no label; using {default_label!r}")
         label = default_label
     elif not isinstance(label, str):
-        label = json.dumps(label, ensure_ascii=False) if isinstance(label, (list, dict)) else str(label)
+        label = (_show(label, ensure_ascii=False, limit=None) if isinstance(label, (list, dict))
+                 else str(label))
     score = math.nan
     for key in ("score", "confidence"):
         if key in item:
@@ -225,23 +317,23 @@ def _read_item(index: int, item: Any, warnings: list[ParseWarning], default_labe
 
 def _read_box(value: Any, warn) -> list[float] | None:
     if not isinstance(value, (list, tuple)) or len(value) != 4:
-        warn("box_2d", f"expected [ymin, xmin, ymax, xmax], got {json.dumps(value)[:60]}; skipped")
+        warn("box_2d", f"expected [ymin, xmin, ymax, xmax], got {_show(value)}; skipped")
         return None
     nums = [_number(v) for v in value]
     if any(v is None for v in nums):
-        warn("box_2d", f"expected 4 numbers, got {json.dumps(value)[:60]}; skipped")
+        warn("box_2d", f"expected 4 numbers, got {_show(value)}; skipped")
         return None
     ymin, xmin, ymax, xmax = nums
     if ymin > ymax or xmin > xmax:
-        warn("box_2d", f"min and max swapped in {json.dumps(value)}; reordered")
+        warn("box_2d", f"min and max swapped in {_show(value)}; reordered")
         ymin, ymax = sorted((ymin, ymax))
         xmin, xmax = sorted((xmin, xmax))
     clipped = [min(max(v, 0.0), GRID) for v in (ymin, xmin, ymax, xmax)]
     if clipped != [ymin, xmin, ymax, xmax]:
-        warn("box_2d", f"values outside 0-1000 in {json.dumps(value)}; clipped")
+        warn("box_2d", f"values outside 0-1000 in {_show(value)}; clipped")
     ymin, xmin, ymax, xmax = clipped
     if ymax - ymin <= 0 or xmax - xmin <= 0:
-        warn("box_2d", f"box {json.dumps(value)} has zero area; skipped")
+        warn("box_2d", f"box {_show(value)} has zero area; skipped")
         return None
     return [ymin, xmin, ymax, xmax]
 
@@ -249,6 +341,6 @@ def _read_box(value: Any, warn) -> list[float] | None:
 def _read_point(value: Any, warn) -> list[float] | None:
     nums = [_number(v) for v in value] if isinstance(value, (list, tuple)) and len(value) == 2 else None
     if nums is None or any(v is None for v in nums):
-        warn("point", f"expected [y, x] numbers, got {json.dumps(value)[:60]}; ignored")
+        warn("point", f"expected [y, x] numbers, got {_show(value)}; ignored")
         return None
     return [min(max(v, 0.0), GRID) for v in nums]

@@ -35,14 +35,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from . import imageio
 from .answers import AnswerSource, RateLimiter, ResponseStore, read_answer
@@ -70,7 +69,7 @@ from .formats.keypoints import keypoints_dataset, point_annotations
 from .inputs import find_inputs
 from .keys import assign_keys, load_key_map, record_keys
 from .masks import DEFAULT_THRESHOLD
-from .outdir import PREVIOUS_NAME, keep_copy, previous_counts
+from .outdir import PREVIOUS_NAME, clean_stale_temps, keep_copy, lock_output, previous_counts
 from .overlay_files import (
     DEFAULT_OVERLAY_FORMAT,
     DEFAULT_OVERLAY_MAX_SIDE,
@@ -80,10 +79,11 @@ from .overlay_files import (
 )
 from .parse import parse_response
 from .procpool import BrokenProcessPool, RestartingPool, usable_cpus
+from .spool import Spool
 from .tasks import check_task
 
-__all__ = ["PROCESS_MIN_IMAGES", "ImageResult", "LabelSummary", "Progress", "RateLimiter", "StepConfig",
-           "label"]
+__all__ = ["PROCESS_MIN_IMAGES", "Aborted", "ImageResult", "LabelSummary", "Progress", "RateLimiter",
+           "StepConfig", "label"]
 
 #: Offline runs with at least this many images use a process pool by default (below it, starting the
 #: workers costs more than they save).
@@ -119,6 +119,7 @@ class Progress:
     cached: int
     retries: int
     elapsed: float
+    in_flight: int = 0  # images being worked on (requests in flight, online)
 
     @property
     def eta(self) -> float | None:
@@ -152,11 +153,13 @@ class LabelSummary:
     overlay_failures: list[dict] = field(default_factory=list)  # annotations kept, overlay not written
     kept_previous: str | None = None  # why annotations.json was left as it was, if it was
     lost_images: list[str] = field(default_factory=list)  # had annotations before, have none now
+    export_errors: list[str] = field(default_factory=list)  # outputs that could not be written (full disk)
+    unsaved: int = 0  # paid answers that could not be saved, even when retried at the end
 
     @property
     def ok(self) -> bool:
-        """True when every image succeeded and every overlay was written."""
-        return self.failed == 0 and not self.overlay_failures
+        """True when every image succeeded and every output was written."""
+        return self.failed == 0 and not self.overlay_failures and not self.export_errors and not self.unsaved
 
 
 def _assign_keys(images: Sequence[tuple[Path, Path]], out: Path, store: ResponseStore | None
@@ -191,7 +194,8 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
           on_progress: Callable[[Progress], None] | None = None, polygon_holes: str = "rle",
           categories: Sequence[str | Mapping] | None = None, glob: Sequence[str] = (),
           exclude: Sequence[str] = (), limit: int | None = None,
-          on_notice: Callable[[str], None] | None = None, processes: bool | None = None) -> LabelSummary:
+          on_notice: Callable[[str], None] | None = None,
+          on_interrupt: Callable[[int], None] | None = None, processes: bool | None = None) -> LabelSummary:
     """Label images and write COCO, overlays, raw responses and a failure report under ``out``.
 
     Args:
@@ -222,6 +226,9 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         on_progress: called (from the calling thread) with a :class:`Progress` after each image.
         glob, exclude, limit: input filters (see :mod:`visionkit.inputs`); output folders found among the
             inputs are always skipped.
+        on_interrupt: called at once on Ctrl-C with the number of requests in flight; the run then waits
+            for them (their answers are saved) and raises KeyboardInterrupt. A second Ctrl-C while
+            waiting raises :class:`Aborted` without waiting.
         on_notice: called with each notice (skipped inputs, ...) as soon as it is known; notices are also
             in ``LabelSummary.notices``.
         processes: run the offline (replay) step on a pool of ``min(concurrency, CPUs)`` processes
@@ -260,7 +267,6 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
                          f"{', '.join(sorted(imageio.IMAGE_SUFFIXES))})"
                          + "".join(f"; {n}" for n in found.notices))
     store = ResponseStore(out / "responses")
-    keys, known_keys = _assign_keys(images, out, store)
     if replay_dir is None and client is None and client_factory is None:
         raise ConfigError("online labeling needs a Gemini client; to label from recorded answers "
                           "without one, pass replay (for example OUT/responses)")
@@ -268,19 +274,15 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
     summary = LabelSummary(out=out, total=len(images))
     for notice in found.notices:
         _notify(summary, on_notice, notice)
+    aborted = False
     with contextlib.ExitStack() as cleanup:
         if replay_dir is None and client is None:
             client = client_factory()  # before anything is written: no API key stops the run here
             cleanup.callback(client.close)
-        try:
-            for sub in (["overlays"] if overlays else []) + (["responses"] if replay_dir is None else []):
-                (out / sub).mkdir(parents=True, exist_ok=True)
-            out.mkdir(parents=True, exist_ok=True)
-            record_keys(out, (p.relative_to(r).as_posix() for p, r in images), keys, known_keys)
-            # The spool is an unlinked temp file: nothing is left behind, even after kill -9.
-            spool = cleanup.enter_context(tempfile.TemporaryFile(dir=out))
-        except OSError as exc:
-            raise ExportError(f"cannot write to the output folder {out}: {exc}") from exc
+        spool = _prepare_output(out, cleanup, summary, on_notice, overlays=overlays,
+                                online=replay_dir is None)
+        keys, known_keys = _assign_keys(images, out, store)
+        record_keys(out, (p.relative_to(r).as_posix() for p, r in images), keys, known_keys)
         source = AnswerSource(replay_dir, store, client, RateLimiter(rpm), task, prompt, classes,
                               stem_owners=_stem_owners(images, keys))
         step = StepConfig(out=out, task=task, threshold=threshold, polygons=polygons,
@@ -295,19 +297,70 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         else:
             pool = ThreadPoolExecutor(max_workers=concurrency)
             window = concurrency * 2
-        cleanup.callback(pool.shutdown, wait=True)
+        cleanup.callback(lambda: pool.shutdown(wait=not aborted))
         try:
             _run(images, keys, pool, window, source, spool, summary, categories, started, step,
-                 on_image=on_image, on_progress=on_progress, fixed_categories=fixed)
-        except BaseException:
-            # Ctrl-C or a crash: drop queued work at once rather than pay for it; requests in flight end.
+                 on_image=on_image, on_progress=on_progress, fixed_categories=fixed,
+                 on_interrupt=on_interrupt, on_notice=on_notice)
+        except BaseException as exc:
+            # Ctrl-C or a crash: drop queued work at once rather than pay for it; requests in flight end,
+            # unless the run was aborted (a second Ctrl-C): then nothing waits for them.
+            aborted = isinstance(exc, Aborted)
             pool.shutdown(wait=False, cancel_futures=True)
+            if isinstance(exc, KeyboardInterrupt) and not aborted:
+                source.retry_unsaved()  # answers held in memory get a last chance to reach the disk
             raise
-    summary.failures.sort(key=lambda f: f["file"])
-    summary.overlay_failures.sort(key=lambda f: f["file"])
-    write_json_atomic(out / "failures.json", summary.failures + summary.overlay_failures, indent=2)
+        _save_unsaved(source, summary, on_notice)
+        _write_failures(out / "failures.json", summary)
     summary.elapsed = time.monotonic() - started
     return summary
+
+
+def _prepare_output(out: Path, cleanup: contextlib.ExitStack, summary: LabelSummary,
+                    on_notice: Callable[[str], None] | None, *, overlays: bool, online: bool) -> Spool:
+    """Create the output folders, lock them for this run, remove stale temp files; returns the spool."""
+    try:
+        for sub in (["overlays"] if overlays else []) + (["responses"] if online else []):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"cannot write to the output folder {out}: {exc}") from exc
+    cleanup.enter_context(lock_output(out))
+    removed = clean_stale_temps(out)
+    if removed:
+        _notify(summary, on_notice, f"removed {removed} temp files left in {out} by an interrupted run")
+    try:
+        return cleanup.enter_context(Spool(out))
+    except OSError as exc:
+        raise ExportError(f"cannot write to the output folder {out}: {exc}") from exc
+
+
+def _save_unsaved(source: AnswerSource, summary: LabelSummary,
+                  on_notice: Callable[[str], None] | None) -> None:
+    """Retry saving the answers whose save failed during the run (they were used from memory)."""
+    held = source.unsaved_count()
+    if not held:
+        return
+    left, why = source.retry_unsaved()
+    summary.unsaved = left
+    if left:
+        _notify(summary, on_notice, f"{left} of {held} paid answers could not be saved ({why}); they were "
+                                    "used for this run's annotations, but a rerun will ask for them again")
+    else:
+        _notify(summary, on_notice, f"{held} answers could not be saved when they arrived; they were kept in "
+                                    "memory and are now saved")
+
+
+def _write_failures(path: Path, summary: LabelSummary) -> None:
+    """Write failures.json; when that fails, no stale copy is left claiming fewer failures."""
+    summary.failures.sort(key=lambda f: f["file"])
+    summary.overlay_failures.sort(key=lambda f: f["file"])
+    try:
+        write_json_atomic(path, summary.failures + summary.overlay_failures, indent=2)
+    except ExportError as exc:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        summary.export_errors.append(f"{exc} (the old {path.name} was removed, so it cannot mislead)")
 
 
 @dataclass(frozen=True)
@@ -356,14 +409,17 @@ def _offline_step(path: Path, file_name: str, key: str, answer: _ReplayAnswer
 
 
 def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecutor | RestartingPool,
-         window: int, source: AnswerSource, spool: IO[bytes], summary: LabelSummary,
-         categories: CategoryMap, started: float, step: StepConfig, *,
+         window: int, source: AnswerSource, spool: Spool, summary: LabelSummary, categories: CategoryMap,
+         started: float, step: StepConfig, *,
          on_image: Callable[[ImageResult], None] | None,
-         on_progress: Callable[[Progress], None] | None, fixed_categories: list | None = None) -> None:
+         on_progress: Callable[[Progress], None] | None, fixed_categories: list | None = None,
+         on_interrupt: Callable[[int], None] | None = None,
+         on_notice: Callable[[str], None] | None = None) -> None:
     """Process every image on ``pool``, spool the results, then write ``annotations.json``."""
     labels: Counter = Counter()
     report: Counter = Counter()
     offsets: dict[int, tuple[int, int]] = {}
+    out = step.out
     in_process = isinstance(pool, RestartingPool)
     # Images in flight when a worker died: each is retried ALONE, so the one that kills its worker is
     # told apart from those that only shared the pool with it.
@@ -386,71 +442,116 @@ def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecu
             answer = _ReplayAnswer(source.replay, None, str(exc))
         return pool.submit(_offline_step, path, file_name, keys[index], answer)
 
+    def progress() -> None:
+        if on_progress is not None:
+            on_progress(Progress(summary.total, summary.succeeded, summary.failed, summary.cached,
+                                 summary.retries, time.monotonic() - started,
+                                 in_flight=sum(f.running() for f in pending)))
+
     pending: dict = {}
     next_index = 0
     not_attempted: list[int] = []
-    # A bounded window of work in flight, so memory does not grow with the image count.
-    while next_index < len(images) or pending or suspects:
-        if suspects and not pending and summary.stopped is None:
-            alone = suspects.pop(0)
-            pending[submit(alone)] = alone
-        while (summary.stopped is None and not suspects and alone is None and next_index < len(images)
-               and len(pending) < window):
-            pending[submit(next_index)] = next_index
-            next_index += 1
-        if suspects and summary.stopped is not None:
-            not_attempted.extend(suspects)
-            suspects.clear()
-        if not pending:
-            break
-        finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-        for future in finished:
-            index = pending.pop(future)
-            if future.cancelled():
-                not_attempted.append(index)
-                continue
-            if in_process and isinstance(future.exception(), BrokenProcessPool):
-                pool.restart()
-                if index != alone:
-                    suspects.append(index)
+    progress()  # the bar shows before the first image finishes
+    try:
+        # A bounded window of work in flight, so memory does not grow with the image count.
+        while next_index < len(images) or pending or suspects:
+            if suspects and not pending and summary.stopped is None:
+                alone = suspects.pop(0)
+                pending[submit(alone)] = alone
+            while (summary.stopped is None and not suspects and alone is None and next_index < len(images)
+                   and len(pending) < window):
+                pending[submit(next_index)] = next_index
+                next_index += 1
+            if suspects and summary.stopped is not None:
+                not_attempted.extend(suspects)
+                suspects.clear()
+            if not pending:
+                break
+            finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            if not finished:
+                progress()  # time passes, and requests start: keep the bar (ETA, in flight) current
+            for future in finished:
+                index = pending.pop(future)
+                if future.cancelled():
+                    not_attempted.append(index)
                     continue
-                alone = None
-                path, root = images[index]
-                result, record = ImageResult(
-                    path.relative_to(root).as_posix(), keys[index], False, "replay", stage="worker",
-                    error="WorkerDied", reason="the worker process labelling this image died, also when it "
-                    "was the only image in flight (out of memory, or a crash in native code)"), None
-            else:
-                if index == alone:
+                if in_process and isinstance(future.exception(), BrokenProcessPool):
+                    pool.restart()
+                    if index != alone:
+                        suspects.append(index)
+                        continue
                     alone = None
-                result, record = future.result()
-            _account(summary, result)
-            if result.fatal and summary.stopped is None:
-                summary.stopped = f"{result.file}: {result.error}: {result.reason}"
-                for other in pending:
-                    other.cancel()  # queued work is dropped; requests in flight finish
-            if record is not None:
-                labels.update(a["label"] for a in record["annotations"])
-                report.update(record.pop("report"))
-                line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
-                offsets[index] = (spool.seek(0, os.SEEK_END), len(line))
-                spool.write(line)
-            if on_image is not None:
-                on_image(result)
-            if on_progress is not None:
-                on_progress(Progress(summary.total, summary.succeeded, summary.failed, summary.cached,
-                                     summary.retries, time.monotonic() - started))
+                    path, root = images[index]
+                    result, record = ImageResult(
+                        path.relative_to(root).as_posix(), keys[index], False, "replay", stage="worker",
+                        error="WorkerDied", reason="the worker process labelling this image died, also when "
+                        "it was the only image in flight (out of memory, or a crash in native code)"), None
+                else:
+                    if index == alone:
+                        alone = None
+                    result, record = future.result()
+                _account(summary, result)
+                if result.fatal and summary.stopped is None:
+                    summary.stopped = f"{result.file}: {result.error}: {result.reason}"
+                    for other in pending:
+                        other.cancel()  # queued work is dropped; requests in flight finish
+                if record is not None:
+                    labels.update(a["label"] for a in record["annotations"])
+                    report.update(record.pop("report"))
+                    offsets[index] = spool.append((json.dumps(record, ensure_ascii=False) + "\n").encode())
+                    if spool.fallback and spool.fallback not in summary.notices:
+                        _notify(summary, on_notice, spool.fallback)
+                if on_image is not None:
+                    on_image(result)
+                progress()
+    except KeyboardInterrupt:
+        _finish_in_flight(pending, on_interrupt)
+        raise
     for index in sorted(not_attempted + list(range(next_index, len(images)))):
         path, root = images[index]
         _account(summary, ImageResult(
             path.relative_to(root).as_posix(), keys[index], False, "", stage="not attempted", error="Stopped",
             reason=f"the run stopped after a failure that would repeat for every image ({summary.stopped})"))
     spool.flush()
-    out = step.out
-    _write_annotations(out / "annotations.json", spool, offsets, labels, report, categories, summary)
+    _export(summary, "annotations.json", _write_annotations, out / "annotations.json", spool, offsets, labels,
+            report, categories, summary)
     if summary.kept_previous is None:  # else the previous dataset's companions stay with it
-        _write_sources(out / "sources.json", images)
-        _write_keypoints(out / "keypoints.json", spool, offsets, fixed_categories, summary)
+        _export(summary, "sources.json", _write_sources, out / "sources.json", images)
+        _export(summary, "keypoints.json", _write_keypoints, out / "keypoints.json", spool, offsets,
+                fixed_categories, summary)
+
+
+class Aborted(KeyboardInterrupt):
+    """A second Ctrl-C: the requests in flight were abandoned (``in_flight`` of them)."""
+
+    def __init__(self, in_flight: int):
+        super().__init__(f"aborted with {in_flight} requests in flight")
+        self.in_flight = in_flight
+
+
+def _finish_in_flight(pending: dict, on_interrupt: Callable[[int], None] | None) -> None:
+    """After a first Ctrl-C: drop the queued work, say how many requests are in flight, and wait for them
+    (their answers are saved as they arrive). A second Ctrl-C raises :class:`Aborted`."""
+    for future in pending:
+        future.cancel()
+    running = [f for f in pending if not f.done()]
+    if on_interrupt is not None:
+        on_interrupt(len(running))
+    try:
+        wait(running)
+    except KeyboardInterrupt:
+        raise Aborted(sum(not f.done() for f in running)) from None
+
+
+def _export(summary: LabelSummary, name: str, write: Callable[..., None], *args: Any) -> None:
+    """Run one output writer; a failure (a full disk) is reported in the summary, not raised, so the run
+    still ends with its summary and failures.json."""
+    try:
+        write(*args)
+    except ExportError as exc:
+        summary.export_errors.append(f"{name} could not be written: {exc}")
+    except OSError as exc:
+        summary.export_errors.append(f"{name} could not be written: {exc}")
 
 
 def _notify(summary: LabelSummary, on_notice: Callable[[str], None] | None, notice: str) -> None:

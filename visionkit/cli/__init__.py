@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import TextIO
 
 from .. import __version__
 from ..errors import VisionkitError
-from . import eval, label, overlays
+from ..pipeline import Aborted
+from . import consensus, eval, label, overlays
 
 __all__ = ["main", "build_parser"]
 
 #: The modules that add a command, in the order ``--help`` lists them.
-COMMANDS = (label, eval, overlays)
+COMMANDS = (label, consensus, eval, overlays)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +55,14 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
     except VisionkitError as exc:
         stderr.write(f"visionkit: error: {exc}\n")
         return 2
+    except Aborted as exc:
+        stderr.write(f"visionkit: aborted; {exc.in_flight} requests in flight were abandoned, every saved "
+                     "response is kept; rerun the same command to resume\n")
+        if argv is None:  # the process is ours: don't wait for the abandoned requests' threads
+            for stream in (stdout, stderr):
+                stream.flush()
+            os._exit(130)
+        return 130
     except KeyboardInterrupt:
         stderr.write("visionkit: interrupted; rerun the same command to resume\n")
         return 130

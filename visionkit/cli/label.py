@@ -88,6 +88,13 @@ class _Reporter:
             self.stream.write("\r\033[K")
             self._bar_shown = False
 
+    def interrupt(self, in_flight: int) -> None:
+        """First Ctrl-C: say at once what the run is waiting for."""
+        self._clear()
+        self.stream.write(f"interrupted: {in_flight} requests in flight; waiting for their answers so they "
+                          "are saved (press Ctrl-C again to abort them)\n")
+        self.stream.flush()
+
     def notice(self, text: str) -> None:
         self._clear()
         self.stream.write(f"note: {text}\n")
@@ -149,7 +156,7 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
                         overlay_format=args.overlay_format, overlay_max_side=args.overlay_max_side,
                         on_image=reporter.image, on_progress=reporter.progress,
                         polygon_holes=args.polygon_holes, categories=categories,
-                        on_notice=reporter.notice)
+                        on_notice=reporter.notice, on_interrupt=reporter.interrupt)
     finally:
         reporter.finish()
     _print_summary(summary, args, stdout)
@@ -183,5 +190,9 @@ def _print_summary(summary, args: argparse.Namespace, stdout: TextIO) -> None:
     if summary.overlay_failures:
         stdout.write(f"{len(summary.overlay_failures)} overlays could not be written (their images' "
                      "annotations are kept)\n")
-    if summary.failed or summary.overlay_failures:
+    for error in summary.export_errors:
+        stdout.write(f"NOT WRITTEN: {error}\n")
+    if summary.unsaved:
+        stdout.write(f"{summary.unsaved} paid answers could not be saved; a rerun will ask for them again\n")
+    if (summary.failed or summary.overlay_failures) and (summary.out / "failures.json").is_file():
         stdout.write(f"failures listed in {summary.out / 'failures.json'}\n")

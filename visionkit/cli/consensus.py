@@ -1,0 +1,50 @@
+"""``visionkit consensus RUN_DIR... --out DIR [--iou IOU]``: one dataset scored by agreement across runs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TextIO
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``visionkit consensus``."""
+    from ..quality.consensus import DEFAULT_IOU
+
+    p = sub.add_parser("consensus", help="merge 2+ runs over the same images; score = fraction of runs "
+                                         "that found each object",
+                       description="Match objects across runs per image (Hungarian, by mask or box IoU), "
+                                   "write DIR/annotations.json with consensus scores and DIR/consensus.json "
+                                   "with the label disagreements.")
+    p.add_argument("runs", nargs="+", metavar="RUN",
+                   help="run folders (with annotations.json) or COCO files; at least two")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--iou", type=float, default=DEFAULT_IOU,
+                   help=f"minimum IoU for objects of two runs to be one object (default {DEFAULT_IOU:g})")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from ..coco import write_json_atomic
+    from ..errors import ExportError
+    from ..quality.consensus import consensus
+
+    dataset, report = consensus(args.runs, iou=args.iou)
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"cannot create the output folder {out}: {exc}") from exc
+    write_json_atomic(out / "annotations.json", dataset)
+    write_json_atomic(out / "consensus.json", report, indent=2)
+    votes = ", ".join(f"{k} of {len(args.runs)}: {n}" for k, n in report["votes"].items()) or "none"
+    stdout.write(f"{report['objects']} objects in {report['images']} images from {len(args.runs)} runs "
+                 f"(found by {votes}); {len(report['label_disagreements'])} label disagreements\n")
+    for d in report["label_disagreements"][:20]:
+        stdout.write(f"  {d['file_name']} object {d['object']}: {d['labels']} -> {d['label']!r}\n")
+    if len(report["label_disagreements"]) > 20:
+        stdout.write(f"  ... all of them in {out / 'consensus.json'}\n")
+    stdout.write(f"wrote {out / 'annotations.json'}\n")
+    return 0
