@@ -10,6 +10,7 @@ Output folder layout::
                              "overlay") every overlay that could not be written: that image's
                              annotations are kept
     OUT/keys.json            {file_name: key}, recorded before any image is processed
+    OUT/warnings.json        every image's warnings (see :mod:`visionkit.run_warnings`)
     OUT/annotations.previous.json   the previous annotations.json, when the new one lost images
     OUT/sources.json         {"images": {file_name: absolute path}}: where each input image is, so
                              ``visionkit export`` can copy the images into a dataset folder
@@ -79,6 +80,7 @@ from .overlay_files import (
 )
 from .parse import parse_response
 from .procpool import BrokenProcessPool, RestartingPool, usable_cpus
+from .run_warnings import WarningLog
 from .spool import Spool
 from .tasks import check_task
 
@@ -272,6 +274,7 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
                           "without one, pass replay (for example OUT/responses)")
 
     summary = LabelSummary(out=out, total=len(images))
+    warning_log = WarningLog()  # OUT/warnings.json, for visionkit report
     for notice in found.notices:
         _notify(summary, on_notice, notice)
     aborted = False
@@ -300,7 +303,7 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         cleanup.callback(lambda: pool.shutdown(wait=not aborted))
         try:
             _run(images, keys, pool, window, source, spool, summary, categories, started, step,
-                 on_image=on_image, on_progress=on_progress, fixed_categories=fixed,
+                 on_image=warning_log.wrap(on_image), on_progress=on_progress, fixed_categories=fixed,
                  on_interrupt=on_interrupt, on_notice=on_notice)
         except BaseException as exc:
             # Ctrl-C or a crash: drop queued work at once rather than pay for it; requests in flight end,
@@ -312,6 +315,7 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
             raise
         _save_unsaved(source, summary, on_notice)
         _write_failures(out / "failures.json", summary)
+        warning_log.save(out, summary.export_errors)
     summary.elapsed = time.monotonic() - started
     return summary
 
