@@ -50,7 +50,9 @@ __all__ = ["INVALID", "ItemList", "find_items"]
 # After an opening ```: an optional language tag (json, JSON, ...) and the rest of that line's blanks.
 _FENCE_LANG = re.compile(r"[ \t]*[A-Za-z0-9_+-]*[ \t]*\r?\n?")
 # A string token (complete), a lone quote (an unterminated string), or a bracket.
-_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|"|[\[\]{}]', re.DOTALL)
+# Strings in the unrolled-loop form: runs of plain characters are matched in one step, not one
+# alternation per character (8x faster on a 100 KB answer of base64 masks; the same language).
+_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|"|[\[\]{}]', re.DOTALL)
 _WS = re.compile(r"\s*")
 _SCALAR_END = re.compile(r"[,\]}\s]")
 # Left to right: a complete JSON string (kept as is), or a bare `<start_of_mask><seg_1>...` token run outside
