@@ -21,13 +21,14 @@ What is accepted, on purpose:
 
 **Which JSON is the answer** (the candidate rule). Every fenced block and every JSON value in the prose
 is a candidate. The candidate that holds the most detections (objects with a 4-value ``box_2d`` or a
-2-value ``point``) wins; on a tie, a candidate that decodes as it is beats one that had to be repaired or salvaged, then the
-earlier one wins. So an empty first fence followed by the real list, an example object in the prose
-(``Each item looks like {"label": "name"}.``) or a fenced snippet inside a label never hides the real
-list. When no candidate holds a detection, the first one that is a list of objects, an empty list, an
-item or a wrapper wins, then the first that looks like the start of items, then the first at all. Inside
-a wrapper, the member list with the most detections wins (the first list holding an object on a tie;
-with no such list, the first list, whose elements are then reported one by one).
+2-value ``point``) wins; on a tie, a candidate that decodes as it is beats one that had to be repaired
+or salvaged, then the earlier one wins. So an empty first fence followed by the real list, an example
+object in the prose (``Each item looks like {"label": "name"}.``) or a fenced snippet inside a label
+never hides the real list. When no candidate holds a detection, the first one that is a list of
+objects, an empty list, an item or a wrapper wins, then the first that looks like the start of items,
+then the first at all. Inside a wrapper, the member list with the most detections wins (the first list
+holding an object on a tie; with no such list, the first list, whose elements are then reported one by
+one).
 
 Anything with no JSON at all raises :class:`~visionkit.errors.ParseError`.
 
