@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .answers import ResponseStore
+from .answers import RECORD_DIR, ResponseStore
 from .batch_jobs import JobBook, JobRecord, KeyEntry
 from .coco import write_json_atomic
 from .errors import (
@@ -245,7 +245,7 @@ def collect_job(book: JobBook, client: Any, job: JobRecord, remote: Any, store: 
     else:
         outcomes = wire.iter_inlined(remote, order)
     errors: dict[str, str] = {}
-    saved = unknown = 0
+    saved = unknown = superseded = 0
     for key, response, error in outcomes:
         entry = entries.pop(key, None) if key is not None else None
         if entry is None:
@@ -270,6 +270,9 @@ def collect_job(book: JobBook, client: Any, job: JobRecord, remote: Any, store: 
         if (stat.st_size, stat.st_mtime_ns) != (entry.bytes, entry.mtime_ns):
             errors[key] = "the image changed after it was submitted; rerun with --batch to ask again"
             continue
+        if _superseded(store, key, job):
+            superseded += 1  # a later run with other settings already saved a paid answer: keep it
+            continue
         store.save(key, job.request, path, response)
         saved += 1
     for key in entries:
@@ -280,8 +283,24 @@ def collect_job(book: JobBook, client: Any, job: JobRecord, remote: Any, store: 
         job.warnings.append(f"{unknown} result lines named no request of this job and were ignored")
     book.save()
     book.file(job, ".results.jsonl").unlink(missing_ok=True)
-    note(on_event, f"batch job {job.name} SUCCEEDED: {saved} answers saved, {len(errors)} lines failed")
+    if superseded:
+        job.warnings.append(f"{superseded} answers were not saved: newer answers asked with other settings "
+                            "are kept")
+    note(on_event, f"batch job {job.name} SUCCEEDED: {saved} answers saved, {len(errors)} lines failed"
+         + (f", {superseded} superseded by newer answers" if superseded else ""))
     cleanup(book, client, job, on_event)
+
+
+def _superseded(store: ResponseStore, key: str, job: JobRecord) -> bool:
+    """True when the saved answer for ``key`` was asked with other settings after this job was submitted
+    (overwriting it would throw a newer paid answer away)."""
+    record = store.folder / RECORD_DIR / f"{key}.json"
+    try:
+        asked = json.loads(record.read_text(encoding="utf-8")).get("request")
+        when = record.stat().st_mtime
+    except (OSError, ValueError, AttributeError):
+        return False
+    return asked != job.request and when > (job.submitted_at or 0)
 
 
 def line_reason(error: dict) -> str:
