@@ -140,7 +140,7 @@ class JobBook:
     def drop(self, job: JobRecord) -> None:
         """Forget a job that never reached the API, and its local files."""
         self.jobs.remove(job)
-        for suffix in (".jsonl", ".jsonl.part", ".keys.jsonl"):
+        for suffix in (".jsonl", ".jsonl.part", ".keys.jsonl", ".keys.jsonl.part"):
             self.file(job, suffix).unlink(missing_ok=True)
 
     def write_keys(self, job: JobRecord, entries: list[KeyEntry]) -> None:
