@@ -26,7 +26,7 @@ def real_dir() -> Path:
 @pytest.fixture(autouse=True)
 def _no_api_env(monkeypatch):
     """No test may pick up a developer's real key or endpoint."""
-    for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GEMINI_BASE_URL"):
+    for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GEMINI_BASE_URL", "VISIONKIT_MODEL"):
         monkeypatch.delenv(name, raising=False)
 
 

@@ -85,14 +85,14 @@ def test_dry_run_sends_nothing_and_writes_nothing(tmp_path):
     with FakeGemini(api_key=KEY) as server:
         from visionkit.gemini import GeminiClient
 
-        with GeminiClient(api_key=KEY, base_url=server.base_url) as client:
+        with GeminiClient(api_key=KEY, base_url=server.base_url, model="gemini-2.5-flash") as client:
             label([photos / "p0.png"], out, client=client)  # p0 is answered and saved
         before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
         stdout = io.StringIO()
         with pytest.MonkeyPatch.context() as mp:
             mp.delenv("GEMINI_API_KEY", raising=False)  # no key needed: nothing is sent
             code = main(["label", str(photos), "--out", str(out), "--base-url", server.base_url,
-                         "--dry-run"], stdout=stdout, stderr=io.StringIO())
+                         "--model", "gemini-2.5-flash", "--dry-run"], stdout=stdout, stderr=io.StringIO())
         sent = len(server.generate_requests)
     text = stdout.getvalue()
     assert code == 0 and sent == 1
@@ -142,7 +142,7 @@ def test_help_has_text_and_defaults_for_every_option_and_no_markup():
                 assert "default" in shown.lower(), (parser.prog, action.dest)
     label_help = next(p for p in _all_parsers() if p.prog.endswith(" label")).format_help()
     for needed in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "exit status", "130", "--dry-run", "--limit N",
-                   "(default: segment)", "(default: gemini-2.5-flash)"):
+                   "(default: segment)", "VISIONKIT_MODEL"):
         assert needed in label_help, needed
     top = _all_parsers()[0].format_help()
     assert "GEMINI_API_KEY" in top and "exit status" in top

@@ -69,6 +69,9 @@ def test_every_mask_pixel_inside_its_bbox_and_bbox_within_1px(polygons, holes):
         img = by_image[ann["image_id"]]
         seg = ann["segmentation"]
         assert seg, "segmentation is never empty"
+        if isinstance(seg, list):  # polygon vertices stay inside the bbox too
+            pts = np.concatenate([np.asarray(p).reshape(-1, 2) for p in seg])
+            assert (pts >= [x, y]).all() and (pts <= [x + w, y + h]).all()
         rle = (mask_utils.merge(mask_utils.frPyObjects(seg, img["height"], img["width"]))
                if isinstance(seg, list) else seg)
         full = mask_utils.decode(rle).astype(bool)

@@ -61,6 +61,7 @@ def make(fake, sleeps):
         kw.setdefault("timeout", (2.0, 5.0))
         kw.setdefault("base_url", fake.base_url)
         kw.setdefault("api_key", KEY)
+        kw.setdefault("model", "gemini-2.5-flash")  # these tests were written for its budget thinking
         client = GeminiClient(**kw)
         clients.append(client)
         return client
@@ -203,10 +204,13 @@ def test_detect_request_body(make, fake):
     ("gemini-2.5-flash", {"thinkingBudget": 0}, 0.5, "gemini-2.5-flash"),
     ("gemini-2.5-flash-lite", {"thinkingBudget": 0}, 0.5, "gemini-2.5-flash-lite"),
     ("models/gemini-2.5-flash", {"thinkingBudget": 0}, 0.5, "gemini-2.5-flash"),
-    ("gemini-2.5-pro", None, 0.5, "gemini-2.5-pro"),
-    ("gemini-2.0-flash", None, 0.5, "gemini-2.0-flash"),
+    ("gemini-2.5-pro", {"thinkingBudget": 128}, 0.5, "gemini-2.5-pro"),
     ("gemini-3-flash-preview", {"thinkingLevel": "minimal"}, None, "gemini-3-flash-preview"),
-    ("gemini-3.5-flash", {"thinkingLevel": "minimal"}, None, "gemini-3.5-flash"),
+    ("gemini-3.5-flash", {"thinkingLevel": "low"}, None, "gemini-3.5-flash"),
+    ("gemini-3.7-flash", {"thinkingLevel": "low"}, None, "gemini-3.7-flash"),
+    ("gemini-3.8-flash", {"thinkingLevel": "low"}, None, "gemini-3.8-flash"),
+    ("gemini-3.1-flash-lite", {"thinkingLevel": "minimal"}, None, "gemini-3.1-flash-lite"),
+    ("gemini-3.1-pro-preview", {"thinkingLevel": "low"}, None, "gemini-3.1-pro-preview"),
     ("gemini-3-pro-preview", {"thinkingLevel": "low"}, None, "gemini-3-pro-preview"),
     ("some-tuned-model", None, None, "some-tuned-model"),
 ])
@@ -520,7 +524,8 @@ def test_total_wait_budget_caps_retries(make, fake, sleeps):
 def test_max_retries_argument(fake, sleeps):
     fake.push_faults(*[Fault.status(500)] * 5)
     with GeminiClient(api_key=KEY, base_url=fake.base_url, max_retries=1, timeout=2) as client:
-        client.retry = RetryPolicy(max_attempts=client.retry.max_attempts, base_delay=0.001)
+        assert client.retry.max_attempts == 2
+        client._http.retry = RetryPolicy(max_attempts=client.retry.max_attempts, base_delay=0.001)
         with pytest.raises(ServerError):
             client.generate("x")
     assert len(fake.generate_requests) == 2

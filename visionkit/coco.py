@@ -6,7 +6,8 @@ Annotation fields:
   edges, ``ceil`` of the max edges, clipped to the image), so it stays within 1 px of the model's box and
   holds every pixel of the mask (see :mod:`visionkit.formats.instances`). Mask pixels of a polygon mask
   that reach outside that box are cut off and counted (``mask_pixels_clipped``).
-* ``area``: the mask's pixel count, or the box area when there is no mask.
+* ``area``: the mask's pixel count (with ``polygon_holes="fill"``, the count with its holes filled, which
+  is what the polygons cover), or the box area when there is no mask.
 * ``iscrowd``: 0 unless the caller says otherwise. Crowd is never inferred from holes or several parts:
   trainers (detectron2, mmdetection) ignore crowd instances.
 * ``segmentation``, one of three choices: compressed RLE (``counts`` as str, encoded from the crop; the
@@ -198,6 +199,10 @@ def image_annotations(detections: Detections, *, polygons: bool = False, iscrowd
         else:
             ann["area"] = float(crop.area())
             ann["segmentation"] = _segment(crop, image_wh, polygons, polygon_holes, report)
+            if polygons and polygon_holes == "fill" and isinstance(ann["segmentation"], list):
+                from .polygons import filled_area
+
+                ann["area"] = float(filled_area(crop))  # the area of what is written: holes filled
         if detections.scores is not None and not np.isnan(detections.scores[i]):
             ann["score"] = round(float(detections.scores[i]), 4)
         out.append(ann)

@@ -267,6 +267,22 @@ class Detections:
         crop = None if self.masks is None else self.masks[i]
         return None if crop is None else crop.area()
 
+    # -- interop ------------------------------------------------------------------------------------
+    def to_supervision(self, classes: Sequence[str] | None = None) -> Any:
+        """This as a ``supervision.Detections`` (needs ``visionkit[supervision]``); see
+        :mod:`visionkit.formats.supervision`."""
+        from .formats.supervision import to_supervision
+
+        return to_supervision(self, classes)
+
+    @classmethod
+    def from_supervision(cls, sv_detections: Any, image_wh: tuple[int, int] | None = None,
+                         classes: Sequence[str] | None = None) -> Detections:
+        """Detections from a ``supervision.Detections``; see :mod:`visionkit.formats.supervision`."""
+        from .formats.supervision import from_supervision
+
+        return from_supervision(sv_detections, image_wh, classes)
+
     @property
     def box_area(self) -> np.ndarray:
         """float64 ``(N,)`` areas of the xyxy boxes in pixels."""

@@ -25,6 +25,12 @@ Segoe UI Emoji. Noto Color Emoji is a bitmap font that FreeType loads only at it
 :mod:`visionkit.overlay` renders emoji with ``embedded_color=True`` and scales them down to the label's
 size. With no emoji font, emoji render with whatever the main font covers (usually a box).
 
+Missing glyphs. :func:`has_glyph` tells whether a font draws a character: a character the font does not
+map is drawn with its ``.notdef`` glyph (usually a box), the same as the never-assigned code point
+U+10FFFF, so the two are compared. :mod:`visionkit.overlay` warns once per label that has such characters.
+Fonts with wide coverage on Debian/Ubuntu: ``fonts-noto-cjk`` (Chinese, Japanese, Korean),
+``fonts-noto-color-emoji`` (emoji), ``fonts-dejavu-core`` (Latin, Greek, Cyrillic).
+
 Nothing happens at import: the file system and the environment are read when a function is called.
 Loaded fonts are cached per ``(path, size)``.
 """
@@ -47,6 +53,7 @@ __all__ = [
     "FONT_ENV",
     "find_emoji_font",
     "find_font",
+    "has_glyph",
     "load_emoji_font",
     "load_font",
 ]
@@ -189,3 +196,26 @@ def _load_font(path: str | None, size: int) -> ImageFont.FreeTypeFont | ImageFon
         return ImageFont.truetype(path, size)
     except OSError as exc:
         raise InputError(f"font file {path!r} cannot be opened at size {size}: {exc}") from exc
+
+
+#: A code point no font maps (the last one, a noncharacter): it draws as the font's .notdef glyph.
+_NOTDEF_PROBE = "\U0010ffff"
+_PROBE_SIZE = 24
+
+
+def _glyph_image(font: ImageFont.FreeTypeFont | ImageFont.ImageFont, ch: str) -> tuple:
+    mask = font.getmask(ch)
+    return mask.size, bytes(mask), font.getlength(ch)
+
+
+@functools.lru_cache(maxsize=8192)
+def has_glyph(path: str | None, ch: str) -> bool:
+    """True when the font at ``path`` (None: Pillow's built-in font) draws ``ch`` with a glyph of its own,
+    not its .notdef box. Cached per font and character."""
+    font = _load_font(path, _PROBE_SIZE)
+    return _glyph_image(font, ch) != _notdef(path)
+
+
+@functools.lru_cache(maxsize=64)
+def _notdef(path: str | None) -> tuple:
+    return _glyph_image(_load_font(path, _PROBE_SIZE), _NOTDEF_PROBE)

@@ -74,6 +74,7 @@ MAX_POLYGON_POINTS = 1000
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 4, 4: 2, 6: 4}
 _PNG_COLOUR_NAMES = {0: "grayscale", 2: "RGB", 3: "palette", 4: "grayscale+alpha", 6: "RGBA"}
 
+_POLY_MARGIN = 2
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _DATA_URI = re.compile(r"^\s*data:[\w/+.-]*;base64,", re.IGNORECASE)
 _SEG_TOKEN = re.compile(r"<seg_\d+>")
@@ -170,7 +171,10 @@ def polygon_to_crop(polygons: list[np.ndarray], image_wh: tuple[int, int]) -> Ma
     """Rasterize pixel-space polygons (each float ``(K, 2)`` ``(x, y)``) into one crop (their union).
 
     A pixel is set when its centre ``(i + 0.5, j + 0.5)`` is inside a polygon (OpenCV's fill rule, with
-    4 bits of sub-pixel precision). The crop covers the polygons' bounds clipped to the image.
+    4 bits of sub-pixel precision) and inside the polygons' pixel bounds ``[floor(min), ceil(max))``: the
+    result equals a full-image ``cv2.fillPoly`` of the same points, restricted to those bounds (OpenCV
+    also sets the pixel just past a right or bottom edge that falls on a pixel centre; a 100-pixel-wide
+    polygon covers 100 pixels, as a box does).
 
     Raises:
         MaskDecodeError: a point is NaN or infinite.
@@ -184,13 +188,20 @@ def polygon_to_crop(polygons: list[np.ndarray], image_wh: tuple[int, int]) -> Ma
     x1 = int(np.clip(np.ceil(allpts[:, 0].max()), 0, width))
     y1 = int(np.clip(np.ceil(allpts[:, 1].max()), 0, height))
     _check_crop(x1 - x0, y1 - y0)
-    canvas = np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), dtype=np.uint8)
-    if canvas.size:
-        # 4 bits of sub-pixel precision, fewer when the crop is so long that int32 would overflow
-        shift = max(0, min(4, 30 - max(canvas.shape).bit_length()))
-        fixed = [np.round((p - [x0 + 0.5, y0 + 0.5]) * (1 << shift)).astype(np.int32) for p in polygons]
-        cv2.fillPoly(canvas, fixed, 1, lineType=cv2.LINE_8, shift=shift)
-    return MaskCrop(canvas.astype(bool), x0, y0)
+    if x1 <= x0 or y1 <= y0:
+        return MaskCrop(np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), dtype=bool), x0, y0)
+    # OpenCV clips polygons at the canvas edge, which moves the pixels it sets along edges that reach it:
+    # fill with a margin (except at the image's own border), then keep the polygons' pixel bounds, so the
+    # crop equals a full-image cv2.fillPoly of the same points within those bounds.
+    px0, py0 = max(x0 - _POLY_MARGIN, 0), max(y0 - _POLY_MARGIN, 0)
+    px1, py1 = min(x1 + _POLY_MARGIN, width), min(y1 + _POLY_MARGIN, height)
+    canvas = np.zeros((py1 - py0, px1 - px0), dtype=np.uint8)
+    # 4 bits of sub-pixel precision, fewer when the crop is so long that int32 would overflow
+    shift = max(0, min(4, 30 - max(canvas.shape).bit_length()))
+    fixed = [np.round((p - [px0 + 0.5, py0 + 0.5]) * (1 << shift)).astype(np.int32) for p in polygons]
+    cv2.fillPoly(canvas, fixed, 1, lineType=cv2.LINE_8, shift=shift)
+    crop = canvas[y0 - py0:y1 - py0, x0 - px0:x1 - px0]
+    return MaskCrop(crop.astype(bool), x0, y0)
 
 
 def _check_crop(w: int, h: int) -> None:
@@ -305,7 +316,8 @@ def _as_grid(value: list) -> np.ndarray | None:
 
 
 def decode_mask(value: object, *, box_2d: np.ndarray, pixel_box: np.ndarray, image_wh: tuple[int, int],
-                threshold: int = DEFAULT_THRESHOLD, notes: list[str] | None = None) -> MaskCrop:
+                threshold: int = DEFAULT_THRESHOLD, notes: list[str] | None = None,
+                order: str | None = None) -> MaskCrop:
     """Turn one item's ``"mask"`` value into a :class:`MaskCrop`, whatever form it takes.
 
     Args:
@@ -316,6 +328,8 @@ def decode_mask(value: object, *, box_2d: np.ndarray, pixel_box: np.ndarray, ima
         threshold: binarization threshold for probability maps.
         notes: a list to append remarks to about a mask that was decoded with a change (a polygon
             thinned to :data:`MAX_POLYGON_POINTS`).
+        order: ``"yx"`` or ``"xy"`` when the polygon point order is known (stated in the prompt); None:
+            decided from the box by :func:`~visionkit.boxes.polygon_order`.
 
     Raises:
         MaskDecodeError: the value cannot be decoded; the message says what was expected.
@@ -342,7 +356,7 @@ def decode_mask(value: object, *, box_2d: np.ndarray, pixel_box: np.ndarray, ima
         if notes is not None and before > MAX_POLYGON_POINTS:
             notes.append(f"polygon has {before} points, over the limit of {MAX_POLYGON_POINTS}; thinned to "
                          f"{sum(len(p) for p in polygons)} evenly spaced points before filling")
-        order = polygon_order(np.concatenate(polygons), box_2d)
+        order = order or polygon_order(np.concatenate(polygons), box_2d)
         return polygon_to_crop([gemini_polygon_to_xy(p, order, image_wh) for p in polygons], image_wh)
     raise MaskDecodeError(f"mask is a JSON {type(value).__name__}; expected a base64 PNG string, a polygon "
                           "list or a boolean grid")

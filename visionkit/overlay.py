@@ -18,7 +18,11 @@ Drawing rules (coordinates as in :mod:`visionkit.detections`):
   the image. When that spot overlaps a tag already laid out (small boxes are laid out first), the
   next free one of: inside the top-left corner, below the bottom-left corner, inside the bottom-left
   corner, above or below the right end, one to three tag heights down inside the box; with no free
-  spot, the least-overlapping one, and the tags of smaller boxes are pasted on top.
+  spot, the least-overlapping one, and the tags of smaller boxes are pasted on top
+  (:mod:`visionkit.tag_layout`: linear in the number of tags).
+* A tag is one line: line breaks, tabs and other control characters in a label are drawn as spaces, and
+  a label longer than :data:`MAX_TAG_CHARS` characters is cut and ends in an ellipsis. The label itself
+  (in COCO, in ``Detections``) is never changed.
 * A point (a non-NaN row of ``detections.points``) is a filled circle in the label's colour with a
   contrasting rim; a point-only item (degenerate box ``[x, y, x, y]``) gets no outline and its tag
   goes above the point (below it when there is no room; right or left of it on a collision).
@@ -27,7 +31,10 @@ Drawing rules (coordinates as in :mod:`visionkit.detections`):
 
 Text is rendered with Pillow (any Unicode the font covers; see :mod:`visionkit.fonts` for the font
 lookup and emoji). Each distinct tag is rendered once into a small patch, kept in a bounded LRU cache,
-and pasted with numpy; the image itself is never converted to PIL.
+and pasted with numpy; the image itself is never converted to PIL. A label with characters that the font
+cannot draw (CJK or emoji without a font that has them, which would show as boxes) raises a
+:class:`MissingGlyphWarning` naming the label and the characters, once per label and font (Python's
+default warning filter shows each message once).
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ from __future__ import annotations
 import functools
 import math
 import os
+import unicodedata
+import warnings
 import zlib
 
 import cv2
@@ -44,8 +53,17 @@ from PIL import Image, ImageDraw, ImageFont
 from . import fonts
 from .detections import Detections
 from .errors import InputError
+from .tag_layout import TagLayout
+from .textclean import single_line
 
-__all__ = ["PALETTE", "draw_overlay", "label_color", "render_tag"]
+__all__ = ["MAX_TAG_CHARS", "PALETTE", "MissingGlyphWarning", "draw_overlay", "label_color", "render_tag"]
+
+
+class MissingGlyphWarning(UserWarning):
+    """A label has characters the label font cannot draw; they show as boxes ("tofu") in the overlay.
+
+    Set ``VISIONKIT_FONT`` to a font that has them, or install one (see :mod:`visionkit.fonts`).
+    """
 
 #: Distinct, saturated colours (RGB) that stay readable as tags and visible as translucent masks.
 PALETTE: tuple[tuple[int, int, int], ...] = (
@@ -70,6 +88,8 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 )
 
 _TAG_CACHE_SIZE = 1024
+#: Labels longer than this are cut (ending in an ellipsis) when drawn; a tag never grows without bound.
+MAX_TAG_CHARS = 80
 
 
 def label_color(label: str) -> tuple[int, int, int]:
@@ -158,15 +178,21 @@ def draw_overlay(image: np.ndarray, detections: Detections, *, alpha: float = 0.
         font_path = fonts.find_font(font)
         emoji_path = fonts.find_emoji_font()
         scores = detections.scores if show_scores else None
-        placed: list[tuple[int, int, int, int]] = []  # x, y, w, h of the tags laid out so far
+        layout = TagLayout(width, height, n)
         jobs = []
         # small boxes choose first (their tags are the hardest to attribute); big ones are pasted first
         for i in np.argsort(detections.box_area, kind="stable"):
-            text = str(detections.labels[i])
+            label = text = single_line(str(detections.labels[i]), MAX_TAG_CHARS)
             if scores is not None and math.isfinite(scores[i]):
                 text = f"{text} {scores[i]:.2f}" if text else f"{scores[i]:.2f}"
             if not text:
                 continue
+            missing = _missing_glyphs(text, font_path, emoji_path)
+            if missing:
+                warnings.warn(MissingGlyphWarning(
+                    f"label {label!r}: the font {font_path or '(Pillow built-in, Latin only)'} cannot draw "
+                    f"{missing!r}, which show as boxes; set VISIONKIT_FONT to a font that has them (see "
+                    "README, Fonts)"), stacklevel=1)  # attributed here: once per label, whoever draws
             tag = render_tag(text, colors[i], font_size, font_path, emoji_path)
             th, tw = tag.shape[:2]
             if has_box[i] or not has_point[i]:
@@ -180,8 +206,7 @@ def draw_overlay(image: np.ndarray, detections: Detections, *, alpha: float = 0.
                 cx, cy = round(px - tw / 2), round(py - th / 2)
                 spots = [(cx, above) if above >= 0 else (cx, below), (cx, below),
                          (math.ceil(px) + radius + 2, cy), (math.floor(px) - radius - 2 - tw, cy)]
-            x, y = _least_overlap([_clamp(x, y, tw, th, width, height) for x, y in spots], tw, th, placed)
-            placed.append((x, y, tw, th))
+            x, y = layout.place([_clamp(x, y, tw, th, width, height) for x, y in spots], tw, th)
             jobs.append((tag, x, y))
         for tag, x, y in reversed(jobs):
             _paste(out, tag, x, y)
@@ -246,20 +271,6 @@ def _clamp(x: int, y: int, w: int, h: int, width: int, height: int) -> tuple[int
     return max(0, min(x, width - w)), max(0, min(y, height - h))
 
 
-def _least_overlap(spots: list[tuple[int, int]], w: int, h: int,
-                   placed: list[tuple[int, int, int, int]]) -> tuple[int, int]:
-    """The first spot whose ``w x h`` rectangle overlaps no placed tag, else the least-overlapping one."""
-    best, best_cost = spots[0], None
-    for x, y in spots:
-        cost = sum(max(0, min(x + w, px + pw) - max(x, px)) * max(0, min(y + h, py + ph) - max(y, py))
-                   for px, py, pw, ph in placed)
-        if cost == 0:
-            return x, y
-        if best_cost is None or cost < best_cost:
-            best, best_cost = (x, y), cost
-    return best
-
-
 def _paste(out: np.ndarray, patch: np.ndarray, x: int, y: int) -> None:
     """Paste ``patch`` with its top-left at ``(x, y)`` (already inside ``out``), cropped to ``out``."""
     height, width = out.shape[:2]
@@ -273,11 +284,14 @@ def render_tag(text: str, color: tuple[int, int, int], size: int, font_path: str
                emoji_path: str | None = None) -> np.ndarray:
     """A label tag: ``text`` on a filled ``color`` rectangle, as a read-only RGB ``uint8 (h, w, 3)``.
 
-    The text colour is black or white (see module docstring). ``font_path=None`` uses Pillow's built-in
-    font; ``emoji_path`` (a colour emoji font, see :mod:`visionkit.fonts`) renders emoji runs in colour.
-    Results are cached (LRU, 1024 tags), so each distinct tag is rendered once per process.
+    ``text`` is drawn as one line (see :func:`visionkit.textclean.single_line`): a line break would make
+    the layout engine fail. The text colour is black or white (see module docstring). ``font_path=None``
+    uses Pillow's built-in font; ``emoji_path`` (a colour emoji font, see :mod:`visionkit.fonts`) renders
+    emoji runs in colour. Results are cached (LRU, 1024 tags), so each distinct tag is rendered once per
+    process.
     """
-    return _render_tag(str(text), tuple(int(c) for c in color), int(size), font_path, emoji_path)
+    text = single_line(str(text), MAX_TAG_CHARS)
+    return _render_tag(text, tuple(int(c) for c in color), int(size), font_path, emoji_path)
 
 
 @functools.lru_cache(maxsize=_TAG_CACHE_SIZE)
@@ -325,6 +339,24 @@ _JOINERS = frozenset({0x200D, 0xFE0E, 0xFE0F, 0x20E3})
 def _emoji_candidate(cp: int) -> bool:
     return (0x1F000 <= cp <= 0x1FAFF or 0x2600 <= cp <= 0x27BF or 0x2B00 <= cp <= 0x2BFF
             or 0x2300 <= cp <= 0x23FF)
+
+
+# Characters that draw nothing visible of their own, so no glyph is expected: spaces, controls, format
+# characters (joiners, variation selectors), combining marks, private use.
+_NO_GLYPH_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf", "Mn", "Me", "Co", "Cn"})
+
+
+@functools.lru_cache(maxsize=1024)
+def _missing_glyphs(text: str, font_path: str | None, emoji_path: str | None) -> str:
+    """The distinct characters of ``text`` that neither the font nor (for emoji) the emoji font draws."""
+    missing = []
+    for run, is_emoji in (_split_emoji(text, emoji_path) if emoji_path else [(text, False)]):
+        if is_emoji:
+            continue
+        for ch in dict.fromkeys(run):
+            if unicodedata.category(ch) not in _NO_GLYPH_CATEGORIES and not fonts.has_glyph(font_path, ch):
+                missing.append(ch)
+    return "".join(missing)
 
 
 def _split_emoji(text: str, emoji_path: str) -> list[tuple[str, bool]]:

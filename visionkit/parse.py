@@ -80,7 +80,7 @@ def answer_text(answer: str | bytes | Mapping) -> tuple[str, list[str]]:
 
 def parse_response(answer: str | bytes | Mapping, image_size: tuple[int, int],
                    threshold: int = DEFAULT_THRESHOLD, *, masks: bool = True,
-                   default_label: str = "object") -> Detections:
+                   default_label: str = "object", mask_order: str | None = None) -> Detections:
     """Parse a Gemini answer into detections in the ORIGINAL image's pixel space.
 
     Args:
@@ -91,6 +91,8 @@ def parse_response(answer: str | bytes | Mapping, image_size: tuple[int, int],
         threshold: probability maps (0-255) are binarized at ``> threshold``.
         masks: decode masks; with False, mask fields are ignored (detection task).
         default_label: label given to items that have none (recorded as a warning).
+        mask_order: ``"yx"`` or ``"xy"`` when the prompt stated the polygon point order (visionkit's
+            polygon prompt asks for ``[y, x]``); None: decided per item from its box (README).
 
     Returns:
         Detections with ``warnings`` listing every skipped, repaired or refused item.
@@ -100,6 +102,8 @@ def parse_response(answer: str | bytes | Mapping, image_size: tuple[int, int],
         BlockedError, EmptyResponseError: a full response that was blocked or has no text.
     """
     image_wh = _check_size(image_size)
+    if mask_order not in (None, "yx", "xy"):
+        raise InputError(f"mask_order must be 'yx', 'xy' or None, got {mask_order!r}")
     threshold = _check_threshold(threshold)
     text, notes = answer_text(answer)
     found = find_items(text)
@@ -153,7 +157,7 @@ def parse_response(answer: str | bytes | Mapping, image_size: tuple[int, int],
             notes: list[str] = []
             try:
                 crop = decode_mask(value, box_2d=box_2d_arr[row], pixel_box=pixel_box, image_wh=image_wh,
-                                   threshold=threshold, notes=notes)
+                                   threshold=threshold, notes=notes, order=mask_order)
             except (MaskDecodeError, RecursionError) as exc:
                 reason = (str(exc) if isinstance(exc, MaskDecodeError) else
                           "mask list is nested too deeply; expected a PNG, a polygon or a boolean grid")

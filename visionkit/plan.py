@@ -74,7 +74,7 @@ def image_tokens(size_wh: tuple[int, int], model: str, max_side: int | None) -> 
 
 def plan(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: str = "segment",
          replay: str | os.PathLike | None = None, prompt: str | None = None,
-         classes: Sequence[str] | None = None, model: str = "gemini-2.5-flash", max_side: int | None = 1024,
+         classes: Sequence[str] | None = None, model: str | None = None, max_side: int | None = 1024,
          glob: Sequence[str] = (), exclude: Sequence[str] = (), limit: int | None = None) -> Plan:
     """What :func:`visionkit.label` with these arguments would request, reuse, replay or fail.
 
@@ -82,6 +82,9 @@ def plan(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: s
         InputError, ConfigError: as :func:`visionkit.label` would before any work (no images, a missing
         replay folder, a bad filter).
     """
+    from .gemini.models import resolve_model
+
+    model = resolve_model(model)  # as the client would: --model, else $VISIONKIT_MODEL, else the default
     out = Path(out)
     replay_dir = None if replay is None else Path(replay)
     if replay_dir is not None and not replay_dir.is_dir():

@@ -19,13 +19,14 @@ from typing import TextIO
 from .. import __version__
 from ..errors import VisionkitError
 from ..pipeline import Aborted
-from . import consensus, eval, label
+from . import consensus, eval, export, label
 from ._help import ENVIRONMENT_AND_EXIT, HelpFormatter
+from ._warnings import plain_warnings
 
 __all__ = ["main", "build_parser"]
 
 #: The modules that add a command, in the order ``--help`` lists them.
-COMMANDS = (label, consensus, eval)
+COMMANDS = (label, consensus, eval, export)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,7 +58,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
         log.addHandler(handler)
         log.setLevel(logging.DEBUG)
     try:
-        return args.func(args, stdout, stderr)
+        with plain_warnings(stderr):
+            return args.func(args, stdout, stderr)
     except VisionkitError as exc:
         stderr.write(f"visionkit: error: {exc}\n")
         return 2

@@ -13,6 +13,7 @@ environment:
   GEMINI_API_KEY     the Gemini API key (GOOGLE_API_KEY is read when it is not set); sent only in the
                      x-goog-api-key header, never logged or written
   GEMINI_BASE_URL    the API base URL (default: Google's endpoint)
+  VISIONKIT_MODEL    the model used when --model is not given
   VISIONKIT_FONT     a .ttf/.otf font for overlay labels
 
 exit status:

@@ -36,7 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt", help="your own prompt text (default: Google's recommended prompt)")
     p.add_argument("--classes", help="comma-separated class names; constrains labels and fixes COCO ids "
                                      "(default: none, the model names what it finds)")
-    p.add_argument("--model", default="gemini-2.5-flash", help="Gemini model id")
+    p.add_argument("--model", default=None,
+                   help="Gemini model id (default: $VISIONKIT_MODEL, else gemini-3.8-flash; see the README's "
+                        "model table)")
     p.add_argument("--base-url", help="API base URL (default: $GEMINI_BASE_URL or Google's endpoint)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
     p.add_argument("--concurrency", type=int, default=4, help="images in flight (default 4)")

@@ -1,38 +1,33 @@
-"""The Gemini REST client: one ``requests.Session``, retries, typed errors, image requests.
+"""The Gemini REST client: typed errors, image requests built from the model registry.
 
 ::
 
     with GeminiClient() as client:                 # key from GEMINI_API_KEY or GOOGLE_API_KEY
         dets = client.segment("photo.jpg", classes=["cat", "dog"])
 
-Wire format and error handling follow ``shared/design/GEMINI-API-FACTS.md``:
-
-* ``POST {base}/v1beta/models/{model}:generateContent`` with a JSON body; the API key travels ONLY in the
-  ``x-goog-api-key`` header. It is never put in a URL, a log record, an exception message or ``repr``;
-  redirects are not followed (``requests`` would forward the custom header to the new host).
-* Error statuses become :class:`~visionkit.errors.HTTPStatusError` subclasses carrying ``status``,
-  ``api_status`` and ``api_message`` from the ``{"error": {...}}`` body; timeouts and connection errors
-  become :class:`~visionkit.errors.TransportError`. Retries: :class:`~visionkit.gemini.retry.RetryPolicy`.
-  Every ``APIError`` raised carries ``attempts``: the HTTP attempts made by the request that failed.
+* ``POST {base}/v1beta/models/{model}:generateContent``; the HTTP layer (key header, retries, deadline,
+  decoded-size cap, key redaction) is :mod:`visionkit.gemini.transport`. Every ``APIError`` raised
+  carries ``attempts``: the HTTP attempts made by the request that failed.
+* Image request bodies come from :func:`visionkit.gemini.request.build_request`, which reads the model's row
+  in :mod:`visionkit.gemini.models` (thinking control, mask format, mediaResolution, status). A retired id
+  is refused here, before any image is sent, naming its replacements.
+* A 400 that names an unsupported thinking setting is retried ONCE with what the message allows
+  (:mod:`visionkit.gemini.thinking`), and remembered for the rest of the run; no other 400 is retried.
 * A request whose JSON would exceed ``inline_limit_bytes`` (20 MB by default, after base64) sends the image
   through the Files API (:mod:`visionkit.gemini.files_api`) and refers to it with ``fileData``.
 
 One client may be shared by many threads (the pipeline calls :meth:`GeminiClient.annotate` from a thread
-pool): its settings do not change after construction, and the session's connection pool is sized by
-``pool_size``.
+pool): its settings do not change after construction, what it learns is kept under a lock, and the
+session's connection pool is sized by ``pool_size``.
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import ipaddress
 import json
 import logging
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,49 +35,50 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from ..errors import (
-    APIError,
-    AuthError,
-    BadRequestError,
-    ConfigError,
-    HTTPStatusError,
-    NotFoundError,
-    RateLimitError,
-    ResponseError,
-    ServerError,
-    TransportError,
-)
+from ..errors import APIError, BadRequestError, ConfigError, ResponseError
 from ..masks import DEFAULT_THRESHOLD
 from . import files_api
 from .images import DEFAULT_JPEG_QUALITY, DEFAULT_MAX_SIDE, PreparedImage, prepare_image
-from .prompts import build_generation_config, build_prompt, check_task, model_family
-from .retry import Failed, RetryPolicy, _set_attempts, parse_retry_after, quota_ids, retry_info_delay
+from .models import DEFAULT_MODEL, MODEL_ENV_VAR, lookup, resolve_model, status_note
+from .prompts import check_task
+from .request import RequestOptions, as_contents, build_request, plan_request
+from .retry import RetryPolicy, _set_attempts
+from .thinking import ThinkingMemory, thinking_fix
+from .transport import (
+    DEFAULT_BASE_URL,
+    KEY_ENV_VARS,
+    MAX_RESPONSE_BYTES,
+    Transport,
+    parse_timeout,
+    resolve_base_url,
+    resolve_key,
+)
 
 __all__ = [
     "API_VERSION",
     "DEFAULT_BASE_URL",
     "DEFAULT_MODEL",
+    "DEFAULT_TIMEOUT",
+    "FLEX_TIMEOUT",
     "INLINE_LIMIT_BYTES",
     "KEY_ENV_VARS",
+    "MODEL_ENV_VAR",
     "AnnotateResult",
     "GeminiClient",
 ]
 
 logger = logging.getLogger("visionkit.gemini")
 
-DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 API_VERSION = "v1beta"
-DEFAULT_MODEL = "gemini-2.5-flash"
-#: Environment variables read for the API key, in order of precedence.
-KEY_ENV_VARS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 #: Largest request body sent with inline image data; bigger images go through the Files API.
 INLINE_LIMIT_BYTES = 20_000_000
-#: Longest connect timeout, in seconds, when ``timeout`` is a single number.
-MAX_CONNECT_TIMEOUT = 10.0
+#: Default seconds per request on the standard and priority tiers.
+DEFAULT_TIMEOUT = 60.0
+#: Default seconds per request on the flex tier: flex "queues requests for up to 15 minutes before
+#: returning the first byte" (docker/docker-agent PR #4348), and Google gives it latency targets of minutes.
+FLEX_TIMEOUT = 900.0
 
-_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_STATUS_CLASSES: dict[int, type[HTTPStatusError]] = {400: BadRequestError, 401: AuthError, 403: AuthError,
-                                                     404: NotFoundError}
+_CURRENT_HINT = "current models include gemini-3.8-flash, gemini-3.7-flash and gemini-3.1-flash-lite"
 
 
 @dataclass(frozen=True)
@@ -93,102 +89,21 @@ class AnnotateResult:
         response: the generateContent response JSON, as returned by the API.
         original_wh: ``(width, height)`` of the upright source image; parse coordinates against it.
         sent_wh: ``(width, height)`` of the image that was sent.
-        attempts: HTTP attempts the generateContent call took (1 = no retry).
+        attempts: HTTP attempts the generateContent call took (1 = no retry), including a request the API
+            rejected for its thinking setting.
+        mask_format: the mask format the prompt asked for (``"png"``, ``"polygon"``, ``"none"``; None for
+            detect).
+        mask_order: ``"yx"`` when the prompt stated the polygon point order, else None.
+        usage: the ``usageMetadata`` of the response (empty when absent).
     """
 
     response: dict
     original_wh: tuple[int, int]
     sent_wh: tuple[int, int]
     attempts: int
-
-
-def _resolve_key(api_key: str | None) -> str:
-    candidates = [("api_key argument", api_key)] + [(name, os.environ.get(name)) for name in KEY_ENV_VARS]
-    found = [(where, value.strip()) for where, value in candidates if value and value.strip()]
-    if not found:
-        raise ConfigError("no Gemini API key: pass api_key=... or set the GEMINI_API_KEY (or GOOGLE_API_KEY) "
-                          "environment variable; get a key at https://aistudio.google.com/apikey")
-    where, key = found[0]
-    if where in KEY_ENV_VARS and len(found) > 1 and found[1][1] != key:
-        logger.warning("both %s and %s are set to different keys; using %s", where, found[1][0], where)
-    if not key.isascii() or not key.isprintable() or any(ch.isspace() for ch in key):
-        raise ConfigError(f"the Gemini API key from the {where} contains spaces or control characters")
-    return key
-
-
-def _resolve_base_url(base_url: str | None) -> str:
-    url = (base_url or os.environ.get("GEMINI_BASE_URL", "").strip() or DEFAULT_BASE_URL).rstrip("/")
-    # Checked first, and never echoed: a query (``?key=...``) or userinfo (``user:pass@``) may hold a secret.
-    if "?" in url or "#" in url or "@" in _authority(url):
-        raise ConfigError("base_url must not contain a query, a fragment or credentials (a key in a URL "
-                          "leaks into logs and proxies; the API key is sent in a header), got "
-                          f"{_safe_url(url)!r}")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL}, "
-                          f"got {_safe_url(url)!r}")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        logger.warning("base_url %s is plain http: the API key would cross the network unencrypted", url)
-    return url
-
-
-def _authority(url: str) -> str:
-    """The ``user:pass@host:port`` part of ``url`` (scheme optional), without parsing it."""
-    rest = url.split("://", 1)[1] if "://" in url else url
-    return re.split(r"[/?#]", rest, maxsplit=1)[0]
-
-
-def _safe_url(url: str) -> str:
-    """``url`` for a message: without its query, fragment or userinfo (any of which may hold a secret)."""
-    url = re.split(r"[?#]", url, maxsplit=1)[0]
-    authority = _authority(url)
-    if "@" in authority:
-        scheme = url.split("://", 1)[0] + "://" if "://" in url else ""
-        url = scheme + "***@" + authority.rsplit("@", 1)[1] + url[len(scheme) + len(authority):]
-    return url
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _timeout(timeout: float | tuple[float, float]) -> tuple[float, float]:
-    if isinstance(timeout, (tuple, list)):
-        if len(timeout) != 2:
-            raise ConfigError(f"timeout must be seconds or (connect, read), got {timeout!r}")
-        connect, read = (float(v) for v in timeout)
-    else:
-        read = float(timeout)
-        connect = min(read, MAX_CONNECT_TIMEOUT)
-    if connect <= 0 or read <= 0:
-        raise ConfigError(f"timeout must be positive, got {timeout!r}")
-    return connect, read
-
-
-def _as_contents(parts_or_contents: Any) -> list[dict]:
-    """A str, a list of parts (str or dict) or a list of Content dicts -> ``contents``."""
-    if isinstance(parts_or_contents, (str, Mapping)):
-        parts_or_contents = [parts_or_contents]
-    items = list(parts_or_contents)
-    if not items:
-        raise ConfigError("generate needs at least one part")
-    if all(isinstance(item, Mapping) and "parts" in item for item in items):
-        return [dict(item) for item in items]
-    parts = []
-    for item in items:
-        if isinstance(item, str):
-            parts.append({"text": item})
-        elif isinstance(item, Mapping) and "parts" not in item:
-            parts.append(dict(item))
-        else:
-            raise ConfigError("generate takes a list of parts (str or part dicts) or a list of contents "
-                              f"({{'role', 'parts'}} dicts), not a mix; got {type(item).__name__}")
-    return [{"role": "user", "parts": parts}]
+    mask_format: str | None = None
+    mask_order: str | None = None
+    usage: dict = field(default_factory=dict)
 
 
 class GeminiClient:
@@ -197,13 +112,15 @@ class GeminiClient:
     Args:
         api_key: the key. Default: ``$GEMINI_API_KEY``, else ``$GOOGLE_API_KEY`` (empty = unset; whitespace
             is stripped). Missing -> :class:`ConfigError` here, before any request.
-        model: model id, e.g. ``"gemini-2.5-flash"`` (a ``models/`` prefix is accepted).
+        model: model id (a ``models/`` prefix is accepted). Default: ``$VISIONKIT_MODEL``, else
+            :data:`DEFAULT_MODEL`. A retired id raises :class:`ConfigError` naming its replacements.
         base_url: API root. Default: ``$GEMINI_BASE_URL``, else ``https://generativelanguage.googleapis.com``.
-        timeout: seconds per HTTP request: a number (read timeout; connect timeout ``min(timeout, 10)``)
-            or a ``(connect, read)`` tuple.
+        timeout: seconds per socket operation: a number (read timeout; connect timeout ``min(timeout, 10)``)
+            or a ``(connect, read)`` tuple. Default: 60, or 900 on the flex tier.
         max_retries: retries after the first attempt (ignored when ``retry`` is given).
         max_side: longest side in pixels of the image sent (never upscaled).
-        retry: a :class:`RetryPolicy`; overrides ``max_retries``.
+        retry: a :class:`RetryPolicy`; overrides ``max_retries``. Default on flex: longer waits (up to 30
+            minutes in all), since flex requests can be dropped when capacity is short.
         session: a ``requests.Session`` to use; it is not closed by :meth:`close`. Default: a new session
             with a connection pool of ``pool_size``.
         on_retry: called as ``on_retry(attempt, delay, reason)`` before each retry wait (from the calling
@@ -213,31 +130,43 @@ class GeminiClient:
         upload_poll_interval, upload_poll_timeout: polling of an uploaded file until it is ACTIVE (the
             waits use the retry policy's ``sleep``).
         pool_size: connections kept per host by the session this client creates.
+        media_resolution: ``"low"``, ``"medium"``, ``"high"``, ``"ultra_high"`` or None (model default).
+        service_tier: ``"standard"``, ``"flex"``, ``"priority"`` or None.
+        deadline: seconds one HTTP attempt may take in all, body included (default: the read timeout).
+        max_response_bytes: cap on a decoded response body (default 64 MiB).
+        learn_thinking: retry once a request whose thinking setting the API rejects (see the module doc).
 
     Raises:
-        ConfigError: no API key, or an invalid option.
+        ConfigError: no API key, a retired model, or an invalid option.
     """
 
-    def __init__(self, api_key: str | None = None, model: str = DEFAULT_MODEL, base_url: str | None = None,
-                 timeout: float | tuple[float, float] = 60, max_retries: int = 4, *,
+    def __init__(self, api_key: str | None = None, model: str | None = None, base_url: str | None = None,
+                 timeout: float | tuple[float, float] | None = None, max_retries: int = 4, *,
                  max_side: int = DEFAULT_MAX_SIDE, retry: RetryPolicy | None = None,
                  session: requests.Session | None = None,
                  on_retry: Callable[[int, float, str], None] | None = None,
                  jpeg_quality: int = DEFAULT_JPEG_QUALITY, inline_limit_bytes: int = INLINE_LIMIT_BYTES,
                  upload_poll_interval: float = 1.0, upload_poll_timeout: float = 120.0,
-                 pool_size: int = 32):
-        self._api_key = _resolve_key(api_key)
-        model = str(model).strip().removeprefix("models/")
-        if not _MODEL_ID.match(model):
-            raise ConfigError(f"model must be a model id such as {DEFAULT_MODEL!r}, got {model!r}")
-        self.model = model
-        self.base_url = _resolve_base_url(base_url)
-        self.timeout = _timeout(timeout)
+                 pool_size: int = 32, media_resolution: str | None = None, service_tier: str | None = None,
+                 deadline: float | None = None, max_response_bytes: int = MAX_RESPONSE_BYTES,
+                 learn_thinking: bool = True):
+        api_key = resolve_key(api_key)
+        self.model = resolve_model(model)
+        self.info = lookup(self.model)
+        self.base_url = resolve_base_url(base_url)
+        self.service_tier = service_tier
+        self.media_resolution = media_resolution
+        RequestOptions(media_resolution=media_resolution, service_tier=service_tier)  # validates both
+        flex = service_tier == "flex"
+        self.timeout = parse_timeout(timeout if timeout is not None else (FLEX_TIMEOUT if flex else
+                                                                          DEFAULT_TIMEOUT))
         if retry is None:
             if not isinstance(max_retries, int) or max_retries < 0:
                 raise ConfigError(f"max_retries must be an int >= 0, got {max_retries!r}")
-            retry = RetryPolicy(max_attempts=max_retries + 1)
-        self.retry = retry
+            # Flex requests can be dropped when capacity is short: wait longer between tries.
+            retry = (RetryPolicy(max_attempts=max_retries + 1, base_delay=5.0, max_delay=300.0,
+                                 max_total_wait=1800.0)
+                     if flex else RetryPolicy(max_attempts=max_retries + 1))
         if not isinstance(max_side, int) or max_side < 1:
             raise ConfigError(f"max_side must be a positive int, got {max_side!r}")
         self.max_side = max_side
@@ -247,21 +176,39 @@ class GeminiClient:
         self.inline_limit_bytes = inline_limit_bytes
         self.upload_poll_interval = upload_poll_interval
         self.upload_poll_timeout = upload_poll_timeout
-        self.on_retry = on_retry
+        self.learn_thinking = learn_thinking
+        self.thinking = ThinkingMemory()
         self._owns_session = session is None
         if session is None:
             session = requests.Session()
             adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(1, pool_size))
             session.mount("https://", adapter)
             session.mount("http://", adapter)
-        self._session = session
-        self._closed = False
-        self._warned_segment = False
         from .. import __version__
 
-        self._user_agent = f"visionkit/{__version__} python-requests/{requests.__version__}"
+        self._http = Transport(api_key, self.timeout, retry, session, deadline=deadline, on_retry=on_retry,
+                               max_body_bytes=max_response_bytes,
+                               user_agent=f"visionkit/{__version__} python-requests/{requests.__version__}")
+        if self.info.status == "deprecated":
+            logger.warning("%s", status_note(self.model, self.info))
 
     # -- lifecycle ---------------------------------------------------------------------------------------
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return self._http.retry
+
+    @property
+    def on_retry(self) -> Callable[[int, float, str], None] | None:
+        return self._http.on_retry
+
+    @on_retry.setter
+    def on_retry(self, hook: Callable[[int, float, str], None] | None) -> None:
+        self._http.on_retry = hook
+
+    @property
+    def deadline(self) -> float:
+        return self._http.deadline
 
     def __repr__(self) -> str:
         return f"GeminiClient(model={self.model!r}, base_url={self.base_url!r})"
@@ -274,122 +221,46 @@ class GeminiClient:
 
     def close(self) -> None:
         """Close the session's connections (only when this client created the session)."""
-        if not self._closed:
-            self._closed = True
+        if not self._http.closed:
+            self._http.closed = True
             if self._owns_session:
-                self._session.close()
+                self._http.session.close()
 
     def __getstate__(self) -> None:
         raise TypeError("GeminiClient cannot be pickled (it holds an API key and a session)")
 
     # -- HTTP --------------------------------------------------------------------------------------------
 
-    def _redact(self, text: str) -> str:
-        return text.replace(self._api_key, "[redacted]") if self._api_key in text else text
-
-    def _notify_retry(self, attempt: int, delay: float, reason: str) -> None:
-        logger.debug("attempt %d failed (%s); retrying in %.2fs", attempt, reason, delay)
-        if self.on_retry is not None:
-            self.on_retry(attempt, delay, reason)
-
-    def _transport_failure(self, exc: requests.RequestException, what: str, kind: str) -> Failed:
-        error = TransportError(self._redact(
-            f"Gemini API request failed: {kind} ({what}): {type(exc).__name__}: {exc}"))
-        error.__cause__ = exc
-        error.__suppress_context__ = True
-        _scrub(exc)
-        return Failed(error, None, kind)
-
-    def _status_failure(self, response: requests.Response, what: str) -> Failed:
-        status = response.status_code
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        error_obj = body.get("error") if isinstance(body, Mapping) else None
-        error_obj = error_obj if isinstance(error_obj, Mapping) else None
-        api_status = error_obj.get("status") if error_obj else None
-        api_status = api_status if isinstance(api_status, str) else None
-        api_message = error_obj.get("message") if error_obj else None
-        api_message = self._redact(api_message) if isinstance(api_message, str) else None
-        head = f"Gemini API {status}" + (f" {api_status}" if api_status else "")
-        detail = api_message or f"{response.reason or 'error'} ({len(response.content)}-byte non-JSON body)"
-        message = f"{head}: {detail} ({what})"
-        delays = [d for d in (retry_info_delay(error_obj),
-                              parse_retry_after(response.headers.get("Retry-After"))) if d is not None]
-        server_delay = max(delays) if delays else None
-        common = {"status": status, "api_status": api_status, "api_message": api_message}
-        if status == 429:
-            ids = quota_ids(error_obj)
-            per_day = [i for i in ids if "perday" in i.lower()]
-            quota_id = per_day[0] if per_day else (ids[0] if ids else None)
-            if per_day:
-                message = (f"{head}: the daily quota is exhausted (quota {quota_id}); retrying will not help "
-                           f"until it resets at midnight Pacific time ({what}). API message: {detail}")
-            error: HTTPStatusError = RateLimitError(self._redact(message), retry_delay=server_delay,
-                                                    quota_id=quota_id, per_day=bool(per_day), **common)
-        else:
-            if status in (401, 403):
-                message += "; check the API key (GEMINI_API_KEY / GOOGLE_API_KEY) and its restrictions"
-            elif status == 404:
-                message += f"; check the model name {self.model!r}"
-            elif 300 <= status < 400:
-                message += "; redirects are not followed"
-            cls = _STATUS_CLASSES.get(status, ServerError if status >= 500 else HTTPStatusError)
-            error = cls(self._redact(message), **common)
-        response.close()
-        return Failed(error, server_delay, f"HTTP {status}" + (f" {api_status}" if api_status else ""))
+    def _not_found_hint(self) -> str:
+        note = status_note(self.model, self.info)
+        if note:
+            return note
+        return (f"check the model name {self.model!r}: it may not exist, not be available to this key, or be "
+                f"retired (requests to a retired id return 404); {_CURRENT_HINT}")
 
     def _request(self, method: str, url: str, *, headers: Mapping[str, str] | None = None,
                  data: Any = None, what: str = "", retry: RetryPolicy | None = None,
                  stream: bool = False) -> tuple[requests.Response, int]:
-        """One API call with retries. Returns ``(response, attempts)`` for a 2xx answer.
-
-        ``data`` is bytes or a binary file (rewound before each attempt, so a large upload streams from
-        disk); ``retry`` replaces the client's policy for this call (the Batch API's create is not
-        idempotent); ``stream=True`` leaves the body unread for ``iter_content``.
-        """
-        if self._closed:
-            raise ConfigError("this GeminiClient is closed")
-        sent = {"x-goog-api-key": self._api_key, "User-Agent": self._user_agent}
-        sent.update(headers or {})
-        what = what or f"{method} {urlsplit(url).path}"
-
-        def send() -> requests.Response | Failed:
-            logger.debug("%s %s (%s)", method, url, what)
-            if hasattr(data, "seek"):
-                data.seek(0)
-            try:
-                response = self._session.request(method, url, headers=sent, data=data, timeout=self.timeout,
-                                                 allow_redirects=False, stream=stream)
-            except requests.Timeout as exc:
-                return self._transport_failure(exc, what, "timeout")
-            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-                return self._transport_failure(exc, what, "connection error")
-            except requests.RequestException as exc:
-                error = TransportError(self._redact(f"Gemini API request could not be sent ({what}): "
-                                                    f"{type(exc).__name__}: {exc}"))
-                _scrub(exc)
-                raise error from exc
-            if 200 <= response.status_code < 300:
-                return response
-            return self._status_failure(response, what)
-
-        return (retry or self.retry).run(send, on_retry=self._notify_retry)
+        """One API call with retries (see :meth:`Transport.request`); used by the Batch API layer."""
+        return self._http.request(method, url, headers=headers, data=data, what=what, retry=retry,
+                                  stream=stream)
 
     def _post_generate(self, body: Mapping[str, Any] | bytes) -> tuple[dict, int]:
         payload = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
         url = f"{self.base_url}/{API_VERSION}/models/{self.model}:generateContent"
-        response, attempts = self._request("POST", url, headers={"Content-Type": "application/json"},
-                                           data=payload, what=f"model {self.model}")
+        response, attempts = self._http.request("POST", url, headers={"Content-Type": "application/json"},
+                                                data=payload, what=f"model {self.model}",
+                                                not_found_hint=self._not_found_hint())
         try:
-            result = response.json()
-        except ValueError as exc:
-            snippet = self._redact(response.text[:80])
-            error = ResponseError(f"Gemini API answered HTTP {response.status_code} with a body that is not "
-                                  f"JSON (Content-Type {response.headers.get('Content-Type')!r}, "
+            result = json.loads(response.content)
+        except (ValueError, RecursionError) as exc:
+            deep = isinstance(exc, RecursionError)
+            reason = "is nested too deeply to be an answer" if deep else "is not JSON"
+            snippet = response.content[:80].decode("utf-8", errors="replace")
+            error = ResponseError(f"Gemini API answered HTTP {response.status_code} with a body that "
+                                  f"{reason} (Content-Type {response.headers.get('Content-Type')!r}, "
                                   f"{len(response.content)} bytes): {snippet!r} (model {self.model})")
-            raise _set_attempts(error, attempts) from exc
+            raise _set_attempts(error, attempts) from None
         if not isinstance(result, dict):
             raise _set_attempts(ResponseError(f"Gemini API answered with JSON {type(result).__name__}, "
                                               f"expected an object (model {self.model})"), attempts)
@@ -414,7 +285,7 @@ class GeminiClient:
             APIError: see the module docstring (HTTPStatusError subclasses, TransportError, ResponseError);
                 its ``attempts`` attribute is the number of HTTP attempts made.
         """
-        body: dict[str, Any] = {"contents": _as_contents(parts_or_contents)}
+        body: dict[str, Any] = {"contents": as_contents(parts_or_contents)}
         if system_instruction is not None:
             body["systemInstruction"] = ({"parts": [{"text": system_instruction}]}
                                          if isinstance(system_instruction, str) else dict(system_instruction))
@@ -422,6 +293,8 @@ class GeminiClient:
             body["safetySettings"] = [dict(s) for s in safety_settings]
         if generation_config:
             body["generationConfig"] = dict(generation_config)
+        if self.service_tier in ("flex", "priority"):
+            body["serviceTier"] = self.service_tier
         return self._post_generate(body)[0]
 
     def upload(self, data: bytes, mime_type: str, *, display_name: str | None = None
@@ -435,9 +308,9 @@ class GeminiClient:
         last_attempts = [1]
 
         def request(method: str, url: str, **kw: Any) -> requests.Response:
-            last_attempts[0] = 1  # a failure inside _request sets its own attempts
-            response, last_attempts[0] = self._request(method, url, what=f"Files API {method} "
-                                                       f"{urlsplit(url).path}", **kw)
+            last_attempts[0] = 1  # a failure inside request sets its own attempts
+            response, last_attempts[0] = self._http.request(method, url, what=f"Files API {method} "
+                                                            f"{urlsplit(url).path}", **kw)
             return response
 
         try:
@@ -448,9 +321,20 @@ class GeminiClient:
             _set_attempts(exc, last_attempts[0], replace=False)
             raise
 
+    def options(self, *, prompt: str | None = None, classes: Sequence[str] | None = None,
+                generation_config: Mapping[str, Any] | None = None, json_mode: bool | None = None,
+                mask_format: str | None = None) -> RequestOptions:
+        """The :class:`RequestOptions` this client sends for these arguments (tier, media resolution and
+        what it learned about thinking included): pass them to :func:`~visionkit.gemini.request.build_request`
+        to build the same body elsewhere (e.g. a Batch API line)."""
+        return RequestOptions(prompt=prompt, classes=classes, json_mode=json_mode,
+                              generation_config=generation_config, media_resolution=self.media_resolution,
+                              service_tier=self.service_tier, mask_format=mask_format,
+                              thinking=self.thinking.get(self.model))
+
     def annotate(self, image: Any, task: str, *, prompt: str | None = None,
                  classes: Sequence[str] | None = None, generation_config: Mapping[str, Any] | None = None,
-                 json_mode: bool | None = None) -> AnnotateResult:
+                 json_mode: bool | None = None, mask_format: str | None = None) -> AnnotateResult:
         """Send one image with a detection or segmentation prompt and return the raw answer.
 
         Args:
@@ -461,6 +345,7 @@ class GeminiClient:
             generation_config: merged over the defaults of
                 :func:`~visionkit.gemini.prompts.build_generation_config`.
             json_mode: force (True) or forbid (False) JSON mode; None: on for detect, off for segment.
+            mask_format: ask for ``"png"`` or ``"polygon"`` masks instead of the model's registry format.
 
         Raises:
             ConfigError: bad task, classes or generation config.
@@ -470,29 +355,42 @@ class GeminiClient:
                 upload fails), as :attr:`AnnotateResult.attempts` is for a success.
         """
         check_task(task)
-        if task == "segment" and model_family(self.model).startswith("3") and not self._warned_segment:
-            self._warned_segment = True
-            logger.warning("Google documents no segmentation for Gemini 3 models (%s); masks may be missing "
-                           "or come back as polygons. gemini-2.5-flash is the documented choice.", self.model)
-        text = build_prompt(task, classes, prompt)
-        config = build_generation_config(self.model, task, classes, json_mode=json_mode,
-                                         overrides=generation_config)
+        options = self.options(prompt=prompt, classes=classes, generation_config=generation_config,
+                               json_mode=json_mode, mask_format=mask_format)
+        plan = plan_request(task, self.model, options)  # bad options fail before the image is read
         prepared = prepare_image(image, self.max_side, self.jpeg_quality)
-        image_part: dict[str, Any] = {"inlineData": {"mimeType": prepared.mime_type,
-                                                     "data": base64.b64encode(prepared.data).decode("ascii")}}
-        # Google's advice for one image: the image part first, then the text.
-        body = {"contents": [{"role": "user", "parts": [image_part, {"text": text}]}],
-                "generationConfig": config}
+        part: Any = prepared
+        body = build_request(part, task, self.model, options)
         payload = json.dumps(body).encode("utf-8")
         if len(payload) > self.inline_limit_bytes:
             logger.debug("request is %d bytes, over the inline limit %d: using the Files API",
                          len(payload), self.inline_limit_bytes)
-            uploaded = self.upload(prepared.data, prepared.mime_type, display_name=_display_name(image))
-            body["contents"][0]["parts"][0] = uploaded.part()
+            part = self.upload(prepared.data, prepared.mime_type, display_name=_display_name(image)).part()
+            body = build_request(part, task, self.model, options)
             payload = json.dumps(body).encode("utf-8")
-        response, attempts = self._post_generate(payload)
+        try:
+            response, attempts = self._post_generate(payload)
+        except BadRequestError as exc:
+            user_set = any(k in (generation_config or {}) for k in ("thinkingConfig", "thinking_config"))
+            sent = body["generationConfig"].get("thinkingConfig")
+            fix = None if (user_set or not self.learn_thinking) else thinking_fix(exc.api_message, sent)
+            if fix is None:
+                raise
+            if self.thinking.learn(self.model, fix.config):
+                logger.warning("%s rejected thinkingConfig %s (400: %s); %s, for the rest of this run",
+                               self.model, json.dumps(sent), exc.api_message, fix.reason)
+            options = RequestOptions(**{**options.__dict__, "thinking": fix.config})
+            body = build_request(part, task, self.model, options)
+            try:
+                response, more = self._post_generate(body)
+            except APIError as again:
+                _set_attempts(again, getattr(again, "attempts", 1) + exc.attempts)
+                raise
+            attempts = exc.attempts + more
+        usage = response.get("usageMetadata")
         return AnnotateResult(response=response, original_wh=prepared.original_wh, sent_wh=prepared.sent_wh,
-                              attempts=attempts)
+                              attempts=attempts, mask_format=plan.mask_format, mask_order=plan.mask_order,
+                              usage=dict(usage) if isinstance(usage, Mapping) else {})
 
     def prepare(self, image: Any) -> PreparedImage:
         """The image as this client would send it (upright, ``<= max_side``, JPEG or PNG)."""
@@ -522,7 +420,8 @@ class GeminiClient:
                                generation_config=generation_config)
         try:
             return parse_response(result.response, image_size=result.original_wh, threshold=threshold,
-                                  masks=(task == "segment"))
+                                  masks=(task == "segment" and result.mask_format != "none"),
+                                  mask_order=result.mask_order)
         except APIError as exc:  # BlockedError / EmptyResponseError: the request itself succeeded
             _set_attempts(exc, result.attempts, replace=False)
             raise
@@ -532,11 +431,3 @@ def _display_name(image: Any) -> str:
     if isinstance(image, (str, os.PathLike)):
         return Path(image).name[:512] or "image"
     return "image"
-
-
-def _scrub(exc: BaseException) -> None:
-    """Drop the prepared request (it holds the key header) from a requests exception we chain."""
-    if hasattr(exc, "request"):
-        with contextlib.suppress(AttributeError):
-            exc.request = None
-

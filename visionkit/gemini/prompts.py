@@ -4,20 +4,14 @@ The prompts follow Google's spatial-understanding guidance: ask for a JSON list 
 (``[ymin, xmin, ymax, xmax]`` on a 0-1000 grid) and ``label`` (plus ``mask`` for segmentation), cap the
 number of objects so the model does not loop, and ask for no code fencing.
 
-Generation config per model family (see ``shared/design/GEMINI-API-FACTS.md``):
-
-==================  =============================  ===================
-model               thinking                       temperature
-==================  =============================  ===================
-gemini-2.5-flash*   ``thinkingBudget: 0`` (off)    0.5
-gemini-2.5-pro      nothing (cannot be disabled)   0.5
-gemini-2.0* / 1.5*  nothing (no thinking)          0.5
-gemini-3*           ``thinkingLevel: "minimal"``   default (Google: keep 1.0)
-                    (``"low"`` for Pro models)
-anything else       nothing                        default
-==================  =============================  ===================
-
+Generation config per model comes from the registry (:mod:`visionkit.gemini.models`): the least thinking
+the model allows (``thinkingBudget: 0`` on 2.5 Flash, ``thinkingLevel: "low"`` on 3.7/3.8 Flash and 3.x Pro,
+``"minimal"`` on Flash-Lite, nothing for an unknown id) and its temperature (0.5 on 2.x, the default on 3.x).
 ``thinkingBudget`` and ``thinkingLevel`` are never sent together (the API answers 400).
+
+Segmentation prompts come in two forms: Google's PNG wording for 2.5 models (``"the segmentation mask in key
+\"mask\""``) and a polygon wording for 3.x models that states the point order (``[y, x]`` on 0-1000, like
+``box_2d``), so the answer is parsed with that order known instead of guessed.
 
 JSON mode (``responseMimeType: application/json``, plus ``responseSchema`` when ``classes`` are given) is on
 by default for detection and OFF by default for segmentation: forcing JSON mode for masks has produced
@@ -37,6 +31,7 @@ from ..tasks import TASKS, check_task  # re-exported: they live where the offlin
 
 __all__ = [
     "DEFAULT_MAX_OBJECTS",
+    "MASK_FORMATS",
     "TASKS",
     "check_task",
     "build_generation_config",
@@ -55,6 +50,13 @@ _DETECT = ("Detect {targets} in the image (at most {limit} objects). Output a JS
 _SEGMENT = ("Give the segmentation masks for {targets} (at most {limit} objects). Output a JSON list of "
             "segmentation masks where each entry contains the 2D bounding box in the key \"box_2d\", the "
             "segmentation mask in key \"mask\", and the text label in the key \"label\".")
+_SEGMENT_POLYGON = ("Give the segmentation masks for {targets} (at most {limit} objects). Output a JSON "
+                    "list where each entry contains the 2D bounding box in the key \"box_2d\" as [ymin, "
+                    "xmin, ymax, xmax] normalized to 0-1000, the text label in the key \"label\", and "
+                    "the object's outline in the key \"mask\" as a polygon: a list of [y, x] points "
+                    "(y first, then x), normalized to 0-1000 like \"box_2d\", in order around the outline.")
+#: Mask formats a segmentation prompt can ask for.
+MASK_FORMATS = ("png", "polygon", "none")
 _ALL_TARGETS = "the prominent objects"
 _NO_FENCE = "Return only the JSON, without code fencing."
 
@@ -79,7 +81,7 @@ def normalize_classes(classes: Sequence[str] | None) -> list[str] | None:
 
 
 def build_prompt(task: str, classes: Sequence[str] | None = None, prompt: str | None = None, *,
-                 max_objects: int = DEFAULT_MAX_OBJECTS) -> str:
+                 max_objects: int = DEFAULT_MAX_OBJECTS, mask_format: str = "png") -> str:
     """The text prompt for ``task`` ("detect" or "segment").
 
     Args:
@@ -87,7 +89,13 @@ def build_prompt(task: str, classes: Sequence[str] | None = None, prompt: str | 
         classes: when given, the prompt asks for these kinds of objects and says "Only use these labels".
         prompt: your own prompt, used as is; with ``classes``, the label constraint is appended to it.
         max_objects: the cap on objects stated in the default prompt.
+        mask_format: for "segment": ``"png"`` (Google's 2.5 wording), ``"polygon"`` ([y, x] points on 0-1000,
+            order stated) or ``"none"`` (the model gives no masks: the detection prompt is used).
     """
+    if mask_format not in MASK_FORMATS:
+        raise ConfigError(f"mask_format must be one of {', '.join(MASK_FORMATS)}, got {mask_format!r}")
+    if task == "segment" and mask_format == "none":
+        task = "detect"
     check_task(task)
     names = normalize_classes(classes)
     labels = None
@@ -98,7 +106,7 @@ def build_prompt(task: str, classes: Sequence[str] | None = None, prompt: str | 
             raise ConfigError("prompt must be a non-empty string")
         return prompt if labels is None else f"{prompt.rstrip()}\n{labels}"
     targets = _ALL_TARGETS if names is None else "every " + " and every ".join(names)
-    template = _DETECT if task == "detect" else _SEGMENT
+    template = _DETECT if task == "detect" else _SEGMENT_POLYGON if mask_format == "polygon" else _SEGMENT
     text = template.format(targets=targets, limit=max_objects)
     text += " " + (labels if labels is not None else "Use descriptive labels.")
     return f"{text} {_NO_FENCE}"
@@ -121,7 +129,7 @@ def model_family(model: str) -> str:
     return "other"
 
 
-def response_schema(classes: Sequence[str], task: str) -> dict:
+def response_schema(classes: Sequence[str], task: str, mask_format: str = "png") -> dict:
     """The OpenAPI-subset ``responseSchema``: an ARRAY of OBJECTs whose ``label`` is one of ``classes``."""
     check_task(task)
     names = normalize_classes(classes)
@@ -133,8 +141,11 @@ def response_schema(classes: Sequence[str], task: str) -> dict:
         "label": {"type": "STRING", "enum": names},
     }
     required = ["box_2d", "label"]
-    if task == "segment":
-        props["mask"] = {"type": "STRING"}
+    if task == "segment" and mask_format != "none":
+        props["mask"] = ({"type": "STRING"} if mask_format == "png" else
+                         {"type": "ARRAY", "items": {"type": "ARRAY", "minItems": 2, "maxItems": 2,
+                                                     "items": {"type": "INTEGER", "minimum": 0,
+                                                               "maximum": 1000}}})
         required.append("mask")
     return {"type": "ARRAY",
             "items": {"type": "OBJECT", "properties": props, "required": required,
@@ -162,11 +173,13 @@ def _normalize_keys(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def build_generation_config(model: str, task: str, classes: Sequence[str] | None = None, *,
                             json_mode: bool | None = None,
-                            overrides: Mapping[str, Any] | None = None) -> dict:
+                            overrides: Mapping[str, Any] | None = None,
+                            thinking: Mapping[str, Any] | None | str = "auto",
+                            mask_format: str = "png") -> dict:
     """The ``generationConfig`` for one request.
 
     Args:
-        model: the model id; it picks the thinking and temperature defaults (see the module docstring).
+        model: the model id; its registry row picks the thinking and temperature defaults.
         task: "detect" or "segment".
         classes: when given and JSON mode is on, a ``responseSchema`` restricting ``label`` to them is sent.
         json_mode: send ``responseMimeType: application/json`` (and the schema). None means the task's
@@ -175,27 +188,29 @@ def build_generation_config(model: str, task: str, classes: Sequence[str] | None
             converted; a key set to None removes the default; a ``thinkingConfig`` replaces the default one
             entirely; a ``responseJsonSchema`` drops the default ``responseSchema``.
 
+        thinking: ``"auto"`` (the registry's least thinking), a thinkingConfig dict, or None for none (what
+            :mod:`visionkit.gemini.thinking` learned from a 400). ``overrides`` still win over it.
+
     Raises:
         ConfigError: bad task or classes, or a config with both ``thinkingBudget`` and ``thinkingLevel``.
     """
+    from .models import lookup
+
     check_task(task)
     names = normalize_classes(classes)
-    family = model_family(model)
+    info = lookup(model)
     if json_mode is None:
         json_mode = task == "detect"
     config: dict[str, Any] = {}
-    if family in ("2.5-flash", "2.5-pro", "2.x"):
-        config["temperature"] = 0.5
-    if family == "2.5-flash":
-        config["thinkingConfig"] = {"thinkingBudget": 0}
-    elif family == "3":
-        config["thinkingConfig"] = {"thinkingLevel": "minimal"}
-    elif family == "3-pro":
-        config["thinkingConfig"] = {"thinkingLevel": "low"}
+    if info.temperature is not None:
+        config["temperature"] = info.temperature
+    chosen = info.least if isinstance(thinking, str) else thinking
+    if chosen:
+        config["thinkingConfig"] = copy.deepcopy(dict(chosen))
     if json_mode:
         config["responseMimeType"] = "application/json"
         if names is not None:
-            config["responseSchema"] = response_schema(names, task)
+            config["responseSchema"] = response_schema(names, task, mask_format)
     if overrides:
         if not isinstance(overrides, Mapping):
             raise ConfigError(f"generation_config must be a dict, not {type(overrides).__name__}")

@@ -1,0 +1,159 @@
+"""Ultralytics YOLO labels: detect (``class cx cy w h``) and segment (``class x1 y1 x2 y2 ...``).
+
+One text file per image (``labels/<split>/<name>.txt``, next to ``images/<split>/<name>.<ext>``), one line
+per instance, every coordinate normalised to 0-1 by the image's width and height, with 6 decimals. Class
+``i`` is the i-th category in id order (``data.yaml`` ``names``). An image without instances gets an
+empty file (a background image).
+
+Geometry is the COCO export's (:mod:`visionkit.formats.instances`): the box is the model's box snapped
+outward to whole pixels, and a mask's pixels outside it are cut off.
+
+Segment lines, and what a YOLO polygon cannot hold, handled honestly (each counted in the report):
+
+* a mask with HOLES is written as its outer boundary: YOLO polygons have no holes, so the holes are
+  filled (``holes_filled``);
+* a mask in SEVERAL PARTS is written as one polygon: the parts are joined by zero-width "keyhole"
+  bridges (each bridge is walked there and back, so it adds no area), the way Ultralytics' own COCO
+  converter joins them (``parts_merged``);
+* a detection WITHOUT a mask is written as its box, a 4-point polygon (``box_only``), because Ultralytics
+  needs every line of a segment dataset to be a polygon.
+
+Points have no YOLO detect/segment form; the export reports them instead of dropping them silently.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from ..detections import Detections
+from ..errors import InputError
+from .instances import box_polygon, clip_crop_to_box, snap_box
+
+__all__ = ["yolo_lines", "merge_parts", "data_yaml", "read_yolo_labels"]
+
+
+def merge_parts(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """Join ``(K, 2)`` rings into one ring with zero-width bridges between nearest points."""
+    ring = np.asarray(parts[0], dtype=np.float64)
+    for part in parts[1:]:
+        part = np.asarray(part, dtype=np.float64)
+        d = ((ring[:, None, :] - part[None, :, :]) ** 2).sum(axis=2)
+        ia, ib = np.unravel_index(int(np.argmin(d)), d.shape)
+        loop = np.concatenate([part[ib:], part[:ib + 1]])  # around the part, back to where it started
+        ring = np.concatenate([ring[:ia + 1], loop, ring[ia:]])
+    return ring
+
+
+def yolo_lines(detections: Detections, class_of: Mapping[str, int], *, segment: bool,
+               report: Counter | None = None) -> list[str]:
+    """The label lines of one image. ``class_of`` maps a label to its class index; labels it lacks are
+    counted in ``report["unmapped"]`` (and ``report["unmapped:<label>"]``) and left out."""
+    report = Counter() if report is None else report
+    width, height = detections.image_wh
+    scale = np.array([width, height], dtype=np.float64)
+    lines = []
+    for i in range(len(detections)):
+        x0, y0, x1, y1 = detections.xyxy[i]
+        if x1 <= x0 or y1 <= y0:
+            report["points_skipped"] += 1
+            continue
+        label = str(detections.labels[i])
+        cls = class_of.get(label)
+        if cls is None:
+            report["unmapped"] += 1
+            report[f"unmapped:{label}"] += 1
+            continue
+        box = snap_box(detections.xyxy[i], detections.image_wh)
+        if not segment:
+            bx0, by0, bx1, by1 = box
+            cx, cy = (bx0 + bx1) / 2 / width, (by0 + by1) / 2 / height
+            lines.append(f"{cls} {cx:.6f} {cy:.6f} {(bx1 - bx0) / width:.6f} {(by1 - by0) / height:.6f}")
+            continue
+        ring = _instance_ring(detections, i, box, report)
+        norm = np.clip(ring / scale, 0.0, 1.0).reshape(-1)
+        lines.append(f"{cls} " + " ".join(f"{v:.6f}" for v in norm))
+    return lines
+
+
+def _instance_ring(detections: Detections, i: int, box: tuple[int, int, int, int], report: Counter
+                   ) -> np.ndarray:
+    """``(K, 2)`` pixel polygon of instance i: its mask's outline, or its box."""
+    crop = detections.masks[i] if detections.has_mask(i) else None
+    polys: list = []
+    if crop is not None:
+        from ..polygons import crop_to_polygons
+
+        crop, cut = clip_crop_to_box(crop, box)
+        if cut:
+            report["masks_clipped"] += 1
+        polys, has_holes = crop_to_polygons(crop) if crop.area() else ([], False)
+        if polys and has_holes:
+            report["holes_filled"] += 1
+    if not polys:
+        report["box_only"] += 1
+        return np.asarray(box_polygon(box)).reshape(-1, 2)
+    rings = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polys]
+    if len(rings) > 1:
+        report["parts_merged"] += 1
+        # largest part first, so the bridges start from the main body
+        rings.sort(key=lambda r: -_area(r))
+        return merge_parts(rings)
+    return rings[0]
+
+
+def _area(ring: np.ndarray) -> float:
+    x, y = ring[:, 0], ring[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
+def data_yaml(names: Sequence[str], splits: Sequence[str]) -> str:
+    """Ultralytics ``data.yaml`` text. ``path`` is left out, so Ultralytics takes the folder holding this
+    file: the dataset can be moved. Without a ``val`` split, ``val`` is the train images."""
+    def q(text: str) -> str:
+        return json.dumps(text, ensure_ascii=False)  # a JSON string is a valid YAML double-quoted scalar
+
+    lines = ["# Ultralytics YOLO dataset written by visionkit export", ]
+    for split in splits:
+        lines.append(f"{split}: {q(f'images/{split}')}")
+    if "val" not in splits:
+        lines.append(f"val: {q('images/train')}  # no val split was asked for (--split val=0.2 makes one)")
+    lines.append(f"nc: {len(names)}")
+    lines.append("names:")
+    lines.extend(f"  {i}: {q(name)}" for i, name in enumerate(names))
+    return "\n".join(lines) + "\n"
+
+
+def read_yolo_labels(text: str, image_wh: tuple[int, int], names: Sequence[str]) -> Detections:
+    """Parse one YOLO label file back into Detections (boxes in pixels; segment lines become masks).
+
+    A segment line's box is its polygon's bounds; its mask is the polygon rasterised (pixel centres
+    inside, :func:`visionkit.masks.polygon_to_crop`).
+    """
+    from ..masks import polygon_to_crop
+
+    width, height = image_wh
+    scale = np.array([width, height], dtype=np.float64)
+    xyxy, labels, masks = [], [], []
+    for n, line in enumerate(text.splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        cls, values = int(parts[0]), np.asarray(parts[1:], dtype=np.float64)
+        labels.append(names[cls])
+        if len(values) == 4:
+            cx, cy, w, h = values * [width, height, width, height]
+            xyxy.append([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+            masks.append(None)
+        elif len(values) >= 6 and len(values) % 2 == 0:
+            pts = values.reshape(-1, 2) * scale
+            xyxy.append([*pts.min(axis=0), *pts.max(axis=0)])
+            masks.append(polygon_to_crop([pts], image_wh))
+        else:
+            raise InputError(f"line {n}: expected 'class cx cy w h' or 'class x1 y1 x2 y2 x3 y3 ...'")
+    boxes = np.clip(np.asarray(xyxy, dtype=np.float64).reshape(-1, 4), 0, [width, height] * 2)
+    return Detections(boxes, labels, image_wh,
+                      masks=tuple(masks) if any(m is not None for m in masks) else None)
