@@ -10,6 +10,7 @@ Output folder layout::
                              "overlay") every overlay that could not be written: that image's
                              annotations are kept
     OUT/keys.json            {file_name: key}, recorded before any image is processed
+    OUT/warnings.json        every image's warnings (see :mod:`visionkit.run_warnings`)
     OUT/annotations.previous.json   the previous annotations.json, when the new one lost images
     OUT/sources.json         {"images": {file_name: absolute path}}: where each input image is, so
                              ``visionkit export`` can copy the images into a dataset folder
@@ -72,6 +73,7 @@ from .masks import DEFAULT_THRESHOLD
 from .outdir import PREVIOUS_NAME, clean_stale_temps, keep_copy, lock_output, previous_counts
 from .overlay_files import DEFAULT_OVERLAY_FORMAT, DEFAULT_OVERLAY_MAX_SIDE, OVERLAY_FORMATS, write_overlay
 from .parse import parse_response
+from .run_warnings import WarningLog
 from .spool import Spool
 from .tasks import check_task
 
@@ -240,6 +242,7 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
                           "without one, pass replay (for example OUT/responses)")
 
     summary = LabelSummary(out=out, total=len(images))
+    warning_log = WarningLog()  # OUT/warnings.json, for visionkit report
     for notice in found.notices:
         _notify(summary, on_notice, notice)
     aborted = False
@@ -258,7 +261,8 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         try:
             _run(images, keys, pool, concurrency, source, spool, summary, categories, started, out=out,
                  task=task, threshold=threshold, polygons=polygons,
-                 overlay=(overlay_format, overlay_max_side) if overlays else None, on_image=on_image,
+                 overlay=(overlay_format, overlay_max_side) if overlays else None,
+                 on_image=warning_log.wrap(on_image),
                  on_progress=on_progress, dedupe=dedupe, polygon_holes=polygon_holes,
                  fixed_categories=fixed, on_interrupt=on_interrupt, on_notice=on_notice)
         except BaseException as exc:
@@ -271,6 +275,7 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
             raise
         _save_unsaved(source, summary, on_notice)
         _write_failures(out / "failures.json", summary)
+        warning_log.save(out, summary.export_errors)
     summary.elapsed = time.monotonic() - started
     return summary
 
