@@ -248,6 +248,11 @@ class AnswerSource:
         return self.unsaved_count(), why
 
     def replay_file(self, path: Path, file_name: str, key: str) -> Path:
+        """The replay file that answers this image; raises InputError naming it when none fits (the
+        pipeline's worker processes get the file found here, as they do not know the other images)."""
+        return self._replay_file(path, file_name, key)
+
+    def _replay_file(self, path: Path, file_name: str, key: str) -> Path:
         """``<key>.json``/``.txt``, else ``<stem>.json``/``.txt`` when no other image has that stem."""
         found = _exact_replay(self.replay, key)
         if found is not None:

@@ -30,12 +30,12 @@ import numpy as np
 
 from .atomic import write_bytes_atomic
 from .detections import Detections, MaskCrop
-from .errors import ExportError
+from .errors import ConfigError, ExportError
 from .fastread import scaled_size
 from .imageio import read_rgb
 
-__all__ = ["DEFAULT_OVERLAY_FORMAT", "DEFAULT_OVERLAY_MAX_SIDE", "OVERLAY_FORMATS", "encode_image",
-           "scale_detections", "write_overlay"]
+__all__ = ["DEFAULT_OVERLAY_FORMAT", "DEFAULT_OVERLAY_MAX_SIDE", "OVERLAY_FORMATS", "check_overlay_options",
+           "encode_image", "scale_detections", "write_overlay"]
 
 #: Overlay formats and their file suffixes.
 OVERLAY_FORMATS = {"jpg": ".jpg", "png": ".png", "webp": ".webp"}
@@ -47,6 +47,14 @@ _JPEG_QUALITY = 90
 _WEBP_QUALITY = 80
 _PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP,
                cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+
+
+def check_overlay_options(fmt: str, max_side: int | None) -> None:
+    """Raise :class:`ConfigError` for an unknown format or a negative ``max_side``."""
+    if fmt not in OVERLAY_FORMATS:
+        raise ConfigError(f"overlay_format must be one of {', '.join(OVERLAY_FORMATS)}, got {fmt!r}")
+    if max_side is not None and (isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 0):
+        raise ConfigError(f"overlay_max_side must be >= 0 pixels (0: full size), got {max_side!r}")
 
 
 def _check_format(fmt: str) -> str:

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from . import imageio
-from .answers import AnswerSource, RateLimiter, ResponseStore
+from .answers import AnswerSource, RateLimiter, ResponseStore, read_answer
 from .atomic import atomic_open
 from .coco import (
     CategoryMap,
@@ -71,13 +71,25 @@ from .inputs import find_inputs
 from .keys import record_keys, run_keys, stem_owners
 from .masks import DEFAULT_THRESHOLD
 from .outdir import PREVIOUS_NAME, clean_stale_temps, keep_copy, lock_output, previous_counts
-from .overlay_files import DEFAULT_OVERLAY_FORMAT, DEFAULT_OVERLAY_MAX_SIDE, OVERLAY_FORMATS, write_overlay
+from .overlay_files import (
+    DEFAULT_OVERLAY_FORMAT,
+    DEFAULT_OVERLAY_MAX_SIDE,
+    OVERLAY_FORMATS,
+    check_overlay_options,
+    write_overlay,
+)
 from .parse import parse_response
+from .procpool import BrokenProcessPool, RestartingPool, usable_cpus
 from .run_warnings import WarningLog
 from .spool import Spool
 from .tasks import check_task
 
-__all__ = ["Aborted", "ImageResult", "LabelSummary", "Progress", "RateLimiter", "label"]
+__all__ = ["PROCESS_MIN_IMAGES", "Aborted", "ImageResult", "LabelSummary", "Progress", "RateLimiter",
+           "StepConfig", "label"]
+
+#: Offline runs with at least this many images use a process pool by default (below it, starting the
+#: workers costs more than they save).
+PROCESS_MIN_IMAGES = 16
 
 
 
@@ -164,7 +176,7 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
           categories: Sequence[str | Mapping] | None = None, glob: Sequence[str] = (),
           exclude: Sequence[str] = (), limit: int | None = None,
           on_notice: Callable[[str], None] | None = None,
-          on_interrupt: Callable[[int], None] | None = None) -> LabelSummary:
+          on_interrupt: Callable[[int], None] | None = None, processes: bool | None = None) -> LabelSummary:
     """Label images and write COCO, overlays, raw responses and a failure report under ``out``.
 
     Args:
@@ -200,6 +212,9 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
             waiting raises :class:`Aborted` without waiting.
         on_notice: called with each notice (skipped inputs, ...) as soon as it is known; notices are also
             in ``LabelSummary.notices``.
+        processes: run the offline (replay) step on a pool of ``min(concurrency, CPUs)`` processes
+            (see :mod:`visionkit.procpool`). None (default): when replaying at least
+            :data:`PROCESS_MIN_IMAGES` images on 2 or more CPUs. The online path always uses threads.
 
     Returns:
         A :class:`LabelSummary`. One image's failure never stops the others, except a failure that will
@@ -216,11 +231,7 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
     if not 0 <= threshold <= 255:
         raise ConfigError(f"threshold must be in [0, 255], got {threshold}")
-    if overlay_format not in OVERLAY_FORMATS:
-        raise ConfigError(f"overlay_format must be one of {', '.join(OVERLAY_FORMATS)}, "
-                          f"got {overlay_format!r}")
-    if overlay_max_side is not None and (isinstance(overlay_max_side, bool) or overlay_max_side < 0):
-        raise ConfigError(f"overlay_max_side must be >= 0 pixels (0: full size), got {overlay_max_side!r}")
+    check_overlay_options(overlay_format, overlay_max_side)
     if dedupe is not None and not 0 < dedupe <= 1:
         raise ConfigError(f"dedupe IoU must be in (0, 1], got {dedupe}")
     check_polygon_holes(polygon_holes)
@@ -256,15 +267,23 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         record_keys(out, (p.relative_to(r).as_posix() for p, r in images), keys, known_keys)
         source = AnswerSource(replay_dir, store, client, RateLimiter(rpm), task, prompt, classes,
                               stem_owners=stem_owners(images, keys))
-        pool = ThreadPoolExecutor(max_workers=concurrency)
+        step = StepConfig(out=out, task=task, threshold=threshold, polygons=polygons,
+                          overlay=(overlay_format, overlay_max_side) if overlays else None, dedupe=dedupe,
+                          polygon_holes=polygon_holes)
+        workers = min(concurrency, usable_cpus())
+        if processes is None:
+            processes = replay_dir is not None and len(images) >= PROCESS_MIN_IMAGES and workers >= 2
+        if processes and replay_dir is not None:
+            pool = RestartingPool(max(workers, 1), _init_step, (step,))
+            window = max(concurrency, workers) * 2
+        else:
+            pool = ThreadPoolExecutor(max_workers=concurrency)
+            window = concurrency * 2
         cleanup.callback(lambda: pool.shutdown(wait=not aborted))
         try:
-            _run(images, keys, pool, concurrency, source, spool, summary, categories, started, out=out,
-                 task=task, threshold=threshold, polygons=polygons,
-                 overlay=(overlay_format, overlay_max_side) if overlays else None,
-                 on_image=warning_log.wrap(on_image),
-                 on_progress=on_progress, dedupe=dedupe, polygon_holes=polygon_holes,
-                 fixed_categories=fixed, on_interrupt=on_interrupt, on_notice=on_notice)
+            _run(images, keys, pool, window, source, spool, summary, categories, started, step,
+                 on_image=warning_log.wrap(on_image), on_progress=on_progress, fixed_categories=fixed,
+                 on_interrupt=on_interrupt, on_notice=on_notice)
         except BaseException as exc:
             # Ctrl-C or a crash: drop queued work at once rather than pay for it; requests in flight end,
             # unless the run was aborted (a second Ctrl-C): then nothing waits for them.
@@ -327,25 +346,84 @@ def _write_failures(path: Path, summary: LabelSummary) -> None:
         summary.export_errors.append(f"{exc} (the old {path.name} was removed, so it cannot mislead)")
 
 
-def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecutor, concurrency: int,
-         source: AnswerSource, spool: Spool, summary: LabelSummary, categories: CategoryMap,
-         started: float, *, out: Path, task: str, threshold: int, polygons: bool,
-         overlay: tuple[str, int | None] | None,
+@dataclass(frozen=True)
+class StepConfig:
+    """Everything the per-image step needs besides the image and its answer. Picklable: it is sent to
+    each worker process once (see :func:`_init_step`)."""
+
+    out: Path
+    task: str
+    threshold: int
+    polygons: bool
+    overlay: tuple[str, int | None] | None  # (format, max_side), or None for no overlay
+    dedupe: float | None = None
+    polygon_holes: str = "rle"
+
+    def kwargs(self) -> dict:
+        return {"out": self.out, "task": self.task, "threshold": self.threshold, "polygons": self.polygons,
+                "overlay": self.overlay, "dedupe": self.dedupe, "polygon_holes": self.polygon_holes}
+
+
+@dataclass(frozen=True)
+class _ReplayAnswer:
+    """One image's replay file, found by the parent (which knows every image's stem), read by a worker."""
+
+    replay: Path
+    found: Path | None
+    error: str = ""
+
+    def get(self, path: Path, file_name: str, key: str) -> tuple[Any, str, int, str | None]:
+        if self.found is None:
+            raise InputError(self.error)
+        return read_answer(self.found), "replay", 0, None
+
+
+_STEP: list[StepConfig] = []  # set once in each worker process
+
+
+def _init_step(step: StepConfig) -> None:
+    _STEP[:] = [step]
+
+
+def _offline_step(path: Path, file_name: str, key: str, answer: _ReplayAnswer
+                  ) -> tuple[ImageResult, dict | None]:
+    """The per-image step in a worker process; all inputs are explicit and picklable."""
+    return _process_one(path, file_name, key, source=answer, **_STEP[0].kwargs())
+
+
+def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecutor | RestartingPool,
+         window: int, source: AnswerSource, spool: Spool, summary: LabelSummary, categories: CategoryMap,
+         started: float, step: StepConfig, *,
          on_image: Callable[[ImageResult], None] | None,
-         on_progress: Callable[[Progress], None] | None, dedupe: float | None = None,
-         polygon_holes: str = "rle", fixed_categories: list | None = None,
+         on_progress: Callable[[Progress], None] | None, fixed_categories: list | None = None,
          on_interrupt: Callable[[int], None] | None = None,
          on_notice: Callable[[str], None] | None = None) -> None:
     """Process every image on ``pool``, spool the results, then write ``annotations.json``."""
     labels: Counter = Counter()
     report: Counter = Counter()
     offsets: dict[int, tuple[int, int]] = {}
+    out = step.out
+    in_process = isinstance(pool, RestartingPool)
+    # Images in flight when a worker died: each is retried ALONE, so the one that kills its worker is
+    # told apart from those that only shared the pool with it.
+    suspects: list[int] = []
+    alone: int | None = None
 
     def work(index: int) -> tuple[ImageResult, dict | None]:
         path, root = images[index]
-        return _process_one(path, path.relative_to(root).as_posix(), keys[index], source=source, out=out,
-                            task=task, threshold=threshold, polygons=polygons, overlay=overlay,
-                            dedupe=dedupe, polygon_holes=polygon_holes)
+        return _process_one(path, path.relative_to(root).as_posix(), keys[index], source=source,
+                            **step.kwargs())
+
+    def submit(index: int):
+        if not in_process:
+            return pool.submit(work, index)
+        path, root = images[index]
+        file_name = path.relative_to(root).as_posix()
+        try:
+            answer = _ReplayAnswer(source.replay, source.replay_file(path, file_name, keys[index]))
+        except InputError as exc:
+            answer = _ReplayAnswer(source.replay, None, str(exc))
+        return pool.submit(_offline_step, path, file_name, keys[index], answer)
 
     def progress() -> None:
         if on_progress is not None:
@@ -359,10 +437,17 @@ def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecu
     progress()  # the bar shows before the first image finishes
     try:
         # A bounded window of work in flight, so memory does not grow with the image count.
-        while next_index < len(images) or pending:
-            while summary.stopped is None and next_index < len(images) and len(pending) < concurrency * 2:
-                pending[pool.submit(work, next_index)] = next_index
+        while next_index < len(images) or pending or suspects:
+            if suspects and not pending and summary.stopped is None:
+                alone = suspects.pop(0)
+                pending[submit(alone)] = alone
+            while (summary.stopped is None and not suspects and alone is None and next_index < len(images)
+                   and len(pending) < window):
+                pending[submit(next_index)] = next_index
                 next_index += 1
+            if suspects and summary.stopped is not None:
+                not_attempted.extend(suspects)
+                suspects.clear()
             if not pending:
                 break
             finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
@@ -373,7 +458,21 @@ def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecu
                 if future.cancelled():
                     not_attempted.append(index)
                     continue
-                result, record = future.result()
+                if in_process and isinstance(future.exception(), BrokenProcessPool):
+                    pool.restart()
+                    if index != alone:
+                        suspects.append(index)
+                        continue
+                    alone = None
+                    path, root = images[index]
+                    result, record = ImageResult(
+                        path.relative_to(root).as_posix(), keys[index], False, "replay", stage="worker",
+                        error="WorkerDied", reason="the worker process labelling this image died, also when "
+                        "it was the only image in flight (out of memory, or a crash in native code)"), None
+                else:
+                    if index == alone:
+                        alone = None
+                    result, record = future.result()
                 _account(summary, result)
                 if result.fatal and summary.stopped is None:
                     summary.stopped = f"{result.file}: {result.error}: {result.reason}"

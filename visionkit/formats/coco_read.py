@@ -15,6 +15,7 @@ own to load any COCO instances file. Per annotation:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Mapping
 
 import numpy as np
@@ -100,7 +101,9 @@ def _crop(ann: Mapping, box: np.ndarray, image_wh: tuple[int, int]) -> MaskCrop 
             rle["counts"] = rle["counts"].encode("ascii")
     else:
         raise ExportError(f"annotation {ann.get('id')}: segmentation must be RLE or polygons")
-    full = mask_utils.decode(rle).astype(bool)
+    with warnings.catch_warnings():  # pycocotools 2.0.x under numpy 2 warns on every decode; harmless
+        warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
+        full = mask_utils.decode(rle).astype(bool)
     # The crop is the snapped box grown to the mask's own bounds, so no pixel is lost on reading.
     rows, cols = np.flatnonzero(full.any(axis=1)), np.flatnonzero(full.any(axis=0))
     x0, y0, x1, y1 = snapped
