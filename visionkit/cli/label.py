@@ -14,6 +14,7 @@ from ..masks import DEFAULT_THRESHOLD
 from ..overlay_files import DEFAULT_OVERLAY_FORMAT, DEFAULT_OVERLAY_MAX_SIDE, OVERLAY_FORMATS
 from ..pipeline import label
 from ..plan import plan
+from . import batch as _batch_cli
 from ._help import ENVIRONMENT_AND_EXIT, HelpFormatter
 from ._report import Reporter
 
@@ -60,6 +61,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--categories", metavar="FILE",
                    help="fix COCO category ids across runs: a COCO file or categories list (.json), or a "
                         "names file, one per line (default: ids from --classes, else from the labels)")
+    # -- batch mode (issue 7) --
+    p.add_argument("--batch", action="store_true",
+                   help="send the requests as Gemini Batch API jobs (half the price, results within 24 h), "
+                        "wait, then write the same outputs; rerunning the same command resumes the jobs "
+                        "recorded in DIR/batch and never creates a second one (default: off)")
+    p.add_argument("--poll-interval", type=float, default=_batch_cli.DEFAULT_POLL_INTERVAL, metavar="S",
+                   help="with --batch: seconds before the first poll; each wait is 1.5 times the last, "
+                        f"up to {_batch_cli.MAX_POLL_INTERVAL:g} s "
+                        f"(default {_batch_cli.DEFAULT_POLL_INTERVAL:g})")
+    p.add_argument("--no-wait", action="store_true",
+                   help="with --batch: submit the jobs, print their names and exit; collect later with "
+                        "'visionkit batch collect DIR' (default: wait)")
+    p.add_argument("--batch-max-requests", type=int, default=_batch_cli.MAX_REQUESTS_PER_JOB, metavar="N",
+                   help="with --batch: most requests per job; lower it to fit a low tier's enqueued-token "
+                        f"quota (default {_batch_cli.MAX_REQUESTS_PER_JOB})")
     # -- input selection, dry run and the image size limit (issue 11) --
     p.add_argument("--glob", action="append", default=[], metavar="PATTERN",
                    help="use only inputs matching PATTERN: a shell pattern, case-insensitive, matched "
@@ -119,6 +135,11 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
         return GeminiClient(model=args.model, base_url=args.base_url, timeout=args.timeout,
                             max_side=args.max_side, on_retry=reporter.retry)
+
+    if getattr(args, "batch", False):  # batch jobs answer first; the label run below reads their answers
+        client_factory, code = _batch_cli.run_jobs(args, client_factory, reporter, stdout, stderr)
+        if code is not None:
+            return code
 
     try:
         summary = label(args.inputs, args.out, task=args.task, replay=args.replay,

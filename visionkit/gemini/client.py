@@ -43,7 +43,7 @@ from .models import DEFAULT_MODEL, MODEL_ENV_VAR, lookup, resolve_model, status_
 from .prompts import check_task
 from .request import RequestOptions, as_contents, build_request, plan_request
 from .retry import RetryPolicy, _set_attempts
-from .thinking import ThinkingMemory, thinking_fix
+from .thinking import AUTO, ThinkingMemory, thinking_fix
 from .transport import (
     DEFAULT_BASE_URL,
     KEY_ENV_VARS,
@@ -327,10 +327,13 @@ class GeminiClient:
         """The :class:`RequestOptions` this client sends for these arguments (tier, media resolution and
         what it learned about thinking included): pass them to :func:`~visionkit.gemini.request.build_request`
         to build the same body elsewhere (e.g. a Batch API line)."""
+        learned = self.thinking.get(self.model)
+        if learned != AUTO and generation_config:  # what the API said wins over a rejected override
+            generation_config = {k: v for k, v in generation_config.items()
+                                 if k not in ("thinkingConfig", "thinking_config")}
         return RequestOptions(prompt=prompt, classes=classes, json_mode=json_mode,
                               generation_config=generation_config, media_resolution=self.media_resolution,
-                              service_tier=self.service_tier, mask_format=mask_format,
-                              thinking=self.thinking.get(self.model))
+                              service_tier=self.service_tier, mask_format=mask_format, thinking=learned)
 
     def annotate(self, image: Any, task: str, *, prompt: str | None = None,
                  classes: Sequence[str] | None = None, generation_config: Mapping[str, Any] | None = None,
@@ -371,15 +374,15 @@ class GeminiClient:
         try:
             response, attempts = self._post_generate(payload)
         except BadRequestError as exc:
-            user_set = any(k in (generation_config or {}) for k in ("thinkingConfig", "thinking_config"))
             sent = body["generationConfig"].get("thinkingConfig")
-            fix = None if (user_set or not self.learn_thinking) else thinking_fix(exc.api_message, sent)
+            fix = thinking_fix(exc.api_message, sent) if self.learn_thinking else None
             if fix is None:
                 raise
             if self.thinking.learn(self.model, fix.config):
                 logger.warning("%s rejected thinkingConfig %s (400: %s); %s, for the rest of this run",
                                self.model, json.dumps(sent), exc.api_message, fix.reason)
-            options = RequestOptions(**{**options.__dict__, "thinking": fix.config})
+            options = self.options(prompt=prompt, classes=classes, generation_config=generation_config,
+                                   json_mode=json_mode, mask_format=mask_format)
             body = build_request(part, task, self.model, options)
             try:
                 response, more = self._post_generate(body)

@@ -206,9 +206,10 @@ class _Decoder:
         self.limit = limit
         self.size = 0
         encoding = encoding.strip().lower()
+        self._gzip = encoding in ("gzip", "x-gzip")
         if encoding in ("", "identity"):
             self._z = None
-        elif encoding in ("gzip", "x-gzip"):
+        elif self._gzip:
             self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
         elif encoding == "deflate":
             self._z = zlib.decompressobj()
@@ -224,6 +225,9 @@ class _Decoder:
             piece = self._z.decompress(data, self.limit - self.size + 1)
             out.append(self._count(piece))
             data = self._z.unconsumed_tail
+            if not data and self._z.eof and self._gzip and self._z.unused_data:
+                data = self._z.unused_data  # gzip allows several members, one after another
+                self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
         return b"".join(out)
 
     def flush(self) -> bytes:

@@ -25,6 +25,16 @@ Every request is recorded as a :class:`RecordedRequest` (:attr:`FakeGemini.reque
 
 The server is a ``ThreadingHTTPServer`` on 127.0.0.1 (port chosen by the OS) with daemon threads and
 HTTP/1.1 keep-alive, so it handles many concurrent connections from one ``requests`` pool.
+
+``FakeGemini(dialects=True)`` also speaks each model's dialect (:mod:`visionkit.testing.dialects`): the
+exact 400s for thinking settings a model rejects, 404 for retired ids, polygons or PNG masks or seg tokens,
+``usageMetadata`` and flex drops. Response builders live in :mod:`visionkit.testing.fake_responses`,
+faults in :mod:`visionkit.testing.faults`, request records in :mod:`visionkit.testing.fake_records`.
+
+From a shell (prints its base URL, serves until Ctrl-C)::
+
+    python -m visionkit.testing.fake_gemini --port 0 --replay fixtures/replay --images fixtures/images
+    python -m visionkit.testing.fake_gemini --dialects --seg-tokens
 """
 
 from __future__ import annotations
@@ -32,244 +42,51 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import hashlib
 import io
 import json
 import re
 import socket
 import struct
+import sys
 import threading
-import time
 from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from . import fake_batch
+from .dialects import Dialects
+from .fake_files import FilesEndpoints
+from .fake_records import RecordedRequest, _Headers
+from .fake_responses import (
+    CANONICAL_STATUS,
+    DEFAULT_ITEMS,
+    PER_MINUTE_QUOTA,
+    answer_response,
+    default_responder,
+    error_body,
+    text_response,
+)
+from .faults import Fault, bomb_body, echo_body, oversize_body
 
 __all__ = [
     "CANONICAL_STATUS",
     "DEFAULT_ITEMS",
+    "Dialects",
     "FakeGemini",
     "Fault",
     "RecordedRequest",
     "answer_response",
     "default_responder",
     "error_body",
+    "main",
     "text_response",
 ]
 
-#: The API's canonical status string for each HTTP status it uses.
-CANONICAL_STATUS = {
-    400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-    408: "DEADLINE_EXCEEDED", 409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL",
-    502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED",
-}
-_DEFAULT_MESSAGES = {
-    400: "Request contains an invalid argument.",
-    401: "Request had invalid authentication credentials.",
-    403: "The caller does not have permission",
-    404: "models/unknown is not found for API version v1beta, or is not supported for generateContent.",
-    429: "You exceeded your current quota, please check your plan and billing details.",
-    500: "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting",
-    503: "The model is overloaded. Please try again later.",
-    504: "Deadline expired before operation could complete.",
-}
-_PER_MINUTE_QUOTA = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
-
-#: The default answer's items (one detection; a PNG mask is added for segmentation prompts).
-DEFAULT_ITEMS = ({"box_2d": [100, 150, 600, 700], "label": "object"},)
-
-
-# -- response builders ---------------------------------------------------------------------------------------
-
-def text_response(text: str, finish_reason: str | None = "STOP", *, model: str = "gemini-2.5-flash") -> dict:
-    """A generateContent response whose candidate 0 holds ``text``."""
-    candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}] if text else []},
-                                 "index": 0}
-    if finish_reason:
-        candidate["finishReason"] = finish_reason
-    return {"candidates": [candidate],
-            "usageMetadata": {"promptTokenCount": 300, "candidatesTokenCount": max(1, len(text) // 4),
-                              "totalTokenCount": 300 + max(1, len(text) // 4)},
-            "modelVersion": model}
-
-
-def answer_response(items: Any, *, model: str = "gemini-2.5-flash") -> dict:
-    """A generateContent response whose text is ``json.dumps(items)``."""
-    return text_response(json.dumps(items), model=model)
-
-
-def error_body(code: int, message: str | None = None, *, status: str | None = None,
-               details: list[dict] | None = None) -> dict:
-    """An API error body ``{"error": {"code", "message", "status"[, "details"]}}``."""
-    error: dict[str, Any] = {"code": code, "message": message or _DEFAULT_MESSAGES.get(code, "Error."),
-                             "status": status or CANONICAL_STATUS.get(code, "UNKNOWN")}
-    if details:
-        error["details"] = details
-    return {"error": error}
-
-
-_mask_lock = threading.Lock()
-_mask_cache: list[str] = []
-
-
-def _default_mask() -> str:
-    """A 64x64 PNG probability map (a filled ellipse) as Gemini's ``data:image/png;base64,`` string."""
-    with _mask_lock:
-        if not _mask_cache:
-            from PIL import Image, ImageDraw
-
-            im = Image.new("L", (64, 64), 0)
-            ImageDraw.Draw(im).ellipse((4, 4, 59, 59), fill=255)
-            buf = io.BytesIO()
-            im.save(buf, format="PNG")
-            _mask_cache.append("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"))
-        return _mask_cache[0]
-
-
-def default_responder(request: RecordedRequest) -> dict:
-    """One detection (:data:`DEFAULT_ITEMS`); with a mask when the prompt asks for segmentation masks."""
-    items = [dict(item) for item in DEFAULT_ITEMS]
-    if "segmentation mask" in request.text.lower():
-        for item in items:
-            item["mask"] = _default_mask()
-    return answer_response(items, model=request.model or "gemini-2.5-flash")
-
-
-# -- faults --------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Fault:
-    """A failure to inject into one generateContent request. Build with the static constructors."""
-
-    kind: str
-    code: int = 200
-    message: str | None = None
-    retry_delay: float | str | None = None
-    quota_id: str | None = None
-    retry_after: float | str | None = None
-    reason: str = ""
-    text: str = ""
-    seconds: float = 0.0
-    body: bytes = b""
-    content_type: str = "application/json; charset=UTF-8"
-
-    @staticmethod
-    def status(code: int, retry_delay: float | str | None = None, quota_id: str | None = None,
-               retry_after: float | str | None = None, message: str | None = None) -> Fault:
-        """An error status with Gemini's error body. ``retry_delay`` (seconds, or a Duration string such as
-        ``"30.5s"``) adds a RetryInfo detail; ``quota_id`` a QuotaFailure (a 429 always has one: the
-        per-minute free-tier quota by default); ``retry_after`` a ``Retry-After`` header."""
-        return Fault("status", code=code, message=message, retry_delay=retry_delay, quota_id=quota_id,
-                     retry_after=retry_after)
-
-    @staticmethod
-    def reset() -> Fault:
-        """Close the connection without answering (the client sees a connection reset)."""
-        return Fault("reset")
-
-    @staticmethod
-    def slow(seconds: float) -> Fault:
-        """Answer normally, but only after ``seconds`` (longer than the client's timeout)."""
-        return Fault("slow", seconds=seconds)
-
-    @staticmethod
-    def blocked(reason: str = "SAFETY") -> Fault:
-        """HTTP 200 with ``promptFeedback.blockReason`` and no candidates."""
-        return Fault("blocked", reason=reason)
-
-    @staticmethod
-    def finish(reason: str, text: str = "") -> Fault:
-        """HTTP 200 whose candidate stops with ``finishReason`` ``reason`` (and holds ``text``, if any)."""
-        return Fault("finish", reason=reason, text=text)
-
-    @staticmethod
-    def raw(code: int, body: bytes | str, content_type: str = "text/html; charset=UTF-8") -> Fault:
-        """Any status with a body as given (e.g. an HTML page from a proxy)."""
-        return Fault("raw", code=code, body=body.encode("utf-8") if isinstance(body, str) else body,
-                     content_type=content_type)
-
-
-# -- recorded requests ---------------------------------------------------------------------------------------
-
-class _Headers(dict):
-    """A case-insensitive header mapping (keys stored lower case)."""
-
-    def __init__(self, items: Any = ()):
-        super().__init__((str(k).lower(), v) for k, v in items)
-
-    def __getitem__(self, key: str) -> str:
-        return super().__getitem__(key.lower())
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and super().__contains__(key.lower())
-
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        return super().get(key.lower(), default)
-
-
-@dataclass(frozen=True, eq=False)
-class RecordedRequest:
-    """One request as the server received it.
-
-    Attributes:
-        index: 0-based arrival order over all requests.
-        kind: ``"generate"``, ``"upload_start"``, ``"upload"``, ``"file_get"``, a batch kind
-            (:data:`visionkit.testing.fake_batch.KINDS`) or ``"unknown"``.
-        method, path: the HTTP method and the URL path (no query).
-        query: the query parameters (``parse_qs`` form).
-        headers: the request headers; look-ups are case-insensitive.
-        body_size: the raw body length in bytes.
-        json: the parsed JSON body, or None (not JSON, or a file upload).
-        model: the model id of a generateContent request.
-        image_wh: ``(width, height)`` of the request's image (inline, or an uploaded file it refers to).
-        image_mime: that image's MIME type.
-        file_uri: the ``fileData.fileUri`` the request refers to, if any.
-        fault: the fault applied to this request, if any.
-        peer: the client's ``(host, port)``; the same port means the same (kept-alive) connection.
-    """
-
-    index: int
-    kind: str
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: Mapping[str, str]
-    body_size: int
-    json: Any = None
-    model: str | None = None
-    image_wh: tuple[int, int] | None = None
-    image_mime: str | None = None
-    file_uri: str | None = None
-    fault: Fault | None = field(default=None)
-    peer: tuple[str, int] | None = None
-
-    @property
-    def parts(self) -> list[dict]:
-        """All parts of all contents of a generateContent body."""
-        body = self.json if isinstance(self.json, Mapping) else {}
-        out = []
-        for content in body.get("contents") or []:
-            if isinstance(content, Mapping):
-                out.extend(p for p in content.get("parts") or [] if isinstance(p, Mapping))
-        return out
-
-    @property
-    def text(self) -> str:
-        """The text parts of a generateContent body, joined with newlines."""
-        return "\n".join(p["text"] for p in self.parts if isinstance(p.get("text"), str))
-
-    @property
-    def generation_config(self) -> dict:
-        """The ``generationConfig`` object of the body (empty when absent)."""
-        body = self.json if isinstance(self.json, Mapping) else {}
-        config = body.get("generationConfig") or body.get("generation_config") or {}
-        return dict(config) if isinstance(config, Mapping) else {}
-
+_REEXPORTED = (_Headers,)  # used by visionkit.testing.fake_batch
 
 # -- the server ----------------------------------------------------------------------------------------------
 
@@ -322,7 +139,7 @@ _GENERATE = re.compile(r"^/v1beta/models/([^/:]+):generateContent$")
 _FILE = re.compile(r"^/v1beta/files/([a-z0-9-]+)$")
 
 
-class FakeGemini:
+class FakeGemini(FilesEndpoints):
     """A local Gemini stand-in. Use as a context manager, or call :meth:`start` and :meth:`stop`.
 
     Args:
@@ -336,13 +153,20 @@ class FakeGemini:
             ``API_KEY_INVALID`` (as the real API answers).
         file_states: the ``state`` of an uploaded file in the upload answer, then at each poll (the last
             one repeats).
+        dialects: True (or a :class:`~visionkit.testing.dialects.Dialects`) to enforce each model's rules
+            and, with the default responder, answer as that model would.
+        port: the port to bind (0: chosen by the OS).
     """
 
     def __init__(self, responder: Callable[[RecordedRequest], Any] | None = None, *, latency: float = 0.0,
                  fault_for: Callable[[RecordedRequest], Fault | None] | None = None,
                  api_key: str | None = None,
-                 file_states: tuple[str, ...] = ("PROCESSING", "PROCESSING", "ACTIVE")):
+                 file_states: tuple[str, ...] = ("PROCESSING", "PROCESSING", "ACTIVE"),
+                 dialects: bool | Dialects = False, port: int = 0):
+        self.dialects = Dialects() if dialects is True else (dialects or None)
+        self._default_answer = responder is None
         self.responder = responder or default_responder
+        self.port = int(port)
         self.latency = latency
         self.fault_for = fault_for
         self.api_key = api_key
@@ -369,7 +193,7 @@ class FakeGemini:
         if self._server is not None:
             return self
         self._stopping.clear()
-        self._server = _Server(self, ("127.0.0.1", 0))
+        self._server = _Server(self, ("127.0.0.1", self.port))
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01},
                                         name="FakeGemini", daemon=True)
         self._thread.start()
@@ -566,6 +390,10 @@ class FakeGemini:
         if record.json is None:
             return self._send_json(h, 400, error_body(400, "Invalid JSON payload received."))
         if fault is None:
+            if self.dialects is not None and isinstance(record.json, Mapping):
+                rejected = self.dialects.reject(record.model or "", record.json)
+                if rejected is not None:
+                    return self._send_json(h, *rejected)
             return self._answer(h, record)
         if fault.kind == "status":
             return self._send_fault_status(h, fault)
@@ -584,11 +412,42 @@ class FakeGemini:
                                                          model=record.model or "gemini-2.5-flash"))
         if fault.kind == "raw":
             return self._send(h, fault.code, fault.body, fault.content_type)
+        if fault.kind == "drip":
+            body = (fault.text.encode() if fault.text else
+                    json.dumps(text_response('[{"box_2d": [1, 2, 3, 4], "label": "slow"}]')).encode())
+            return self._drip(h, body, fault.seconds)
+        if fault.kind == "gzip_bomb":
+            return self._send(h, 200, bomb_body(int(fault.retry_delay or 0)),
+                              "application/json; charset=UTF-8", {"Content-Encoding": "gzip"})
+        if fault.kind == "echo":
+            key = record.headers.get("x-goog-api-key") or ""
+            body, content_type = echo_body(fault.reason, key, fault.code)
+            return self._send(h, fault.code, body, content_type)
+        if fault.kind == "oversize":
+            return self._send(h, 200, oversize_body(int(fault.retry_delay or 0)), "application/json")
         raise ValueError(f"unknown fault kind {fault.kind!r}")
+
+    def _drip(self, h: _Handler, body: bytes, interval: float) -> None:
+        try:
+            h.send_response(200, "OK")
+            h.send_header("Content-Type", "application/json; charset=UTF-8")
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.flush()
+            for i in range(len(body)):
+                if self._stopping.wait(interval):
+                    return _reset(h)
+                h.wfile.write(body[i:i + 1])
+                h.wfile.flush()
+        except OSError:  # the client gave up: that is what a deadline does
+            h.close_connection = True
 
     def _answer(self, h: _Handler, record: RecordedRequest) -> None:
         try:
-            answer = self.responder(record)
+            if self.dialects is not None and self._default_answer and isinstance(record.json, Mapping):
+                answer = self.dialects.answer(record.model or "", record.json, record.text)
+            else:
+                answer = self.responder(record)
         except Exception as exc:
             self.errors.append(exc)
             return self._send_json(h, 500, error_body(500, f"responder raised {exc!r}"))
@@ -596,11 +455,16 @@ class FakeGemini:
             return self._generate(h, record, answer)
         if isinstance(answer, str):
             answer = text_response(answer, model=record.model or "gemini-2.5-flash")
+        if self.dialects is not None and isinstance(answer, dict) and isinstance(record.json, Mapping):
+            text = "".join(p.get("text", "") for c in answer.get("candidates") or []
+                           for p in (c.get("content") or {}).get("parts") or [] if isinstance(p, Mapping))
+            answer = {**answer, "usageMetadata": self.dialects.usage(record.model or "", record.json,
+                                                                     record.text, text)}
         return self._send_json(h, 200, answer)
 
     def _send_fault_status(self, h: _Handler, fault: Fault) -> None:
         details = []
-        quota_id = fault.quota_id or (_PER_MINUTE_QUOTA if fault.code == 429 else None)
+        quota_id = fault.quota_id or (PER_MINUTE_QUOTA if fault.code == 429 else None)
         if quota_id:
             details.append({"@type": "type.googleapis.com/google.rpc.QuotaFailure",
                             "violations": [{"quotaMetric": "generativelanguage.googleapis.com/"
@@ -617,65 +481,6 @@ class FakeGemini:
             headers["Retry-After"] = (fault.retry_after if isinstance(fault.retry_after, str)
                                       else f"{fault.retry_after:g}")
         self._send_json(h, fault.code, error_body(fault.code, fault.message, details=details), headers)
-
-    def _upload_start(self, h: _Handler, headers: Mapping[str, str], meta: Any) -> None:
-        if (headers.get("x-goog-upload-protocol") != "resumable"
-                or headers.get("x-goog-upload-command") != "start"):
-            return self._send_json(h, 400, error_body(400, "Upload start needs X-Goog-Upload-Protocol: "
-                                                           "resumable and X-Goog-Upload-Command: start"))
-        mime = headers.get("x-goog-upload-header-content-type")
-        length = headers.get("x-goog-upload-header-content-length")
-        if not mime or not (length or "").isdigit():
-            return self._send_json(h, 400, error_body(400, "Missing X-Goog-Upload-Header-Content-Type or "
-                                                           "-Content-Length"))
-        display = None
-        if isinstance(meta, Mapping) and isinstance(meta.get("file"), Mapping):
-            display = meta["file"].get("display_name") or meta["file"].get("displayName")
-        upload_id = f"up{self._next_index():06d}"
-        with self._lock:
-            self._uploads[upload_id] = {"mime": mime, "length": int(length), "display_name": display}
-        url = f"{self.base_url}/upload/v1beta/files?upload_id={upload_id}&upload_protocol=resumable"
-        self._send(h, 200, b"", "text/plain", {"x-goog-upload-url": url, "x-goog-upload-status": "active"})
-
-    def _upload(self, h: _Handler, headers: Mapping[str, str], query: Mapping[str, list[str]],
-                data: bytes) -> None:
-        upload_id = query.get("upload_id", [""])[0]
-        with self._lock:
-            pending = self._uploads.pop(upload_id, None)
-        if pending is None:
-            return self._send_json(h, 404, error_body(404, f"Unknown upload id {upload_id!r}"))
-        command = {c.strip() for c in headers.get("x-goog-upload-command", "").split(",")}
-        if command != {"upload", "finalize"} or headers.get("x-goog-upload-offset") != "0":
-            return self._send_json(h, 400, error_body(400, "Expected X-Goog-Upload-Command: upload, finalize "
-                                                           "and X-Goog-Upload-Offset: 0"))
-        if len(data) != pending["length"]:
-            return self._send_json(h, 400, error_body(400, f"Upload has {len(data)} bytes, announced "
-                                                           f"{pending['length']}"))
-        file_id = f"fake{self._next_index():06d}"
-        now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
-        meta = {"name": f"files/{file_id}", "displayName": pending["display_name"] or file_id,
-                "mimeType": pending["mime"], "sizeBytes": str(len(data)), "createTime": now,
-                "updateTime": now, "expirationTime": now,
-                "sha256Hash": base64.b64encode(hashlib.sha256(data).digest()).decode(),
-                "uri": f"{self.base_url}/v1beta/files/{file_id}", "state": self.file_states[0],
-                "source": "UPLOADED"}
-        with self._lock:
-            self._files[file_id] = {"meta": meta, "data": data, "polls": 0}
-        self._send_json(h, 200, {"file": meta}, {"x-goog-upload-status": "final"})
-
-    def _file_get(self, h: _Handler, file_id: str) -> None:
-        with self._lock:
-            stored = self._files.get(file_id)
-            if stored is not None:
-                stored["polls"] += 1
-                state = self.file_states[min(stored["polls"], len(self.file_states) - 1)]
-                stored["meta"] = {**stored["meta"], "state": state}
-                meta = dict(stored["meta"])
-        if stored is None:
-            return self._send_json(h, 404, error_body(404, f"File files/{file_id} not found."))
-        if meta["state"] == "FAILED":
-            meta["error"] = {"code": 400, "message": "The file could not be processed."}
-        self._send_json(h, 200, meta)
 
     def _send_json(self, h: _Handler, code: int, obj: Any, headers: Mapping[str, str] | None = None) -> None:
         self._send(h, code, json.dumps(obj).encode("utf-8"), "application/json; charset=UTF-8", headers)
@@ -725,3 +530,14 @@ def _reset(h: _Handler) -> None:
         h.connection.close()
     except OSError:
         pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m visionkit.testing.fake_gemini`` (see :mod:`visionkit.testing.fake_cli`)."""
+    from .fake_cli import main as run
+
+    return run(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Faults that :class:`~visionkit.testing.FakeGemini` injects into generateContent requests.
+
+Besides statuses, resets and slow answers, the hostile-server kinds of issue 11:
+
+* :meth:`Fault.drip`: a 200 whose body arrives one byte every ``seconds`` (each socket read is quick, so
+  only a whole-request deadline stops it);
+* :meth:`Fault.gzip_bomb`: ``Content-Encoding: gzip`` whose body inflates to ``size`` bytes (1 GiB by
+  default from about 1 MB on the wire: 16 MiB gzip members, repeated);
+* :meth:`Fault.echo_key`: the request's own ``x-goog-api-key`` echoed back, in an error ``status``, an
+  error ``message``, an HTML page (at offset 70) or a detection label;
+* :meth:`Fault.oversize`: a valid generateContent answer of ``size`` bytes, uncompressed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+from dataclasses import dataclass
+
+__all__ = ["ECHO_PLACES", "Fault", "bomb_body", "echo_body", "oversize_body"]
+
+#: Where :meth:`Fault.echo_key` puts the key.
+ECHO_PLACES = ("status", "message", "html", "label")
+
+@dataclass(frozen=True)
+class Fault:
+    """A failure to inject into one generateContent request. Build with the static constructors."""
+
+    kind: str
+    code: int = 200
+    message: str | None = None
+    retry_delay: float | str | None = None
+    quota_id: str | None = None
+    retry_after: float | str | None = None
+    reason: str = ""
+    text: str = ""
+    seconds: float = 0.0
+    body: bytes = b""
+    content_type: str = "application/json; charset=UTF-8"
+
+    @staticmethod
+    def status(code: int, retry_delay: float | str | None = None, quota_id: str | None = None,
+               retry_after: float | str | None = None, message: str | None = None) -> Fault:
+        """An error status with Gemini's error body. ``retry_delay`` (seconds, or a Duration string such as
+        ``"30.5s"``) adds a RetryInfo detail; ``quota_id`` a QuotaFailure (a 429 always has one: the
+        per-minute free-tier quota by default); ``retry_after`` a ``Retry-After`` header."""
+        return Fault("status", code=code, message=message, retry_delay=retry_delay, quota_id=quota_id,
+                     retry_after=retry_after)
+
+    @staticmethod
+    def reset() -> Fault:
+        """Close the connection without answering (the client sees a connection reset)."""
+        return Fault("reset")
+
+    @staticmethod
+    def slow(seconds: float) -> Fault:
+        """Answer normally, but only after ``seconds`` (longer than the client's timeout)."""
+        return Fault("slow", seconds=seconds)
+
+    @staticmethod
+    def blocked(reason: str = "SAFETY") -> Fault:
+        """HTTP 200 with ``promptFeedback.blockReason`` and no candidates."""
+        return Fault("blocked", reason=reason)
+
+    @staticmethod
+    def finish(reason: str, text: str = "") -> Fault:
+        """HTTP 200 whose candidate stops with ``finishReason`` ``reason`` (and holds ``text``, if any)."""
+        return Fault("finish", reason=reason, text=text)
+
+    @staticmethod
+    def drip(seconds: float = 0.5, text: str = "") -> Fault:
+        """HTTP 200 with a full Content-Length, then the answer's body one byte every ``seconds``."""
+        return Fault("drip", seconds=seconds, text=text)
+
+    @staticmethod
+    def gzip_bomb(size: int = 1 << 30) -> Fault:
+        """HTTP 200, ``Content-Encoding: gzip``, a body that inflates to ``size`` zero bytes."""
+        return Fault("gzip_bomb", code=200, retry_delay=float(size))
+
+    @staticmethod
+    def echo_key(where: str = "status", code: int | None = None) -> Fault:
+        """Echo the request's API key back: ``where`` is one of :data:`ECHO_PLACES`."""
+        if where not in ECHO_PLACES:
+            raise ValueError(f"where must be one of {', '.join(ECHO_PLACES)}, got {where!r}")
+        default = 200 if where in ("html", "label") else 400
+        return Fault("echo", code=code if code is not None else default, reason=where)
+
+    @staticmethod
+    def oversize(size: int) -> Fault:
+        """HTTP 200 with a valid answer padded to ``size`` bytes (no compression)."""
+        return Fault("oversize", retry_delay=float(size))
+
+    @staticmethod
+    def raw(code: int, body: bytes | str, content_type: str = "text/html; charset=UTF-8") -> Fault:
+        """Any status with a body as given (e.g. an HTML page from a proxy)."""
+        return Fault("raw", code=code, body=body.encode("utf-8") if isinstance(body, str) else body,
+                     content_type=content_type)
+
+
+
+
+_bomb_lock = threading.Lock()
+_bomb_cache: dict[int, bytes] = {}
+_MEMBER = 16 << 20
+
+
+def bomb_body(size: int) -> bytes:
+    """A gzip stream (concatenated members, which gzip allows) that inflates to ``size`` zero bytes."""
+    with _bomb_lock:
+        if size not in _bomb_cache:
+            full, rest = divmod(size, _MEMBER)
+            member = gzip.compress(bytes(_MEMBER), compresslevel=9) if full else b""
+            tail = gzip.compress(bytes(rest), compresslevel=9) if rest else b""
+            _bomb_cache[size] = member * full + tail
+        return _bomb_cache[size]
+
+
+def echo_body(where: str, key: str, code: int) -> tuple[bytes, str]:
+    """``(body, content_type)`` echoing ``key`` at ``where`` (see :meth:`Fault.echo_key`)."""
+    if where == "html":
+        page = "<html><head><title>Error</title></head><body><p>Upstream proxy said: request key "
+        page = page[:70].ljust(70, " ") + key + " was rejected</p></body></html>"
+        return page.encode(), "text/html; charset=UTF-8"
+    if where == "label":
+        items = [{"box_2d": [100, 100, 500, 500], "label": f"cup {key}"}]
+        body = {"candidates": [{"content": {"role": "model", "parts": [{"text": json.dumps(items)}]},
+                                "finishReason": "STOP", "index": 0}]}
+        return json.dumps(body).encode(), "application/json; charset=UTF-8"
+    error = {"code": code, "message": f"API key {key} not valid. Please pass a valid API key.",
+             "status": "INVALID_ARGUMENT"}
+    if where == "status":
+        error = {"code": code, "message": "Request contains an invalid argument.", "status": key}
+    return json.dumps({"error": error}).encode(), "application/json; charset=UTF-8"
+
+
+def oversize_body(size: int) -> bytes:
+    """A valid generateContent answer of at least ``size`` bytes (one item, a huge label)."""
+    pad = max(0, size - 200)
+    items = [{"box_2d": [100, 100, 500, 500], "label": "x" * pad}]
+    body = {"candidates": [{"content": {"role": "model", "parts": [{"text": json.dumps(items)}]},
+                            "finishReason": "STOP", "index": 0}]}
+    return json.dumps(body).encode()
