@@ -271,3 +271,17 @@ def test_missing_sources_json_needs_images_and_a_missing_image_fails_alone(run_d
     assert "FAILED square_1024.png:" in err and "1 images not exported" in out
     assert "7 images (7 train)" in out
     assert not (tmp_path / "d" / "images" / "train" / "square_1024.png").exists()
+
+
+@pytest.mark.parametrize("ann, expected", [
+    ({"bbox": [1, 2, 3, 4], "segmentation": []}, False),
+    ({"bbox": [1, 2, 3, 4], "segmentation": [[1, 2, 4, 2, 4, 6, 1, 6]]}, False),   # its own box
+    ({"bbox": [1, 2, 3, 4], "segmentation": [[1, 6, 4, 6, 4, 2, 1, 2]]}, False),   # the box, other direction
+    ({"bbox": [1, 2, 3, 4], "segmentation": [[1, 2, 4, 2, 4, 6]]}, True),          # a triangle
+    ({"bbox": [1, 2, 3, 4], "segmentation": {"size": [9, 9], "counts": "abc"}}, True),
+    ({"bbox": [1.5, 2, 3, 4], "segmentation": [[1, 2, 5, 2, 5, 6, 1, 6]]}, False),  # box snapped outward
+])
+def test_has_mask_tells_box_polygons_from_masks(ann, expected):
+    from visionkit.formats.coco_read import has_mask
+
+    assert has_mask(ann) is expected

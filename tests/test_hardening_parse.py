@@ -195,3 +195,12 @@ def test_finding_the_items_is_linear_in_the_answer_length(make):
 def test_the_nested_members_answer_is_reported_as_cut_off():
     d = parse_response('{"meta": {' + '"k": [], ' * 2000, (10, 10))
     assert len(d) == 0 and "cut off" in reasons(d)[0]
+
+
+def test_a_hand_built_label_with_a_lone_surrogate_is_an_export_error_not_a_crash(tmp_path):
+    from visionkit import Detections, ExportError
+
+    d = Detections(np.array([[1.0, 1.0, 5.0, 5.0]]), ["cup \ud83d"], (10, 10))
+    with pytest.raises(ExportError, match="surrogates not allowed"):
+        write_json_atomic(tmp_path / "a.json", to_coco([("a.jpg", (10, 10), d)]))
+    assert list(tmp_path.iterdir()) == []  # no half file, no temp file

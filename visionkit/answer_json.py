@@ -26,7 +26,8 @@ earlier one wins. So an empty first fence followed by the real list, an example 
 (``Each item looks like {"label": "name"}.``) or a fenced snippet inside a label never hides the real
 list. When no candidate holds a detection, the first one that is a list of objects, an empty list, an
 item or a wrapper wins, then the first that looks like the start of items, then the first at all. Inside
-a wrapper, the member list with the most detections wins (the first list holding an object on a tie).
+a wrapper, the member list with the most detections wins (the first list holding an object on a tie;
+with no such list, the first list, whose elements are then reported one by one).
 
 Anything with no JSON at all raises :class:`~visionkit.errors.ParseError`.
 
@@ -356,7 +357,8 @@ def _to_items(value: Any, out: ItemList) -> ItemList:
         if any(k in value for k in _ITEM_KEYS):
             out.items = [value]
             return out
-        lists = [v for v in value.values() if isinstance(v, list) and _is_item_list(v)]
+        lists = ([v for v in value.values() if isinstance(v, list) and _is_item_list(v)]
+                 or [v for v in value.values() if isinstance(v, list)][:1])  # [null], [1, 2]: reported
         if lists:
             # the member list with the most detections; the first holding an object, then the first, on a tie
             out.items = max(lists, key=lambda v: (_detections(v), bool(v)))

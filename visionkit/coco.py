@@ -386,9 +386,11 @@ def _as_rle(ann: Mapping, height: int, width: int) -> dict:
 def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None = None) -> Path:
     """Write JSON to ``path`` atomically: a temp file in the same folder, fsync, then ``os.replace``."""
     try:
-        text = json.dumps(obj, ensure_ascii=False, indent=indent)
-    except (TypeError, ValueError) as exc:
+        # encoded here, so a string that is not UTF-8 (a lone surrogate) is an ExportError, not a crash
+        # half way through the temp file
+        data = json.dumps(obj, ensure_ascii=False, indent=indent).encode("utf-8")
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
         raise ExportError(f"cannot write {path}: {exc}") from exc
-    with atomic_open(path) as fh:
-        fh.write(text)
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
     return Path(path)

@@ -94,7 +94,7 @@ MAX_TAG_CHARS = 80
 
 def label_color(label: str) -> tuple[int, int, int]:
     """The RGB colour of ``label``: ``PALETTE[crc32(utf-8 label) % len(PALETTE)]``, stable everywhere."""
-    return PALETTE[zlib.crc32(str(label).encode("utf-8")) % len(PALETTE)]
+    return PALETTE[zlib.crc32(str(label).encode("utf-8", "surrogatepass")) % len(PALETTE)]
 
 
 def _text_color(bg: tuple[int, int, int]) -> tuple[int, int, int]:

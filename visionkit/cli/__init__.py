@@ -18,13 +18,13 @@ from typing import TextIO
 from .. import __version__
 from ..errors import VisionkitError
 from ..pipeline import Aborted
-from . import consensus, eval, export, label, overlays, report
+from . import batch, consensus, eval, export, label, overlays, report
 from ._warnings import plain_warnings
 
 __all__ = ["main", "build_parser"]
 
 #: The modules that add a command, in the order ``--help`` lists them.
-COMMANDS = (label, consensus, eval, export, report, overlays)
+COMMANDS = (label, batch, consensus, eval, export, report, overlays)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,7 @@ from ..coco import load_categories
 from ..masks import DEFAULT_THRESHOLD
 from ..overlay_files import DEFAULT_OVERLAY_FORMAT, DEFAULT_OVERLAY_MAX_SIDE, OVERLAY_FORMATS
 from ..pipeline import ImageResult, Progress, label
+from . import batch as _batch_cli
 
 __all__ = ["add_parser", "run"]
 
@@ -68,6 +69,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="USD per 1M input tokens, to print the run's cost (default: no cost)")
     p.add_argument("--price-out", type=float, metavar="USD", default=None,
                    help="USD per 1M output tokens, thinking included (default: no cost)")
+    # -- batch mode (issue 7) --
+    p.add_argument("--batch", action="store_true",
+                   help="send the requests as Gemini Batch API jobs (half the price, results within 24 h), "
+                        "wait, then write the same outputs; rerunning the same command resumes the jobs "
+                        "recorded in DIR/batch and never creates a second one (default: off)")
+    p.add_argument("--poll-interval", type=float, default=_batch_cli.DEFAULT_POLL_INTERVAL, metavar="S",
+                   help="with --batch: seconds before the first poll; each wait is 1.5 times the last, "
+                        f"up to {_batch_cli.MAX_POLL_INTERVAL:g} s "
+                        f"(default {_batch_cli.DEFAULT_POLL_INTERVAL:g})")
+    p.add_argument("--no-wait", action="store_true",
+                   help="with --batch: submit the jobs, print their names and exit; collect later with "
+                        "'visionkit batch collect DIR' (default: wait)")
+    p.add_argument("--batch-max-requests", type=int, default=_batch_cli.MAX_REQUESTS_PER_JOB, metavar="N",
+                   help="with --batch: most requests per job; lower it to fit a low tier's enqueued-token "
+                        f"quota (default {_batch_cli.MAX_REQUESTS_PER_JOB})")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no per-item warnings")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="debug log of requests and retries on stderr (the API key is never logged)")
@@ -167,6 +183,11 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         return GeminiClient(model=args.model, base_url=args.base_url, timeout=args.timeout,
                             max_side=args.max_side, on_retry=reporter.retry,
                             media_resolution=args.media_resolution, service_tier=args.tier)
+
+    if getattr(args, "batch", False):  # batch jobs answer first; the label run below reads their answers
+        client_factory, code = _batch_cli.run_jobs(args, client_factory, reporter, stdout, stderr)
+        if code is not None:
+            return code
 
     try:
         summary = label(args.inputs, args.out, task=args.task, replay=args.replay,

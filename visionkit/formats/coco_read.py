@@ -24,18 +24,20 @@ from ..detections import Detections, MaskCrop
 from ..errors import ExportError
 from .instances import box_polygon, snap_box
 
-__all__ = ["iter_coco_images"]
+__all__ = ["index_coco", "iter_coco_images", "image_detections", "has_mask"]
 
 
-def iter_coco_images(dataset: Mapping) -> Iterator[tuple[dict, Detections]]:
-    """Yield ``(image entry, Detections)`` for every image of a COCO dataset, in file order.
+def index_coco(dataset: Mapping) -> tuple[list[dict], dict[int, list[Mapping]], dict[int, str], bool]:
+    """Check and index a COCO dataset: ``(images, annotations by image id, category names, with_score)``.
 
-    Labels are the category names. Raises :class:`ExportError` naming the annotation when an entry is
-    malformed (unknown image or category, bad bbox).
+    Nothing is decoded. ``with_score`` is True when every annotation has a ``score``.
+
+    Raises:
+        ExportError: naming the annotation, when an image or category it refers to is missing.
     """
     try:
         names = {int(c["id"]): str(c["name"]) for c in dataset.get("categories", [])}
-        images = list(dataset["images"])
+        images = [dict(img) for img in dataset["images"]]
         anns = list(dataset.get("annotations", []))
     except (KeyError, TypeError, ValueError) as exc:
         raise ExportError(f"not a COCO dataset: {exc!r}") from exc
@@ -52,12 +54,39 @@ def iter_coco_images(dataset: Mapping) -> Iterator[tuple[dict, Detections]]:
             raise ExportError(f"annotation {ann.get('id')}: category_id {ann.get('category_id')} is not in "
                               "'categories'")
         by_image.setdefault(image_id, []).append(ann)
+    return images, by_image, names, with_score
+
+
+def iter_coco_images(dataset: Mapping) -> Iterator[tuple[dict, Detections]]:
+    """Yield ``(image entry, Detections)`` for every image of a COCO dataset, in file order, decoding one
+    image's masks at a time.
+
+    Labels are the category names. Raises :class:`ExportError` naming the annotation when an entry is
+    malformed (unknown image or category, bad bbox).
+    """
+    images, by_image, names, with_score = index_coco(dataset)
     for img in images:
-        yield dict(img), _image_detections(img, by_image.get(int(img["id"]), []), names, with_score)
+        yield img, image_detections(img, by_image.get(int(img["id"]), []), names, with_score)
 
 
-def _image_detections(img: Mapping, anns: list[Mapping], names: dict[int, str], with_score: bool
-                      ) -> Detections:
+def has_mask(ann: Mapping) -> bool:
+    """True when an annotation's segmentation is a mask, not empty or its own box (no decoding)."""
+    seg = ann.get("segmentation")
+    if not seg:
+        return False
+    if isinstance(seg, list) and len(seg) == 1:
+        try:
+            x, y, w, h = (float(v) for v in ann["bbox"])
+            return not _same_ring([float(v) for v in seg[0]], box_polygon(
+                snap_box([x, y, x + w, y + h], (10**9, 10**9))))
+        except (KeyError, TypeError, ValueError):
+            return True
+    return True
+
+
+def image_detections(img: Mapping, anns: list[Mapping], names: dict[int, str], with_score: bool
+                     ) -> Detections:
+    """The Detections of one image from its annotations (see :func:`index_coco`)."""
     width, height = int(img["width"]), int(img["height"])
     xyxy, labels, scores, masks = [], [], [], []
     for ann in anns:

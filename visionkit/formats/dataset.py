@@ -44,7 +44,7 @@ from PIL import Image
 from ..atomic import write_bytes_atomic
 from ..detections import Detections
 from ..errors import ExportError, InputError, VisionkitError
-from .coco_read import iter_coco_images
+from .coco_read import has_mask, image_detections, index_coco
 
 __all__ = ["FORMATS", "ExportSummary", "RunImage", "load_runs", "parse_split", "assign_splits",
            "copy_upright", "export_dataset"]
@@ -58,15 +58,28 @@ _SAVE = {".jpg": ("JPEG", {"quality": 95}), ".jpeg": ("JPEG", {"quality": 95}), 
 
 @dataclass
 class RunImage:
-    """One labelled image of a run, ready to export."""
+    """One labelled image of a run, ready to export. Its masks are decoded only when
+    :attr:`detections` is read (each time), so an export holds one image's masks at a time."""
 
     file_name: str           # as in the run's annotations.json (relative to its input folder)
     source: Path             # the input image
     width: int
     height: int
-    detections: Detections   # labels are category names
+    annotations: list        # its COCO annotations, as in the file
+    names: dict              # category id -> name
+    with_score: bool = False
     points: list = field(default_factory=list)  # point annotations (formats.keypoints), with "label"
     run: Path = Path(".")
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.names[int(a["category_id"])] for a in self.annotations]
+
+    @property
+    def detections(self) -> Detections:
+        """Detections (labels are category names), decoded from the annotations now."""
+        return image_detections({"width": self.width, "height": self.height}, self.annotations, self.names,
+                                self.with_score)
 
 
 @dataclass
@@ -155,7 +168,8 @@ def load_runs(runs: Sequence[str | os.PathLike], images_root: str | os.PathLike 
                 row = {k: v for k, v in ann.items() if k not in ("id", "image_id", "category_id")}
                 row["label"] = kp_names[ann["category_id"]]
                 points.setdefault(kp_files[ann["image_id"]], []).append(row)
-        for img, dets in iter_coco_images(dataset):
+        entries, by_image, names, with_score = index_coco(dataset)
+        for img in entries:
             name = img["file_name"]
             if name in seen:
                 raise ExportError(f"{name} is in two runs ({seen[name]} and {run}); export them separately "
@@ -163,7 +177,8 @@ def load_runs(runs: Sequence[str | os.PathLike], images_root: str | os.PathLike 
             seen[name] = run
             source = (Path(images_root) / name if images_root is not None
                       else Path(sources.get(name, run / "?missing" / name)))
-            out.append(RunImage(name, source, int(img["width"]), int(img["height"]), dets,
+            out.append(RunImage(name, source, int(img["width"]), int(img["height"]),
+                                by_image.get(int(img["id"]), []), names, with_score,
                                 points.get(name, []), run))
     return out
 
@@ -257,13 +272,14 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise ExportError(f"{dest} exists and is not an empty folder; choose a new --to folder")
     images = load_runs([runs] if isinstance(runs, (str, os.PathLike)) else runs, images_root)
-    cats = CategoryMap(categories).fit(str(lbl) for im in images for lbl in im.detections.labels)
+    cats = CategoryMap(categories).fit(lbl for im in images for lbl in im.labels)
     summary = ExportSummary(dest=dest, format=format)
     summary.points = sum(len(im.points) for im in images)
     # point categories: one list for every split, so ids agree between the split files
     kp_cats = CategoryMap(categories).fit(p["label"] for im in images for p in im.points).categories
     if format == "yolo":
-        format = "yolo-segment" if any(im.detections.masks is not None for im in images) else "yolo-detect"
+        masks = any(has_mask(a) for im in images for a in im.annotations)
+        format = "yolo-segment" if masks else "yolo-detect"
         summary.format = format
     where = assign_splits([im.file_name for im in images], split, seed)
     names_out: dict[tuple[str, str], str] = {}
@@ -299,7 +315,7 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
         members = per_split.get(part, [])
         summary.images[part] = len(members)
         if format == "coco":
-            ds = to_coco([(dest_name(m.file_name), (m.width, m.height), m.detections) for m in members],
+            ds = to_coco(((dest_name(m.file_name), (m.width, m.height), m.detections) for m in members),
                          cats.categories, polygons=polygons, polygon_holes=polygon_holes,
                          info={"description": f"visionkit export, split {part}"})
             write_json_atomic(dest / "annotations" / f"instances_{part}.json", ds)
@@ -315,12 +331,13 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
         else:
             class_of = {}
             for m in members:
-                for lbl in set(map(str, m.detections.labels)):
+                for lbl in set(m.labels):
                     cat = cats.lookup(lbl)
                     if cat is not None:
                         class_of[lbl] = [c["id"] for c in cats.categories].index(cat)
                 counts: Counter = Counter()
-                lines = yolo_lines(m.detections, class_of, segment=format == "yolo-segment", report=counts)
+                dets = m.detections
+                lines = yolo_lines(dets, class_of, segment=format == "yolo-segment", report=counts)
                 stem = Path(dest_name(m.file_name)).with_suffix(".txt")
                 write_bytes_atomic(dest / "labels" / part / stem, ("\n".join(lines) + "\n" if lines else "")
                                    .encode("utf-8"))

@@ -144,7 +144,7 @@ def consensus(runs: Sequence[DatasetSource], *, iou: float = DEFAULT_IOU,
         raise ConfigError(f"consensus iou must be in (0, 1], got {iou}")
     if names is None:
         names = [os.fspath(r) if not isinstance(r, Mapping) else f"run {k + 1}" for k, r in enumerate(runs)]
-    per_run = [_objects(load_dataset(r, what=f"run {names[k]}"), k) for k, r in enumerate(runs)]
+    per_run = [_objects(load_dataset(r, what="run"), k) for k, r in enumerate(runs)]
     files: dict[str, None] = {}
     for run in per_run:
         files.update(dict.fromkeys(run))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,9 @@ def ann_to_crop(ann: Mapping, width: int, height: int) -> MaskCrop | None:
     x, y, w, h = (int(v) for v in mask_utils.toBbox(rle))
     if w <= 0 or h <= 0:
         return None
-    full = mask_utils.decode(rle)
+    with warnings.catch_warnings():  # pycocotools 2.0.x under numpy 2 warns about __array__; harmless
+        warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
+        full = mask_utils.decode(rle)
     return MaskCrop(np.ascontiguousarray(full[y:y + h, x:x + w].astype(bool)), x, y)
 
 

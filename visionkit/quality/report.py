@@ -63,7 +63,10 @@ class ReportSummary:
 def make_thumbnail(src: Path, dst: Path, size: int) -> tuple[int, int]:
     """Write a JPEG of ``src`` whose longest side is at most ``size``; returns its ``(width, height)``."""
     with Image.open(src) as im:
-        im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, far cheaper than full size
+        scale = min(1.0, size / max(im.size))
+        # JPEG: decode at the smallest 1/2, 1/4 or 1/8 scale that still covers the thumbnail's size;
+        # far cheaper than a full-size decode (the request is the thumbnail's own size, not a square).
+        im.draft("RGB", (max(1, math.ceil(im.size[0] * scale)), max(1, math.ceil(im.size[1] * scale))))
         im = im.convert("RGB")
         im.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
         buf = io.BytesIO()
