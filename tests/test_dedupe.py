@@ -132,6 +132,9 @@ CUP = (10, 10, 50, 40)
     # a chain: 1 repeats 0 and is dropped; 2 repeats 1 but not 0, so it survives (compared to survivors)
     ([((0, 0, 40, 10), "cup", None), ((4, 0, 44, 10), "cup", None), ((8, 0, 48, 10), "cup", None)],
      0.75, False, [0, 2]),
+    # mask IoU exactly at the threshold (7 / 10): dropped; the area-ratio pruning must not skip it
+    ([((0, 0, 10, 1), "cup", box_crop(0, 0, 10, 1)), ((0, 0, 7, 1), "cup", box_crop(0, 0, 7, 1))],
+     0.7, False, [0]),
     # edge boxes in a non-square image
     ([((60, 30, 97, 61), "cup", box_crop(60, 30, 97, 61)),
       ((60, 30, 97, 61), "cup", box_crop(60, 30, 97, 61))], 0.9, False, [0]),

@@ -160,3 +160,32 @@ def test_the_cli_prints_the_warning_as_one_line(builtin_font, tmp_path):
         draw_overlay(np.zeros((90, 160, 3), np.uint8), one("猫"))
     lines = err.getvalue().splitlines()
     assert len(lines) == 1 and lines[0].startswith("visionkit: warning: label '猫'")
+
+
+# -- end to end: the CLI keeps every image ------------------------------------------------------------
+
+@pytest.mark.parametrize("overlays", [True, False])
+def test_the_cli_keeps_images_whose_labels_have_newlines_surrogates_or_missing_glyphs(overlays, tmp_path,
+                                                                                    builtin_font):
+    from PIL import Image
+
+    from visionkit.cli import main
+
+    images, replay = tmp_path / "images", tmp_path / "replay"
+    images.mkdir()
+    replay.mkdir()
+    answers = {"newline": '[{"box_2d": [100, 100, 600, 500], "label": "coffee\\nmug"}]',
+               "surrogate": '[{"box_2d": [100, 100, 600, 500], "label": "cup \\ud83d"}]',
+               "glyphs": '[{"box_2d": [100, 100, 600, 500], "label": "猫"}]'}
+    for stem, text in answers.items():
+        Image.new("RGB", (120, 80), (40, 90, 160)).save(images / f"{stem}.png")
+        (replay / f"{stem}.txt").write_text(text, encoding="utf-8")
+    out, err = io.StringIO(), io.StringIO()
+    argv = [str(images), "--out", str(tmp_path / "out"), "--task", "detect", "--replay", str(replay)]
+    code = main(["label", *argv, *([] if overlays else ["--no-overlays"])], stdout=out, stderr=err)
+    assert code == 0, err.getvalue()
+    coco = json.loads((tmp_path / "out" / "annotations.json").read_text(encoding="utf-8"))
+    assert sorted(c["name"] for c in coco["categories"]) == ["coffee\nmug", "cup \ufffd", "猫"]
+    assert json.loads((tmp_path / "out" / "failures.json").read_text()) == []
+    assert "surrogate" in err.getvalue()
+    assert ("cannot draw '猫'" in err.getvalue()) == overlays

@@ -51,13 +51,15 @@ __all__ = ["INVALID", "ItemList", "find_items"]
 # After an opening ```: an optional language tag (json, JSON, ...) and the rest of that line's blanks.
 _FENCE_LANG = re.compile(r"[ \t]*[A-Za-z0-9_+-]*[ \t]*\r?\n?")
 # A string token (complete), a lone quote (an unterminated string), or a bracket.
-_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|"|[\[\]{}]', re.DOTALL)
+# (The string is written as an unrolled loop, ``[^"\\]*(?:\\.[^"\\]*)*``: an alternation per character is
+# some 20x slower on long base64 mask strings.)
+_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|"|[\[\]{}]', re.DOTALL)
 _WS = re.compile(r"\s*")
 _SCALAR_END = re.compile(r"[,\]}\s]")
 # Left to right: a complete JSON string (kept as is), or a bare `<start_of_mask><seg_1>...` token run outside
 # any string, with an optional lopsided closing quote (`"mask": <start_of_mask><seg_35>...<seg_22>"`).
-_STRING_OR_SEG = re.compile(r'"(?:[^"\\]|\\.)*"|<start_of_mask>(?:\s*<seg_\d+>)*(?:\s*<end_of_mask>)?"?',
-                            re.DOTALL)
+_STRING_OR_SEG = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"'
+                            r'|<start_of_mask>(?:\s*<seg_\d+>)*(?:\s*<end_of_mask>)?"?', re.DOTALL)
 _MEMBER_LIST = re.compile(r'^\s*"[^"\n]{1,64}"\s*:')
 _ITEM_KEYS = ("box_2d", "point", "mask", "label")
 _DETECTION_KEYS = ("box_2d", "point")
@@ -182,7 +184,8 @@ def _detections(items: list[Any]) -> int:
 
 def _best_candidate(text: str) -> ItemList:
     """Apply the candidate rule of the module docstring."""
-    candidates = sorted(_fence_candidates(text) + _prose_candidates(text), key=lambda c: c.start)
+    fenced, decoded = _fence_candidates(text)
+    candidates = sorted(fenced + _prose_candidates(text, decoded), key=lambda c: c.start)
     if not candidates and _MEMBER_LIST.match(text):
         # A fragment like `"box_2d": [...], "mask": ...` that lost its opening brace.
         candidates = [_Candidate(0, _LOOKS_LIKE_ITEMS, body="{" + text.strip())]
@@ -214,45 +217,51 @@ def _rank_decoded(value: Any) -> int:
     return _ITEMS if _holds_items(value) else _OTHER
 
 
-def _fence_candidates(text: str) -> list[_Candidate]:
-    out = []
-    for start, content in _fenced_blocks(text):
+def _fence_candidates(text: str) -> tuple[list[_Candidate], dict[int, int]]:
+    """Candidates of the fenced blocks, and ``{start: end}`` of those that decoded (the prose scan skips
+    them rather than decoding them twice)."""
+    out, decoded = [], {}
+    for start, content, value in _fenced_blocks(text):
         stripped = content.strip()
-        if stripped[:1] not in ("[", "{"):
-            continue
         start += len(content) - len(content.lstrip())
-        try:
-            value = json.loads(stripped)
-        except _JSON_ERRORS:
+        if value is _MISSING:
             looks = _looks_like_items(stripped, 0)
             out.append(_Candidate(start, _LOOKS_LIKE_ITEMS if looks else _OTHER, body=stripped))
         else:
             out.append(_Candidate(start, _rank_decoded(value), value=value))
-    return out
+            decoded[start] = start + len(stripped)
+    return out, decoded
 
 
 def _fenced_blocks(text: str):
-    """``(start, content)`` of Markdown code fences, in order; an unclosed last fence runs to the end.
+    """``(start, content, value)`` of the Markdown code fences whose content starts with ``[`` or ``{``, in
+    order; an unclosed last fence runs to the end. ``value`` is the decoded content, or ``_MISSING``.
 
-    A fence whose content starts with a JSON value ends at the first ```` ``` ```` after that value's
-    closing bracket (found string-aware), so a label holding ```` ``` ```` does not end it. When the value
-    does not close, the fence ends at the next ```` ``` ````; from then on every fence does (the text is cut
-    off or unbalanced, and scanning it again for each later fence would be quadratic).
+    A fence ends at the first ```` ``` ```` after its JSON value's closing bracket, so a label holding
+    ```` ``` ```` does not end it. The plain reading (the next ```` ``` ````) is tried first: when its
+    content decodes, the value ended before that fence. Otherwise the value's end is found string-aware;
+    when it does not close, the fence ends at the next ```` ``` ````, and from then on every fence does (the
+    text is cut off or unbalanced, and scanning it again for each later fence would be quadratic).
     """
     pos = text.find("```")
     string_aware = True
     while pos != -1:
         start = _FENCE_LANG.match(text, pos + 3).end()
-        search_from = start
         first = _WS.match(text, start).end()
-        if string_aware and text[first:first + 1] in ("[", "{"):
-            close = _matching_close(text, first)
-            if close is None:
-                string_aware = False
-            else:
-                search_from = close
-        end = text.find("```", search_from)
-        yield start, (text[start:] if end == -1 else text[start:end])
+        end = text.find("```", start)
+        value = _MISSING
+        if text[first:first + 1] in ("[", "{"):
+            content = text[start:] if end == -1 else text[start:end]
+            with contextlib.suppress(*_JSON_ERRORS):
+                value = json.loads(content)
+            if value is _MISSING and string_aware and end != -1:
+                close = _matching_close(text, first)
+                if close is None:
+                    string_aware = False
+                else:
+                    end = text.find("```", close)
+                    content = text[start:] if end == -1 else text[start:end]
+            yield start, content, value
         if end == -1:
             return
         pos = text.find("```", end + 3)
@@ -265,14 +274,15 @@ def _looks_like_items(text: str, i: int) -> bool:
     return ch == '"' if text[i] == "{" else ch == "{"
 
 
-def _prose_candidates(text: str) -> list[_Candidate]:
+def _prose_candidates(text: str, skip: dict[int, int]) -> list[_Candidate]:
     """JSON values in the text, left to right: brackets followed by a value, key or close.
 
     A candidate that decodes is kept with its value and the scan goes on after it. One that does not
     decode but looks like the start of items is kept with its text up to its closing bracket, and the scan
     goes on after it; if it never closes (cut off), it runs to the end of the text and the scan stops.
     The first of anything else is kept as a last resort and the scan goes on inside it. Only the first
-    few candidates are decoded; later ones are judged by their look alone.
+    few candidates are decoded; later ones are judged by their look alone. A value at a ``skip`` start
+    (a fenced block that decoded) is passed over to its end.
     """
     out: list[_Candidate] = []
     pos = attempts = 0
@@ -283,6 +293,9 @@ def _prose_candidates(text: str) -> list[_Candidate]:
         if match is None:
             break
         i = match.start()
+        if i in skip:
+            pos = skip[i]
+            continue
         pos = i + 1
         nxt = _WS.match(text, i + 1).end()
         ch = text[nxt] if nxt < n else ""

@@ -59,7 +59,7 @@ def repair_surrogates(text: str) -> tuple[str, int]:
 
     Returns ``(text, count)``, count being the number of lone surrogates replaced.
     """
-    if not _RAW_SURROGATE.search(text):
+    if text.isascii() or not _RAW_SURROGATE.search(text):  # isascii: a fast path for most answers
         return text, 0
     # UTF-16 with surrogatepass joins the pairs; decoding with "replace" turns each lone half into U+FFFD.
     fixed = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")

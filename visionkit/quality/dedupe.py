@@ -57,13 +57,18 @@ def dedupe(dets: Detections, iou: float = 0.7, class_agnostic: bool = False) -> 
     has_mask = areas >= 0
     # Mask IoU can only reach `iou` when the crops' windows overlap and the smaller mask is at least
     # `iou` times the larger one (inter <= min area, union >= max area): cheap vectorized pruning.
-    win = np.array([m.xyxy if m is not None else (0, 0, 0, 0) for m in masks], dtype=np.float64)
-    windows_meet = box_iou(win, win) > 0
-    lo, hi = np.minimum.outer(areas, areas), np.maximum.outer(areas, areas)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio_ok = np.where(hi > 0, lo / np.where(hi > 0, hi, 1), 0.0) >= iou
-
     both = has_mask[:, None] & has_mask[None, :]
+    if both.any():
+        win = np.array([m.xyxy if m is not None else (0, 0, 0, 0) for m in masks], dtype=np.int64)
+        x0, y0, x1, y1 = (win[:, k] for k in range(4))
+        windows_meet = ((np.minimum.outer(x1, x1) > np.maximum.outer(x0, x0))
+                        & (np.minimum.outer(y1, y1) > np.maximum.outer(y0, y0)))
+        lo, hi = np.minimum.outer(areas, areas), np.maximum.outer(areas, areas)
+        # lo / hi, not lo >= iou * hi: division rounds monotonically, so a pair whose computed
+        # inter / union reaches `iou` is never pruned at the boundary.
+        ratio_ok = (hi > 0) & (lo / np.maximum(hi, 1) >= iou)
+    else:
+        windows_meet = ratio_ok = both
     # Pairs that can reach `iou`: a mask pair passing the pruning, or a box pair already at `iou`.
     possible = (classes[:, None] == classes[None, :]) & np.where(both, windows_meet & ratio_ok, boxes >= iou)
     alive = np.zeros(n, dtype=bool)
