@@ -93,3 +93,18 @@ def test_concurrent_writers_leave_one_whole_file(tmp_path):
 def test_bad_mode_is_refused(tmp_path):
     with pytest.raises(ValueError, match="mode"), atomic_open(tmp_path / "x", "a"):
         pass
+
+
+@pytest.mark.parametrize("durable, syncs", [(True, 1), (False, 0)])
+def test_durable_controls_the_fsync_only(tmp_path, monkeypatch, durable, syncs):
+    """Overlays skip the fsync (they can be drawn again); everything else keeps it. Either way the write
+    is atomic: the content is complete and no temp file is left."""
+    import visionkit.atomic as atomic
+
+    calls = []
+    real = atomic.os.fsync
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: (calls.append(fd), real(fd)))
+    target = tmp_path / "o.jpg"
+    atomic.write_bytes_atomic(target, b"x" * 1000, durable=durable)
+    assert len(calls) == syncs
+    assert target.read_bytes() == b"x" * 1000 and sorted(p.name for p in tmp_path.iterdir()) == ["o.jpg"]

@@ -34,11 +34,13 @@ def _create_temp(path: Path) -> tuple[int, Path]:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
+def atomic_open(path: str | os.PathLike, mode: str = "w", *, durable: bool = True) -> Iterator[IO]:
     """Open a temp file beside ``path`` for writing; on a clean exit it replaces ``path``.
 
     ``mode`` is ``"w"`` (UTF-8 text) or ``"wb"``. On an exception the temp file is removed and ``path`` is
-    left as it was. OS errors become :class:`ExportError` naming the path.
+    left as it was. OS errors become :class:`ExportError` naming the path. ``durable=False`` skips the
+    fsync: readers still never see half a file, but after a power loss the new file may be lost; only for
+    files that can be made again (overlays), where the fsync cost more wall time than drawing them.
     """
     path = Path(path)
     if mode not in ("w", "wb"):
@@ -53,7 +55,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as fh:
             yield fh
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
         replaced = True
     except OSError as exc:
@@ -64,8 +67,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
                 os.unlink(tmp)
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically."""
-    with atomic_open(path, "wb") as fh:
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, durable: bool = True) -> Path:
+    """Write ``data`` to ``path`` atomically (``durable``: as :func:`atomic_open`)."""
+    with atomic_open(path, "wb", durable=durable) as fh:
         fh.write(data)
     return Path(path)

@@ -152,6 +152,8 @@ def write_overlay(path: str | os.PathLike, image: str | os.PathLike | np.ndarray
     data = encode_image(drawn, fmt, reuse=True)
     del drawn
     try:
-        write_bytes_atomic(Path(path), data)
+        # No fsync: an overlay can be drawn again (visionkit overlays), and on a loaded disk the fsync
+        # cost more wall time than the whole rest of the image's work.
+        write_bytes_atomic(Path(path), data, durable=False)
     except OSError as exc:
         raise ExportError(f"cannot write overlay {path}: {exc}") from exc
