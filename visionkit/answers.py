@@ -47,6 +47,17 @@ def _exact_replay(replay: Path, key: str) -> Path | None:
     return find_replay(replay, key, key)
 
 
+def request_record(task: str, prompt: str | None, classes: Sequence[str] | None, model: str | None,
+                   max_side: int | None, media_resolution: str | None = None) -> dict:
+    """What a saved answer must have been asked with to be reused (recorded beside it).
+    ``media_resolution`` is recorded only when set, so records written without it stay valid."""
+    record = {"task": task, "prompt": prompt, "classes": list(classes) if classes else None, "model": model,
+              "max_side": max_side}
+    if media_resolution:
+        record["media_resolution"] = media_resolution
+    return record
+
+
 def read_answer(path: Path) -> Any:
     """A replay or saved file: ``.json`` = a full generateContent response (dict), ``.txt`` = model text."""
     try:
@@ -186,16 +197,14 @@ class AnswerSource:
         self.task, self.prompt, self.classes = task, prompt, classes
         self.reask = reask  # ask once more with the polygon prompt when masks do not decode
         # What the saved answers must have been asked with (see visionkit.answers).
-        self.request = {"task": task, "prompt": prompt, "classes": list(classes) if classes else None,
-                        "model": getattr(client, "model", None),
-                        "max_side": getattr(client, "max_side", None)}
-        if getattr(client, "media_resolution", None):  # only when set: older records stay valid
-            self.request["media_resolution"] = client.media_resolution
+        self.request = request_record(task, prompt, classes, getattr(client, "model", None),
+                                      getattr(client, "max_side", None),
+                                      getattr(client, "media_resolution", None))
 
     def get(self, path: Path, file_name: str, key: str) -> tuple[Any, str, int, str | None]:
         """``(answer, source, attempts, note)``; source is "replay", "cache" or "api"."""
         if self.replay is not None:
-            return read_answer(self._replay_file(path, file_name, key)), "replay", 0, None
+            return read_answer(self.replay_file(path, file_name, key)), "replay", 0, None
         answer, stale = self.store.load(key, self.request, path)
         if answer is not None:
             return answer, "cache", 0, None
