@@ -75,14 +75,16 @@ def failures(out: Path) -> dict[str, dict]:
     return {f["key"]: f for f in json.loads((out / "failures.json").read_text())}
 
 
-def test_batch_run_writes_what_online_mode_writes(server, tmp_path):
+@pytest.mark.parametrize("model", ["gemini-2.5-flash", "gemini-3.7-flash"])
+def test_batch_run_writes_what_online_mode_writes(server, tmp_path, model):
     make_images(tmp_path / "imgs", 5)
-    code, stdout, stderr = label_batch(server, tmp_path / "imgs", tmp_path / "b")
+    code, stdout, stderr = label_batch(server, tmp_path / "imgs", tmp_path / "b", "--model", model)
     assert code == 0, stderr
     assert "5/5 images labelled" in stdout and "batch: 1 job(s), 5 of 5 requests answered" in stdout
     assert len(server.batch.creates) == 1 and not server.generate_requests  # nothing was asked online
+    assert server.batch.creates[0].path == f"/v1beta/models/{model}:batchGenerateContent"
     code, _, _ = run("label", tmp_path / "imgs", "--out", tmp_path / "o", "--task", "detect",
-                     "--base-url", server.base_url)
+                     "--base-url", server.base_url, "--model", model)
     assert code == 0
     batch_coco = json.loads((tmp_path / "b" / "annotations.json").read_text())
     online_coco = json.loads((tmp_path / "o" / "annotations.json").read_text())
@@ -93,7 +95,7 @@ def test_batch_run_writes_what_online_mode_writes(server, tmp_path):
     # The batch answers carry online mode's request fingerprint: an online rerun asks for nothing.
     asked = len(server.generate_requests)
     code, stdout, _ = run("label", tmp_path / "imgs", "--out", tmp_path / "b", "--task", "detect",
-                          "--base-url", server.base_url)
+                          "--base-url", server.base_url, "--model", model)
     assert code == 0 and len(server.generate_requests) == asked and "5 from cache" in stdout
     # ... and each batch line was the online request for that image.
     online = sorted((r.text, r.generation_config == server.generate_requests[0].generation_config)

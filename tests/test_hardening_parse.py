@@ -107,6 +107,13 @@ def test_an_unfenced_list_starting_with_a_literal_keeps_every_item(first, kind):
     assert reasons(d) == [f"item 0: item is {kind}, expected an object; skipped"]
 
 
+@pytest.mark.parametrize("first", ["null", "true", "1"])
+def test_a_cut_off_list_starting_with_a_scalar_keeps_its_complete_items(first):
+    bad = json.dumps({"box_2d": "0,0,10,10"})
+    d = parse_response(f"[{first}, {bad}, {IT}, {IT}, {{\"box_2d\": [1, ", (100, 100))
+    assert labels(d) == ["cup", "cup"] and [w.index for w in d.warnings] == [0, 1, 4]
+
+
 # -- #5 ``` inside a label -----------------------------------------------------------------------------
 
 def test_a_fence_inside_a_label_does_not_end_the_fence():
@@ -204,3 +211,11 @@ def test_a_hand_built_label_with_a_lone_surrogate_is_an_export_error_not_a_crash
     with pytest.raises(ExportError, match="surrogates not allowed"):
         write_json_atomic(tmp_path / "a.json", to_coco([("a.jpg", (10, 10), d)]))
     assert list(tmp_path.iterdir()) == []  # no half file, no temp file
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('"box_2d": [100, 100, 500, 500], "label": "cup"}', ["cup"]),
+    ('  "box_2d": [100, 100, 500, 500], "label": "cup", "mask": "<start_of_mask><seg_1>"}', ["cup"]),
+])
+def test_a_fragment_that_lost_its_opening_brace_is_read_as_an_item(text, expected):
+    assert labels(parse_response(text, (100, 100))) == expected

@@ -249,3 +249,17 @@ def test_a_broken_page_is_caught(run, browser, tmp_path):
     browser.get((out / "index.html").resolve().as_uri())
     browser.execute_script("window.scrollTo(0, document.body.scrollHeight)")
     assert wait_for(lambda: any(e["level"] == "SEVERE" for e in browser.get_log("browser")))
+
+
+def test_eval_scores_join_by_base_name(tmp_path):
+    """eval.json names the truth's files; a run's sub/a.png shows the F1 of the truth's a.png."""
+    wh = (50, 40)
+    dets = vk.Detections(np.array([[1, 1, 20, 20]], float), ["cup"], wh)
+    run = tmp_path / "run"
+    run.mkdir()
+    vk.write_json_atomic(run / "annotations.json", vk.to_coco([("sub/a.png", wh, dets), ("b.png", wh, dets)]))
+    vk.write_json_atomic(run / "eval.json", {"summary": {"AP": 0.5}, "per_class": [], "notes": [],
+                                             "images": [{"file_name": "b.png", "f1": 1.0},
+                                                        {"file_name": "a.png", "f1": 0.25}]})
+    data = page_data(build_report(run).path.read_text())
+    assert [(e["f"], e["e"]) for e in data["images"]] == [("sub/a.png", 0.25), ("b.png", 1.0)]

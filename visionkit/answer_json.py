@@ -20,14 +20,15 @@ What is accepted, on purpose:
   decoding, with a warning (see :mod:`visionkit.textclean`).
 
 **Which JSON is the answer** (the candidate rule). Every fenced block and every JSON value in the prose
-is a candidate. The candidate that holds the most detections (objects with ``box_2d`` or ``point``)
-wins; on a tie, a candidate that decodes as it is beats one that had to be repaired or salvaged, then the
-earlier one wins. So an empty first fence followed by the real list, an example object in the prose
-(``Each item looks like {"label": "name"}.``) or a fenced snippet inside a label never hides the real
-list. When no candidate holds a detection, the first one that is a list of objects, an empty list, an
-item or a wrapper wins, then the first that looks like the start of items, then the first at all. Inside
-a wrapper, the member list with the most detections wins (the first list holding an object on a tie;
-with no such list, the first list, whose elements are then reported one by one).
+is a candidate. The candidate that holds the most detections (objects with a 4-value ``box_2d`` or a
+2-value ``point``) wins; on a tie, a candidate that decodes as it is beats one that had to be repaired
+or salvaged, then the earlier one wins. So an empty first fence followed by the real list, an example
+object in the prose (``Each item looks like {"label": "name"}.``) or a fenced snippet inside a label
+never hides the real list. When no candidate holds a detection, the first one that is a list of
+objects, an empty list, an item or a wrapper wins, then the first that looks like the start of items,
+then the first at all. Inside a wrapper, the member list with the most detections wins (the first list
+holding an object on a tie; with no such list, the first list, whose elements are then reported one by
+one).
 
 Anything with no JSON at all raises :class:`~visionkit.errors.ParseError`.
 
@@ -62,11 +63,11 @@ _STRING_OR_SEG = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"'
                             r'|<start_of_mask>(?:\s*<seg_\d+>)*(?:\s*<end_of_mask>)?"?', re.DOTALL)
 _MEMBER_LIST = re.compile(r'^\s*"[^"\n]{1,64}"\s*:')
 _ITEM_KEYS = ("box_2d", "point", "mask", "label")
-_DETECTION_KEYS = ("box_2d", "point")
 # After a member's key string: `: [`.
 _KEY_THEN_LIST = re.compile(r"\s*:\s*\[")
 # A JSON literal as a list element: `[null, ...`, `[true]`.
 _LITERAL = re.compile(r"(?:null|true|false)\s*[,\]]")
+_SCALAR_THEN_COMMA = re.compile(r"(?:null|true|false|-?\d[\d.eE+-]*)\s*,")
 _OPEN = re.compile(r"[\[{]")
 _DECODER = json.JSONDecoder()
 _MISSING = object()
@@ -179,16 +180,22 @@ def _read_text(body: str) -> ItemList:
 
 
 def _detections(items: list[Any]) -> int:
-    return sum(isinstance(v, dict) and any(k in v for k in _DETECTION_KEYS) for v in items)
+    """How many items look like detections: objects with a 4-element ``box_2d`` or a 2-element ``point``."""
+    return sum(isinstance(v, dict) and (_sized(v.get("box_2d"), 4) or _sized(v.get("point"), 2))
+               for v in items)
+
+
+def _sized(value: Any, n: int) -> bool:
+    return isinstance(value, list) and len(value) == n
 
 
 def _best_candidate(text: str) -> ItemList:
     """Apply the candidate rule of the module docstring."""
     fenced, decoded = _fence_candidates(text)
     candidates = sorted(fenced + _prose_candidates(text, decoded), key=lambda c: c.start)
-    if not candidates and _MEMBER_LIST.match(text):
+    if _MEMBER_LIST.match(text):
         # A fragment like `"box_2d": [...], "mask": ...` that lost its opening brace.
-        candidates = [_Candidate(0, _LOOKS_LIKE_ITEMS, body="{" + text.strip())]
+        candidates.insert(0, _Candidate(0, _LOOKS_LIKE_ITEMS, body="{" + text.strip()))
     if not candidates:
         raise ParseError("no JSON list or object found in the answer; expected a JSON list of "
                          "{\"box_2d\": [ymin, xmin, ymax, xmax], \"label\": ...} items", snippet=text[:80])
@@ -268,10 +275,13 @@ def _fenced_blocks(text: str):
 
 
 def _looks_like_items(text: str, i: int) -> bool:
-    """``[`` then ``{``, or ``{`` then ``"``: the start of a list of items or of an object."""
+    """``[`` then ``{`` (or a literal or number, then a comma: ``[null, {...``), or ``{`` then ``"``: the
+    start of a list of items or of an object."""
     nxt = _WS.match(text, i + 1).end()
     ch = text[nxt:nxt + 1]
-    return ch == '"' if text[i] == "{" else ch == "{"
+    if text[i] == "{":
+        return ch == '"'
+    return ch == "{" or _SCALAR_THEN_COMMA.match(text, nxt) is not None
 
 
 def _prose_candidates(text: str, skip: dict[int, int]) -> list[_Candidate]:

@@ -5,7 +5,6 @@ before it acts, so a process killed at any point resumes without creating a job 
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import time
@@ -42,18 +41,16 @@ _ENDED = {
 
 
 def request_body(client: Any, path: Path, task: str, prompt: str | None,
-                  classes: Sequence[str] | None) -> dict:
-    """The generateContent body for one image, as the online client would send it."""
-    # TEMPORARY until the shared request builder (visionkit.gemini.request) lands: the same three calls
-    # GeminiClient.annotate makes.
-    from .gemini.prompts import build_generation_config, build_prompt
+                 classes: Sequence[str] | None) -> dict:
+    """The generateContent body for one image: the one the online client sends (the shared builder,
+    :func:`visionkit.gemini.request.build_request`, with the client's options, model and image
+    preparation). A batch line carries no ``serviceTier``: a batch job is billed at the batch price."""
+    from .gemini.request import build_request
 
-    prepared = client.prepare(path)
-    image_part = {"inlineData": {"mimeType": prepared.mime_type,
-                                 "data": base64.b64encode(prepared.data).decode("ascii")}}
-    text = build_prompt(task, classes, prompt)
-    return {"contents": [{"role": "user", "parts": [image_part, {"text": text}]}],
-            "generationConfig": build_generation_config(client.model, task, classes)}
+    body = build_request(client.prepare(path), task, client.model, client.options(prompt=prompt,
+                                                                                  classes=classes))
+    body.pop("serviceTier", None)
+    return body
 
 
 def note(on_event: Callable[[str], None] | None, message: str) -> None:

@@ -182,6 +182,9 @@ def submit(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, clien
     if max_requests < 1 or max_file_bytes < 1:
         raise InputError(f"batch limits must be positive, got max_requests={max_requests}, "
                          f"max_file_bytes={max_file_bytes}")
+    from .gemini.request import plan_request
+
+    plan_request(task, client.model, client.options(prompt=prompt, classes=classes))  # bad options: now
     out = Path(out)
     images = find_inputs(inputs, out, glob=glob, exclude=exclude, limit=limit).images
     if not images:

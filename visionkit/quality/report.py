@@ -239,6 +239,10 @@ def build_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = 
         counts[int(ann["image_id"])] += 1
     warnings_by_file = {w["file"]: w for w in warned}
     f1 = {r["file_name"]: r.get("f1") for r in (ev or {}).get("images", [])}
+    # eval.json names the truth's files; a run's file joined by its base name is found the same way
+    by_base = Counter(PurePosixPath(name).name for name in f1)
+    f1.update({PurePosixPath(name).name: v for name, v in list(f1.items())
+               if by_base[PurePosixPath(name).name] == 1 and PurePosixPath(name).name not in f1})
 
     jobs, entries = [], []
     for image in data["images"]:
@@ -249,7 +253,7 @@ def build_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = 
                  "c": sorted(class_index[c] for c in image_classes.get(int(image["id"]), ())
                              if c in class_index),
                  "w": [w.get("reason", "") for w in warnings_by_file.get(name, {}).get("warnings", [])],
-                 "e": f1.get(name), "t": None, "o": None}
+                 "e": f1.get(name, f1.get(PurePosixPath(name).name)), "t": None, "o": None}
         if overlay is not None:
             entry["o"] = os.path.relpath(overlay, out).replace(os.sep, "/")
             jobs.append((entry, overlay, thumbs / f"{key}.jpg"))
