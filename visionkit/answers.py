@@ -47,6 +47,13 @@ def _exact_replay(replay: Path, key: str) -> Path | None:
     return find_replay(replay, key, key)
 
 
+def request_record(task: str, prompt: str | None, classes: Sequence[str] | None, model: str | None,
+                   max_side: int | None) -> dict:
+    """What a saved answer must have been asked with to be reused (recorded beside it)."""
+    return {"task": task, "prompt": prompt, "classes": list(classes) if classes else None, "model": model,
+            "max_side": max_side}
+
+
 def read_answer(path: Path) -> Any:
     """A replay or saved file: ``.json`` = a full generateContent response (dict), ``.txt`` = model text."""
     try:
@@ -185,14 +192,13 @@ class AnswerSource:
         self._unsaved_lock = threading.Lock()
         self.task, self.prompt, self.classes = task, prompt, classes
         # What the saved answers must have been asked with (see visionkit.answers).
-        self.request = {"task": task, "prompt": prompt, "classes": list(classes) if classes else None,
-                        "model": getattr(client, "model", None),
-                        "max_side": getattr(client, "max_side", None)}
+        self.request = request_record(task, prompt, classes, getattr(client, "model", None),
+                                      getattr(client, "max_side", None))
 
     def get(self, path: Path, file_name: str, key: str) -> tuple[Any, str, int, str | None]:
         """``(answer, source, attempts, note)``; source is "replay", "cache" or "api"."""
         if self.replay is not None:
-            return read_answer(self._replay_file(path, file_name, key)), "replay", 0, None
+            return read_answer(self.replay_file(path, file_name, key)), "replay", 0, None
         answer, stale = self.store.load(key, self.request, path)
         if answer is not None:
             return answer, "cache", 0, None

@@ -68,7 +68,7 @@ from .errors import (
 )
 from .formats.keypoints import keypoints_dataset, point_annotations
 from .inputs import find_inputs
-from .keys import assign_keys, load_key_map, record_keys
+from .keys import record_keys, run_keys, stem_owners
 from .masks import DEFAULT_THRESHOLD
 from .outdir import PREVIOUS_NAME, clean_stale_temps, keep_copy, lock_output, previous_counts
 from .overlay_files import (
@@ -162,27 +162,6 @@ class LabelSummary:
     def ok(self) -> bool:
         """True when every image succeeded and every output was written."""
         return self.failed == 0 and not self.overlay_failures and not self.export_errors and not self.unsaved
-
-
-def _assign_keys(images: Sequence[tuple[Path, Path]], out: Path, store: ResponseStore | None
-                 ) -> tuple[list[str], dict[str, str] | None]:
-    """Each image's stable key (see :mod:`visionkit.keys`), and the folder's recorded map (None if none)."""
-    names = [path.relative_to(root).as_posix() for path, root in images]
-    known = load_key_map(out)
-    owner_of = None
-    if known is None and store is not None:  # a folder from before keys.json: migrate (visionkit.keys)
-        paths = dict(zip(names, (path for path, _ in images)))
-
-        def owner_of(stem: str, files: list[str]) -> str | None:
-            return store.owner(stem, {f: paths[f] for f in files})
-    return assign_keys(names, known, owner_of), known
-
-
-def _stem_owners(images: Sequence[tuple[Path, Path]], keys: Sequence[str]) -> dict[str, list]:
-    owners: dict[str, list] = {}
-    for (path, root), key in zip(images, keys):
-        owners.setdefault(path.stem.casefold(), []).append((path.relative_to(root).as_posix(), key))
-    return owners
 
 
 def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: str = "segment",
@@ -284,10 +263,10 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
             cleanup.callback(client.close)
         spool = _prepare_output(out, cleanup, summary, on_notice, overlays=overlays,
                                 online=replay_dir is None)
-        keys, known_keys = _assign_keys(images, out, store)
+        keys, known_keys = run_keys(images, out, store.owner)
         record_keys(out, (p.relative_to(r).as_posix() for p, r in images), keys, known_keys)
         source = AnswerSource(replay_dir, store, client, RateLimiter(rpm), task, prompt, classes,
-                              stem_owners=_stem_owners(images, keys))
+                              stem_owners=stem_owners(images, keys))
         step = StepConfig(out=out, task=task, threshold=threshold, polygons=polygons,
                           overlay=(overlay_format, overlay_max_side) if overlays else None, dedupe=dedupe,
                           polygon_holes=polygon_holes)
@@ -607,6 +586,7 @@ def _process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, 
         answer, origin, attempts, note = source.get(path, file_name, key)
         stage = "image"
         size_wh = imageio.image_size(path)  # header only: the pixels are decoded for the overlay alone
+        large = imageio.large_image_note(size_wh)
         stage = "parse"
         dets = parse_response(answer, size_wh, threshold, masks=(task == "segment"))
         if dedupe is not None:  # near-duplicates out before export and overlay
@@ -633,7 +613,8 @@ def _process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, 
               "report": dict(report)}
     if points:
         record["points"] = points
-    warnings = dets.warnings if note is None else (ParseWarning(None, None, note), *dets.warnings)
+    notes = tuple(ParseWarning(None, None, n) for n in (note, large) if n)
+    warnings = (*notes, *dets.warnings) if notes else dets.warnings
     return ImageResult(file_name, key, True, origin, detections=len(dets), warnings=warnings,
                        attempts=attempts, overlay_error=overlay_error), record
 
