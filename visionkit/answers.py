@@ -48,10 +48,14 @@ def _exact_replay(replay: Path, key: str) -> Path | None:
 
 
 def request_record(task: str, prompt: str | None, classes: Sequence[str] | None, model: str | None,
-                   max_side: int | None) -> dict:
-    """What a saved answer must have been asked with to be reused (recorded beside it)."""
-    return {"task": task, "prompt": prompt, "classes": list(classes) if classes else None, "model": model,
-            "max_side": max_side}
+                   max_side: int | None, media_resolution: str | None = None) -> dict:
+    """What a saved answer must have been asked with to be reused (recorded beside it).
+    ``media_resolution`` is recorded only when set, so records written without it stay valid."""
+    record = {"task": task, "prompt": prompt, "classes": list(classes) if classes else None, "model": model,
+              "max_side": max_side}
+    if media_resolution:
+        record["media_resolution"] = media_resolution
+    return record
 
 
 def read_answer(path: Path) -> Any:
@@ -183,7 +187,7 @@ class AnswerSource:
 
     def __init__(self, replay: Path | None, store: ResponseStore, client: Any, limiter: RateLimiter,
                  task: str, prompt: str | None, classes: Sequence[str] | None,
-                 stem_owners: Mapping[str, Sequence[tuple[str, str]]] | None = None):
+                 stem_owners: Mapping[str, Sequence[tuple[str, str]]] | None = None, reask: bool = True):
         self.replay, self.store, self.client, self.limiter = replay, store, client, limiter
         # {stem.casefold(): [(file_name, key), ...]}: which images a bare-stem replay answer could mean.
         self.stem_owners = stem_owners or {}
@@ -191,9 +195,11 @@ class AnswerSource:
         self._unsaved: dict[str, tuple[Path, dict]] = {}
         self._unsaved_lock = threading.Lock()
         self.task, self.prompt, self.classes = task, prompt, classes
+        self.reask = reask  # ask once more with the polygon prompt when masks do not decode
         # What the saved answers must have been asked with (see visionkit.answers).
         self.request = request_record(task, prompt, classes, getattr(client, "model", None),
-                                      getattr(client, "max_side", None))
+                                      getattr(client, "max_side", None),
+                                      getattr(client, "media_resolution", None))
 
     def get(self, path: Path, file_name: str, key: str) -> tuple[Any, str, int, str | None]:
         """``(answer, source, attempts, note)``; source is "replay", "cache" or "api"."""
@@ -204,18 +210,32 @@ class AnswerSource:
             return answer, "cache", 0, None
         self.limiter.acquire()
         result = self.client.annotate(path, self.task, prompt=self.prompt, classes=self.classes)
+        response, attempts, reasked = self._checked(result, path)
         try:
-            answer_text(result.response)
+            answer_text(response)
         except (BlockedError, EmptyResponseError):
             pass  # not saved: a rerun may get a real answer
         else:
             # Saved even when it will not parse: re-parsing later must not pay for the API again.
-            unsaved = self._save(key, path, result.response)
+            unsaved = self._save(key, path, response)
             if unsaved:
                 stale = unsaved if stale is None else f"{stale}; asked again; {unsaved}"
-                return result.response, "api", result.attempts, stale
+                return response, "api", attempts, "; ".join(filter(None, (stale, reasked)))
         note = None if stale is None else f"{stale}; asked again"
-        return result.response, "api", result.attempts, note
+        note = "; ".join(filter(None, (note, reasked))) or None
+        return response, "api", attempts, note
+
+    def _checked(self, result: Any, path: Path) -> tuple[dict, int, str | None]:
+        """The response to keep (with its usage entry), the HTTP attempts in all, and a re-ask note."""
+        from . import reask
+
+        if not (self.reask and self.task == "segment" and hasattr(self.client, "info")):
+            return reask.no_reask(result), result.attempts, None
+        from .imageio import image_size
+
+        response, more, note = reask.reask(self.client, path, self.task, self.prompt, self.classes, result,
+                                           image_size(path))
+        return response, result.attempts + more, note
 
     def _save(self, key: str, path: Path, response: dict) -> str | None:
         """Save a paid answer; when that fails (a full disk), keep it in memory for a retry and say so."""

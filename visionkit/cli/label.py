@@ -41,7 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="Gemini model id (default: $VISIONKIT_MODEL, else gemini-3.8-flash; see the README's "
                         "model table)")
     p.add_argument("--base-url", help="API base URL (default: $GEMINI_BASE_URL or Google's endpoint)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds per request, also the deadline for a whole answer (default 60; 900 with "
+                        "--tier flex)")
     p.add_argument("--concurrency", type=int, default=4, help="images in flight (default 4)")
     p.add_argument("--rpm", type=float, help="maximum requests per minute (default: no limit)")
     p.add_argument("--max-side", type=int, default=1024, help="longest side sent to the API (default 1024)")
@@ -61,6 +63,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--categories", metavar="FILE",
                    help="fix COCO category ids across runs: a COCO file or categories list (.json), or a "
                         "names file, one per line (default: ids from --classes, else from the labels)")
+    # -- models, cost and speed (issue 6) --
+    p.add_argument("--media-resolution", choices=("low", "medium", "high", "ultra_high"), default=None,
+                   help="image token budget sent as mediaResolution (low/medium/high for every model that "
+                        "takes it, ultra_high per image part on Gemini 3) (default: the model's own)")
+    p.add_argument("--tier", choices=("standard", "flex", "priority"), default="standard",
+                   help="service tier: flex costs half with latencies of minutes and dropped requests "
+                        "(retried), priority costs more (default standard)")
+    p.add_argument("--no-reask", action="store_true",
+                   help="do not ask again with the polygon prompt when an answer's masks cannot be decoded "
+                        "(seg tokens, placeholders) (default: ask once more)")
+    p.add_argument("--price-in", type=float, metavar="USD", default=None,
+                   help="USD per 1M input tokens, to print the run's cost (default: no cost)")
+    p.add_argument("--price-out", type=float, metavar="USD", default=None,
+                   help="USD per 1M output tokens, thinking included (default: no cost)")
     # -- batch mode (issue 7) --
     p.add_argument("--batch", action="store_true",
                    help="send the requests as Gemini Batch API jobs (half the price, results within 24 h), "
@@ -129,12 +145,14 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     if args.dry_run:
         return _dry_run(args, classes, stdout)
     reporter = Reporter(stderr, args.quiet)
+    prices = _prices(args)
 
     def client_factory():
         from ..gemini import GeminiClient
 
         return GeminiClient(model=args.model, base_url=args.base_url, timeout=args.timeout,
-                            max_side=args.max_side, on_retry=reporter.retry)
+                            max_side=args.max_side, on_retry=reporter.retry,
+                            media_resolution=args.media_resolution, service_tier=args.tier)
 
     if getattr(args, "batch", False):  # batch jobs answer first; the label run below reads their answers
         client_factory, code = _batch_cli.run_jobs(args, client_factory, reporter, stdout, stderr)
@@ -150,7 +168,8 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
                         on_image=reporter.image, on_progress=reporter.progress,
                         polygon_holes=args.polygon_holes, categories=categories,
                         on_notice=reporter.notice, on_interrupt=reporter.interrupt,
-                        glob=args.glob, exclude=args.exclude, limit=args.limit)
+                        glob=args.glob, exclude=args.exclude, limit=args.limit,
+                        reask=not args.no_reask, prices=prices)
     finally:
         reporter.finish()
     _print_summary(summary, args, stdout)
@@ -192,6 +211,13 @@ def _print_summary(summary, args: argparse.Namespace, stdout: TextIO) -> None:
     if summary.points:
         stdout.write(f"{summary.points} points (pointing answers, no box) are not COCO instances: written as "
                      f"COCO keypoints to {summary.out / 'keypoints.json'}\n")
+    if summary.usage.requests:
+        again = f", {summary.reasked} images asked again with the polygon prompt" if summary.reasked else ""
+        stdout.write(f"tokens: {summary.usage.describe()}{again} (in {summary.out / 'usage.json'})\n")
+        prices = _prices(args)
+        if prices is not None:
+            stdout.write(f"cost: ${summary.usage.cost(*prices):.4f} at ${prices[0]:g}/${prices[1]:g} per 1M "
+                         "input/output tokens (cached input counted at the full price)\n")
     if summary.stopped:
         stdout.write(f"stopped early: {summary.stopped}\n")
     if summary.kept_previous:
@@ -210,3 +236,15 @@ def _print_summary(summary, args: argparse.Namespace, stdout: TextIO) -> None:
         stdout.write(f"{summary.unsaved} paid answers could not be saved; a rerun will ask for them again\n")
     if (summary.failed or summary.overlay_failures) and (summary.out / "failures.json").is_file():
         stdout.write(f"failures listed in {summary.out / 'failures.json'}\n")
+
+
+def _prices(args: argparse.Namespace) -> tuple[float, float] | None:
+    """``(--price-in, --price-out)``, both or neither; a missing one counts 0 (e.g. free output)."""
+    if args.price_in is None and args.price_out is None:
+        return None
+    pin, pout = args.price_in or 0.0, args.price_out or 0.0
+    if pin < 0 or pout < 0:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"--price-in and --price-out must be >= 0, got {pin} and {pout}")
+    return pin, pout
