@@ -179,7 +179,8 @@ def test_progress_bar_only_on_a_terminal_and_not_quiet(dataset, tmp_path, quiet)
     if quiet:
         assert shown == ""
     else:
-        assert "\r[" in shown and "2/2 done 2 failed 0 cached 0 retries 0 ETA 00:00" in shown
+        assert "\r2/2 images · 2 ok · 0 failed · 0 cached · 0 retries" in shown  # 80 columns: no [###]
+        assert shown.index("0/2 images") < shown.index("2/2 images")  # shown before the first image ends
         assert shown.endswith("\n")  # the bar line is closed
     plain = io.StringIO()  # not a terminal: no bar, only the warning lines
     main(argv[:-1] if quiet else argv, stdout=io.StringIO(), stderr=plain)

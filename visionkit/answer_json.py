@@ -200,12 +200,14 @@ def _best_candidate(text: str) -> ItemList:
         raise ParseError("no JSON list or object found in the answer; expected a JSON list of "
                          "{\"box_2d\": [ymin, xmin, ymax, xmax], \"label\": ...} items", snippet=text[:80])
     best: tuple[tuple[int, int, int], ItemList] | None = None
-    for c in candidates:
+    read: dict[int, ItemList | ParseError] = {}  # candidate index -> what reading it gave
+    for k, c in enumerate(candidates):
         if c.rank == _OTHER and c.value is _MISSING:
             continue  # read only as a last resort (below): salvaging prose is not free
         try:
-            found = _read(c)
-        except ParseError:
+            found = read[k] = _read(c)
+        except ParseError as exc:
+            read[k] = exc
             continue
         key = (_detections(found.items), c.rank, -c.start)
         if key[0] and (best is None or key > best[0]):
@@ -214,9 +216,12 @@ def _best_candidate(text: str) -> ItemList:
         return best[1]
     # No candidate holds a detection: the first items-like one, the first that looks like items, the first.
     for rank in (_ITEMS, _LOOKS_LIKE_ITEMS, _OTHER):
-        for c in candidates:
+        for k, c in enumerate(candidates):
             if c.rank == rank:
-                return _read(c)
+                result = read[k] if k in read else _read(c)
+                if isinstance(result, ParseError):
+                    raise result
+                return result
     raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -47,6 +47,17 @@ def _exact_replay(replay: Path, key: str) -> Path | None:
     return find_replay(replay, key, key)
 
 
+def request_record(task: str, prompt: str | None, classes: Sequence[str] | None, model: str | None,
+                   max_side: int | None, media_resolution: str | None = None) -> dict:
+    """What a saved answer must have been asked with to be reused (recorded beside it).
+    ``media_resolution`` is recorded only when set, so records written without it stay valid."""
+    record = {"task": task, "prompt": prompt, "classes": list(classes) if classes else None, "model": model,
+              "max_side": max_side}
+    if media_resolution:
+        record["media_resolution"] = media_resolution
+    return record
+
+
 def read_answer(path: Path) -> Any:
     """A replay or saved file: ``.json`` = a full generateContent response (dict), ``.txt`` = model text."""
     try:
@@ -176,40 +187,56 @@ class AnswerSource:
 
     def __init__(self, replay: Path | None, store: ResponseStore, client: Any, limiter: RateLimiter,
                  task: str, prompt: str | None, classes: Sequence[str] | None,
-                 stem_owners: Mapping[str, Sequence[tuple[str, str]]] | None = None):
+                 stem_owners: Mapping[str, Sequence[tuple[str, str]]] | None = None, reask: bool = True):
         self.replay, self.store, self.client, self.limiter = replay, store, client, limiter
         # {stem.casefold(): [(file_name, key), ...]}: which images a bare-stem replay answer could mean.
         self.stem_owners = stem_owners or {}
         # Paid answers whose save failed (a full disk): {key: (image, response)}, retried at the end.
         self._unsaved: dict[str, tuple[Path, dict]] = {}
         self._unsaved_lock = threading.Lock()
+        self._replayed_keys: dict[str, str] | None = None
         self.task, self.prompt, self.classes = task, prompt, classes
+        self.reask = reask  # ask once more with the polygon prompt when masks do not decode
         # What the saved answers must have been asked with (see visionkit.answers).
-        self.request = {"task": task, "prompt": prompt, "classes": list(classes) if classes else None,
-                        "model": getattr(client, "model", None),
-                        "max_side": getattr(client, "max_side", None)}
+        self.request = request_record(task, prompt, classes, getattr(client, "model", None),
+                                      getattr(client, "max_side", None),
+                                      getattr(client, "media_resolution", None))
 
     def get(self, path: Path, file_name: str, key: str) -> tuple[Any, str, int, str | None]:
         """``(answer, source, attempts, note)``; source is "replay", "cache" or "api"."""
         if self.replay is not None:
-            return read_answer(self._replay_file(path, file_name, key)), "replay", 0, None
+            return read_answer(self.replay_file(path, file_name, key)), "replay", 0, None
         answer, stale = self.store.load(key, self.request, path)
         if answer is not None:
             return answer, "cache", 0, None
         self.limiter.acquire()
         result = self.client.annotate(path, self.task, prompt=self.prompt, classes=self.classes)
+        response, attempts, reasked = self._checked(result, path)
         try:
-            answer_text(result.response)
+            answer_text(response)
         except (BlockedError, EmptyResponseError):
             pass  # not saved: a rerun may get a real answer
         else:
             # Saved even when it will not parse: re-parsing later must not pay for the API again.
-            unsaved = self._save(key, path, result.response)
+            unsaved = self._save(key, path, response)
             if unsaved:
                 stale = unsaved if stale is None else f"{stale}; asked again; {unsaved}"
-                return result.response, "api", result.attempts, stale
+                return response, "api", attempts, "; ".join(filter(None, (stale, reasked)))
         note = None if stale is None else f"{stale}; asked again"
-        return result.response, "api", result.attempts, note
+        note = "; ".join(filter(None, (note, reasked))) or None
+        return response, "api", attempts, note
+
+    def _checked(self, result: Any, path: Path) -> tuple[dict, int, str | None]:
+        """The response to keep (with its usage entry), the HTTP attempts in all, and a re-ask note."""
+        from . import reask
+
+        if not (self.reask and self.task == "segment" and hasattr(self.client, "info")):
+            return reask.no_reask(result), result.attempts, None
+        from .imageio import image_size
+
+        response, more, note = reask.reask(self.client, path, self.task, self.prompt, self.classes, result,
+                                           image_size(path))
+        return response, result.attempts + more, note
 
     def _save(self, key: str, path: Path, response: dict) -> str | None:
         """Save a paid answer; when that fails (a full disk), keep it in memory for a retry and say so."""
@@ -221,6 +248,15 @@ class AnswerSource:
             return (f"the answer could not be saved ({exc}); it is kept in memory for this run and the save "
                     "is retried at the end")
         return None
+
+    def _replay_keys(self) -> dict[str, str]:
+        """``{file_name: key}`` of the run whose ``responses`` folder is replayed (else empty)."""
+        if self._replayed_keys is None:  # a benign race: every thread computes the same map
+            from .keys import load_key_map
+
+            found = load_key_map(self.replay.parent) if self.replay is not None else None
+            self._replayed_keys = found or {}
+        return self._replayed_keys
 
     def unsaved_count(self) -> int:
         with self._unsaved_lock:
@@ -247,8 +283,12 @@ class AnswerSource:
         return self._replay_file(path, file_name, key)
 
     def _replay_file(self, path: Path, file_name: str, key: str) -> Path:
-        """``<key>.json``/``.txt``, else ``<stem>.json``/``.txt`` when no other image has that stem."""
-        found = _exact_replay(self.replay, key)
+        """The answer under the key the replayed run gave this image (``--replay RUN/responses``, whose
+        ``RUN/keys.json`` says), else ``<key>.json``/``.txt``, else ``<stem>.json``/``.txt`` when no other
+        image has that stem."""
+        recorded = self._replay_keys().get(file_name)
+        found = _exact_replay(self.replay, recorded) if recorded else None
+        found = found or _exact_replay(self.replay, key)
         if found is not None:
             return found
         fallback = _exact_replay(self.replay, path.stem) if path.stem != key else None

@@ -177,8 +177,7 @@ def submit(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, clien
         APIError: the API refused a job (the error says why); nothing was created for it.
     """
     from .inputs import find_inputs
-    from .keys import record_keys
-    from .pipeline import _assign_keys
+    from .keys import record_keys, run_keys
 
     if max_requests < 1 or max_file_bytes < 1:
         raise InputError(f"batch limits must be positive, got max_requests={max_requests}, "
@@ -192,7 +191,7 @@ def submit(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, clien
         raise InputError("no images found in the inputs")
     store = ResponseStore(out / "responses")
     with _lock(out):  # one run per folder: two at once could both create a job for the same images
-        keys, known = _assign_keys(images, out, store)
+        keys, known = run_keys(images, out, store.owner)
         record_keys(out, (p.relative_to(r).as_posix() for p, r in images), keys, known)
         return _submit(out, images, keys, store, client, task, prompt, classes, max_requests, max_file_bytes,
                        max_inline_bytes, concurrency, on_event)

@@ -29,17 +29,20 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .atomic import write_bytes_atomic
-from .errors import ExportError, InputError
+from .errors import ConfigError, ExportError, InputError
 from .fastread import read_jpeg_rgb, scaled_size
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "LARGE_PIXELS",
     "MAX_PIXELS",
     "ImageSource",
     "image_size",
     "iter_images",
+    "large_image_note",
     "open_upright",
     "read_rgb",
+    "set_max_pixels",
     "write_png_atomic",
 ]
 
@@ -79,7 +82,37 @@ def _check_pixels(size_wh: tuple[int, int], name: str) -> None:
     if width * height > MAX_PIXELS:
         raise InputError(f"{name}: image is {width}x{height} = {width * height / 1e6:.0f} megapixels, more "
                          f"than the limit of {MAX_PIXELS / 1e6:.0f} (a possible decompression bomb); "
-                         "downscale it first")
+                         "downscale it first, or raise the limit (--max-pixels, imageio.set_max_pixels)")
+
+
+#: Pillow's own decompression-bomb warning size (``PIL.Image.MAX_IMAGE_PIXELS`` by default).
+LARGE_PIXELS = 89_478_485
+
+
+def set_max_pixels(limit: int) -> None:
+    """Set the largest accepted image, in pixels, for this process (default :data:`MAX_PIXELS`).
+
+    Pillow's own limit (``PIL.Image.MAX_IMAGE_PIXELS``, which warns above it and refuses above twice it)
+    is raised to match when it is lower, so visionkit's limit is the one that applies. Pillow's
+    ``DecompressionBombWarning`` names no file; :func:`large_image_note` says the same, naming it.
+    """
+    global MAX_PIXELS
+    if not isinstance(limit, int) or limit < 1:
+        raise ConfigError(f"max_pixels must be a positive int, got {limit!r}")
+    MAX_PIXELS = limit
+    if Image.MAX_IMAGE_PIXELS is not None and limit > 2 * Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = limit // 2 + 1
+
+
+def large_image_note(size_wh: tuple[int, int]) -> str | None:
+    """A warning for an image above Pillow's decompression-bomb warning size but within the limit, or
+    None: decoding it in full (for an overlay, or to send it) takes a lot of memory."""
+    width, height = size_wh
+    if width * height <= LARGE_PIXELS:
+        return None
+    return (f"image is {width}x{height} = {width * height / 1e6:.0f} megapixels, over Pillow's "
+            f"decompression-bomb warning size ({LARGE_PIXELS / 1e6:.0f}); decoding it takes about "
+            f"{width * height * 3 / 1e9:.1f} GB")
 
 
 def _open_file(path: Path) -> Image.Image:

@@ -28,7 +28,8 @@ from pathlib import Path, PurePosixPath
 from .atomic import atomic_open
 from .errors import ExportError
 
-__all__ = ["KEY_FILE", "assign_keys", "load_key_map", "save_key_map"]
+__all__ = ["KEY_FILE", "assign_keys", "load_key_map", "record_keys", "run_keys", "save_key_map",
+           "stem_owners"]
 
 KEY_FILE = "keys.json"
 _SIGNATURE = "visionkit keys"
@@ -126,3 +127,28 @@ def record_keys(out: Path, file_names: Iterable[str], keys: Iterable[str],
         save_key_map(out, merged)
     except ExportError as exc:
         raise ExportError(f"cannot record the output keys: {exc}") from exc
+
+
+def run_keys(images: Sequence[tuple[Path, Path]], out: Path,
+             saved_owner: Callable[[str, dict[str, Path]], str | None] | None = None
+             ) -> tuple[list[str], dict[str, str] | None]:
+    """The key of each ``(path, root)`` image of a run into ``out``, and the folder's recorded map (None
+    when it has none). ``saved_owner(key, {file_name: path})`` names the image a response saved under
+    ``key`` belongs to; it is asked only to migrate a folder written before ``keys.json`` existed."""
+    names = [path.relative_to(root).as_posix() for path, root in images]
+    known = load_key_map(out)
+    owner_of = None
+    if known is None and saved_owner is not None:
+        paths = dict(zip(names, (path for path, _ in images)))
+
+        def owner_of(stem: str, files: list[str]) -> str | None:
+            return saved_owner(stem, {f: paths[f] for f in files})
+    return assign_keys(names, known, owner_of), known
+
+
+def stem_owners(images: Sequence[tuple[Path, Path]], keys: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+    """``{stem.casefold(): [(file_name, key), ...]}``: which images a bare-stem replay answer could mean."""
+    owners: dict[str, list[tuple[str, str]]] = {}
+    for (path, root), key in zip(images, keys):
+        owners.setdefault(path.stem.casefold(), []).append((path.relative_to(root).as_posix(), key))
+    return owners

@@ -68,7 +68,7 @@ from .errors import (
 )
 from .formats.keypoints import keypoints_dataset, point_annotations
 from .inputs import find_inputs
-from .keys import assign_keys, load_key_map, record_keys
+from .keys import record_keys, run_keys, stem_owners
 from .masks import DEFAULT_THRESHOLD
 from .outdir import PREVIOUS_NAME, clean_stale_temps, keep_copy, lock_output, previous_counts
 from .overlay_files import (
@@ -80,9 +80,12 @@ from .overlay_files import (
 )
 from .parse import parse_response
 from .procpool import BrokenProcessPool, RestartingPool, usable_cpus
+from .reask import saved_meta
+from .run_usage import answer_usage, model_notices, write_usage
 from .run_warnings import WarningLog
 from .spool import Spool
 from .tasks import check_task
+from .usage import Usage
 
 __all__ = ["PROCESS_MIN_IMAGES", "Aborted", "ImageResult", "LabelSummary", "Progress", "RateLimiter",
            "StepConfig", "label"]
@@ -109,6 +112,8 @@ class ImageResult:
     reason: str = ""
     fatal: bool = False
     overlay_error: str = ""  # set when the image succeeded but its overlay could not be drawn or written
+    usage: dict | None = None  # tokens this image's requests used in this run (online answers only)
+    reasked: bool = False  # its masks did not decode and it was asked again with the polygon prompt
 
 
 @dataclass(frozen=True)
@@ -157,32 +162,13 @@ class LabelSummary:
     lost_images: list[str] = field(default_factory=list)  # had annotations before, have none now
     export_errors: list[str] = field(default_factory=list)  # outputs that could not be written (full disk)
     unsaved: int = 0  # paid answers that could not be saved, even when retried at the end
+    usage: Usage = field(default_factory=Usage)  # tokens spent by this run's requests (see visionkit.usage)
+    reasked: int = 0  # images asked again with the polygon prompt (their masks did not decode)
 
     @property
     def ok(self) -> bool:
         """True when every image succeeded and every output was written."""
         return self.failed == 0 and not self.overlay_failures and not self.export_errors and not self.unsaved
-
-
-def _assign_keys(images: Sequence[tuple[Path, Path]], out: Path, store: ResponseStore | None
-                 ) -> tuple[list[str], dict[str, str] | None]:
-    """Each image's stable key (see :mod:`visionkit.keys`), and the folder's recorded map (None if none)."""
-    names = [path.relative_to(root).as_posix() for path, root in images]
-    known = load_key_map(out)
-    owner_of = None
-    if known is None and store is not None:  # a folder from before keys.json: migrate (visionkit.keys)
-        paths = dict(zip(names, (path for path, _ in images)))
-
-        def owner_of(stem: str, files: list[str]) -> str | None:
-            return store.owner(stem, {f: paths[f] for f in files})
-    return assign_keys(names, known, owner_of), known
-
-
-def _stem_owners(images: Sequence[tuple[Path, Path]], keys: Sequence[str]) -> dict[str, list]:
-    owners: dict[str, list] = {}
-    for (path, root), key in zip(images, keys):
-        owners.setdefault(path.stem.casefold(), []).append((path.relative_to(root).as_posix(), key))
-    return owners
 
 
 def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: str = "segment",
@@ -197,7 +183,8 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
           categories: Sequence[str | Mapping] | None = None, glob: Sequence[str] = (),
           exclude: Sequence[str] = (), limit: int | None = None,
           on_notice: Callable[[str], None] | None = None,
-          on_interrupt: Callable[[int], None] | None = None, processes: bool | None = None) -> LabelSummary:
+          on_interrupt: Callable[[int], None] | None = None, processes: bool | None = None,
+          reask: bool = True, prices: tuple[float, float] | None = None) -> LabelSummary:
     """Label images and write COCO, overlays, raw responses and a failure report under ``out``.
 
     Args:
@@ -233,6 +220,10 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
             waiting raises :class:`Aborted` without waiting.
         on_notice: called with each notice (skipped inputs, ...) as soon as it is known; notices are also
             in ``LabelSummary.notices``.
+        reask: ask once more with the polygon prompt when a segmentation answer's masks do not decode
+            (see :mod:`visionkit.reask`); both requests count in the usage.
+        prices: ``(USD per 1M input tokens, USD per 1M output tokens)``: ``OUT/usage.json`` then holds the
+            run's cost too (see :mod:`visionkit.usage`).
         processes: run the offline (replay) step on a pool of ``min(concurrency, CPUs)`` processes
             (see :mod:`visionkit.procpool`). None (default): when replaying at least
             :data:`PROCESS_MIN_IMAGES` images on 2 or more CPUs. The online path always uses threads.
@@ -282,12 +273,15 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         if replay_dir is None and client is None:
             client = client_factory()  # before anything is written: no API key stops the run here
             cleanup.callback(client.close)
+        if replay_dir is None:
+            for notice in model_notices(client, task):
+                _notify(summary, on_notice, notice)
         spool = _prepare_output(out, cleanup, summary, on_notice, overlays=overlays,
                                 online=replay_dir is None)
-        keys, known_keys = _assign_keys(images, out, store)
+        keys, known_keys = run_keys(images, out, store.owner)
         record_keys(out, (p.relative_to(r).as_posix() for p, r in images), keys, known_keys)
         source = AnswerSource(replay_dir, store, client, RateLimiter(rpm), task, prompt, classes,
-                              stem_owners=_stem_owners(images, keys))
+                              stem_owners=stem_owners(images, keys), reask=reask)
         step = StepConfig(out=out, task=task, threshold=threshold, polygons=polygons,
                           overlay=(overlay_format, overlay_max_side) if overlays else None, dedupe=dedupe,
                           polygon_holes=polygon_holes)
@@ -315,6 +309,8 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
             raise
         _save_unsaved(source, summary, on_notice)
         _write_failures(out / "failures.json", summary)
+        if replay_dir is None:
+            _export(summary, "usage.json", write_usage, out / "usage.json", summary, client, prices)
         warning_log.save(out, summary.export_errors)
     summary.elapsed = time.monotonic() - started
     return summary
@@ -329,10 +325,13 @@ def _prepare_output(out: Path, cleanup: contextlib.ExitStack, summary: LabelSumm
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ExportError(f"cannot write to the output folder {out}: {exc}") from exc
-    cleanup.enter_context(lock_output(out))
-    removed = clean_stale_temps(out)
-    if removed:
-        _notify(summary, on_notice, f"removed {removed} temp files left in {out} by an interrupted run")
+    if cleanup.enter_context(lock_output(out)):
+        removed = clean_stale_temps(out)  # safe only under the lock: no other run is writing here
+        if removed:
+            _notify(summary, on_notice, f"removed {removed} temp files left in {out} by an interrupted run")
+    else:
+        _notify(summary, on_notice, f"the file system of {out} has no file locks: this run is not protected "
+                                    "from another one writing there at the same time")
     try:
         return cleanup.enter_context(Spool(out))
     except OSError as exc:
@@ -569,6 +568,9 @@ def _account(summary: LabelSummary, result: ImageResult) -> None:
     summary.retries += max(result.attempts - 1, 0)
     summary.cached += result.source == "cache"
     summary.requested += result.source == "api"
+    summary.reasked += result.reasked
+    if result.usage:
+        summary.usage.add(Usage.of(result.usage))
     if result.ok:
         summary.succeeded += 1
         summary.detections += result.detections
@@ -601,14 +603,21 @@ def _process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, 
     ``overlay`` is ``(format, max_side)``, or None for no overlay. An overlay that cannot be drawn or
     written does not fail the image: its annotations are kept, and the result carries ``overlay_error``.
     """
-    stage, origin, attempts = "answer", "", 0
+    stage, origin, attempts, usage, reasked = "answer", "", 0, None, False
     try:
         origin = "api" if source.replay is None else "replay"
         answer, origin, attempts, note = source.get(path, file_name, key)
+        meta = saved_meta(answer)  # what visionkit noted beside the answer: usage, mask order
+        if origin == "api":
+            usage = answer_usage(answer)
+            reasked = bool(meta.get("reasked"))
         stage = "image"
         size_wh = imageio.image_size(path)  # header only: the pixels are decoded for the overlay alone
+        large = imageio.large_image_note(size_wh)
         stage = "parse"
-        dets = parse_response(answer, size_wh, threshold, masks=(task == "segment"))
+        order = meta.get("maskOrder") if meta.get("maskOrder") in ("yx", "xy") else None
+        dets = parse_response(answer, size_wh, threshold, mask_order=order,
+                              masks=(task == "segment" and meta.get("maskFormat") != "none"))
         if dedupe is not None:  # near-duplicates out before export and overlay
             from .quality.dedupe import dedupe as drop_duplicates
 
@@ -623,19 +632,21 @@ def _process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, 
         elif origin == "api":
             origin = "cache" if attempts == 0 else origin
         return ImageResult(file_name, key, False, origin, attempts=attempts, stage=stage,
-                           error=type(exc).__name__, reason=str(exc), fatal=_is_fatal(exc)), None
+                           error=type(exc).__name__, reason=str(exc), fatal=_is_fatal(exc), usage=usage,
+                           reasked=reasked), None
     except Exception as exc:  # a bug must not stop the other images; it is reported as such
         return ImageResult(file_name, key, False, origin, attempts=attempts, stage=stage,
-                           error=type(exc).__name__,
+                           error=type(exc).__name__, usage=usage, reasked=reasked,
                            reason=f"internal error (please report it): {exc!r}"), None
     overlay_error = "" if overlay is None else _write_overlay(out, key, path, dets, overlay)
     record = {"file_name": file_name, "width": size_wh[0], "height": size_wh[1], "annotations": anns,
               "report": dict(report)}
     if points:
         record["points"] = points
-    warnings = dets.warnings if note is None else (ParseWarning(None, None, note), *dets.warnings)
+    notes = tuple(ParseWarning(None, None, n) for n in (note, large) if n)
+    warnings = (*notes, *dets.warnings) if notes else dets.warnings
     return ImageResult(file_name, key, True, origin, detections=len(dets), warnings=warnings,
-                       attempts=attempts, overlay_error=overlay_error), record
+                       attempts=attempts, overlay_error=overlay_error, usage=usage, reasked=reasked), record
 
 
 def _write_overlay(out: Path, key: str, image: Path, dets, overlay: tuple[str, int | None]) -> str:

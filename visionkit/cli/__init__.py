@@ -9,6 +9,7 @@ labelled), 130 after Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -19,6 +20,7 @@ from .. import __version__
 from ..errors import VisionkitError
 from ..pipeline import Aborted
 from . import batch, consensus, eval, export, label, overlays, report
+from ._help import ENVIRONMENT_AND_EXIT, HelpFormatter
 from ._warnings import plain_warnings
 
 __all__ = ["main", "build_parser"]
@@ -28,12 +30,15 @@ COMMANDS = (label, batch, consensus, eval, export, report, overlays)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="visionkit",
-                                     description="Turn Gemini's answers about images into datasets.")
+    parser = argparse.ArgumentParser(prog="visionkit", formatter_class=HelpFormatter,
+                                     description="Turn Gemini's answers about images into datasets.",
+                                     epilog=ENVIRONMENT_AND_EXIT)
     parser.add_argument("--version", action="version", version=f"visionkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in COMMANDS:
         module.add_parser(sub)
+    for command in sub.choices.values():  # every command: defaults shown, plain text
+        command.formatter_class = HelpFormatter
     return parser
 
 
@@ -44,6 +49,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
     stderr = stderr or sys.stderr
     parser = build_parser()
     args = parser.parse_args(argv)
+    _quiet_native_logs(verbose=getattr(args, "verbose", False))
     log, handler, level = logging.getLogger("visionkit"), None, None
     if getattr(args, "verbose", False):
         handler = logging.StreamHandler(stderr)
@@ -72,6 +78,18 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
         if handler is not None:
             log.removeHandler(handler)
             log.setLevel(level)
+
+
+def _quiet_native_logs(verbose: bool) -> None:
+    """OpenCV's C++ log lines (``[ WARN:0@...] grfmt_png.cpp ...``) bypass Python and -q; visionkit reports
+    every failure they describe itself, so they are kept to errors (all of them with -v)."""
+    level = "INFO" if verbose else "ERROR"
+    os.environ.setdefault("OPENCV_LOG_LEVEL", level)  # read when cv2 is first imported
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None:  # already imported (in-process callers): set it directly
+        with contextlib.suppress(AttributeError):
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_INFO if verbose
+                                          else cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 if __name__ == "__main__":

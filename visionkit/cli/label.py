@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import threading
-import time
+import warnings
 from typing import TextIO
 
+from PIL import Image
+
 from ..coco import load_categories
+from ..imageio import MAX_PIXELS, set_max_pixels
 from ..masks import DEFAULT_THRESHOLD
 from ..overlay_files import DEFAULT_OVERLAY_FORMAT, DEFAULT_OVERLAY_MAX_SIDE, OVERLAY_FORMATS
-from ..pipeline import ImageResult, Progress, label
+from ..pipeline import label
+from ..plan import plan
 from . import batch as _batch_cli
+from ._help import ENVIRONMENT_AND_EXIT, HelpFormatter
+from ._report import Reporter
 
 __all__ = ["add_parser", "run"]
 
@@ -20,22 +25,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``visionkit label``."""
     p = sub.add_parser("label", help="label images with Gemini (or recorded answers) into COCO + overlays",
                        description="Label images into DIR/annotations.json (COCO), DIR/overlays/, "
-                                   "DIR/responses/ and DIR/failures.json.")
+                                   "DIR/responses/ and DIR/failures.json.",
+                       epilog=ENVIRONMENT_AND_EXIT, formatter_class=HelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--task", choices=("detect", "segment"), default="segment")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (required)")
+    p.add_argument("--task", choices=("detect", "segment"), default="segment",
+                   help="ask for boxes (detect) or boxes and masks (segment)")
     p.add_argument("--replay", metavar="DIR",
                    help="use recorded answers DIR/<stem>.json (full response) or DIR/<stem>.txt (text) "
-                        "instead of calling the API")
+                        "instead of calling the API (default: call the API)")
     p.add_argument("--prompt", help="your own prompt text (default: Google's recommended prompt)")
-    p.add_argument("--classes", help="comma-separated class names; constrains labels and fixes COCO ids")
+    p.add_argument("--classes", help="comma-separated class names; constrains labels and fixes COCO ids "
+                                     "(default: none, the model names what it finds)")
     p.add_argument("--model", default=None,
                    help="Gemini model id (default: $VISIONKIT_MODEL, else gemini-3.8-flash; see the README's "
                         "model table)")
     p.add_argument("--base-url", help="API base URL (default: $GEMINI_BASE_URL or Google's endpoint)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds per request, also the deadline for a whole answer (default 60; 900 with "
+                        "--tier flex)")
     p.add_argument("--concurrency", type=int, default=4, help="images in flight (default 4)")
-    p.add_argument("--rpm", type=float, help="maximum requests per minute")
+    p.add_argument("--rpm", type=float, help="maximum requests per minute (default: no limit)")
     p.add_argument("--max-side", type=int, default=1024, help="longest side sent to the API (default 1024)")
     p.add_argument("--threshold", type=int, default=DEFAULT_THRESHOLD,
                    help=f"mask threshold 0-255, pixels > T are in (default {DEFAULT_THRESHOLD})")
@@ -53,6 +63,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--categories", metavar="FILE",
                    help="fix COCO category ids across runs: a COCO file or categories list (.json), or a "
                         "names file, one per line (default: ids from --classes, else from the labels)")
+    # -- models, cost and speed (issue 6) --
+    p.add_argument("--media-resolution", choices=("low", "medium", "high", "ultra_high"), default=None,
+                   help="image token budget sent as mediaResolution (low/medium/high for every model that "
+                        "takes it, ultra_high per image part on Gemini 3) (default: the model's own)")
+    p.add_argument("--tier", choices=("standard", "flex", "priority"), default="standard",
+                   help="service tier: flex costs half with latencies of minutes and dropped requests "
+                        "(retried), priority costs more (default standard)")
+    p.add_argument("--no-reask", action="store_true",
+                   help="do not ask again with the polygon prompt when an answer's masks cannot be decoded "
+                        "(seg tokens, placeholders) (default: ask once more)")
+    p.add_argument("--price-in", type=float, metavar="USD", default=None,
+                   help="USD per 1M input tokens, to print the run's cost (default: no cost)")
+    p.add_argument("--price-out", type=float, metavar="USD", default=None,
+                   help="USD per 1M output tokens, thinking included (default: no cost)")
     # -- batch mode (issue 7) --
     p.add_argument("--batch", action="store_true",
                    help="send the requests as Gemini Batch API jobs (half the price, results within 24 h), "
@@ -68,10 +92,37 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-max-requests", type=int, default=_batch_cli.MAX_REQUESTS_PER_JOB, metavar="N",
                    help="with --batch: most requests per job; lower it to fit a low tier's enqueued-token "
                         f"quota (default {_batch_cli.MAX_REQUESTS_PER_JOB})")
+    # -- input selection, dry run and the image size limit (issue 11) --
+    p.add_argument("--glob", action="append", default=[], metavar="PATTERN",
+                   help="use only inputs matching PATTERN: a shell pattern, case-insensitive, matched "
+                        "against the path relative to the input folder and the file name (* also matches /); "
+                        "repeatable (default: every image)")
+    p.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                   help="skip inputs matching PATTERN (as --glob); repeatable (default: none)")
+    p.add_argument("--limit", type=_positive_int, metavar="N",
+                   help="use only the first N images, in sorted order, after --glob and --exclude "
+                        "(default: all)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print what would be requested, reused from DIR/responses or skipped, and an "
+                        "input-token estimate; send nothing and write nothing")
+    p.add_argument("--max-pixels", type=_positive_int, default=MAX_PIXELS, metavar="N",
+                   help="refuse images with more than N pixels, a guard against decompression bombs; "
+                        f"raise it for huge scans (default {MAX_PIXELS:,}, about {MAX_PIXELS / 1e6:.0f} "
+                        "megapixels)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no per-item warnings")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="debug log of requests and retries on stderr (the API key is never logged)")
     p.set_defaults(func=run)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
 
 
 def add_overlay_arguments(p: argparse.ArgumentParser) -> None:
@@ -84,87 +135,24 @@ def add_overlay_arguments(p: argparse.ArgumentParser) -> None:
                         f"0 = full size (default {DEFAULT_OVERLAY_MAX_SIDE})")
 
 
-class _Reporter:
-    """Per-image lines and a one-line progress bar on stderr (the bar only on a terminal)."""
-
-    def __init__(self, stream: TextIO, quiet: bool):
-        self.stream = stream
-        self.quiet = quiet
-        self.bar = not quiet and stream.isatty()
-        self._bar_shown = False
-        self._last = 0.0
-        self._lock = threading.Lock()
-        self.live_retries = 0
-
-    def retry(self, attempt: int, delay: float, reason: str) -> None:
-        """Client hook (worker threads): count retries as they happen, for the bar."""
-        with self._lock:
-            self.live_retries += 1
-
-    def _clear(self) -> None:
-        if self._bar_shown:
-            self.stream.write("\r\033[K")
-            self._bar_shown = False
-
-    def interrupt(self, in_flight: int) -> None:
-        """First Ctrl-C: say at once what the run is waiting for."""
-        self._clear()
-        self.stream.write(f"interrupted: {in_flight} requests in flight; waiting for their answers so they "
-                          "are saved (press Ctrl-C again to abort them)\n")
-        self.stream.flush()
-
-    def notice(self, text: str) -> None:
-        self._clear()
-        self.stream.write(f"note: {text}\n")
-
-    def image(self, result: ImageResult) -> None:
-        if result.overlay_error:
-            self._clear()
-            self.stream.write(f"OVERLAY NOT WRITTEN {result.file} (annotations kept): "
-                              f"{result.overlay_error}\n")
-        if not result.ok:
-            self._clear()
-            self.stream.write(f"FAILED {result.file} [{result.stage}] {result.error}: {result.reason}\n")
-        elif result.warnings and not self.quiet:
-            self._clear()
-            for w in result.warnings:
-                self.stream.write(f"warning {result.file}: {w}\n")
-
-    def progress(self, p: Progress) -> None:
-        if not self.bar:
-            return
-        now = time.monotonic()
-        finished = p.done + p.failed
-        if finished < p.total and now - self._last < 0.1:
-            return
-        self._last = now
-        width = 24
-        filled = int(width * finished / max(p.total, 1))
-        eta = "--:--" if p.eta is None else f"{int(p.eta) // 60:02d}:{int(p.eta) % 60:02d}"
-        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {finished}/{p.total} "
-                          f"done {p.done} failed {p.failed} cached {p.cached} "
-                          f"retries {max(p.retries, self.live_retries)} "
-                          f"ETA {eta}\033[K")
-        self.stream.flush()
-        self._bar_shown = True
-
-    def finish(self) -> None:
-        if self._bar_shown:
-            self.stream.write("\n")
-            self._bar_shown = False
-
-
 def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     categories = load_categories(args.categories) if args.categories else None
 
-    reporter = _Reporter(stderr, args.quiet)
+    set_max_pixels(args.max_pixels)
+    # Pillow's DecompressionBombWarning names no file and ignores -q; the pipeline warns, naming the file.
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    if args.dry_run:
+        return _dry_run(args, classes, stdout)
+    reporter = Reporter(stderr, args.quiet, offline=args.replay is not None)
+    prices = _prices(args)
 
     def client_factory():
         from ..gemini import GeminiClient
 
         return GeminiClient(model=args.model, base_url=args.base_url, timeout=args.timeout,
-                            max_side=args.max_side, on_retry=reporter.retry)
+                            max_side=args.max_side, on_retry=reporter.retry,
+                            media_resolution=args.media_resolution, service_tier=args.tier)
 
     if getattr(args, "batch", False):  # batch jobs answer first; the label run below reads their answers
         client_factory, code = _batch_cli.run_jobs(args, client_factory, reporter, stdout, stderr)
@@ -179,11 +167,34 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
                         overlay_format=args.overlay_format, overlay_max_side=args.overlay_max_side,
                         on_image=reporter.image, on_progress=reporter.progress,
                         polygon_holes=args.polygon_holes, categories=categories,
-                        on_notice=reporter.notice, on_interrupt=reporter.interrupt)
+                        on_notice=reporter.notice, on_interrupt=reporter.interrupt,
+                        glob=args.glob, exclude=args.exclude, limit=args.limit,
+                        reask=not args.no_reask, prices=prices)
     finally:
         reporter.finish()
     _print_summary(summary, args, stdout)
     return 0 if summary.ok else 1
+
+
+def _dry_run(args: argparse.Namespace, classes: list[str] | None, stdout: TextIO) -> int:
+    """``--dry-run``: what would happen to each image; nothing is sent or written."""
+    result = plan(args.inputs, args.out, task=args.task, replay=args.replay, prompt=args.prompt,
+                  classes=classes, model=args.model, max_side=args.max_side, glob=args.glob,
+                  exclude=args.exclude, limit=args.limit,
+                  media_resolution=getattr(args, "media_resolution", None))
+    for notice in result.notices:
+        stdout.write(f"note     {notice}\n")
+    if not args.quiet:
+        for item in result.images:
+            detail = f"about {item.tokens:,} input tokens" if item.action == "request" else item.detail
+            if item.action == "request" and item.detail:
+                detail += f"; {item.detail}"
+            stdout.write(f"{item.action:<8} {item.file}  ({detail})\n")
+    stdout.write(f"dry run: {len(result.images)} images: {result.count('request')} to request (about "
+                 f"{result.tokens:,} input tokens; output tokens not estimated), {result.count('reuse')} "
+                 f"reused from {args.out}/responses, {result.count('replay')} from --replay, "
+                 f"{result.count('fail')} would fail; nothing was sent or written\n")
+    return 0
 
 
 def _print_summary(summary, args: argparse.Namespace, stdout: TextIO) -> None:
@@ -201,6 +212,13 @@ def _print_summary(summary, args: argparse.Namespace, stdout: TextIO) -> None:
     if summary.points:
         stdout.write(f"{summary.points} points (pointing answers, no box) are not COCO instances: written as "
                      f"COCO keypoints to {summary.out / 'keypoints.json'}\n")
+    if summary.usage.requests:
+        again = f", {summary.reasked} images asked again with the polygon prompt" if summary.reasked else ""
+        stdout.write(f"tokens: {summary.usage.describe()}{again} (in {summary.out / 'usage.json'})\n")
+        prices = _prices(args)
+        if prices is not None:
+            stdout.write(f"cost: ${summary.usage.cost(*prices):.4f} at ${prices[0]:g}/${prices[1]:g} per 1M "
+                         "input/output tokens (cached input counted at the full price)\n")
     if summary.stopped:
         stdout.write(f"stopped early: {summary.stopped}\n")
     if summary.kept_previous:
@@ -219,3 +237,15 @@ def _print_summary(summary, args: argparse.Namespace, stdout: TextIO) -> None:
         stdout.write(f"{summary.unsaved} paid answers could not be saved; a rerun will ask for them again\n")
     if (summary.failed or summary.overlay_failures) and (summary.out / "failures.json").is_file():
         stdout.write(f"failures listed in {summary.out / 'failures.json'}\n")
+
+
+def _prices(args: argparse.Namespace) -> tuple[float, float] | None:
+    """``(--price-in, --price-out)``, both or neither; a missing one counts 0 (e.g. free output)."""
+    if args.price_in is None and args.price_out is None:
+        return None
+    pin, pout = args.price_in or 0.0, args.price_out or 0.0
+    if pin < 0 or pout < 0:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"--price-in and --price-out must be >= 0, got {pin} and {pout}")
+    return pin, pout
