@@ -67,7 +67,7 @@ def keep_copy(path: Path, dest: Path) -> None:
 
 #: The temp names of visionkit.atomic: ``.<target name>.<12 hex digits>.tmp``.
 _TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
-_TEMP_FOLDERS = (".", "overlays", "responses", "responses/.request")
+_TEMP_FOLDERS = (".", "overlays", "responses", "responses/.request", "batch")
 
 
 def clean_stale_temps(out: Path) -> int:
