@@ -278,6 +278,25 @@ def test_mixed_run_reuses_online_answers(server, tmp_path):
     assert code == 0 and len(server.batch.creates) == 1  # everything answered: no new job
 
 
+def test_changed_settings_while_a_job_runs_get_their_own_job(server, tmp_path):
+    make_images(tmp_path / "imgs", 2)
+    server.batch.script(slow_timeline(pending=1, running=100000))
+    assert label_batch(server, tmp_path / "imgs", tmp_path / "o", "--no-wait")[0] == 0
+    assert label_batch(server, tmp_path / "imgs", tmp_path / "o", "--no-wait")[0] == 0
+    assert len(server.batch.creates) == 1  # the same request: waits for the same job
+    server.batch.script(("PENDING", "SUCCEEDED"))
+    code, stdout, stderr = label_batch(server, tmp_path / "imgs", tmp_path / "o", "--classes", "cat")
+    assert code == 0 and "2/2 images labelled" in stdout, stderr  # without waiting for the other job
+    assert len(server.batch.creates) == 2  # other classes are another request
+    assert server.batch.job("batches/fakebatch-0001").state == "RUNNING"
+    server.batch.set_state("batches/fakebatch-0001", "SUCCEEDED")  # the old job ends after the new one
+    code, stdout, stderr = label_batch(server, tmp_path / "imgs", tmp_path / "o", "--classes", "cat")
+    assert code == 0 and "2/2 images labelled" in stdout, stderr
+    assert "superseded" in stderr
+    record = json.loads((tmp_path / "o/responses/.request/img00.json").read_text())
+    assert record["request"]["classes"] == ["cat"]  # the newer paid answer was not overwritten
+
+
 def test_changed_settings_ask_again(server, tmp_path):
     make_images(tmp_path / "imgs", 2)
     assert label_batch(server, tmp_path / "imgs", tmp_path / "o")[0] == 0
