@@ -430,3 +430,28 @@ def test_a_second_run_cannot_create_jobs_while_one_waits_but_status_and_cancel_w
     code, stdout, _ = result["first"]
     assert code == 1 and "0/3 images labelled" in stdout
     assert len(server.batch.creates) == 1
+
+
+def test_a_job_cut_off_while_its_lines_are_written_is_dropped_and_rebuilt(server, tmp_path, monkeypatch):
+    make_images(tmp_path / "imgs", 3)
+    real = batch_steps.request_body
+    calls = []
+
+    def interrupted(client, path, *args):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(client, path, *args)
+
+    monkeypatch.setattr(batch_steps, "request_body", interrupted)
+    with GeminiClient(base_url=server.base_url) as client:
+        with pytest.raises(KeyboardInterrupt):
+            batching.submit([tmp_path / "imgs"], tmp_path / "o", client=client, task="detect",
+                            concurrency=1)
+        assert [j.step for j in JobBook(tmp_path / "o").jobs] == ["building"]
+        assert not list((tmp_path / "o/batch").glob("*.part"))  # no half file left behind
+        assert not server.batch.creates
+        monkeypatch.setattr(batch_steps, "request_body", real)
+        st = batching.submit([tmp_path / "imgs"], tmp_path / "o", client=client, task="detect")
+    assert [(j.step, j.requests) for j in st.jobs] == [("submitted", 3)]
+    assert len(server.batch.creates) == 1
