@@ -108,6 +108,22 @@ def test_batch_run_writes_what_online_mode_writes(server, tmp_path, model):
                for r in inline)
 
 
+@pytest.mark.parametrize("model", ["gemini-2.5-flash", "gemini-3.7-flash"])
+def test_saved_batch_answers_carry_what_online_answers_carry(server, tmp_path, model):
+    make_images(tmp_path / "imgs", 2)
+    for out, extra in (("b", ("--batch", "--poll-interval", "0.001")), ("o", ())):
+        code, _, stderr = run("label", tmp_path / "imgs", "--out", tmp_path / out, "--task", "segment",
+                              "--model", model, "--base-url", server.base_url, *extra)
+        assert code == 0, stderr
+    batch = json.loads((tmp_path / "b/responses/img00.json").read_text())["visionkit"]
+    online = json.loads((tmp_path / "o/responses/img00.json").read_text())["visionkit"]
+    assert batch["batch"] == "batches/fakebatch-0001"
+    for field in ("maskFormat", "maskOrder", "usage", "requests"):
+        assert batch[field] == online[field], field
+    assert json.loads((tmp_path / "b/annotations.json").read_text())["annotations"] == \
+        json.loads((tmp_path / "o/annotations.json").read_text())["annotations"]
+
+
 def test_rerun_while_running_waits_for_the_same_job(server, tmp_path):
     make_images(tmp_path / "imgs", 3)
     server.batch.script(slow_timeline(pending=1, running=1000))

@@ -56,6 +56,8 @@ class JobRecord:
     requests: int = 0
     bytes: int = 0
     mode: str = "file"  # "file" (uploaded JSONL) or "inline"
+    mask_format: str | None = None  # what the prompt asked for ("png", "polygon", "none"; None = detect)
+    mask_order: str | None = None  # the polygon point order the prompt stated ("yx"), saved with answers
     name: str | None = None  # batches/<id>
     input_file: str | None = None  # files/<id>
     state: str | None = None  # the API's state, bare ("RUNNING")

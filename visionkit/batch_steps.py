@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from .answers import RECORD_DIR, ResponseStore
@@ -92,7 +93,8 @@ def _lines(client: Any, todo: list[tuple[str, Path]], task: str, prompt: str | N
 
 def build_jobs(book: JobBook, client: Any, todo: list[tuple[str, Path]], task: str, prompt: str | None,
                classes: Sequence[str] | None, request: dict, max_requests: int, max_file_bytes: int,
-               max_inline_bytes: int, on_event: Callable[[str], None] | None, workers: int = 4) -> None:
+               max_inline_bytes: int, on_event: Callable[[str], None] | None, workers: int = 4,
+               masks: tuple[str | None, str | None] = (None, None)) -> None:
     """Write the request lines (and each job's key list) into as many jobs as the limits need, straight to
     disk. Memory holds a few lines at a time, whatever the image count."""
     job: JobRecord | None = None
@@ -131,6 +133,7 @@ def build_jobs(book: JobBook, client: Any, todo: list[tuple[str, Path]], task: s
                 finish()
             if job is None:
                 job = book.new_job(request, client.model)
+                job.mask_format, job.mask_order = masks
                 book.save()  # recorded (as "building") before its files exist
                 book.folder.mkdir(parents=True, exist_ok=True)
                 stream = open(book.file(job, ".jsonl.part"), "wb")  # noqa: SIM115 (closed in finish)
@@ -279,7 +282,7 @@ def collect_job(book: JobBook, client: Any, job: JobRecord, remote: Any, store: 
         if _superseded(store, key, job):
             superseded += 1  # a later run with other settings already saved a paid answer: keep it
             continue
-        store.save(key, job.request, path, response)
+        store.save(key, job.request, path, _with_meta(response, job))
         saved += 1
     for key in entries:
         errors[key] = "the job's results have no line for this image"
@@ -295,6 +298,16 @@ def collect_job(book: JobBook, client: Any, job: JobRecord, remote: Any, store: 
     note(on_event, f"batch job {job.name} SUCCEEDED: {saved} answers saved, {len(errors)} lines failed"
          + (f", {superseded} superseded by newer answers" if superseded else ""))
     cleanup(book, client, job, on_event)
+
+
+def _with_meta(response: dict, job: JobRecord) -> dict:
+    """The response with visionkit's entry, as online mode saves it (usage, mask format and order), plus
+    the job it came from."""
+    from .reask import annotate_meta
+    from .usage import Usage
+
+    line = SimpleNamespace(response=response, mask_format=job.mask_format, mask_order=job.mask_order)
+    return annotate_meta(line, Usage.of(response.get("usageMetadata")), batch=job.name)
 
 
 def _superseded(store: ResponseStore, key: str, job: JobRecord) -> bool:

@@ -184,7 +184,7 @@ def submit(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, clien
                          f"max_file_bytes={max_file_bytes}")
     from .gemini.request import plan_request
 
-    plan_request(task, client.model, client.options(prompt=prompt, classes=classes))  # bad options: now
+    plan = plan_request(task, client.model, client.options(prompt=prompt, classes=classes))  # fails now
     out = Path(out)
     images = find_inputs(inputs, out, glob=glob, exclude=exclude, limit=limit).images
     if not images:
@@ -194,12 +194,13 @@ def submit(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, clien
         keys, known = run_keys(images, out, store.owner)
         record_keys(out, (p.relative_to(r).as_posix() for p, r in images), keys, known)
         return _submit(out, images, keys, store, client, task, prompt, classes, max_requests, max_file_bytes,
-                       max_inline_bytes, concurrency, on_event)
+                       max_inline_bytes, concurrency, on_event, plan)
 
 
 def _submit(out: Path, images: list, keys: list[str], store: ResponseStore, client: Any, task: str,
             prompt: str | None, classes: Sequence[str] | None, max_requests: int, max_file_bytes: int,
-            max_inline_bytes: int, concurrency: int, on_event: Callable[[str], None] | None) -> BatchStatus:
+            max_inline_bytes: int, concurrency: int, on_event: Callable[[str], None] | None,
+            plan: Any) -> BatchStatus:
     book = JobBook(out)
     for job in [j for j in book.jobs if j.step == "building"]:
         book.drop(job)  # cut off while its request file was written: nothing was sent
@@ -215,7 +216,8 @@ def _submit(out: Path, images: list, keys: list[str], store: ResponseStore, clie
     if todo:
         note(on_event, f"{len(todo)} of {len(images)} images have no saved answer; building batch requests")
         build_jobs(book, client, todo, task, prompt, classes, request, max_requests, max_file_bytes,
-                   max_inline_bytes, on_event, workers=concurrency)
+                   max_inline_bytes, on_event, workers=concurrency,
+                   masks=(plan.mask_format, plan.mask_order))
     elif not book.jobs or not any(j.active for j in book.jobs):
         note(on_event, f"all {len(images)} images have a saved answer; no batch job is needed")
     submit_ready(book, client, on_event)
