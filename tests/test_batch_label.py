@@ -463,3 +463,18 @@ def test_batch_with_an_interactive_tier_is_a_usage_error_before_anything_is_sent
     code, out, err = label_batch(server, images, tmp_path / "out", "--tier", tier)
     assert code == 2 and f"--tier {tier} applies to interactive requests" in err
     assert server.requests == [] and not (tmp_path / "out").exists()
+
+
+def test_an_unreadable_saved_answer_is_skipped_not_fatal_and_not_resubmitted(server, tmp_path):
+    make_images(tmp_path / "imgs", 3)
+    out = tmp_path / "o"
+    (out / "responses").mkdir(parents=True)
+    (out / "responses" / "img01.json").write_text("{not json")  # on disk: paid for, never asked again
+    code, stdout, stderr = label_batch(server, tmp_path / "imgs", out)
+    assert code == 1, stderr
+    assert created_keys(server) == [["img00", "img02"]]
+    assert (out / "responses" / "img01.json").read_text() == "{not json"
+    failed = failures(out)
+    assert list(failed) == ["img01"] and "not valid JSON" in failed["img01"]["reason"]
+    assert "img01" in stderr and "not submitted" in stderr
+    assert server.generate_requests == []

@@ -60,6 +60,7 @@ from .errors import (
     InputError,
     ServerError,
     TransportError,
+    VisionkitError,
 )
 
 __all__ = [
@@ -210,7 +211,11 @@ def _submit(out: Path, images: list, keys: list[str], store: ResponseStore, clie
     for (path, _root), key in zip(images, keys):
         if key in taken:
             continue
-        answer, _stale = store.load(key, request, path)
+        try:
+            answer, _stale = store.load(key, request, path)
+        except VisionkitError as exc:  # an answer is on disk (paid for) but unreadable: never ask again;
+            note(on_event, f"{path}: not submitted: its saved answer cannot be read ({exc})")
+            continue                   # the label run reports the error for this image
         if answer is None:
             todo.append((key, path))
     if todo:
