@@ -20,9 +20,10 @@ torchvision's ``CocoDetection`` and datumaro decode files without applying it, s
 disagree with the upright width and height of the annotations. Other files are copied byte for byte.
 HEIC/HEIF files become ``.jpg`` (trainers cannot read HEIC).
 
-Split: every image goes to ``train`` unless ``split`` asks for more, e.g. ``{"val": 0.2}``: the image
-list (sorted by file name) is shuffled with ``random.Random(seed)`` and each named split takes
-``n * fraction`` images (rounded half up) in order; the rest is ``train``. Same runs + same seed = same split.
+Split: every image goes to ``train`` unless ``split`` asks for more, e.g. ``{"val": 0.2}``: each image's
+split comes from a hash of ``(seed, file_name)`` alone (see :func:`assign_splits`), so the same image + the
+same seed = the same split, whatever else is in the runs: a run that grows never moves an image between
+splits. The split sizes are the fractions on average, not exactly.
 
 Category ids are the same in every split file, and fixed across runs with ``categories`` (see
 :func:`visionkit.coco.load_categories`); labels outside it are dropped and reported.
@@ -30,10 +31,10 @@ Category ids are the same in every split file, and fixed across runs with ``cate
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
-import random
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -127,17 +128,26 @@ def parse_split(text: str | None) -> dict[str, float]:
 
 
 def assign_splits(names: Sequence[str], split: Mapping[str, float], seed: int = 0) -> dict[str, str]:
-    """``name -> split`` for every name: seeded, independent of the input order."""
-    order = sorted(names)
-    random.Random(seed).shuffle(order)
-    out, start = {}, 0
-    for split_name, frac in split.items():
-        count = int(len(order) * frac + 0.5)  # half up (round() would send 2.5 to 2)
-        for name in order[start:start + count]:
-            out[name] = split_name
-        start += count
-    for name in order[start:]:
-        out[name] = "train"
+    """``name -> split`` for every name, each image on its own: same name + same seed = same split.
+
+    An image's place is ``u``, the first 8 bytes of ``sha256(f"{seed}:{name}")`` as a fraction in
+    ``[0, 1)``; the named splits take consecutive ranges of ``u`` in the order given (``val=0.2`` is
+    ``u < 0.2``) and ``train`` takes the rest. So adding or removing images never moves the others (a run
+    that grows keeps its val images in val), raising a fraction only moves images from ``train`` into that
+    split, and the input order does not matter. The sizes are ``n * fraction`` on average, not exactly
+    (for 100 images at 0.2 the val split holds 20 +- 4, one standard deviation).
+    """
+    out = {}
+    for name in names:
+        digest = hashlib.sha256(f"{seed}:{name}".encode("utf-8", "surrogatepass")).digest()
+        u = int.from_bytes(digest[:8], "big") / 2.0 ** 64
+        edge, where = 0.0, "train"
+        for split_name, frac in split.items():
+            edge += frac
+            if u < edge:
+                where = split_name
+                break
+        out[name] = where
     return out
 
 
