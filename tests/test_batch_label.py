@@ -515,3 +515,25 @@ def test_a_batch_run_summary_counts_no_online_requests(server, tmp_path):
     code, stdout, _ = label_batch(server, tmp_path / "imgs", tmp_path / "o")
     assert code == 1 and "2/3 images labelled" in stdout
     assert "(0 requested" in stdout, stdout
+
+
+@pytest.mark.parametrize("inline_bytes", [0, batching.MAX_INLINE_BYTES], ids=["file", "inline"])
+def test_a_key_echoed_inside_a_result_line_never_reaches_a_file(server, tmp_path, inline_bytes, caplog):
+    import logging
+
+    make_images(tmp_path / "imgs", 2)
+    server.responder = lambda r: json.dumps([{"box_2d": [100, 100, 500, 500], "label": f"cup {KEY}"}])
+    server.batch.script(("SUCCEEDED",))
+    out = tmp_path / "o"
+    with caplog.at_level(logging.WARNING, logger="visionkit"), \
+            GeminiClient(base_url=server.base_url, upload_poll_interval=0) as client:
+        batching.submit([tmp_path / "imgs"], out, client=client, task="detect", max_inline_bytes=inline_bytes)
+        batching.poll(out, client=client, poll_interval=0)
+        summary = batching.collect([tmp_path / "imgs"], out, client=client, task="detect", overlays=False)
+    assert summary.succeeded == 2
+    assert bool(server.batch.calls("file_download")) == (inline_bytes == 0)
+    for path in [p for p in out.rglob("*") if p.is_file()]:
+        data = path.read_bytes()
+        assert [KEY[i:i + 8] for i in range(len(KEY) - 7) if KEY[i:i + 8].encode() in data] == [], path
+    assert "[redacted]" in (out / "responses" / "img00.json").read_text()
+    assert any("echoed (part of) the API key" in r.getMessage() for r in caplog.records)

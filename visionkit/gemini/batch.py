@@ -332,9 +332,10 @@ class _CutOff(Exception):
 def download_file(client: GeminiClient, name: str, dest: str | os.PathLike, *, attempts: int = 3) -> int:
     """Stream file ``name`` (a job's ``responsesFile``) to ``dest``, atomically. Returns its byte count.
 
-    A download cut off mid-way (a reset, a truncated body, a read timeout) is started again, after the
-    client's retry backoff, up to ``attempts`` times; then it raises :class:`TransportError`. Only a
-    failure to write ``dest`` is an :class:`~visionkit.errors.ExportError`.
+    Each line is redacted of any echo of the API key before it is written. A download cut off mid-way (a
+    reset, a truncated body, a read timeout) is started again, after the client's retry backoff, up to
+    ``attempts`` times; then it raises :class:`TransportError`. Only a failure to write ``dest`` is an
+    :class:`~visionkit.errors.ExportError`.
     """
     url = f"{client.base_url}/download/{API_VERSION}/{_check(_FILE_NAME, name, 'file')}:download?alt=media"
     previous: float | None = None
@@ -343,7 +344,7 @@ def download_file(client: GeminiClient, name: str, dest: str | os.PathLike, *, a
         try:
             size = 0
             with atomic_open(dest, "wb") as fh:
-                for chunk in _body_chunks(response):
+                for chunk in _redacted_lines(client, _body_chunks(response), f"download {name}"):
                     fh.write(chunk)
                     size += len(chunk)
             return size
@@ -357,6 +358,24 @@ def download_file(client: GeminiClient, name: str, dest: str | os.PathLike, *, a
         finally:
             response.close()
     raise AssertionError("unreachable")
+
+
+def _redacted_lines(client: GeminiClient, chunks: Iterable[bytes], what: str) -> Iterator[bytes]:
+    """``chunks`` regrouped into whole lines, each with any echo of the API key redacted, as every other
+    answer is (a streamed body bypasses the transport's redaction). A JSON line cannot hold the key across
+    a line break, so line by line misses nothing; one warning per download."""
+    warned = False
+    rest = b""
+    for chunk in chunks:
+        data = rest + chunk
+        cut = data.rfind(b"\n") + 1
+        rest = data[cut:]
+        if cut:
+            clean = client._http.redact_body(data[:cut], what, warn=not warned)
+            warned = warned or clean is not data[:cut]
+            yield clean
+    if rest:
+        yield client._http.redact_body(rest, what, warn=not warned)
 
 
 def _body_chunks(response: requests.Response) -> Iterator[bytes]:

@@ -274,6 +274,14 @@ class Transport:
     def redact(self, text: str) -> str:
         return redact_key(text, self._api_key)
 
+    def redact_body(self, body: bytes, what: str, warn: bool = True) -> bytes:
+        """``body`` with every echo of (a run of) the key redacted; the same object when there was none.
+        ``warn``: log a warning when something was redacted."""
+        clean = redact_key(body, self._api_key) if len(self._api_key) >= MIN_KEY_FRAGMENT else body
+        if clean is not body and warn:
+            logger.warning("the server echoed (part of) the API key in its answer (%s); redacted", what)
+        return clean
+
     def _notify_retry(self, attempt: int, delay: float, reason: str) -> None:
         logger.debug("attempt %d failed (%s); retrying in %.2fs", attempt, reason, delay)
         if self.on_retry is not None:
@@ -311,11 +319,7 @@ class Transport:
             response.close()
             raise ResponseError(f"the response body is not valid {response.headers.get('Content-Encoding')} "
                                 f"data: {exc} ({what})") from None
-        body = b"".join(chunks)
-        clean = redact_key(body, self._api_key) if len(self._api_key) >= MIN_KEY_FRAGMENT else body
-        if clean is not body:
-            logger.warning("the server echoed (part of) the API key in its answer (%s); redacted", what)
-            body = clean
+        body = self.redact_body(b"".join(chunks), what)
         response._content = body  # requests' own cache of the body: .json()/.text read it
         response._content_consumed = True
 
@@ -365,7 +369,8 @@ class Transport:
         ``data`` is bytes or a binary file (rewound before each attempt, so a large upload streams from
         disk); ``retry`` replaces the policy for this call (the Batch API's create is not idempotent);
         ``stream=True`` leaves a 2xx body unread for ``iter_content`` (a large download: neither the
-        deadline nor the size cap applies; error bodies are still read with both).
+        deadline nor the size cap applies, and the caller redacts it with :meth:`redact_body`; error
+        bodies are still read with both, and redacted).
         """
         if self.closed:
             raise ConfigError("this GeminiClient is closed")
