@@ -171,3 +171,49 @@ def test_consensus_ap_beats_every_single_run(fixture_runs, iou_type, tmp_path):
     coco.createIndex()
     assert len(coco.loadRes(vk.to_results(ds, "segm")).anns) == sum(
         isinstance(a["segmentation"], dict) for a in ds["annotations"])
+
+
+def _consensus_cli(*args):
+    stderr = io.StringIO()
+    code = main(["consensus", *map(str, args)], stdout=io.StringIO(), stderr=stderr)
+    return code, stderr.getvalue()
+
+
+@pytest.mark.parametrize("how", ["folder", "file", "spelled differently", "with --overwrite"])
+def test_out_never_replaces_an_input_run(tmp_path, how):
+    runs = []
+    for k, objects in enumerate([[("cup", 10, 10, 50, 50, True)], [("cup", 12, 10, 50, 52, True)]]):
+        runs.append(tmp_path / f"run{k}")
+        runs[-1].mkdir()
+        (runs[-1] / "annotations.json").write_text(json.dumps(run_of(objects)))
+    before = [(r / "annotations.json").read_bytes() for r in runs]
+    inputs = [r / "annotations.json" for r in runs] if how == "file" else runs
+    out = tmp_path / "run1" / ".." / "run0" if how == "spelled differently" else runs[0]
+    extra = ["--overwrite"] if how == "with --overwrite" else []
+    code, err = _consensus_cli(*inputs, "--out", out, *extra)
+    assert code == 2 and "would replace the input" in err and "Traceback" not in err
+    assert [(r / "annotations.json").read_bytes() for r in runs] == before
+    assert not (runs[0] / "consensus.json").exists()
+
+
+def test_existing_annotations_need_overwrite(tmp_path):
+    runs = []
+    for k in range(2):
+        runs.append(tmp_path / f"run{k}")
+        runs[-1].mkdir()
+        (runs[-1] / "annotations.json").write_text(json.dumps(run_of([("cup", 10, 10, 50, 50 + k, True)])))
+    other = tmp_path / "run_not_given"  # a third run, left out by mistake: its dataset is not replaced
+    other.mkdir()
+    (other / "annotations.json").write_text("{\"precious\": true}")
+    code, err = _consensus_cli(*runs, "--out", other)
+    assert code == 2 and "already exists; pass --overwrite" in err
+    assert (other / "annotations.json").read_text() == "{\"precious\": true}"
+
+    merged = tmp_path / "merged"
+    assert _consensus_cli(*runs, "--out", merged) == (0, "")  # a new folder: written
+    first = (merged / "annotations.json").read_bytes()
+    (merged / "annotations.json").write_text("{}")
+    code, err = _consensus_cli(*runs, "--out", merged)  # a rerun into it: refused, file untouched
+    assert code == 2 and "--overwrite" in err and (merged / "annotations.json").read_text() == "{}"
+    assert _consensus_cli(*runs, "--out", merged, "--overwrite") == (0, "")
+    assert (merged / "annotations.json").read_bytes() == first

@@ -230,3 +230,108 @@ def test_polygon_and_uncompressed_rle_predictions_match_compressed_rle():
     assert evaluate(raw_pred, TRUTH, backend="pycocotools")["stats"] == pytest.approx(want)
     # polygons rasterise box corners slightly differently from a filled box: close, not equal
     assert evaluate(poly_pred, TRUTH, backend="pycocotools")["stats"][1] == pytest.approx(want[1], abs=0.02)
+
+
+# ---- joining predicted images onto truth images: never two predicted images onto one truth image ----
+
+def _named(names):
+    return {"images": [{"id": k + 1, "file_name": n, "width": 10, "height": 10} for k, n in enumerate(names)]}
+
+
+@pytest.mark.parametrize("pred_names, truth_names, joined, unmatched", [
+    ([], ["a.png"], {}, []),                                                    # nothing predicted
+    (["a.png"], ["a.png"], {"a.png": "a.png"}, []),                            # exact
+    (["x/a.png"], ["a.png"], {"x/a.png": "a.png"}, []),                        # unique base name
+    (["a.png", "x/a.png"], ["a.png"], {"a.png": "a.png"}, ["x/a.png"]),        # the reviewer's repro
+    (["x/a.png", "a.png"], ["a.png"], {"a.png": "a.png"}, ["x/a.png"]),        # exact wins in any order
+    (["x/a.png", "y/a.png"], ["a.png"], {}, ["x/a.png", "y/a.png"]),           # two want it: neither
+    (["b.jpg"], ["s/b.jpg", "t/b.jpg"], {}, ["b.jpg"]),                        # two truth images have it
+    (["x/a.png", "s/b.jpg"], ["a.png", "s/b.jpg"], {"x/a.png": "a.png", "s/b.jpg": "s/b.jpg"}, []),
+    (["A.png"], ["a.png"], {}, ["A.png"]),                                     # names are exact
+])
+def test_join_images_table(pred_names, truth_names, joined, unmatched):
+    from visionkit.quality.evaluate import _join_images
+    pred, truth = _named(pred_names), _named(truth_names)
+    got, left = _join_images(pred, truth)
+    by_pred = {i["id"]: i["file_name"] for i in pred["images"]}
+    by_truth = {i["id"]: i["file_name"] for i in truth["images"]}
+    assert {by_pred[p]: by_truth[t] for p, t in got.items()} == joined
+    assert len(set(got.values())) == len(got)  # each truth image joined at most once
+    assert left == unmatched
+
+
+def test_two_predicted_images_are_not_joined_onto_one_truth_image():
+    truth = dataset(OBJECTS, [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}])
+    pred = dataset(OBJECTS, PRED_CATS)
+    extra = {"id": 3, "file_name": "elsewhere/a.png", "width": 200, "height": 100}
+    pred["images"].append(extra)
+    for k in range(5):  # five wrong boxes on another image that shares a.png's base name
+        pred["annotations"].append({"id": 100 + k, "image_id": 3, "category_id": 3, "bbox": [0, 0, 5, 5],
+                                    "segmentation": rle((0, 0, 5, 5), (200, 100))})
+    result = evaluate(pred, truth, iou_type="bbox", backend="pycocotools")
+    assert result["counts"]["joined_images"] == 2
+    assert result["unmatched_images"] == ["elsewhere/a.png"]
+    assert {i["file_name"]: i["predicted"] for i in result["images"]} == {"a.png": 2, "sub/b.jpg": 2}
+    assert result["summary"]["AP"] == pytest.approx(1.0)
+
+
+def test_a_file_name_listed_twice_is_refused():
+    pred = dataset(OBJECTS, PRED_CATS)
+    pred["images"][1]["file_name"] = "a.png"
+    with pytest.raises(InputError, match="the predictions dict lists the image 'a.png' twice"):
+        evaluate(pred, TRUTH)
+
+
+# ---- truth categories: the truth's ids as they are (0 included), errors name the truth file ----
+
+ROBOFLOW_CATS = {  # Roboflow exports put a supercategory at id 0 with no objects of its own
+    "project name": [{"id": 0, "name": "pets-xyz", "supercategory": "none"},
+                     {"id": 1, "name": "cat", "supercategory": "pets-xyz"},
+                     {"id": 2, "name": "dog", "supercategory": "pets-xyz"}],
+    "named like a class": [{"id": 0, "name": "cats", "supercategory": "none"},
+                           {"id": 1, "name": "cat", "supercategory": "cats"},
+                           {"id": 2, "name": "dog", "supercategory": "cats"}],
+    "class at id 0": [{"id": 0, "name": "cat"}, {"id": 1, "name": "dog"}],
+}
+
+
+@pytest.mark.parametrize("iou_type", ["segm", "bbox"])
+@pytest.mark.parametrize("kind", list(ROBOFLOW_CATS))
+def test_truth_with_category_id_0(kind, iou_type):
+    truth = dataset(OBJECTS, ROBOFLOW_CATS[kind])
+    pred = dataset([(f, "Dogs" if lab == "dog" else lab, *b) for f, lab, *b in shifted(OBJECTS, 8)],
+                   PRED_CATS, image_ids=(12, 11), scores=[0.9, 0.8, 0.7, 0.6])
+    result = evaluate(pred, truth, iou_type=iou_type, backend="pycocotools")
+    assert result["stats"] == pytest.approx(direct(truth, pred, iou_type), abs=1e-12)
+    assert result["unmapped_labels"] == {} and result["counts"]["results"] == 4
+    assert 0.0 < result["summary"]["AP"] < 1.0
+    per = {c["name"]: c for c in result["per_class"]}
+    assert per["cat"]["truth"] == 2 and per["cat"]["predicted"] == 2
+    assert evaluate(dataset(OBJECTS, PRED_CATS), truth, iou_type=iou_type)["summary"]["AP"] == \
+        pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("categories, match", [
+    ([{"id": 1, "name": "cat"}, {"id": 1, "name": "dog"}], "category id 1 is used twice"),
+    ([{"id": "one", "name": "cat"}, {"id": 2, "name": "dog"}], r"categories\[0\] has id 'one'"),
+    ([{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}, {"id": 3, "name": "Cats"}], None),
+])
+def test_bad_truth_categories_name_the_truth_file(tmp_path, categories, match):
+    truth = dataset(OBJECTS, [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}])
+    truth["categories"] = categories
+    if match is None:  # one cat object moves to "Cats" (id 3): two categories with objects, one name
+        truth["annotations"][0]["category_id"] = 3
+        match = "categories 'cat' \\(id 1\\) and 'Cats' \\(id 3\\) are one name"
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(truth))
+    with pytest.raises(InputError, match=match) as exc:
+        evaluate(dataset(OBJECTS, PRED_CATS), path)
+    assert str(path) in str(exc.value)
+    err = io.StringIO()
+    assert main(["eval", str(path), "--truth", str(path)], stdout=io.StringIO(), stderr=err) == 2
+    assert str(path) in err.getvalue() and "Traceback" not in err.getvalue()
+
+
+def test_alias_to_a_missing_truth_category_is_a_config_error():
+    with pytest.raises(ConfigError, match="alias 'kitty' points to 'lion'"):
+        evaluate(dataset(OBJECTS, PRED_CATS), TRUTH, aliases={"kitty": "lion"})

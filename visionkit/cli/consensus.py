@@ -1,4 +1,10 @@
-"""``visionkit consensus RUN_DIR... --out DIR [--iou IOU]``: one dataset scored by agreement across runs."""
+"""``visionkit consensus RUN_DIR... --out DIR [--iou IOU] [--overwrite]``: one dataset scored by agreement
+across runs.
+
+``DIR/annotations.json`` is never one of the inputs (``--out run1`` would replace run1's own dataset), and
+an existing ``DIR/annotations.json`` is replaced only with ``--overwrite``; both are checked before any
+work is done.
+"""
 
 from __future__ import annotations
 
@@ -20,10 +26,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "with the label disagreements.")
     p.add_argument("runs", nargs="+", metavar="RUN",
                    help="run folders (with annotations.json) or COCO files; at least two")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder (not one of the RUNs; an existing DIR/annotations.json needs "
+                        "--overwrite)")
     p.add_argument("--iou", type=float, default=DEFAULT_IOU,
                    help=f"minimum IoU for objects of two runs to be one object (default {DEFAULT_IOU:g})")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing DIR/annotations.json, e.g. an earlier consensus (default: "
+                        "refuse); an input RUN is never replaced")
     p.set_defaults(func=run)
+
+
+def _check_out(runs: list[str], out: Path, overwrite: bool) -> None:
+    """ConfigError when writing ``out/annotations.json`` would replace an input or, without ``overwrite``,
+    any existing file."""
+    from ..errors import ConfigError
+    from ..quality.datasets import dataset_path
+
+    target = (out / "annotations.json").resolve()
+    for source in runs:
+        if dataset_path(source).resolve() == target:
+            raise ConfigError(f"--out {out} would replace the input {source}'s annotations.json with the "
+                              "consensus; choose another output folder, e.g. --out merged")
+    if target.exists() and not overwrite:
+        raise ConfigError(f"{out / 'annotations.json'} already exists; pass --overwrite to replace it, or "
+                          "choose another --out folder")
 
 
 def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
@@ -31,8 +58,9 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     from ..errors import ExportError
     from ..quality.consensus import consensus
 
-    dataset, report = consensus(args.runs, iou=args.iou)
     out = Path(args.out)
+    _check_out(args.runs, out, args.overwrite)
+    dataset, report = consensus(args.runs, iou=args.iou)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -1,11 +1,17 @@
 """Evaluate predictions against ground truth with COCOeval, joined by file name and category name.
 
-* **Images** are joined by ``file_name``, not by id (ids differ between tools). A prediction whose file name
-  is not in the truth is matched by its base name when exactly one truth image has it; otherwise it is
-  listed under ``unmatched_images`` and left out. Truth images with no prediction count as all missed.
-* **Categories** are mapped by name with :class:`visionkit.coco.CategoryMap`, the same normalisation
-  (case, spaces, simple plurals) and aliases as :func:`visionkit.to_coco`. Unmapped predictions are
-  counted under ``unmapped_labels`` and left out.
+* **Images** are joined by ``file_name``, not by id (ids differ between tools), exact names first. A
+  prediction whose file name is not in the truth is then matched by its base name, but only when exactly
+  one truth image has that base name, no other prediction has that truth image (by its exact name or its
+  base name), so two predicted images are never joined onto one truth image; otherwise it is listed under
+  ``unmatched_images`` and left out. Truth images with no prediction count as all missed. A file name
+  listed twice in one dataset is an InputError.
+* **Categories** are mapped by name with the same normalisation (case, spaces, simple plurals,
+  :func:`visionkit.coco.normalize_label`) and aliases as :func:`visionkit.to_coco`. The truth's ids are
+  taken as they are, 0 included (Roboflow exports a supercategory with id 0). When two truth categories
+  normalise to the same name and only one has truth objects (a Roboflow supercategory named like its
+  class), that one is used; otherwise that is an InputError naming the truth file. Unmapped predictions
+  are counted under ``unmapped_labels`` and left out.
 * **Scores.** A VLM gives none. Predictions without a ``score`` get :data:`DEFAULT_SCORE` (1.0). With one
   constant score there is no ranking, so AP then measures precision and recall at a single operating point,
   not a PR curve; the result says so in ``notes``. Consensus scores (:mod:`visionkit.quality.consensus`)
@@ -33,9 +39,9 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from ..coco import CategoryMap
+from ..coco import normalize_label
 from ..errors import ConfigError, InputError
-from .datasets import DatasetSource, ann_rle, category_names, load_dataset
+from .datasets import DatasetSource, ann_rle, category_names, dataset_path, load_dataset
 
 __all__ = ["BACKENDS", "DEFAULT_SCORE", "STAT_NAMES", "evaluate"]
 
@@ -66,25 +72,85 @@ def _backend(name: str) -> str:
     return name
 
 
-def _join_images(pred: Mapping, truth: Mapping) -> tuple[dict[int, int], list[str]]:
-    """``{pred image id: truth image id}`` by file name (then unique base name), and unmatched names."""
-    exact = {str(i["file_name"]): int(i["id"]) for i in truth["images"]}
+def _file_names(data: Mapping, name: str) -> dict[str, int]:
+    """``{file_name: image id}``; InputError when a file name is listed twice (which image is meant?)."""
+    ids: dict[str, int] = {}
+    for image in data["images"]:
+        file_name, image_id = str(image["file_name"]), int(image["id"])
+        if ids.setdefault(file_name, image_id) != image_id:
+            raise InputError(f"{name} lists the image {file_name!r} twice (image ids {ids[file_name]} and "
+                             f"{image_id}); each file name must be one image")
+    return ids
+
+
+def _join_images(pred: Mapping, truth: Mapping, pred_name: str = "predictions",
+                 truth_name: str = "ground truth") -> tuple[dict[int, int], list[str]]:
+    """``{pred image id: truth image id}`` by exact file name, then by an unambiguous base name (one truth
+    image has it, and no other predicted image claims that truth image), and the unmatched names in
+    prediction order. Each truth image is joined to at most one predicted image."""
+    exact = _file_names(truth, truth_name)
+    pred_ids = _file_names(pred, pred_name)
     base: dict[str, list[int]] = {}
-    for i in truth["images"]:
-        base.setdefault(PurePosixPath(str(i["file_name"])).name, []).append(int(i["id"]))
-    joined, unmatched = {}, []
-    for image in pred["images"]:
-        name = str(image["file_name"])
-        if name in exact:
-            joined[int(image["id"])] = exact[name]
-        elif len(base.get(PurePosixPath(name).name, [])) == 1:
-            joined[int(image["id"])] = base[PurePosixPath(name).name][0]
-        else:
-            unmatched.append(name)
+    for file_name, truth_id in exact.items():
+        base.setdefault(PurePosixPath(file_name).name, []).append(truth_id)
+    joined = {pred_ids[n]: exact[n] for n in pred_ids if n in exact}
+    claimed = set(joined.values())
+    wanted: dict[int, list[str]] = {}  # truth id -> the predicted names whose base name points at it
+    for file_name in pred_ids:
+        if file_name not in exact:
+            candidates = base.get(PurePosixPath(file_name).name, [])
+            if len(candidates) == 1 and candidates[0] not in claimed:
+                wanted.setdefault(candidates[0], []).append(file_name)
+    for truth_id, names in wanted.items():
+        if len(names) == 1:
+            joined[pred_ids[names[0]]] = truth_id
+    unmatched = [n for n, i in pred_ids.items() if i not in joined]
     return joined, unmatched
 
 
-def _results(pred: Mapping, truth: Mapping, joined: dict[int, int], cats: CategoryMap, iou_type: str,
+class _TruthCategories:
+    """Label -> the truth's category id, by normalised name and aliases; the truth's ids as they are."""
+
+    def __init__(self, truth: Mapping, aliases: Mapping[str, str] | None, name: str):
+        used = Counter(str(ann["category_id"]) for ann in truth["annotations"])
+        self._index: dict[str, int] = {}
+        owner: dict[str, dict] = {}
+        ids: dict[int, str] = {}
+        for pos, cat in enumerate(truth["categories"]):
+            try:
+                cat_id = int(cat["id"])
+            except (TypeError, ValueError) as exc:
+                raise InputError(f"{name}: categories[{pos}] has id {cat['id']!r}; expected an "
+                                 "integer") from exc
+            label = str(cat["name"])
+            if cat_id in ids:
+                raise InputError(f"{name}: category id {cat_id} is used twice ({ids[cat_id]!r} and "
+                                 f"{label!r})")
+            ids[cat_id] = label
+            key = normalize_label(label)
+            other = owner.get(key)
+            if other is None:
+                owner[key], self._index[key] = {"id": cat_id, "name": label}, cat_id
+                continue
+            mine, theirs = used[str(cat_id)] > 0, used[str(other["id"])] > 0
+            if mine == theirs:
+                raise InputError(
+                    f"{name}: categories {other['name']!r} (id {other['id']}) and {label!r} (id {cat_id}) "
+                    "are one name once case, spaces and plurals are ignored, so a predicted label cannot be "
+                    "mapped to one of them; rename or merge one")
+            if mine:  # the other has no truth objects (e.g. a supercategory): this one is the class
+                owner[key], self._index[key] = {"id": cat_id, "name": label}, cat_id
+        for alias, target in (aliases or {}).items():
+            cat_id = self._index.get(normalize_label(target))
+            if cat_id is None:
+                raise ConfigError(f"alias {alias!r} points to {target!r}, which is not a category of {name}")
+            self._index[normalize_label(alias)] = cat_id
+
+    def lookup(self, label: str) -> int | None:
+        return self._index.get(normalize_label(label))
+
+
+def _results(pred: Mapping, truth: Mapping, joined: dict[int, int], cats: _TruthCategories, iou_type: str,
              default_score: float, counts: Counter, unmapped: Counter) -> list[dict]:
     """COCO results rows in the truth's image and category ids."""
     names = category_names(pred)
@@ -244,14 +310,15 @@ def evaluate(pred: DatasetSource, truth: DatasetSource, *, iou_type: str = "segm
     backend = _backend(backend)
     pred_data = load_dataset(pred, what="predictions")
     truth_data = load_dataset(truth, what="ground truth")
+    pred_name, truth_name = _source_name(pred, "predictions"), _source_name(truth, "ground truth")
     for pos, ann in enumerate(truth_data["annotations"]):
         for key in ("id", "area", "iscrowd"):  # COCOeval reads them; say so instead of a KeyError
             if key not in ann:
                 raise InputError(f"ground truth annotations[{pos}] has no '{key}' (COCOeval needs it)")
     truth_data.setdefault("info", {})
     truth_data.setdefault("licenses", [])
-    cats = CategoryMap(truth_data["categories"], aliases)
-    joined, unmatched = _join_images(pred_data, truth_data)
+    cats = _TruthCategories(truth_data, aliases, truth_name)
+    joined, unmatched = _join_images(pred_data, truth_data, pred_name, truth_name)
     counts: Counter = Counter()
     unmapped: Counter = Counter()
     rows = _results(pred_data, truth_data, joined, cats, iou_type, default_score, counts, unmapped)
@@ -289,6 +356,11 @@ def evaluate(pred: DatasetSource, truth: DatasetSource, *, iou_type: str = "segm
                    **{k: v for k, v in counts.items() if v}},
         "notes": notes,
     }
+
+
+def _source_name(source: DatasetSource, what: str) -> str:
+    """How an error names a dataset: its file, or ``the <what> dict``."""
+    return f"the {what} dict" if isinstance(source, Mapping) else f"{what} {dataset_path(source)}"
 
 
 def default_eval_path(pred: str | os.PathLike) -> str:
