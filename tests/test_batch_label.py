@@ -478,3 +478,40 @@ def test_an_unreadable_saved_answer_is_skipped_not_fatal_and_not_resubmitted(ser
     assert list(failed) == ["img01"] and "not valid JSON" in failed["img01"]["reason"]
     assert "img01" in stderr and "not submitted" in stderr
     assert server.generate_requests == []
+
+
+def test_collect_uses_the_model_the_run_resolved_not_todays_environment(server, tmp_path, monkeypatch):
+    make_images(tmp_path / "imgs", 2)
+    server.batch.script(slow_timeline(pending=1, running=1000))
+    monkeypatch.setenv("VISIONKIT_MODEL", "gemini-3.7-flash")
+    assert label_batch(server, tmp_path / "imgs", tmp_path / "o", "--no-wait")[0] == 0
+    saved = json.loads((tmp_path / "o/batch/run.json").read_text())
+    assert saved["model"] == "gemini-3.7-flash" and saved["max_side"] == 1024
+    monkeypatch.delenv("VISIONKIT_MODEL")  # a new shell (or an upgrade that changes the default model)
+    server.batch.set_state("batches/fakebatch-0001", "SUCCEEDED")
+    code, stdout, stderr = run("batch", "collect", tmp_path / "o")
+    assert code == 0 and "2/2 images labelled" in stdout, (stdout, stderr)
+    assert server.generate_requests == [] and len(server.batch.creates) == 1
+
+
+def test_a_saved_batch_answer_for_other_settings_says_so(server, tmp_path):
+    make_images(tmp_path / "imgs", 2)
+    out = tmp_path / "o"
+    with GeminiClient(base_url=server.base_url, model="gemini-3.7-flash") as asked, \
+            GeminiClient(base_url=server.base_url, model="gemini-2.5-flash") as other:
+        batching.submit([tmp_path / "imgs"], out, client=asked, task="detect")
+        batching.poll(out, client=asked, poll_interval=0)
+        summary = batching.collect([tmp_path / "imgs"], out, client=other, task="detect", overlays=False)
+    assert summary.failed == 2 and summary.requested == 0
+    reason = failures(out)["img00"]["reason"]
+    assert "saved" in reason and "other settings" in reason and "gemini-3.7-flash" in reason, reason
+    assert "in no batch job" not in reason
+    assert server.generate_requests == []
+
+
+def test_a_batch_run_summary_counts_no_online_requests(server, tmp_path):
+    make_images(tmp_path / "imgs", 3)
+    server.batch.line_error = lambda key, req: {"code": 13, "message": "gone"} if key == "img01" else None
+    code, stdout, _ = label_batch(server, tmp_path / "imgs", tmp_path / "o")
+    assert code == 1 and "2/3 images labelled" in stdout
+    assert "(0 requested" in stdout, stdout

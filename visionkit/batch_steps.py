@@ -354,20 +354,45 @@ class BatchAnswers:
     """A stand-in client for :func:`visionkit.label`: saved answers are used by the pipeline itself; this
     answers every other image with its batch error, and never sends a request."""
 
-    def __init__(self, client: Any, reasons: dict[str, tuple[str, str | None, str | None]], owns: bool):
+    def __init__(self, client: Any, reasons: dict[str, tuple[str, str | None, str | None]], owns: bool,
+                 answered: dict[str, JobRecord] | None = None):
         self._client = client
         self._reasons = reasons
         self._owns = owns
+        self._answered = answered or {}  # {image path: the job whose answer is saved in OUT/responses}
 
     def __getattr__(self, name: str) -> Any:  # model, max_side, ...: the request fingerprint's fields
         return getattr(self._client, name)
 
-    def annotate(self, image: Any, task: str, **_: Any) -> Any:
-        reason, job, state = self._reasons.get(str(Path(image).resolve()), (
-            "no saved answer, and the image is in no batch job; rerun with --batch to submit it", None, None))
+    def annotate(self, image: Any, task: str, prompt: str | None = None,
+                 classes: Sequence[str] | None = None, **_: Any) -> Any:
+        where = str(Path(image).resolve())
+        job_record = self._answered.get(where)
+        if job_record is not None:  # its answer is saved, but the pipeline found it does not fit this run
+            reason, job, state = self._mismatch(job_record, task, prompt, classes), job_record.name, \
+                job_record.state
+        else:
+            reason, job, state = self._reasons.get(where, (
+                "no saved answer, and the image is in no batch job; rerun with --batch to submit it", None,
+                None))
         error = BatchLineError(reason, job=job, state=state)
         error.attempts = 0  # type: ignore[attr-defined]
         raise error
+
+    def _mismatch(self, job: JobRecord, task: str, prompt: str | None, classes: Sequence[str] | None) -> str:
+        from .answers import request_record
+
+        now = request_record(task, prompt, classes, getattr(self._client, "model", None),
+                             getattr(self._client, "max_side", None),
+                             getattr(self._client, "media_resolution", None))
+        asked = job.request or {}
+        changed = [f"{k} {asked.get(k)!r}, this run {now.get(k)!r}" for k in sorted(set(asked) | set(now))
+                   if asked.get(k) != now.get(k)]
+        if not changed:
+            return (f"the answer of batch job {job.name} is saved, but no longer fits (the image changed, or "
+                    "a newer answer asked with other settings replaced it); nothing was requested")
+        return (f"the answer of batch job {job.name} is saved, but for other settings "
+                f"({'; '.join(changed)}); run with those settings to use it (nothing was requested)")
 
     def close(self) -> None:
         if self._owns:

@@ -300,21 +300,24 @@ def answers_only(out: str | os.PathLike, client: Any, *, owns: bool = False) -> 
     except (OSError, ValueError):
         unsent = {}
     reasons = {path: (reason, None, None) for path, reason in unsent.items()}
+    answered: dict[str, JobRecord] = {}  # the job whose answer was saved: asked only if it does not fit
     for job in book.jobs:  # later jobs overwrite earlier ones
         errors = book.errors(job) if job.step == "collected" else {}
         for entry in book.keys(job):
             where = str(Path(entry.path).resolve())
+            answered.pop(where, None)
             if job.step == "collected":
                 if entry.key in errors:
                     reasons[where] = (errors[entry.key], job.name, job.state)
                 else:
                     reasons.pop(where, None)
+                    answered[where] = job
             elif job.step == "ended":
                 reasons[where] = (f"{job.error}; rerun with --batch to submit it again", job.name, job.state)
             else:
                 reasons[where] = (f"still in batch job {job.name or job.id} ({job.state or job.step}); rerun "
                                   "to wait for it", job.name, job.state)
-    return BatchAnswers(client, reasons, owns)
+    return BatchAnswers(client, reasons, owns, answered)
 
 
 def collect(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, client: Any,

@@ -629,6 +629,7 @@ def _process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, 
     except VisionkitError as exc:
         if origin == "api" and stage == "answer":
             attempts = getattr(exc, "attempts", 1)
+            origin = origin if attempts else ""  # nothing was sent (a batch run's unanswered image)
         elif origin == "api":
             origin = "cache" if attempts == 0 else origin
         return ImageResult(file_name, key, False, origin, attempts=attempts, stage=stage,

@@ -1,7 +1,8 @@
 """``visionkit batch {status,collect,cancel} DIR`` and the ``--batch`` half of ``visionkit label``.
 
-``label --batch`` records its arguments in ``DIR/batch/run.json`` (paths made absolute; no key), so
-``batch collect DIR`` is the same label run, from any folder, without submitting anything new.
+``label --batch`` records its arguments in ``DIR/batch/run.json`` (paths made absolute; no key; the model,
+``max_side`` and ``media_resolution`` as resolved by the client), so ``batch collect DIR`` is the same label
+run, from any folder and any environment, without submitting anything new.
 """
 
 from __future__ import annotations
@@ -55,8 +56,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 # -- label --batch ---------------------------------------------------------------------------------------
 
-def _save_args(args: argparse.Namespace) -> None:
+def _save_args(args: argparse.Namespace, client: Any) -> None:
     saved = {k: v for k, v in vars(args).items() if k not in ("func", "command") and not callable(v)}
+    # The settings the saved answers are matched by, as RESOLVED now ($VISIONKIT_MODEL, the default model,
+    # the client's defaults): 'batch collect' runs in another shell, maybe after an upgrade, and must not
+    # resolve them again, or every paid answer would look stale.
+    for name in ("model", "max_side", "media_resolution"):
+        saved[name] = getattr(client, name, saved.get(name))
     saved["inputs"] = [str(Path(p).resolve()) for p in args.inputs]
     for name in _PATH_ARGS:
         if saved.get(name):
@@ -130,7 +136,7 @@ def run_jobs(args: argparse.Namespace, client_factory: Any, reporter: Any, stdou
     try:
         if not getattr(args, "batch_collect_only", False):
             Path(args.out).mkdir(parents=True, exist_ok=True)
-            _save_args(args)
+            _save_args(args, client)
             st = submit(args.inputs, args.out, client=client, task=args.task, prompt=args.prompt,
                         classes=classes, max_requests=args.batch_max_requests,
                         concurrency=args.concurrency, on_event=bar.event)
@@ -192,10 +198,12 @@ def _label_args(saved: dict, args: argparse.Namespace) -> argparse.Namespace:
 
 def _client(saved: dict, args: argparse.Namespace):
     from ..gemini import GeminiClient
+    from ..gemini.images import DEFAULT_MAX_SIDE
+    from ..gemini.models import resolve_model
 
-    return GeminiClient(model=saved.get("model") or "gemini-2.5-flash",
-                        base_url=args.base_url or saved.get("base_url"),
-                        timeout=saved.get("timeout") or 60.0, max_side=saved.get("max_side") or 1024)
+    return GeminiClient(model=resolve_model(saved.get("model")),  # the run's model, never today's default
+                        base_url=args.base_url or saved.get("base_url"), timeout=saved.get("timeout") or 60.0,
+                        max_side=saved.get("max_side") or DEFAULT_MAX_SIDE)
 
 
 def _describe(job: Any) -> str:
