@@ -368,19 +368,12 @@ def to_results(dataset: Mapping, kind: str = "segm", default_score: float = 1.0)
 
 def _as_rle(ann: Mapping, height: int, width: int) -> dict:
     """An annotation's segmentation as compressed RLE with str counts."""
-    from pycocotools import mask as mask_utils
+    from .formats.coco_read import segmentation_rle
 
-    seg = ann.get("segmentation")
-    if isinstance(seg, Mapping):
-        if isinstance(seg.get("counts"), list):
-            seg = mask_utils.frPyObjects(dict(seg), height, width)
-        counts = seg["counts"]
-        return {"size": list(seg["size"]),
-                "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
-    if isinstance(seg, list) and seg:
-        rle = mask_utils.merge(mask_utils.frPyObjects([list(map(float, p)) for p in seg], height, width))
-        return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
-    raise ExportError(f"annotation {ann.get('id')} has no segmentation; expected RLE or polygons")
+    rle = segmentation_rle(ann, height, width)
+    if rle is None:
+        raise ExportError(f"annotation {ann.get('id')} has no segmentation; expected RLE or polygons")
+    return {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")}
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None = None) -> Path:

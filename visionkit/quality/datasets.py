@@ -10,16 +10,13 @@ from __future__ import annotations
 import copy
 import json
 import os
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from pycocotools import mask as mask_utils
-
 from ..detections import MaskCrop
 from ..errors import InputError
+from ..formats.coco_read import rle_to_crop, segmentation_rle
 
 __all__ = ["DatasetSource", "ann_rle", "ann_to_crop", "category_names", "dataset_path", "images_by_id",
            "load_dataset"]
@@ -77,43 +74,22 @@ def load_dataset(source: DatasetSource, *, what: str = "dataset") -> dict:
 def ann_rle(ann: Mapping, width: int, height: int) -> dict | None:
     """The annotation's mask as compressed RLE (bytes counts, for pycocotools), or None when it has none.
 
-    Accepts compressed RLE (str or bytes counts), uncompressed RLE (counts as a list) and polygons.
+    Accepts compressed RLE (str or bytes counts), uncompressed RLE (counts as a list) and polygons; see
+    :func:`visionkit.formats.coco_read.segmentation_rle`. Raises InputError naming the annotation.
     """
-    seg = ann.get("segmentation")
-    if not seg:
-        return None
-    try:
-        if isinstance(seg, Mapping):
-            counts = seg["counts"]
-            if isinstance(counts, list):
-                return mask_utils.frPyObjects(dict(seg), height, width)
-            return {"size": list(seg["size"]),
-                    "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-        polys = [p for p in seg if len(p) >= 6]
-        if not polys:
-            return None
-        return mask_utils.merge(mask_utils.frPyObjects(polys, height, width))
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise InputError(f"annotation {ann.get('id', '?')}: segmentation is neither RLE nor polygons "
-                         f"({exc})") from exc
+    return segmentation_rle(ann, height, width, error=InputError)
 
 
 def ann_to_crop(ann: Mapping, width: int, height: int) -> MaskCrop | None:
     """The annotation's mask as a :class:`MaskCrop` trimmed to its pixels, or None (no mask or empty).
 
-    The RLE is decoded once at full size and cropped at once: one image-sized buffer at a time, never
-    one per object.
+    Decoded straight into the crop (:func:`visionkit.formats.coco_read.rle_to_crop`): memory grows with
+    the mask's bounds, never with the image.
     """
     rle = ann_rle(ann, width, height)
     if rle is None:
         return None
-    x, y, w, h = (int(v) for v in mask_utils.toBbox(rle))
-    if w <= 0 or h <= 0:
-        return None
-    with warnings.catch_warnings():  # pycocotools 2.0.x under numpy 2 warns about __array__; harmless
-        warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
-        full = mask_utils.decode(rle)
-    return MaskCrop(np.ascontiguousarray(full[y:y + h, x:x + w].astype(bool)), x, y)
+    return rle_to_crop(rle, what=f"annotation {ann.get('id', '?')}", error=InputError)
 
 
 def category_names(data: Mapping) -> dict[int, str]:
