@@ -537,3 +537,27 @@ def test_a_key_echoed_inside_a_result_line_never_reaches_a_file(server, tmp_path
         assert [KEY[i:i + 8] for i in range(len(KEY) - 7) if KEY[i:i + 8].encode() in data] == [], path
     assert "[redacted]" in (out / "responses" / "img00.json").read_text()
     assert any("echoed (part of) the API key" in r.getMessage() for r in caplog.records)
+
+
+def test_inline_or_file_is_decided_on_the_bytes_actually_sent(server, tmp_path):
+    """Non-ASCII classes: the inline create body must fit the limit the choice was made against."""
+    make_images(tmp_path / "imgs", 3)
+    classes = ["café crème", "猫", "чашка", "☕ cup"]
+
+    def submit(out, limit):
+        with GeminiClient(base_url=server.base_url, upload_poll_interval=0) as client:
+            before = len(server.batch.creates)
+            batching.submit([tmp_path / "imgs"], out, client=client, task="detect", classes=classes,
+                            max_inline_bytes=limit)
+        create = server.batch.creates[before]
+        inline = "requests" in create.json["batch"]["inputConfig"]
+        return inline, create.body_size
+
+    inline, size = submit(tmp_path / "big", batching.MAX_INLINE_BYTES)
+    assert inline
+    assert submit(tmp_path / "exact", size)[0]  # exactly at the limit: inline
+    inline, _ = submit(tmp_path / "under", size - 1)  # one byte over: uploaded as a file instead
+    assert not inline and server.batch.calls("batch_create")
+    for limit in (size - 200, size - 40, size + 3):
+        inline, sent = submit(tmp_path / f"l{limit}", limit)
+        assert not inline or sent <= limit, (limit, sent)

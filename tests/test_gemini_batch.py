@@ -235,3 +235,14 @@ def test_a_download_cut_off_every_time_is_a_transport_error_not_a_disk_error(ser
     assert not isinstance(info.value, ExportError)
     assert not (tmp_path / "r.jsonl").exists() and list(tmp_path.glob(".r.jsonl.*")) == []
     assert len(server.batch.calls("file_download")) == 3
+
+
+@pytest.mark.parametrize("keys", [[], ["a"], ["a", "b", "c"], ["猫", "café", "k\\\"q"]])
+@pytest.mark.parametrize("display", ["vk-1", "vk-é"])
+def test_inline_size_is_the_exact_size_of_the_inline_body(keys, display):
+    lines = [(json.dumps({"key": k, "request": _request(f"find the {k} чашка ☕")}, ensure_ascii=False)
+              + "\n").encode("utf-8") for k in keys]
+    body = wire.inline_body(display, lines)
+    assert wire.inline_size(display, sum(map(len, lines)), len(lines)) == len(body)
+    assert [r["metadata"]["key"] for r in json.loads(body)["batch"]["inputConfig"]["requests"]["requests"]] \
+        == keys

@@ -97,6 +97,8 @@ def build_jobs(book: JobBook, client: Any, todo: list[tuple[str, Path]], task: s
                masks: tuple[str | None, str | None] = (None, None)) -> None:
     """Write the request lines (and each job's key list) into as many jobs as the limits need, straight to
     disk. Memory holds a few lines at a time, whatever the image count."""
+    from .gemini import batch as wire
+
     job: JobRecord | None = None
     stream: Any = None  # the job's request lines
     keys: Any = None  # the job's key list
@@ -112,7 +114,9 @@ def build_jobs(book: JobBook, client: Any, todo: list[tuple[str, Path]], task: s
         os.replace(book.file(job, ".keys.jsonl.part"), book.file(job, ".keys.jsonl"))
         os.replace(book.file(job, ".jsonl.part"), book.file(job, ".jsonl"))
         job.requests, job.step = count, "built"
-        job.mode = "inline" if job.bytes <= max_inline_bytes else "file"
+        # Decided on the create body that would be sent (its metadata wrapping included), not the lines.
+        inline = wire.inline_size(job.id, job.bytes, count)
+        job.mode = "inline" if inline <= max_inline_bytes else "file"
         book.save()
         note(on_event, f"batch job {job.id}: {job.requests} requests, {job.bytes / 1e6:.1f} MB ({job.mode})")
         job, stream, keys, count = None, None, None, 0

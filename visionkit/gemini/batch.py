@@ -63,6 +63,7 @@ __all__ = [
     "find_job",
     "get_job",
     "inline_body",
+    "inline_size",
     "iter_inlined",
     "iter_result_lines",
     "job_state",
@@ -203,22 +204,44 @@ class _CreatePolicy(RetryPolicy):
         return False
 
 
+def _inline_head(display_name: str) -> bytes:
+    return (b'{"batch": {"displayName": ' + json.dumps(display_name, ensure_ascii=False).encode("utf-8")
+            + b', "inputConfig": {"requests": {"requests": [')
+
+
+_INLINE_TAIL = b"]}}}}"
+#: Bytes an inline item ``{"request": R, "metadata": {"key": K}}`` has more than its JSONL line
+#: ``{"key": K, "request": R}`` without the newline: ``"metadata": {`` and ``}``.
+_ITEM_EXTRA = len(b'"metadata": {}')
+_SEPARATOR = b", "
+
+
 def inline_body(display_name: str, lines: Iterable[bytes | str]) -> bytes:
     """The create body for inline requests, from JSONL lines ``{"key", "request"}`` (built streaming, so
-    the body is the only copy held)."""
-    chunks = [b'{"batch": {"displayName": ', json.dumps(display_name).encode(), b', "inputConfig": '
-              b'{"requests": {"requests": [']
+    the body is the only copy held). UTF-8, not ASCII-escaped, exactly as the lines are written, so its
+    size is known before it is built (:func:`inline_size`)."""
+    chunks = [_inline_head(display_name)]
     first = True
     for line in lines:
         line = line.strip()
         if not line:
             continue
         item = json.loads(line)
-        chunks.append((b"" if first else b", ") + json.dumps(
-            {"request": item["request"], "metadata": {"key": str(item["key"])}}).encode("utf-8"))
+        chunks.append((b"" if first else _SEPARATOR) + json.dumps(
+            {"request": item["request"], "metadata": {"key": str(item["key"])}},
+            ensure_ascii=False).encode("utf-8"))
         first = False
-    chunks.append(b"]}}}}")
+    chunks.append(_INLINE_TAIL)
     return b"".join(chunks)
+
+
+def inline_size(display_name: str, line_bytes: int, count: int) -> int:
+    """The byte size of :func:`inline_body` for ``count`` JSONL lines of ``line_bytes`` in all (newlines
+    included), each written as ``json.dumps({"key": K, "request": R}, ensure_ascii=False) + "\n"``."""
+    body = len(_inline_head(display_name)) + len(_INLINE_TAIL)
+    if count:
+        body += line_bytes - count + count * _ITEM_EXTRA + (count - 1) * len(_SEPARATOR)
+    return body
 
 
 def create_job(client: GeminiClient, display_name: str, *, file_name: str | None = None,
