@@ -42,7 +42,7 @@ from .masks import (
     decode_mask,
     mask_pixels_bound,
 )
-from .response import extract_text, is_generate_response
+from .response import extract_text, is_generate_response, json_kind
 
 __all__ = ["parse_response", "answer_text"]
 
@@ -240,16 +240,6 @@ def _sorted(warnings: list[ParseWarning]) -> tuple[ParseWarning, ...]:
     return tuple(sorted(warnings, key=lambda w: -1 if w.index is None else w.index))
 
 
-def _json_kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    return {"str": "a string", "list": "a list"}.get(type(value).__name__, f"a {type(value).__name__}")
-
-
 def _show(value: Any, *, ensure_ascii: bool = True, limit: int | None = 60) -> str:
     """JSON text of a decoded value for a message or label, cut to ``limit``; never raises."""
     try:
@@ -285,7 +275,7 @@ def _read_item(index: int, item: Any, warnings: list[ParseWarning], default_labe
         warnings.append(ParseWarning(index, field, reason))
 
     if not isinstance(item, dict):
-        warn(None, f"item is {_json_kind(item)}, expected an object; skipped")
+        warn(None, f"item is {_article(json_kind(item))}, expected an object; skipped")
         return None
     box_2d = point = None
     if "box_2d" in item:
@@ -348,3 +338,8 @@ def _read_point(value: Any, warn) -> list[float] | None:
         warn("point", f"expected [y, x] numbers, got {_show(value)}; ignored")
         return None
     return [min(max(v, 0.0), GRID) for v in nums]
+
+
+def _article(kind: str) -> str:
+    """``null`` as is, else the JSON kind with its article (``a boolean``, ``an object``)."""
+    return kind if kind == "null" else ("an " if kind[0] in "aeiou" else "a ") + kind

@@ -22,7 +22,7 @@ from typing import Any
 from .errors import BlockedError, EmptyResponseError, ParseError
 from .textclean import repair_surrogates
 
-__all__ = ["BLOCKING_FINISH_REASONS", "extract_text", "load_response"]
+__all__ = ["BLOCKING_FINISH_REASONS", "extract_text", "json_kind", "load_response"]
 
 #: finishReason values that mean the answer was withheld for policy reasons.
 BLOCKING_FINISH_REASONS = frozenset({
@@ -61,10 +61,12 @@ def _server_text(value: Any, limit: int = 200) -> str:
 
 
 def _wrong_type(where: str, value: Any, expected: str) -> ParseError:
-    return ParseError(f"the response's {where} is a JSON {_kind(value)}; expected {expected}")
+    return ParseError(f"the response's {where} is a JSON {json_kind(value)}; expected {expected}")
 
 
-def _kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
+    """The JSON type of a decoded value, for messages: ``null``, ``boolean``, ``number``, ``string``,
+    ``list`` or ``object``."""
     if value is None:
         return "null"
     if isinstance(value, bool):
