@@ -561,3 +561,19 @@ def test_inline_or_file_is_decided_on_the_bytes_actually_sent(server, tmp_path):
     for limit in (size - 200, size - 40, size + 3):
         inline, sent = submit(tmp_path / f"l{limit}", limit)
         assert not inline or sent <= limit, (limit, sent)
+
+
+def test_a_cancel_that_fails_for_one_job_still_cancels_the_others(server, tmp_path):
+    make_images(tmp_path / "imgs", 2)
+    server.batch.script(slow_timeline(pending=1, running=10000), slow_timeline(pending=1, running=10000))
+    code, _, _ = label_batch(server, tmp_path / "imgs", tmp_path / "o", "--no-wait", "--batch-max-requests=1")
+    assert code == 0
+    from visionkit.gemini import batch as wire
+
+    with GeminiClient(base_url=server.base_url) as client:
+        wire.delete_job(client, "batches/fakebatch-0001")  # its cancel now answers 404
+    code, stdout, stderr = run("batch", "cancel", tmp_path / "o")
+    assert server.batch.job("batches/fakebatch-0002").state == "CANCELLED"
+    assert "cancel requested for 1 job(s)" in stdout
+    assert "fakebatch-0001" in stderr and "could not cancel" in stderr
+    assert code == 1

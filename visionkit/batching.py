@@ -55,6 +55,7 @@ from .answers import AnswerSource, RateLimiter, ResponseStore
 from .batch_jobs import JobBook, JobRecord
 from .batch_steps import BatchAnswers, build_jobs, cleanup, note, refresh, submit_ready
 from .errors import (
+    APIError,
     BatchError,
     ConfigError,
     InputError,
@@ -335,8 +336,9 @@ def collect(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, clie
 
 def cancel(out: str | os.PathLike, *, client: Any,
            on_event: Callable[[str], None] | None = None) -> list[str]:
-    """Cancel every unfinished job recorded in ``out``; returns their names. Their images are unanswered
-    again once the API reports them CANCELLED (:func:`poll`)."""
+    """Cancel every unfinished job recorded in ``out``; returns the names of those the API accepted to
+    cancel (a refused one is reported through ``on_event`` as a warning, and the others are still
+    cancelled). Their images are unanswered again once the API reports them CANCELLED (:func:`poll`)."""
     from .gemini import batch as wire
 
     with _lock(out, required=False) as locked:
@@ -356,7 +358,11 @@ def _cancel(book: JobBook, client: Any, wire: Any, on_event: Callable[[str], Non
             else:
                 job.step = "uploaded" if job.input_file else "built"
         if job.step == "submitted":
-            wire.cancel_job(client, job.name)
+            try:
+                wire.cancel_job(client, job.name)
+            except APIError as exc:  # one refusal must not leave the other jobs running (and unsaved)
+                note(on_event, f"warning: could not cancel batch job {job.name}: {exc}")
+                continue
             names.append(job.name)
             note(on_event, f"cancel requested for batch job {job.name}")
         elif job.step in ("built", "uploaded") and not book.readonly:

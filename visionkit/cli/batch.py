@@ -229,11 +229,19 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         return label_cli.run(_label_args(saved, args), stdout, stderr)
     with _client(saved, args) as client:
         if args.action == "cancel":
-            names = cancel(out, client=client, on_event=None if args.quiet else
-                           (lambda m: stderr.write(m + "\n")))
+            refused: list[str] = []
+
+            def event(message: str) -> None:
+                if message.startswith("warning: could not cancel"):
+                    refused.append(message)
+                    stderr.write(message + "\n")  # shown even with -q: a job may still be running
+                elif not args.quiet:
+                    stderr.write(message + "\n")
+
+            names = cancel(out, client=client, on_event=event)
             stdout.write(f"cancel requested for {len(names)} job(s); 'visionkit batch status {out}' shows "
                          "when they end\n")
-            return 0
+            return 1 if refused else 0
         st = poll(out, client=client, wait=False, collect_results=False, submit_held=False,
                   on_event=None if args.quiet else (lambda m: stderr.write(m + "\n")))
     if not st.jobs:
