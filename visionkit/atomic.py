@@ -1,4 +1,5 @@
-"""Atomic file writes: write a temp file in the target's folder, fsync, then rename over the target.
+"""Atomic file writes: write a temp file in the target's folder, fsync, rename over the target, then
+fsync the folder (POSIX), so the new name itself survives a power loss.
 
 A reader sees the old file or the new one, never half of one, even after ``kill -9``. The temp file is
 created with mode ``0o666`` and the kernel applies the umask, so the new file gets the usual permissions,
@@ -33,14 +34,31 @@ def _create_temp(path: Path) -> tuple[int, Path]:
     raise FileExistsError(f"no unused temp file name beside {path}")
 
 
+def _sync_folder(folder: Path) -> None:
+    """fsync ``folder``, so the rename in it survives a power loss (POSIX; elsewhere a folder cannot be
+    opened for it, and the rename is left to the file system)."""
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return  # e.g. no read permission on the folder: the file itself is synced and complete
+    try:
+        with contextlib.suppress(OSError):  # some file systems refuse fsync on a folder (EINVAL)
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", *, durable: bool = True) -> Iterator[IO]:
     """Open a temp file beside ``path`` for writing; on a clean exit it replaces ``path``.
 
     ``mode`` is ``"w"`` (UTF-8 text) or ``"wb"``. On an exception the temp file is removed and ``path`` is
     left as it was. OS errors become :class:`ExportError` naming the path. ``durable=False`` skips the
-    fsync: readers still never see half a file, but after a power loss the new file may be lost; only for
-    files that can be made again (overlays), where the fsync cost more wall time than drawing them.
+    fsyncs (file and folder): readers still never see half a file, but after a power loss the new file
+    may be lost; only for files that can be made again (overlays), where the fsync cost more wall time
+    than drawing them.
     """
     path = Path(path)
     if mode not in ("w", "wb"):
@@ -59,6 +77,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", *, durable: bool = Tru
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
         replaced = True
+        if durable:
+            _sync_folder(path.parent)
     except OSError as exc:
         raise ExportError(f"cannot write {path}: {exc}") from exc
     finally:
