@@ -577,3 +577,15 @@ def test_a_cancel_that_fails_for_one_job_still_cancels_the_others(server, tmp_pa
     assert "cancel requested for 1 job(s)" in stdout
     assert "fakebatch-0001" in stderr and "could not cancel" in stderr
     assert code == 1
+
+
+@pytest.mark.parametrize("media_resolution", [None, "low"])
+def test_the_batch_fingerprint_is_what_online_mode_records(server, media_resolution):
+    from visionkit.answers import AnswerSource, RateLimiter, ResponseStore
+
+    with GeminiClient(base_url=server.base_url, model="gemini-3.7-flash", max_side=640,
+                      media_resolution=media_resolution) as client:
+        online = AnswerSource(None, ResponseStore(Path("unused")), client, RateLimiter(None), "detect",
+                              "find cups", ["cup", "猫"]).request
+        assert batching.fingerprint(client, "detect", "find cups", ["cup", "猫"]) == online
+    assert online["model"] == "gemini-3.7-flash" and online["max_side"] == 640

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .answers import AnswerSource, RateLimiter, ResponseStore
+from .answers import ResponseStore, request_record
 from .batch_jobs import JobBook, JobRecord
 from .batch_steps import BatchAnswers, build_jobs, cleanup, note, refresh, submit_ready
 from .errors import (
@@ -151,8 +151,8 @@ def status(out: str | os.PathLike) -> BatchStatus:
 
 def _fingerprint(client: Any, task: str, prompt: str | None, classes: Sequence[str] | None) -> dict:
     """What a saved answer must have been asked with: exactly what online mode records."""
-    return AnswerSource(None, ResponseStore(Path(".")), client, RateLimiter(None), task, prompt,
-                        classes).request
+    return request_record(task, prompt, classes, getattr(client, "model", None),
+                          getattr(client, "max_side", None), getattr(client, "media_resolution", None))
 
 
 # -- submit ----------------------------------------------------------------------------------------------
