@@ -178,3 +178,38 @@ def test_a_response_that_does_not_match_its_record_is_asked_again(tmp_path):
                       on_image=lambda r: notes.extend(str(w) for w in r.warnings))
         assert again.requested == 1 and again.cached == 1 and len(server.generate_requests) == 3
         assert any("does not match its request record" in n for n in notes)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="flock is POSIX")
+@pytest.mark.parametrize("flock_error, outcome", [
+    (None, "locked"),
+    (BlockingIOError(11, "Resource temporarily unavailable"), "held"),
+    (OSError(37, "No locks available"), "unsupported"),    # ENOLCK: a network mount without locks
+    (OSError(95, "Operation not supported"), "unsupported"),
+])
+def test_lock_states(tmp_path, monkeypatch, flock_error, outcome):
+    import fcntl
+
+    from visionkit import outdir
+
+    photos = _images(tmp_path / "photos", 1)
+    replay = _answers(tmp_path / "r", {"p0": ONE_BOX})
+    if flock_error is not None:
+        def flock(fd, op):
+            raise flock_error
+        monkeypatch.setattr(fcntl, "flock", flock)
+    notes: list[str] = []
+    if outcome == "held":
+        with pytest.raises(ConfigError, match="another visionkit run is writing to"):
+            label([photos], tmp_path / "out", replay=replay)
+        return
+    (tmp_path / "out").mkdir()
+    stale = tmp_path / "out" / ".annotations.json.0123456789ab.tmp"
+    stale.write_text("x")
+    assert label([photos], tmp_path / "out", replay=replay, on_notice=notes.append).ok
+    if outcome == "locked":
+        assert not stale.exists() and not any("no file locks" in n for n in notes)
+        with outdir.lock_output(tmp_path / "out") as locked:  # and it was released at the end
+            assert locked
+    else:  # no lock: the run goes on, says so, and leaves temp files alone (one may be another run's)
+        assert stale.exists() and any("has no file locks" in n for n in notes)

@@ -237,3 +237,19 @@ def test_the_cli_says_each_case_once(tmp_path):
     assert code == 1 and "OVERLAY NOT WRITTEN p1.png (annotations kept)" in stderr
     assert "2/2 images labelled, 0 failed; 2 annotations" in stdout
     assert "1 overlays could not be written" in stdout
+
+
+def test_replaying_a_grown_runs_responses_uses_its_recorded_keys(tmp_path):
+    """``--replay RUN/responses`` after the folder grew: RUN/keys.json says which answer is whose."""
+    from visionkit.gemini import GeminiClient
+
+    photos, run = tmp_path / "photos", tmp_path / "run"
+    _image(photos / "a" / "x.png")
+    with FakeGemini(api_key=KEY) as server, GeminiClient(api_key=KEY, base_url=server.base_url) as client:
+        label([photos], run, client=client)  # a/x.png -> x
+        _image(photos / "b" / "x.png", size=(50, 20))
+        label([photos], run, client=client)  # b/x.png -> b__x
+    assert sorted(p.name for p in (run / "responses").glob("*.json")) == ["b__x.json", "x.json"]
+    again = label([photos], tmp_path / "again", replay=run / "responses")
+    assert again.ok, again.failures  # a fresh folder keys them a__x and b__x; RUN's keys find their answers
+    assert _dataset(again.out)["images"] == _dataset(run)["images"]

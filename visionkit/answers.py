@@ -194,6 +194,7 @@ class AnswerSource:
         # Paid answers whose save failed (a full disk): {key: (image, response)}, retried at the end.
         self._unsaved: dict[str, tuple[Path, dict]] = {}
         self._unsaved_lock = threading.Lock()
+        self._replayed_keys: dict[str, str] | None = None
         self.task, self.prompt, self.classes = task, prompt, classes
         self.reask = reask  # ask once more with the polygon prompt when masks do not decode
         # What the saved answers must have been asked with (see visionkit.answers).
@@ -248,6 +249,15 @@ class AnswerSource:
                     "is retried at the end")
         return None
 
+    def _replay_keys(self) -> dict[str, str]:
+        """``{file_name: key}`` of the run whose ``responses`` folder is replayed (else empty)."""
+        if self._replayed_keys is None:  # a benign race: every thread computes the same map
+            from .keys import load_key_map
+
+            found = load_key_map(self.replay.parent) if self.replay is not None else None
+            self._replayed_keys = found or {}
+        return self._replayed_keys
+
     def unsaved_count(self) -> int:
         with self._unsaved_lock:
             return len(self._unsaved)
@@ -273,8 +283,12 @@ class AnswerSource:
         return self._replay_file(path, file_name, key)
 
     def _replay_file(self, path: Path, file_name: str, key: str) -> Path:
-        """``<key>.json``/``.txt``, else ``<stem>.json``/``.txt`` when no other image has that stem."""
-        found = _exact_replay(self.replay, key)
+        """The answer under the key the replayed run gave this image (``--replay RUN/responses``, whose
+        ``RUN/keys.json`` says), else ``<key>.json``/``.txt``, else ``<stem>.json``/``.txt`` when no other
+        image has that stem."""
+        recorded = self._replay_keys().get(file_name)
+        found = _exact_replay(self.replay, recorded) if recorded else None
+        found = found or _exact_replay(self.replay, key)
         if found is not None:
             return found
         fallback = _exact_replay(self.replay, path.stem) if path.stem != key else None

@@ -13,6 +13,7 @@ A rerun never replaces a dataset with a worse one silently (see :func:`visionkit
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -93,12 +94,13 @@ LOCK_NAME = ".visionkit.lock"
 
 
 @contextlib.contextmanager
-def lock_output(out: Path) -> Iterator[None]:
-    """Hold an advisory lock on ``out`` for the duration of a run.
+def lock_output(out: Path) -> Iterator[bool]:
+    """Hold an advisory lock on ``out`` for the duration of a run; yields True once it is held.
 
     ``flock`` on Linux and macOS, ``msvcrt.locking`` on Windows; the lock goes with the process, so a
     killed run never leaves a stale lock. The lock file records who holds it, so a second run fails at
     once with :class:`ConfigError` naming the other process instead of sending the same requests again.
+    On a file system without locks (some network mounts) it yields False and the run goes on unlocked.
     """
     path = Path(out) / LOCK_NAME
     try:
@@ -106,16 +108,24 @@ def lock_output(out: Path) -> Iterator[None]:
     except OSError as exc:
         raise ExportError(f"cannot write to the output folder {out}: {exc}") from exc
     try:
-        if not _try_lock(fd):
+        state = _try_lock(fd)
+        if state == "held":
             raise ConfigError(f"another visionkit run is writing to {out} ({_holder(fd)}); wait for it to "
                               "finish or choose another --out")
-        _write_holder(fd)
-        yield
+        if state == "locked":
+            _write_holder(fd)
+        yield state == "locked"
     finally:
         os.close(fd)  # releases the lock
 
 
-def _try_lock(fd: int) -> bool:
+#: flock/msvcrt errors that mean "another process holds it" (others mean the file system has no locks).
+_HELD = {errno.EAGAIN, errno.EACCES, getattr(errno, "EWOULDBLOCK", errno.EAGAIN),
+         getattr(errno, "EDEADLK", -1)}
+
+
+def _try_lock(fd: int) -> str:
+    """"locked", "held" (another process has it) or "unsupported" (the file system has no locks)."""
     try:
         if os.name == "nt":  # pragma: no cover - Windows
             import msvcrt
@@ -125,9 +135,9 @@ def _try_lock(fd: int) -> bool:
             import fcntl
 
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return False
-    return True
+    except OSError as exc:
+        return "held" if exc.errno in _HELD else "unsupported"
+    return "locked"
 
 
 def _holder(fd: int) -> str:

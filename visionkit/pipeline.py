@@ -327,10 +327,13 @@ def _prepare_output(out: Path, cleanup: contextlib.ExitStack, summary: LabelSumm
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ExportError(f"cannot write to the output folder {out}: {exc}") from exc
-    cleanup.enter_context(lock_output(out))
-    removed = clean_stale_temps(out)
-    if removed:
-        _notify(summary, on_notice, f"removed {removed} temp files left in {out} by an interrupted run")
+    if cleanup.enter_context(lock_output(out)):
+        removed = clean_stale_temps(out)  # safe only under the lock: no other run is writing here
+        if removed:
+            _notify(summary, on_notice, f"removed {removed} temp files left in {out} by an interrupted run")
+    else:
+        _notify(summary, on_notice, f"the file system of {out} has no file locks: this run is not protected "
+                                    "from another one writing there at the same time")
     try:
         return cleanup.enter_context(Spool(out))
     except OSError as exc:

@@ -180,7 +180,8 @@ def _dry_run(args: argparse.Namespace, classes: list[str] | None, stdout: TextIO
     """``--dry-run``: what would happen to each image; nothing is sent or written."""
     result = plan(args.inputs, args.out, task=args.task, replay=args.replay, prompt=args.prompt,
                   classes=classes, model=args.model, max_side=args.max_side, glob=args.glob,
-                  exclude=args.exclude, limit=args.limit)
+                  exclude=args.exclude, limit=args.limit,
+                  media_resolution=getattr(args, "media_resolution", None))
     for notice in result.notices:
         stdout.write(f"note     {notice}\n")
     if not args.quiet:

@@ -189,8 +189,8 @@ class GeminiClient:
         self._http = Transport(api_key, self.timeout, retry, session, deadline=deadline, on_retry=on_retry,
                                max_body_bytes=max_response_bytes,
                                user_agent=f"visionkit/{__version__} python-requests/{requests.__version__}")
-        if self.info.status == "deprecated":
-            logger.warning("%s", status_note(self.model, self.info))
+        if self.info.status == "deprecated":  # info: the labelling run says it once as a notice
+            logger.info("%s", status_note(self.model, self.info))
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 

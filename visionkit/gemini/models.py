@@ -167,15 +167,16 @@ MODELS: tuple[ModelInfo, ...] = (
                      "image-understanding segmentation docs (2025); no shutdown date found in the sources"),
     ModelInfo(r"gemini-2\.5-flash(-[a-z0-9.-]+)?", "Gemini 2.5 Flash", "budget", (),
               {"thinkingBudget": 0}, "png", "global", "deprecated",
-              "shutdown 2026-10-16 (aiweekly.co, quoting the deprecations page) or 2026-12-01 "
-              "(dev.to 'aideprecations')", _CURRENT, 0.5,
+              "shutdown 2026-10-16 or 2026-12-01; sources differ", _CURRENT, 0.5,
               source="PNG masks with thinkingBudget 0: image-understanding docs (2025); seg tokens "
-                     "since 2026: discuss.ai.google.dev/t/146559; shutdown: GEMINI-API-FACTS section 8"),
+                     "since 2026: discuss.ai.google.dev/t/146559; shutdown 2026-10-16: aiweekly.co, quoting "
+                     "the deprecations page; 2026-12-01 with auto-routing: dev.to 'aideprecations'"),
     ModelInfo(r"gemini-2\.5-pro(-[a-z0-9.-]+)?", "Gemini 2.5 Pro", "budget", (),
               {"thinkingBudget": 128}, "png", "global", "deprecated",
-              "auto-routed to gemini-3.8-flash from 2026-12-01 (dev.to 'aideprecations')",
+              "auto-routed to gemini-3.8-flash from 2026-12-01",
               ("gemini-3.1-pro-preview", "gemini-3.8-flash"), 0.5,
-              source="cannot go to 0; budget range 128-32768: ai.google.dev thinking docs"),
+              source="cannot go to 0; budget range 128-32768: ai.google.dev thinking docs; routing: dev.to "
+                     "'aideprecations' (2026-11)"),
     ModelInfo(r"gemini-2\.0-[a-z0-9.-]+", "Gemini 2.0", "none", status="retired",
               date="shut down 2026-06-01", replacements=_CURRENT,
               source="aiweekly.co and modeldex.dev alerts (2026-06), quoting Google Cloud docs"),

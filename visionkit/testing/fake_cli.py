@@ -41,6 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seg-tokens", action="store_true",
                         help="with --dialects, 2.5 models answer PNG-mask prompts with <seg_N> tokens")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer (default 0)")
+    parser.add_argument("--log", action="store_true",
+                        help="print one line per generateContent request on stderr: model, thinking, "
+                             "mediaResolution, serviceTier and the prompt's start (default: off)")
     args = parser.parse_args(argv)
     responder = None
     if args.replay:
@@ -50,7 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         responder = ReplayResponder(args.images, args.replay, max_side=args.max_side)
     dialects: bool | Dialects = Dialects(seg_tokens=args.seg_tokens) if args.dialects else False
-    server = FakeGemini(responder, latency=args.latency, dialects=dialects, port=args.port).start()
+    server = FakeGemini(responder, latency=args.latency, dialects=dialects, port=args.port,
+                        fault_for=_log_request if args.log else None).start()
     print(server.base_url, flush=True)
     print(f"FakeGemini serving on {server.base_url}; try: GEMINI_API_KEY=any visionkit label IMAGES "
           f"--out OUT --base-url {server.base_url}   (Ctrl-C stops)", file=sys.stderr, flush=True)
@@ -64,3 +68,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+
+
+def _log_request(record) -> None:
+    """``fault_for`` hook that logs a request and injects nothing."""
+    config = record.generation_config
+    body = record.json if isinstance(record.json, dict) else {}
+    print(f"[{record.index}] {record.model} thinking={config.get('thinkingConfig')} "
+          f"media={config.get('mediaResolution')} tier={body.get('serviceTier', '-')} "
+          f"image={record.image_wh} prompt={record.text[:90]!r}", file=sys.stderr, flush=True)
+    return None
