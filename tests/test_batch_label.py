@@ -108,6 +108,22 @@ def test_batch_run_writes_what_online_mode_writes(server, tmp_path, model):
                for r in inline)
 
 
+@pytest.mark.parametrize("model", ["gemini-2.5-flash", "gemini-3.7-flash"])
+def test_saved_batch_answers_carry_what_online_answers_carry(server, tmp_path, model):
+    make_images(tmp_path / "imgs", 2)
+    for out, extra in (("b", ("--batch", "--poll-interval", "0.001")), ("o", ())):
+        code, _, stderr = run("label", tmp_path / "imgs", "--out", tmp_path / out, "--task", "segment",
+                              "--model", model, "--base-url", server.base_url, *extra)
+        assert code == 0, stderr
+    batch = json.loads((tmp_path / "b/responses/img00.json").read_text())["visionkit"]
+    online = json.loads((tmp_path / "o/responses/img00.json").read_text())["visionkit"]
+    assert batch["batch"] == "batches/fakebatch-0001"
+    for field in ("maskFormat", "maskOrder", "usage", "requests"):
+        assert batch[field] == online[field], field
+    assert json.loads((tmp_path / "b/annotations.json").read_text())["annotations"] == \
+        json.loads((tmp_path / "o/annotations.json").read_text())["annotations"]
+
+
 def test_rerun_while_running_waits_for_the_same_job(server, tmp_path):
     make_images(tmp_path / "imgs", 3)
     server.batch.script(slow_timeline(pending=1, running=1000))
@@ -278,6 +294,25 @@ def test_mixed_run_reuses_online_answers(server, tmp_path):
     assert code == 0 and len(server.batch.creates) == 1  # everything answered: no new job
 
 
+def test_changed_settings_while_a_job_runs_get_their_own_job(server, tmp_path):
+    make_images(tmp_path / "imgs", 2)
+    server.batch.script(slow_timeline(pending=1, running=100000))
+    assert label_batch(server, tmp_path / "imgs", tmp_path / "o", "--no-wait")[0] == 0
+    assert label_batch(server, tmp_path / "imgs", tmp_path / "o", "--no-wait")[0] == 0
+    assert len(server.batch.creates) == 1  # the same request: waits for the same job
+    server.batch.script(("PENDING", "SUCCEEDED"))
+    code, stdout, stderr = label_batch(server, tmp_path / "imgs", tmp_path / "o", "--classes", "cat")
+    assert code == 0 and "2/2 images labelled" in stdout, stderr  # without waiting for the other job
+    assert len(server.batch.creates) == 2  # other classes are another request
+    assert server.batch.job("batches/fakebatch-0001").state == "RUNNING"
+    server.batch.set_state("batches/fakebatch-0001", "SUCCEEDED")  # the old job ends after the new one
+    code, stdout, stderr = label_batch(server, tmp_path / "imgs", tmp_path / "o", "--classes", "cat")
+    assert code == 0 and "2/2 images labelled" in stdout, stderr
+    assert "superseded" in stderr
+    record = json.loads((tmp_path / "o/responses/.request/img00.json").read_text())
+    assert record["request"]["classes"] == ["cat"]  # the newer paid answer was not overwritten
+
+
 def test_changed_settings_ask_again(server, tmp_path):
     make_images(tmp_path / "imgs", 2)
     assert label_batch(server, tmp_path / "imgs", tmp_path / "o")[0] == 0
@@ -394,4 +429,29 @@ def test_a_second_run_cannot_create_jobs_while_one_waits_but_status_and_cancel_w
         waiting.join(timeout=30)
     code, stdout, _ = result["first"]
     assert code == 1 and "0/3 images labelled" in stdout
+    assert len(server.batch.creates) == 1
+
+
+def test_a_job_cut_off_while_its_lines_are_written_is_dropped_and_rebuilt(server, tmp_path, monkeypatch):
+    make_images(tmp_path / "imgs", 3)
+    real = batch_steps.request_body
+    calls = []
+
+    def interrupted(client, path, *args):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(client, path, *args)
+
+    monkeypatch.setattr(batch_steps, "request_body", interrupted)
+    with GeminiClient(base_url=server.base_url) as client:
+        with pytest.raises(KeyboardInterrupt):
+            batching.submit([tmp_path / "imgs"], tmp_path / "o", client=client, task="detect",
+                            concurrency=1)
+        assert [j.step for j in JobBook(tmp_path / "o").jobs] == ["building"]
+        assert not list((tmp_path / "o/batch").glob("*.part"))  # no half file left behind
+        assert not server.batch.creates
+        monkeypatch.setattr(batch_steps, "request_body", real)
+        st = batching.submit([tmp_path / "imgs"], tmp_path / "o", client=client, task="detect")
+    assert [(j.step, j.requests) for j in st.jobs] == [("submitted", 3)]
     assert len(server.batch.creates) == 1

@@ -121,7 +121,8 @@ def test_stale_temp_files_of_our_naming_are_removed_on_start(tmp_path):
     out = tmp_path / "out"
     ours = [out / ".annotations.json.0123456789ab.tmp", out / "overlays" / ".p0.png.a1b2c3d4e5f6.tmp",
             out / "responses" / ".p0.json.ffffffffffff.tmp",
-            out / "responses" / ".request" / ".p0.json.abcabcabcabc.tmp"]
+            out / "responses" / ".request" / ".p0.json.abcabcabcabc.tmp",
+            out / "batch" / ".jobs.json.0a0a0a0a0a0a.tmp"]
     theirs = [out / ".notes.tmp", out / "draft.0123456789ab.tmp", out / "overlays" / ".keep.tmp",
               out / ".annotations.json.0123456789ab.tmp.bak"]
     for path in ours + theirs:

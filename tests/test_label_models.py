@@ -12,7 +12,7 @@ import pytest
 
 from visionkit.cli import main
 from visionkit.testing.dialects import DEFAULT_OBJECTS, Dialects
-from visionkit.testing.fake_gemini import FakeGemini
+from visionkit.testing.fake_gemini import FakeGemini, Fault, answer_response
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 IMAGES = sorted(p for p in (FIXTURES / "images").iterdir())
@@ -143,3 +143,39 @@ def test_help_text(capsys):
     for flag in ("--media-resolution", "--tier", "--no-reask", "--price-in", "--price-out", "--model"):
         assert flag in text
     assert "gemini-3.8-flash" in text and "default standard" in text
+
+
+def _seg_tokens_then(second):
+    """A responder: seg tokens for the PNG prompt; ``second(request)`` for the polygon re-ask."""
+    def respond(request):
+        if "[y, x] points" in request.text:
+            return second(request)
+        return answer_response([{"box_2d": [100, 100, 600, 700], "label": "cup",
+                                 "mask": "<start_of_mask><seg_4><seg_20><end_of_mask>"}])
+    return respond
+
+
+def _cup(mask):
+    return answer_response([{"box_2d": [100, 100, 600, 700], "label": "cup", "mask": mask}])
+
+
+@pytest.mark.parametrize("second, used, says", [
+    (lambda r: Fault.status(400), "first", "asking again with the polygon prompt failed"),
+    (lambda r: _cup("gimme_mask_for_this"), "first", "the first answer is kept"),  # a placeholder string
+    (lambda r: _cup([[100, 100], [100, 700], [600, 400]]), "second", "that answer is used"),
+])
+def test_reask_outcomes(tmp_path, second, used, says):
+    with FakeGemini(_seg_tokens_then(second), api_key=KEY) as fake:
+        code, out, err = run("label", str(FIXTURES / "images" / "square_1024.png"), "--out",
+                             str(tmp_path / "o"), "--task", "segment", "--model", "gemini-2.5-flash",
+                             "--base-url", fake.base_url, "--no-overlays")
+        assert len(fake.generate_requests) == 2  # one re-ask, never more
+    assert code == 0, err
+    assert says in err
+    saved = json.loads((tmp_path / "o" / "responses" / "square_1024.json").read_text())
+    text = saved["candidates"][0]["content"]["parts"][0]["text"]
+    assert ("seg_4" in text) == (used == "first")
+    assert saved["visionkit"]["reasked"] and saved["visionkit"]["requests"] == (2 if used == "second"
+                                                                                 or "kept" in says else 1)
+    coco = json.loads((tmp_path / "o" / "annotations.json").read_text())
+    assert isinstance(coco["annotations"][0]["segmentation"], dict) == (used == "second")

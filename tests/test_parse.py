@@ -261,7 +261,7 @@ def _png_header(width: int, height: int) -> str:
 
 @pytest.mark.parametrize("mask, reason", [
     (_png_header(5000, 10), "over the 4096x4096 limit"),
-    (_png_header(100, 100), "corrupt or truncated"),
+    (_png_header(100, 100), "ends before its IEND chunk"),
     ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAYYAAAGGAgMAAABo696+...", "not valid base64"),
     ("data:image/png;base64,", "empty"),
     ("data:image/png;base64,/9j/4AAQSkZJRg==", "not a PNG"),
@@ -492,3 +492,26 @@ def test_full_image_boxes_and_points_stay_inside_the_image(image_wh):
     width, height = image_wh
     assert len(d) == 2 and (d.xyxy[:, [0, 2]] <= width).all() and (d.xyxy[:, [1, 3]] <= height).all()
     np.testing.assert_array_equal(d.points[1], d.xyxy[1, :2])
+
+
+def _damaged_png(how: str) -> str:
+    import base64
+    ok, buf = cv2.imencode(".png", disk(40, 40))
+    raw = bytearray(buf.tobytes())
+    if how == "cut":
+        raw = raw[: len(raw) // 2]
+    else:  # one flipped byte inside the image data
+        raw[raw.find(b"IDAT") + 6] ^= 0xFF
+    return "data:image/png;base64," + base64.b64encode(bytes(raw)).decode()
+
+
+@pytest.mark.parametrize("how, reason", [("cut", "ends before its IEND chunk"),
+                                         ("flipped", "CRC of its 'IDAT' chunk does not match")])
+def test_a_damaged_png_is_refused_before_libpng_prints_to_stderr(capfd, how, reason):
+    good = {"box_2d": [0, 0, 500, 500], "mask": png_b64(disk(32, 32)), "label": "good"}
+    bad = {"box_2d": [100, 200, 500, 600], "mask": _damaged_png(how), "label": "bad"}
+    d = parse_response(json.dumps([good, bad]), (400, 300))
+    assert d.has_mask(0) and not d.has_mask(1)
+    (w,) = d.warnings
+    assert w.index == 1 and reason in w.reason
+    assert "libpng" not in capfd.readouterr().err  # libpng writes to fd 2 itself; capfd sees it

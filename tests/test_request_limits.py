@@ -142,3 +142,22 @@ def test_a_key_fragment_at_offset_70_of_an_html_page(fake):
 def test_redact_key_table(text, expected):
     assert redact_key(text, KEY) == expected
     assert redact_key(text.encode(), KEY) == expected.encode()
+
+
+def test_a_bomb_fails_one_image_in_a_run_and_nothing_is_saved(tmp_path):
+    from PIL import Image
+
+    from visionkit.pipeline import label
+
+    for i in range(3):
+        Image.new("RGB", (80 + i, 60), (40 * i, 90, 150)).save(tmp_path / f"im{i}.png")
+    def bomb(request):
+        return Fault.gzip_bomb(256 << 20) if request.image_wh == (81, 60) else None
+
+    with FakeGemini(fault_for=bomb) as fake, client(fake, max_response_bytes=8 << 20) as c:
+        summary = label([tmp_path], tmp_path / "out", task="detect", client=c, overlays=False)
+    assert summary.succeeded == 2 and summary.failed == 1
+    failure = summary.failures[0]
+    assert failure["file"] == "im1.png" and failure["error"] == "ResponseError"
+    assert "over 8 MiB once decoded" in failure["reason"]
+    assert sorted(p.name for p in (tmp_path / "out" / "responses").glob("*.json")) == ["im0.json", "im2.json"]

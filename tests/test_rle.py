@@ -59,3 +59,22 @@ def test_large_image_without_a_full_canvas():
     assert rle["size"] == [3000, 4000] and rle_area(rle) == 120000
     assert mask_utils.toBbox({"size": rle["size"], "counts": rle["counts"].encode()}).tolist() == [
         3500, 2700, 400, 300]
+
+
+@pytest.mark.parametrize("image_wh, refused", [
+    ((65535, 65537), False),  # 2**32 - 1 pixels: the largest image pycocotools' 32-bit counts can hold
+    ((65536, 65536), True),   # 2**32: a run of zeros this long would wrap to 0
+    ((2**31 - 1, 3), True),
+])
+@pytest.mark.parametrize("filled", [False, True])
+def test_images_past_32_bit_run_lengths_are_refused_not_wrapped(image_wh, refused, filled):
+    from visionkit import ExportError
+
+    crop = MaskCrop(np.full((2, 2), filled, bool), 1, 1)
+    if refused:
+        with pytest.raises(ExportError, match="more than COCO RLE can hold"):
+            crop_to_rle(crop, image_wh)
+        return
+    counts = crop_to_counts(crop, image_wh)
+    assert int(counts.astype(np.uint64).sum()) == image_wh[0] * image_wh[1]
+    assert rle_area(crop_to_rle(crop, image_wh)) == (4 if filled else 0)

@@ -253,3 +253,42 @@ def test_replaying_a_grown_runs_responses_uses_its_recorded_keys(tmp_path):
     again = label([photos], tmp_path / "again", replay=run / "responses")
     assert again.ok, again.failures  # a fresh folder keys them a__x and b__x; RUN's keys find their answers
     assert _dataset(again.out)["images"] == _dataset(run)["images"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('{"images": [], "annotations": []}', {}),
+    ('{"images": [{"id": 1, "file_name": "a.png", "width": 2, "height": 2}], "annotations": []}',
+     {"a.png": 0}),
+    ('{"info": {"x": 1}, "images": [{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": "s/b.png"}], '
+     '"annotations": [{"id": 1, "image_id": 2, "segmentation": {"size": [2, 2], "counts": "04"}}, '
+     '{"id": 2, "image_id": 2, "segmentation": [[0, 0, 1, 0, 1, 1]]}, {"id": 3, "image_id": 9}]}',
+     {"a.png": 0, "s/b.png": 2}),
+    ("not json", None),
+    ('{"images": "nope", "annotations": []}', None),
+    ("[]", None),
+])
+def test_previous_counts(tmp_path, text, expected):
+    from visionkit.outdir import previous_counts
+
+    (tmp_path / "annotations.json").write_text(text)
+    assert previous_counts(tmp_path / "annotations.json") == expected
+    assert previous_counts(tmp_path / "missing.json") is None
+
+
+def test_previous_counts_come_from_the_index_while_it_matches_the_file(tmp_path):
+    from visionkit.outdir import INDEX_NAME, previous_counts
+
+    photos = tmp_path / "photos"
+    for name in ("p1.png", "p2.png"):
+        _image(photos / name)
+    out = tmp_path / "out"
+    label([photos], out, replay=_answers(tmp_path / "r", p1=ONE_BOX, p2=TWO_BOXES), overlays=False)
+    index = json.loads((out / INDEX_NAME).read_text())
+    assert index["counts"] == {"p1.png": 1, "p2.png": 2} == previous_counts(out / "annotations.json")
+    index["counts"] = {"p1.png": 7}  # the index is what is read while it matches the file ...
+    (out / INDEX_NAME).write_text(json.dumps(index))
+    assert previous_counts(out / "annotations.json") == {"p1.png": 7}
+    data = _dataset(out)  # ... and a file changed by someone else is parsed again
+    data["annotations"] = data["annotations"][:1]
+    (out / "annotations.json").write_text(json.dumps(data))
+    assert previous_counts(out / "annotations.json") == {"p1.png": 1, "p2.png": 0}

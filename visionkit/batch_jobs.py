@@ -56,6 +56,8 @@ class JobRecord:
     requests: int = 0
     bytes: int = 0
     mode: str = "file"  # "file" (uploaded JSONL) or "inline"
+    mask_format: str | None = None  # what the prompt asked for ("png", "polygon", "none"; None = detect)
+    mask_order: str | None = None  # the polygon point order the prompt stated ("yx"), saved with answers
     name: str | None = None  # batches/<id>
     input_file: str | None = None  # files/<id>
     state: str | None = None  # the API's state, bare ("RUNNING")
@@ -140,7 +142,7 @@ class JobBook:
     def drop(self, job: JobRecord) -> None:
         """Forget a job that never reached the API, and its local files."""
         self.jobs.remove(job)
-        for suffix in (".jsonl", ".jsonl.part", ".keys.jsonl"):
+        for suffix in (".jsonl", ".jsonl.part", ".keys.jsonl", ".keys.jsonl.part"):
             self.file(job, suffix).unlink(missing_ok=True)
 
     def write_keys(self, job: JobRecord, entries: list[KeyEntry]) -> None:
@@ -167,9 +169,11 @@ class JobBook:
         except (OSError, ValueError):
             return {}
 
-    def active_keys(self) -> set[str]:
-        """Keys of the images that a recorded, unfinished job asks for."""
-        return {e.key for job in self.jobs if job.active for e in self.keys(job)}
+    def active_keys(self, request: dict | None = None) -> set[str]:
+        """Keys of the images that a recorded, unfinished job asks for (with ``request``: only jobs asked
+        with that request fingerprint; a job with other settings does not answer this request)."""
+        return {e.key for job in self.jobs if job.active and (request is None or job.request == request)
+                for e in self.keys(job)}
 
     def summary(self) -> dict[str, Any]:
         """Totals over every job, for progress lines."""

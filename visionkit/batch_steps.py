@@ -11,10 +11,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-from .answers import ResponseStore
+from .answers import RECORD_DIR, ResponseStore
 from .batch_jobs import JobBook, JobRecord, KeyEntry
 from .coco import write_json_atomic
 from .errors import (
@@ -91,27 +93,29 @@ def _lines(client: Any, todo: list[tuple[str, Path]], task: str, prompt: str | N
 
 def build_jobs(book: JobBook, client: Any, todo: list[tuple[str, Path]], task: str, prompt: str | None,
                classes: Sequence[str] | None, request: dict, max_requests: int, max_file_bytes: int,
-               max_inline_bytes: int, on_event: Callable[[str], None] | None, workers: int = 4) -> None:
-    """Write the request lines into as many jobs as the limits need. Memory holds a few lines at a time,
-    whatever the image count."""
+               max_inline_bytes: int, on_event: Callable[[str], None] | None, workers: int = 4,
+               masks: tuple[str | None, str | None] = (None, None)) -> None:
+    """Write the request lines (and each job's key list) into as many jobs as the limits need, straight to
+    disk. Memory holds a few lines at a time, whatever the image count."""
     job: JobRecord | None = None
-    stream: Any = None
-    entries: list[KeyEntry] = []
+    stream: Any = None  # the job's request lines
+    keys: Any = None  # the job's key list
+    count = 0
     unsent: dict[str, str] = {}
 
     def finish() -> None:
-        nonlocal job, stream
-        stream.flush()
-        os.fsync(stream.fileno())
-        stream.close()
+        nonlocal job, stream, keys, count
+        for fh in (stream, keys):
+            fh.flush()
+            os.fsync(fh.fileno())
+            fh.close()
+        os.replace(book.file(job, ".keys.jsonl.part"), book.file(job, ".keys.jsonl"))
         os.replace(book.file(job, ".jsonl.part"), book.file(job, ".jsonl"))
-        book.write_keys(job, entries)
-        job.requests, job.step = len(entries), "built"
+        job.requests, job.step = count, "built"
         job.mode = "inline" if job.bytes <= max_inline_bytes else "file"
         book.save()
         note(on_event, f"batch job {job.id}: {job.requests} requests, {job.bytes / 1e6:.1f} MB ({job.mode})")
-        job, stream = None, None
-        entries.clear()
+        job, stream, keys, count = None, None, None, 0
 
     try:
         for key, path, made in _lines(client, todo, task, prompt, classes, workers):
@@ -125,22 +129,27 @@ def build_jobs(book: JobBook, client: Any, todo: list[tuple[str, Path]], task: s
                                                f"a batch input file may hold ({max_file_bytes})")
                 note(on_event, f"{path}: {unsent[str(path.resolve())]}")
                 continue
-            if job is not None and (len(entries) >= max_requests or job.bytes + len(line) > max_file_bytes):
+            if job is not None and (count >= max_requests or job.bytes + len(line) > max_file_bytes):
                 finish()
             if job is None:
                 job = book.new_job(request, client.model)
-                book.save()  # recorded (as "building") before its file exists
+                job.mask_format, job.mask_order = masks
+                book.save()  # recorded (as "building") before its files exist
                 book.folder.mkdir(parents=True, exist_ok=True)
                 stream = open(book.file(job, ".jsonl.part"), "wb")  # noqa: SIM115 (closed in finish)
+                keys = open(book.file(job, ".keys.jsonl.part"), "w", encoding="utf-8")  # noqa: SIM115
             stream.write(line)
+            entry = KeyEntry(key, str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+            keys.write(json.dumps(asdict(entry), ensure_ascii=False) + "\n")
             job.bytes += len(line)
-            entries.append(KeyEntry(key, str(path.resolve()), stat.st_size, stat.st_mtime_ns))
+            count += 1
         if job is not None:
             finish()
     finally:
         if stream is not None:  # interrupted mid-job: its record says "building", so it is dropped later
-            stream.close()
-            book.file(job, ".jsonl.part").unlink(missing_ok=True)
+            for fh, suffix in ((stream, ".jsonl.part"), (keys, ".keys.jsonl.part")):
+                fh.close()
+                book.file(job, suffix).unlink(missing_ok=True)
         write_json_atomic(book.folder / "unsent.json", unsent, indent=1)
 
 
@@ -245,7 +254,7 @@ def collect_job(book: JobBook, client: Any, job: JobRecord, remote: Any, store: 
     else:
         outcomes = wire.iter_inlined(remote, order)
     errors: dict[str, str] = {}
-    saved = unknown = 0
+    saved = unknown = superseded = 0
     for key, response, error in outcomes:
         entry = entries.pop(key, None) if key is not None else None
         if entry is None:
@@ -270,7 +279,10 @@ def collect_job(book: JobBook, client: Any, job: JobRecord, remote: Any, store: 
         if (stat.st_size, stat.st_mtime_ns) != (entry.bytes, entry.mtime_ns):
             errors[key] = "the image changed after it was submitted; rerun with --batch to ask again"
             continue
-        store.save(key, job.request, path, response)
+        if _superseded(store, key, job):
+            superseded += 1  # a later run with other settings already saved a paid answer: keep it
+            continue
+        store.save(key, job.request, path, _with_meta(response, job))
         saved += 1
     for key in entries:
         errors[key] = "the job's results have no line for this image"
@@ -280,8 +292,34 @@ def collect_job(book: JobBook, client: Any, job: JobRecord, remote: Any, store: 
         job.warnings.append(f"{unknown} result lines named no request of this job and were ignored")
     book.save()
     book.file(job, ".results.jsonl").unlink(missing_ok=True)
-    note(on_event, f"batch job {job.name} SUCCEEDED: {saved} answers saved, {len(errors)} lines failed")
+    if superseded:
+        job.warnings.append(f"{superseded} answers were not saved: newer answers asked with other settings "
+                            "are kept")
+    note(on_event, f"batch job {job.name} SUCCEEDED: {saved} answers saved, {len(errors)} lines failed"
+         + (f", {superseded} superseded by newer answers" if superseded else ""))
     cleanup(book, client, job, on_event)
+
+
+def _with_meta(response: dict, job: JobRecord) -> dict:
+    """The response with visionkit's entry, as online mode saves it (usage, mask format and order), plus
+    the job it came from."""
+    from .reask import annotate_meta
+    from .usage import Usage
+
+    line = SimpleNamespace(response=response, mask_format=job.mask_format, mask_order=job.mask_order)
+    return annotate_meta(line, Usage.of(response.get("usageMetadata")), batch=job.name)
+
+
+def _superseded(store: ResponseStore, key: str, job: JobRecord) -> bool:
+    """True when the saved answer for ``key`` was asked with other settings after this job was submitted
+    (overwriting it would throw a newer paid answer away)."""
+    record = store.folder / RECORD_DIR / f"{key}.json"
+    try:
+        asked = json.loads(record.read_text(encoding="utf-8")).get("request")
+        when = record.stat().st_mtime
+    except (OSError, ValueError, AttributeError):
+        return False
+    return asked != job.request and when > (job.submitted_at or 0)
 
 
 def line_reason(error: dict) -> str:

@@ -72,6 +72,7 @@ __all__ = [
     "answers_only",
     "cancel",
     "collect",
+    "fingerprint",
     "poll",
     "status",
     "submit",
@@ -183,7 +184,7 @@ def submit(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, clien
                          f"max_file_bytes={max_file_bytes}")
     from .gemini.request import plan_request
 
-    plan_request(task, client.model, client.options(prompt=prompt, classes=classes))  # bad options: now
+    plan = plan_request(task, client.model, client.options(prompt=prompt, classes=classes))  # fails now
     out = Path(out)
     images = find_inputs(inputs, out, glob=glob, exclude=exclude, limit=limit).images
     if not images:
@@ -193,17 +194,18 @@ def submit(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, clien
         keys, known = run_keys(images, out, store.owner)
         record_keys(out, (p.relative_to(r).as_posix() for p, r in images), keys, known)
         return _submit(out, images, keys, store, client, task, prompt, classes, max_requests, max_file_bytes,
-                       max_inline_bytes, concurrency, on_event)
+                       max_inline_bytes, concurrency, on_event, plan)
 
 
 def _submit(out: Path, images: list, keys: list[str], store: ResponseStore, client: Any, task: str,
             prompt: str | None, classes: Sequence[str] | None, max_requests: int, max_file_bytes: int,
-            max_inline_bytes: int, concurrency: int, on_event: Callable[[str], None] | None) -> BatchStatus:
+            max_inline_bytes: int, concurrency: int, on_event: Callable[[str], None] | None,
+            plan: Any) -> BatchStatus:
     book = JobBook(out)
     for job in [j for j in book.jobs if j.step == "building"]:
         book.drop(job)  # cut off while its request file was written: nothing was sent
     request = _fingerprint(client, task, prompt, classes)
-    taken = book.active_keys()
+    taken = book.active_keys(request)
     todo = []
     for (path, _root), key in zip(images, keys):
         if key in taken:
@@ -214,7 +216,8 @@ def _submit(out: Path, images: list, keys: list[str], store: ResponseStore, clie
     if todo:
         note(on_event, f"{len(todo)} of {len(images)} images have no saved answer; building batch requests")
         build_jobs(book, client, todo, task, prompt, classes, request, max_requests, max_file_bytes,
-                   max_inline_bytes, on_event, workers=concurrency)
+                   max_inline_bytes, on_event, workers=concurrency,
+                   masks=(plan.mask_format, plan.mask_order))
     elif not book.jobs or not any(j.active for j in book.jobs):
         note(on_event, f"all {len(images)} images have a saved answer; no batch job is needed")
     submit_ready(book, client, on_event)
@@ -228,12 +231,13 @@ def poll(out: str | os.PathLike, *, client: Any, wait: bool = True,
          on_progress: Callable[[BatchStatus], None] | None = None,
          on_event: Callable[[str], None] | None = None,
          sleep: Callable[[float], None] = time.sleep, collect_results: bool = True,
-         submit_held: bool = True) -> BatchStatus:
+         submit_held: bool = True, request: dict | None = None) -> BatchStatus:
     """Refresh every submitted job, saving the answers of each one that succeeded; with ``wait``, repeat
     until no job is unfinished. Transient poll failures (timeouts, 5xx) are reported and polled again.
 
     ``collect_results=False`` only refreshes the recorded states (nothing is downloaded or deleted);
-    ``submit_held=False`` creates no job that a full quota held back.
+    ``submit_held=False`` creates no job that a full quota held back; ``request`` (a request fingerprint)
+    waits only for the jobs asked with it (jobs of other settings are still collected if they finish).
 
     Raises:
         APIError: a failure that polling again cannot fix (bad key, a job the API does not know).
@@ -242,12 +246,13 @@ def poll(out: str | os.PathLike, *, client: Any, wait: bool = True,
         book = JobBook(out)
         book.readonly = not locked  # another run is waiting on these jobs: look, but write nothing
         return _poll(book, client, wait, poll_interval, max_interval, on_progress, on_event, sleep,
-                     collect_results, submit_held)
+                     collect_results, submit_held, request)
 
 
 def _poll(book: JobBook, client: Any, wait: bool, poll_interval: float, max_interval: float,
           on_progress: Callable[[BatchStatus], None] | None, on_event: Callable[[str], None] | None,
-          sleep: Callable[[float], None], collect_results: bool, submit_held: bool) -> BatchStatus:
+          sleep: Callable[[float], None], collect_results: bool, submit_held: bool,
+          request: dict | None) -> BatchStatus:
     store = ResponseStore(book.out / "responses")
     interval = max(float(poll_interval), 0.0)
     while True:
@@ -262,7 +267,7 @@ def _poll(book: JobBook, client: Any, wait: bool, poll_interval: float, max_inte
         current = _status(book)
         if on_progress is not None:
             on_progress(current)
-        if not wait or current.done:
+        if not wait or not [j for j in current.active if request is None or j.request == request]:
             return current
         if not any(j.step == "submitted" for j in book.jobs):
             if not submit_held:
@@ -274,6 +279,12 @@ def _poll(book: JobBook, client: Any, wait: bool, poll_interval: float, max_inte
 
 
 # -- collect, cancel ---------------------------------------------------------------------------------------
+
+def fingerprint(client: Any, task: str, prompt: str | None = None,
+                classes: Sequence[str] | None = None) -> dict:
+    """The request fingerprint saved answers (and jobs) are matched by: what online mode records."""
+    return _fingerprint(client, task, prompt, classes)
+
 
 def answers_only(out: str | os.PathLike, client: Any, *, owns: bool = False) -> Any:
     """A client for :func:`visionkit.label` that answers from ``OUT/responses`` only: an image with no saved

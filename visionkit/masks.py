@@ -34,6 +34,7 @@ import base64
 import binascii
 import re
 import struct
+import zlib
 
 import cv2
 import numpy as np
@@ -100,6 +101,27 @@ def decode_png_probability(value: str) -> np.ndarray:
     return _decode_png_bytes(raw)
 
 
+def _check_png_chunks(raw: bytes, width: int, height: int) -> None:
+    """Refuse a PNG whose chunk framing is broken: a chunk running past the end, a CRC-32 that does not
+    match, or no IEND. libpng reports exactly these by printing to the process's stderr (``libpng error:
+    ...``), which no Python code can silence, so they are caught here first. Costs one CRC pass over the
+    few kilobytes of a mask."""
+    pos, end = len(_PNG_SIGNATURE), len(raw)
+    while pos + 12 <= end:
+        (length,) = struct.unpack_from(">I", raw, pos)
+        kind = raw[pos + 4:pos + 8]
+        if pos + 12 + length > end:
+            break
+        (crc,) = struct.unpack_from(">I", raw, pos + 8 + length)
+        if zlib.crc32(raw[pos + 4:pos + 8 + length]) != crc:
+            raise MaskDecodeError(f"mask PNG ({width}x{height}) is corrupt: the CRC of its "
+                                  f"{kind.decode('latin-1')!r} chunk does not match")
+        if kind == b"IEND":
+            return
+        pos += 12 + length
+    raise MaskDecodeError(f"mask PNG ({width}x{height}) is truncated: it ends before its IEND chunk")
+
+
 def _decode_png_bytes(raw: bytes) -> np.ndarray:
     if not raw.startswith(_PNG_SIGNATURE):
         raise MaskDecodeError("mask data is not a PNG (bad signature); expected a base64 PNG")
@@ -119,6 +141,7 @@ def _decode_png_bytes(raw: bytes) -> np.ndarray:
             raise MaskDecodeError(f"mask PNG declares {width}x{height} {kind}, {decoded:,} bytes decoded, "
                                   f"over the {MAX_MASK_DECODED_BYTES:,}-byte limit for a mask; refused "
                                   "without decoding")
+    _check_png_chunks(raw, width, height)
     img = cv2.imdecode(np.frombuffer(raw, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise MaskDecodeError(f"mask PNG ({width}x{height}) is corrupt or truncated and cannot be decoded")

@@ -27,21 +27,58 @@ from pathlib import Path
 from .atomic import atomic_open
 from .errors import ConfigError, ExportError
 
-__all__ = ["LOCK_NAME", "PREVIOUS_NAME", "clean_stale_temps", "keep_copy", "lock_output", "previous_counts"]
+__all__ = ["INDEX_NAME", "LOCK_NAME", "PREVIOUS_NAME", "clean_stale_temps", "keep_copy", "lock_output",
+           "previous_counts", "write_index"]
 
 PREVIOUS_NAME = "annotations.previous.json"
 
 
+INDEX_NAME = ".annotations.index.json"
+
+
+def write_index(path: Path, counts: dict[str, int]) -> None:
+    """Record ``{file_name: annotation count}`` of the COCO file just written at ``path``, with its size
+    and mtime, so the next run reads the counts without parsing the whole file."""
+    stat = path.stat()
+    with atomic_open(path.with_name(INDEX_NAME)) as fh:
+        json.dump({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "counts": counts}, fh,
+                  ensure_ascii=False)
+
+
+def _indexed_counts(path: Path) -> dict[str, int] | None:
+    try:
+        stat = path.stat()
+        index = json.loads(path.with_name(INDEX_NAME).read_text(encoding="utf-8"))
+        if (index["size"], index["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns):
+            return {str(k): int(v) for k, v in index["counts"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return None
+
+
 def previous_counts(path: Path) -> dict[str, int] | None:
     """``{file_name: annotation count}`` of the COCO file at ``path``, or None when there is none (or it
-    cannot be read as COCO: nothing worth protecting then)."""
+    cannot be read as COCO: nothing worth protecting then). From the index the run wrote beside it when
+    that still matches the file; otherwise the file is parsed, each annotation reduced to its image id as
+    it is read."""
+    indexed = _indexed_counts(path)
+    if indexed is not None:
+        return indexed
+
+    def reduce(obj: dict):
+        if "image_id" in obj:  # an annotation
+            return obj["image_id"]
+        if "file_name" in obj and "id" in obj:  # an image
+            return obj["id"], str(obj["file_name"])
+        return obj if ("images" in obj or "annotations" in obj) else None  # the top level; drop the rest
+
     try:
         with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-        names = {img["id"]: str(img["file_name"]) for img in data["images"]}
+            data = json.load(fh, object_hook=reduce)
+        names = dict(data["images"])
         counts = dict.fromkeys(names.values(), 0)
-        for ann in data["annotations"]:
-            name = names.get(ann["image_id"])
+        for image_id in data["annotations"]:
+            name = names.get(image_id)
             if name is not None:
                 counts[name] += 1
     except (OSError, ValueError, KeyError, TypeError):
@@ -67,7 +104,7 @@ def keep_copy(path: Path, dest: Path) -> None:
 
 #: The temp names of visionkit.atomic: ``.<target name>.<12 hex digits>.tmp``.
 _TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
-_TEMP_FOLDERS = (".", "overlays", "responses", "responses/.request")
+_TEMP_FOLDERS = (".", "overlays", "responses", "responses/.request", "batch")
 
 
 def clean_stale_temps(out: Path) -> int:

@@ -70,7 +70,7 @@ from .formats.keypoints import keypoints_dataset, point_annotations
 from .inputs import find_inputs
 from .keys import record_keys, run_keys, stem_owners
 from .masks import DEFAULT_THRESHOLD
-from .outdir import PREVIOUS_NAME, clean_stale_temps, keep_copy, lock_output, previous_counts
+from .outdir import PREVIOUS_NAME, clean_stale_temps, keep_copy, lock_output, previous_counts, write_index
 from .overlay_files import (
     DEFAULT_OVERLAY_FORMAT,
     DEFAULT_OVERLAY_MAX_SIDE,
@@ -718,6 +718,8 @@ def _write_annotations(path: Path, spool, offsets: dict[int, tuple[int, int]], l
             keep_copy(path, path.with_name(PREVIOUS_NAME))
     summary.annotations = ann_id
     summary.export_report = info["visionkit"]
+    with contextlib.suppress(ExportError, OSError):  # only a shortcut for the next run: it re-parses without
+        write_index(path, {img["file_name"]: written[img["file_name"]] for img in images})
 
 
 def _write_sources(path: Path, images: list[tuple[Path, Path]]) -> None:

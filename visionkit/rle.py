@@ -18,14 +18,23 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from .detections import MaskCrop
+from .errors import ExportError
 
-__all__ = ["crop_to_counts", "crop_to_rle", "rle_area"]
+__all__ = ["MAX_RLE_PIXELS", "crop_to_counts", "crop_to_rle", "rle_area"]
+
+#: pycocotools keeps run lengths as C ``unsigned int`` (``maskApi.h``: ``typedef unsigned int uint``), so an
+#: image with more pixels than this cannot be written as COCO RLE: a longer run would wrap silently.
+MAX_RLE_PIXELS = 2**32 - 1
 
 
 def crop_to_counts(crop: MaskCrop, image_wh: tuple[int, int]) -> np.ndarray:
     """Uncompressed COCO RLE counts (uint32 1-D) of the full-size mask that ``crop`` stands for."""
     width, height = image_wh
-    total = width * height
+    total = int(width) * int(height)
+    if total > MAX_RLE_PIXELS:
+        raise ExportError(f"an image of {width}x{height} has {total} pixels, more than COCO RLE can hold "
+                          f"({MAX_RLE_PIXELS}: pycocotools stores run lengths as 32-bit integers); write "
+                          "polygons instead (polygons=True, --polygons)")
     data = crop.data
     h, w = data.shape
     if h == 0 or w == 0 or not data.any():

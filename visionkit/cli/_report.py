@@ -64,9 +64,10 @@ def _width(stream: TextIO) -> int:
 class Reporter:
     """Per-image lines and a one-line progress bar on stderr (the bar only on a terminal)."""
 
-    def __init__(self, stream: TextIO, quiet: bool):
+    def __init__(self, stream: TextIO, quiet: bool, offline: bool = False):
         self.stream = stream
         self.quiet = quiet
+        self.offline = offline  # replaying: Ctrl-C waits for images in progress, not for paid requests
         self.bar = not quiet and stream.isatty()
         self._bar_shown = False
         self._last = 0.0
@@ -86,8 +87,12 @@ class Reporter:
     def interrupt(self, in_flight: int) -> None:
         """First Ctrl-C: say at once what the run is waiting for."""
         self._clear()
-        self.stream.write(f"interrupted: {in_flight} requests in flight; waiting for their answers so they "
-                          "are saved (press Ctrl-C again to abort them)\n")
+        if self.offline:
+            self.stream.write(f"interrupted: finishing the {in_flight} images in progress (press Ctrl-C "
+                              "again to stop at once)\n")
+        else:
+            self.stream.write(f"interrupted: {in_flight} requests in flight; waiting for their answers so "
+                              "they are saved (press Ctrl-C again to abort them)\n")
         self.stream.flush()
 
     def notice(self, text: str) -> None:

@@ -19,6 +19,7 @@ from ..batching import (
     BatchStatus,
     answers_only,
     cancel,
+    fingerprint,
     poll,
     status,
     submit,
@@ -141,8 +142,10 @@ def run_jobs(args: argparse.Namespace, client_factory: Any, reporter: Any, stdou
                 client.close()
                 return None, 0
         try:
+            collect_only = getattr(args, "batch_collect_only", False)
             st = poll(args.out, client=client, poll_interval=args.poll_interval, on_progress=bar.progress,
-                      on_event=bar.event, submit_held=not getattr(args, "batch_collect_only", False))
+                      on_event=bar.event, submit_held=not collect_only,
+                      request=None if collect_only else fingerprint(client, args.task, args.prompt, classes))
         finally:
             bar.finish()
     except BaseException:

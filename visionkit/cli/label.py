@@ -144,7 +144,7 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     if args.dry_run:
         return _dry_run(args, classes, stdout)
-    reporter = Reporter(stderr, args.quiet)
+    reporter = Reporter(stderr, args.quiet, offline=args.replay is not None)
     prices = _prices(args)
 
     def client_factory():
