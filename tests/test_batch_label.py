@@ -455,3 +455,11 @@ def test_a_job_cut_off_while_its_lines_are_written_is_dropped_and_rebuilt(server
         st = batching.submit([tmp_path / "imgs"], tmp_path / "o", client=client, task="detect")
     assert [(j.step, j.requests) for j in st.jobs] == [("submitted", 3)]
     assert len(server.batch.creates) == 1
+
+
+@pytest.mark.parametrize("tier", ["flex", "priority"])
+def test_batch_with_an_interactive_tier_is_a_usage_error_before_anything_is_sent(server, tmp_path, tier):
+    images = make_images(tmp_path / "in", 2)[0].parent
+    code, out, err = label_batch(server, images, tmp_path / "out", "--tier", tier)
+    assert code == 2 and f"--tier {tier} applies to interactive requests" in err
+    assert server.requests == [] and not (tmp_path / "out").exists()

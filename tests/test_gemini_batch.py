@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from visionkit.errors import BadRequestError, BatchError, NotFoundError, ResponseError
+from visionkit.errors import (
+    BadRequestError,
+    BatchError,
+    ExportError,
+    NotFoundError,
+    ResponseError,
+    TransportError,
+)
 from visionkit.gemini import GeminiClient, RetryPolicy
 from visionkit.gemini import batch as wire
 from visionkit.testing import FakeGemini, Fault
@@ -203,3 +210,28 @@ def test_jobs_answer_from_the_servers_responder(tmp_path):
             got = {k: r for k, r, _ in wire.iter_inlined(job)}
     assert got["a"]["candidates"][0]["content"]["parts"][0]["text"] == "[]"
     assert got["b"]["promptFeedback"]["blockReason"] == "SAFETY"
+
+
+def _finished_file_job(server, client, tmp_path, keys=("a", "b", "c")):
+    server.batch.script(("SUCCEEDED",))
+    up = wire.upload_jsonl(client, _jsonl(tmp_path, list(keys)), "x")
+    return wire.create_job(client, "dl", file_name=up.name)
+
+
+def test_a_download_cut_off_midway_is_started_again(server, client, tmp_path):
+    job = _finished_file_job(server, client, tmp_path)
+    whole = server.file_data(job.responses_file)
+    server.batch.cut_downloads = 2
+    size = wire.download_file(client, job.responses_file, tmp_path / "r.jsonl", attempts=3)
+    assert (tmp_path / "r.jsonl").read_bytes() == whole and size == len(whole)
+    assert len(server.batch.calls("file_download")) == 3
+
+
+def test_a_download_cut_off_every_time_is_a_transport_error_not_a_disk_error(server, client, tmp_path):
+    job = _finished_file_job(server, client, tmp_path)
+    server.batch.cut_downloads = 5
+    with pytest.raises(TransportError, match="cut off 3 times") as info:
+        wire.download_file(client, job.responses_file, tmp_path / "r.jsonl", attempts=3)
+    assert not isinstance(info.value, ExportError)
+    assert not (tmp_path / "r.jsonl").exists() and list(tmp_path.glob(".r.jsonl.*")) == []
+    assert len(server.batch.calls("file_download")) == 3

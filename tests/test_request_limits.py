@@ -161,3 +161,26 @@ def test_a_bomb_fails_one_image_in_a_run_and_nothing_is_saved(tmp_path):
     assert failure["file"] == "im1.png" and failure["error"] == "ResponseError"
     assert "over 8 MiB once decoded" in failure["reason"]
     assert sorted(p.name for p in (tmp_path / "out" / "responses").glob("*.json")) == ["im0.json", "im2.json"]
+
+
+def test_a_slow_upload_does_not_count_against_the_answer_deadline(fake, tmp_path):
+    """The deadline bounds the answer, not the time the body takes to go up (a big batch JSONL)."""
+    import io
+
+    from visionkit.gemini import files_api
+
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(b"x" * (8192 * 12))
+
+    class SlowFile(io.FileIO):
+        def read(self, n=-1):
+            time.sleep(0.05)  # each read is quick; the whole upload (~0.6 s) outlasts the deadline
+            return super().read(n)
+
+    with client(fake, timeout=5.0, deadline=0.3) as c, SlowFile(path, "rb") as fh:
+        def request(method, url, **kw):
+            return c._request(method, url, what="upload", **kw)[0]
+
+        uploaded = files_api.upload_bytes(request, c.base_url, fh, "application/jsonl", poll_interval=0)
+    assert fake.file_data(uploaded.name) == path.read_bytes()
+    assert len([r for r in fake.requests if r.kind == "upload"]) == 1  # sent once, not re-sent

@@ -10,6 +10,11 @@ Filters, in this order: ``glob`` keeps the files that match any of its patterns,
 that match any of its patterns, and ``limit`` keeps the first N (inputs are in a stable order). A pattern is
 an ``fnmatch`` pattern, matched case-insensitively against the path relative to the input folder (``*``
 also matches ``/``) and against the file name, so ``*.jpg`` matches ``a/b.JPG``.
+
+An image is named by its path relative to its input folder (``file_name`` in every output), so two images
+from different inputs with the same relative name (compared case-insensitively, as ``keys.json`` keys are)
+would become one image. Such inputs are refused before anything is written, naming both files; the same
+name twice under one input folder cannot happen, and ``a/x.jpg`` beside ``b/x.jpg`` is two names.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import imageio
-from .errors import ConfigError
+from .errors import ConfigError, InputError
 from .keys import KEY_FILE, is_key_map
 
 __all__ = ["Inputs", "find_inputs", "is_output_folder"]
@@ -51,7 +56,8 @@ def find_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike], out: st
     """The images of ``inputs`` (see :func:`visionkit.imageio.iter_images`) that a run into ``out`` reads.
 
     Raises:
-        InputError: an input does not exist, or a file given directly is not an image.
+        InputError: an input does not exist, a file given directly is not an image, or two images from
+            different inputs have the same name relative to their input folders.
         ConfigError: ``limit`` is below 1.
     """
     if limit is not None and limit < 1:
@@ -77,6 +83,7 @@ def find_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike], out: st
     images = imageio.iter_images(named, prune=prune) if named else []
     found = len(images)
     images = [(p, r) for p, r in images if _keep(p.relative_to(r).as_posix(), glob, exclude)]
+    _refuse_same_names(images)
     if limit is not None:
         images = images[:limit]
     notices = []
@@ -90,6 +97,28 @@ def find_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike], out: st
                        + (f" (--exclude {' '.join(exclude)})" if exclude else "")
                        + (f" (--limit {limit})" if limit is not None else ""))
     return Inputs(images, notices, found)
+
+
+def _refuse_same_names(images: Sequence[tuple[Path, Path]]) -> None:
+    """Raise InputError when two images from different input roots share a relative name (casefolded)."""
+    first: dict[str, tuple[Path, Path]] = {}
+    resolved: dict[Path, Path] = {}
+    for path, root in images:
+        rel = path.relative_to(root).as_posix()
+        real_root = resolved.setdefault(root, root.resolve())
+        other = first.setdefault(rel.casefold(), (path, real_root))
+        if other[1] == real_root:
+            continue
+        a, b = other[0].resolve(), path.resolve()
+        try:
+            common = f" ({os.path.commonpath([a, b])})"
+        except ValueError:  # different drives on Windows
+            common = ""
+        raise InputError(
+            f"two inputs have an image named {rel!r} relative to their input folders: {a} and {b}. Each "
+            f"image is named by its path relative to its input folder, so these would become one image. "
+            f"Label them into different output folders (--out), or pass their common parent folder{common} "
+            f"as the input so their names differ")
 
 
 def _matches(rel: str, patterns: Sequence[str]) -> bool:

@@ -9,6 +9,7 @@ from typing import TextIO
 from PIL import Image
 
 from ..coco import load_categories
+from ..errors import ConfigError
 from ..imageio import MAX_PIXELS, set_max_pixels
 from ..masks import DEFAULT_THRESHOLD
 from ..overlay_files import DEFAULT_OVERLAY_FORMAT, DEFAULT_OVERLAY_MAX_SIDE, OVERLAY_FORMATS
@@ -136,6 +137,10 @@ def add_overlay_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    if getattr(args, "batch", False) and args.tier != "standard":
+        # A batch line carries no serviceTier (batch_steps): the job is billed at the batch price.
+        raise ConfigError(f"--tier {args.tier} applies to interactive requests; a --batch job has its own "
+                          "price (half the standard one), so drop --tier or --batch")
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     categories = load_categories(args.categories) if args.categories else None
 
@@ -245,7 +250,5 @@ def _prices(args: argparse.Namespace) -> tuple[float, float] | None:
         return None
     pin, pout = args.price_in or 0.0, args.price_out or 0.0
     if pin < 0 or pout < 0:
-        from ..errors import ConfigError
-
         raise ConfigError(f"--price-in and --price-out must be >= 0, got {pin} and {pout}")
     return pin, pout

@@ -291,13 +291,18 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
     for im in sorted(images, key=lambda i: i.file_name):
         name, part = dest_name(im.file_name), where[im.file_name]
         error = None
-        if (part, name.casefold()) in names_out:
-            error = f"its dataset name {name} is taken by {names_out[(part, name.casefold())]}"
+        # YOLO pairs images/<split>/a.jpg with labels/<split>/a.txt, so a.jpg and a.png would share (and
+        # merge into) one label file: for YOLO the taken name is the stem, for COCO the whole file name.
+        key = (part, (Path(name).with_suffix("").as_posix() if format != "coco" else name).casefold())
+        if key in names_out:
+            taken = (f"its label file labels/{part}/{Path(name).with_suffix('.txt').as_posix()}"
+                     if format != "coco" else f"its dataset name {name}")
+            error = f"{taken} is taken by {names_out[key]}; rename one of the two images"
         else:
             try:
                 summary.reencoded += copy_upright(im.source, dest / "images" / part / name,
                                                   (im.width, im.height))
-                names_out[(part, name.casefold())] = im.file_name
+                names_out[key] = im.file_name
                 per_split.setdefault(part, []).append(im)
             except VisionkitError as exc:
                 error = str(exc)

@@ -127,11 +127,18 @@ def data_yaml(names: Sequence[str], splits: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def read_yolo_labels(text: str, image_wh: tuple[int, int], names: Sequence[str]) -> Detections:
+def read_yolo_labels(text: str, image_wh: tuple[int, int], names: Sequence[str], *,
+                     source: str = "labels") -> Detections:
     """Parse one YOLO label file back into Detections (boxes in pixels; segment lines become masks).
 
     A segment line's box is its polygon's bounds; its mask is the polygon rasterised (pixel centres
-    inside, :func:`visionkit.masks.polygon_to_crop`).
+    inside, :func:`visionkit.masks.polygon_to_crop`). ``source`` (the file's path) names the file in
+    errors.
+
+    Raises:
+        InputError: naming ``source`` and the line, when a class is not an integer in
+            ``0 .. len(names) - 1`` (a negative index would silently pick the last class), a
+            coordinate is not a finite number, or the line has the wrong number of values.
     """
     from ..masks import polygon_to_crop
 
@@ -142,7 +149,20 @@ def read_yolo_labels(text: str, image_wh: tuple[int, int], names: Sequence[str])
         parts = line.split()
         if not parts:
             continue
-        cls, values = int(parts[0]), np.asarray(parts[1:], dtype=np.float64)
+        where = f"{source} line {n}"
+        try:
+            cls = int(parts[0])
+        except ValueError:
+            raise InputError(f"{where}: class {parts[0]!r} is not an integer") from None
+        if not 0 <= cls < len(names):
+            raise InputError(f"{where}: class {cls} is out of range; expected 0 to {len(names) - 1} "
+                             f"({len(names)} names)")
+        try:
+            values = np.asarray(parts[1:], dtype=np.float64)
+        except ValueError:
+            raise InputError(f"{where}: coordinates must be numbers, got {' '.join(parts[1:])!r}") from None
+        if not np.isfinite(values).all():
+            raise InputError(f"{where}: coordinates must be finite numbers")
         labels.append(names[cls])
         if len(values) == 4:
             cx, cy, w, h = values * [width, height, width, height]
@@ -153,7 +173,7 @@ def read_yolo_labels(text: str, image_wh: tuple[int, int], names: Sequence[str])
             xyxy.append([*pts.min(axis=0), *pts.max(axis=0)])
             masks.append(polygon_to_crop([pts], image_wh))
         else:
-            raise InputError(f"line {n}: expected 'class cx cy w h' or 'class x1 y1 x2 y2 x3 y3 ...'")
+            raise InputError(f"{where}: expected 'class cx cy w h' or 'class x1 y1 x2 y2 x3 y3 ...'")
     boxes = np.clip(np.asarray(xyxy, dtype=np.float64).reshape(-1, 4), 0, [width, height] * 2)
     return Detections(boxes, labels, image_wh,
                       masks=tuple(masks) if any(m is not None for m in masks) else None)

@@ -31,6 +31,7 @@ machinery), never in a URL, and the names put into URLs are checked against the 
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -40,12 +41,14 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import urllib3
 
 from ..atomic import atomic_open
 from ..errors import APIError, BatchError, HTTPStatusError, RateLimitError, ResponseError, TransportError
 from . import files_api
 from .client import API_VERSION, GeminiClient
 from .retry import RetryPolicy
+from .transport import scrub
 
 __all__ = [
     "ACTIVE_STATES",
@@ -321,28 +324,53 @@ def delete_file(client: GeminiClient, name: str) -> None:
                                                                      **kw)[0], client.base_url, name)
 
 
+class _CutOff(Exception):
+    """The download broke while its body was read (deliberately not an OSError: ``atomic_open`` turns those
+    into a disk-write error)."""
+
+
 def download_file(client: GeminiClient, name: str, dest: str | os.PathLike, *, attempts: int = 3) -> int:
     """Stream file ``name`` (a job's ``responsesFile``) to ``dest``, atomically. Returns its byte count.
 
-    A download cut off mid-way is started again, up to ``attempts`` times.
+    A download cut off mid-way (a reset, a truncated body, a read timeout) is started again, after the
+    client's retry backoff, up to ``attempts`` times; then it raises :class:`TransportError`. Only a
+    failure to write ``dest`` is an :class:`~visionkit.errors.ExportError`.
     """
     url = f"{client.base_url}/download/{API_VERSION}/{_check(_FILE_NAME, name, 'file')}:download?alt=media"
+    previous: float | None = None
     for attempt in range(1, attempts + 1):
         response, _ = client._request("GET", url, stream=True, what=f"download {name}")
         try:
             size = 0
             with atomic_open(dest, "wb") as fh:
-                for chunk in response.iter_content(1 << 20):
+                for chunk in _body_chunks(response):
                     fh.write(chunk)
                     size += len(chunk)
             return size
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+        except _CutOff as exc:
+            cause = exc.__cause__
             if attempt == attempts:
                 raise TransportError(f"download of {name} was cut off {attempts} times: "
-                                     f"{type(exc).__name__}") from None
+                                     f"{type(cause).__name__}") from None
+            previous = client.retry.backoff(attempt, previous)
+            client.retry.sleep(previous)
         finally:
             response.close()
     raise AssertionError("unreachable")
+
+
+def _body_chunks(response: requests.Response) -> Iterator[bytes]:
+    """The body's pieces; a network failure while reading becomes :class:`_CutOff`."""
+    chunks = response.iter_content(1 << 20)
+    while True:
+        try:
+            chunk = next(chunks, None)
+        except (OSError, urllib3.exceptions.HTTPError, http.client.HTTPException) as exc:
+            scrub(exc)  # requests' errors carry the prepared request, key header included
+            raise _CutOff() from exc
+        if chunk is None:
+            return
+        yield chunk
 
 
 def _line_outcome(item: Mapping[str, Any]) -> tuple[dict | None, dict | None]:

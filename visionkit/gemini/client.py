@@ -132,7 +132,8 @@ class GeminiClient:
         pool_size: connections kept per host by the session this client creates.
         media_resolution: ``"low"``, ``"medium"``, ``"high"``, ``"ultra_high"`` or None (model default).
         service_tier: ``"standard"``, ``"flex"``, ``"priority"`` or None.
-        deadline: seconds one HTTP attempt may take in all, body included (default: the read timeout).
+        deadline: seconds the answer body of one HTTP attempt may take once its headers arrived (the
+            upload is not counted; default: the read timeout).
         max_response_bytes: cap on a decoded response body (default 64 MiB).
         learn_thinking: retry once a request whose thinking setting the API rejects (see the module doc).
 

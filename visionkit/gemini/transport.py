@@ -8,7 +8,8 @@
   characters that also occurs in the key (:func:`redact_key`), not only the whole key.
 * **Whole-request deadline.** ``timeout`` bounds each socket read, but a server dripping one byte at a time
   never trips it; the body is therefore read in pieces against a deadline of ``deadline`` seconds from
-  the start of the attempt (default: the read timeout), and an attempt past it fails as a timeout.
+  the arrival of the response headers (default: the read timeout), and an attempt past it fails as a
+  timeout. Sending the request body is not counted: a large upload is bounded by the socket timeouts.
 * **Decoded size cap.** The body is decompressed here (``Accept-Encoding: gzip, deflate`` only), with a
   cap of :data:`MAX_RESPONSE_BYTES` on the DECODED size (a 1 MB gzip bomb can inflate to 1 GiB). A body
   over it raises :class:`~visionkit.errors.ResponseError` and is never saved. The largest real answers are
@@ -247,7 +248,7 @@ class Transport:
     Args:
         api_key: the resolved key.
         timeout: ``(connect, read)`` seconds per socket operation.
-        deadline: seconds one attempt may take in all, body included (default: the read timeout).
+        deadline: seconds the answer's body may take once its headers arrived (default: the read timeout).
         retry: the retry policy.
         session: the session (owned by the caller).
         on_retry: ``on_retry(attempt, delay, reason)`` before each retry wait.
@@ -377,10 +378,12 @@ class Transport:
             logger.debug("%s %s (%s)", method, url, what)
             if hasattr(data, "seek"):
                 data.seek(0)
-            started = time.monotonic()
             try:
                 response = self.session.request(method, url, headers=sent, data=data, timeout=self.timeout,
                                                 allow_redirects=False, stream=True)
+                # The clock starts once the headers are in: the upload (a batch JSONL may take minutes)
+                # and the wait for the first byte are bounded by the socket timeouts, the body by this.
+                started = time.monotonic()
                 if not (stream and 200 <= response.status_code < 300):
                     self._read_body(response, started, what)
             except (requests.Timeout, TimeoutError, urllib3.exceptions.TimeoutError) as exc:

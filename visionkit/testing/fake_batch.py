@@ -99,6 +99,8 @@ class FakeBatch:
         line_error: ``line_error(key, request) -> dict | None``: an error object (``{"code", "message"}``)
             for that line instead of an answer.
         refuse_result_delete: answer 403 to deleting a generated result file (some keys cannot).
+        cut_downloads: how many of the next result downloads are cut off (full ``Content-Length``, half
+            the body, then a connection reset).
         page_size: the most jobs per list page.
     """
 
@@ -108,6 +110,7 @@ class FakeBatch:
         self.state_style = "BATCH"
         self.line_error: Callable[[str, dict], dict | None] | None = None
         self.refuse_result_delete = False
+        self.cut_downloads = 0
         self.page_size = 50
         self._timelines: deque[tuple[str, ...]] = deque()
         self._create_faults: deque = deque()
@@ -391,7 +394,28 @@ class FakeBatch:
             return self.fake._send_json(h, 404, _error(404, f"File files/{file_id} not found."))
         if stored["meta"].get("source") != "GENERATED":
             return self.fake._send_json(h, 400, _error(400, "Only generated files can be downloaded."))
+        with self._lock:
+            cut = self.cut_downloads > 0
+            self.cut_downloads -= cut
+        if cut:
+            return self._cut(h, stored["data"])
         self.fake._send(h, 200, stored["data"], "application/octet-stream")
+
+    @staticmethod
+    def _cut(h: _Handler, data: bytes) -> None:
+        """Announce all of ``data``, send half of it, then reset the connection."""
+        from .fake_gemini import _reset
+
+        try:
+            h.send_response(200, "OK")
+            h.send_header("Content-Type", "application/octet-stream")
+            h.send_header("Content-Length", str(len(data)))
+            h.end_headers()
+            h.wfile.write(data[:len(data) // 2])
+            h.wfile.flush()
+        except OSError:
+            pass
+        _reset(h)
 
 
 def _error(code: int, message: str) -> dict:
