@@ -404,11 +404,6 @@ _STEP: list[StepConfig] = []  # set once in each worker process
 
 
 def _init_step(step: StepConfig) -> None:
-    import cv2
-
-    # One OpenCV thread per worker: the workers already use every core, and OpenCV's own pool on top
-    # only adds switching.
-    cv2.setNumThreads(1)
     _STEP[:] = [step]
 
 
