@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 
 import pytest
 
@@ -73,23 +72,45 @@ def test_when_the_process_pool_is_used(tmp_path, monkeypatch, count, processes, 
     assert bool(made) == expected
 
 
+DEADLY = """
+import json, multiprocessing, os, sys
+from pathlib import Path
+from visionkit import pipeline, procpool
+from visionkit.pipeline import label
+from visionkit.testing.synthetic import write_labelled_folder
+
+tmp, deadly = Path(sys.argv[1]), set(json.loads(sys.argv[2]))
+images, replay = write_labelled_folder(tmp / "data", 20, (160, 120), masks=4)
+(replay / "img00003.txt").unlink()
+(replay / "img00007.txt").write_text("I cannot see any objects.")
+real = pipeline._process_one
+
+def killer(path, file_name, key, **kw):
+    if file_name in deadly:
+        os._exit(9)
+    return real(path, file_name, key, **kw)
+
+pipeline._process_one = killer  # the forked workers inherit the patch
+procpool._context = lambda: multiprocessing.get_context("fork")
+s = label([images], tmp / "p", replay=replay, concurrency=2, processes=True)
+print(json.dumps([s.succeeded, s.failed]))
+"""
+
+
 @pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
 @pytest.mark.parametrize("deadly_files", [{"img00005.jpg"}, {"img00005.jpg", "img00006.jpg", "img00019.jpg"}])
-def test_a_worker_that_dies_fails_only_its_image(folder, tmp_path, monkeypatch, deadly_files):
+def test_a_worker_that_dies_fails_only_its_image(tmp_path, deadly_files):
     """A worker killed mid-image (as by the OOM killer): the pool is replaced, the other images that
-    shared it are retried, and only the image that kills its worker every time fails."""
-    real = pipeline._process_one
+    shared it are retried, and only the image that kills its worker every time fails. Run in a fresh,
+    single-threaded interpreter: forking a test process that runs other threads could deadlock."""
+    import subprocess
+    import sys
 
-    def deadly(path, file_name, key, **kw):
-        if file_name in deadly_files:
-            os._exit(9)
-        return real(path, file_name, key, **kw)
-
-    monkeypatch.setattr(pipeline, "_process_one", deadly)  # the forked workers inherit the patch
-    monkeypatch.setattr(procpool, "_context", lambda: multiprocessing.get_context("fork"))
-    summary, seen = _run(folder, tmp_path / "p", processes=True)
+    proc = subprocess.run([sys.executable, "-c", DEADLY, str(tmp_path), json.dumps(sorted(deadly_files))],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
     n = len(deadly_files)
-    assert (summary.succeeded, summary.failed) == (18 - n, 2 + n)
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [18 - n, 2 + n]
     failures = {f["file"]: f for f in json.loads((tmp_path / "p" / "failures.json").read_text())}
     assert {f: failures[f]["stage"] for f in deadly_files} == {f: "worker" for f in deadly_files}
     assert all("died" in failures[f]["reason"] for f in deadly_files)

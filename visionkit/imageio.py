@@ -1,7 +1,8 @@
 """Image file IO: open any supported image upright, read its size cheaply, list image files, write PNGs.
 
-Every image leaves this module upright: the EXIF orientation tag is applied (``ImageOps.exif_transpose``),
-because Gemini's coordinates refer to the image as it is displayed, and so do visionkit's boxes.
+Every image leaves this module upright: the EXIF orientation tag is applied (``ImageOps.exif_transpose``,
+or for baseline JPEGs read by :func:`read_rgb` the same transposes in :mod:`visionkit.fastread`), because
+Gemini's coordinates refer to the image as it is displayed, and so do visionkit's boxes.
 
 Supported files: jpg, jpeg, png, webp, bmp, and heic/heif when the optional ``pillow-heif`` package is
 installed (``pip install visionkit[heif]``). Every failure to read an input is an

@@ -289,6 +289,8 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         if processes is None:
             processes = replay_dir is not None and len(images) >= PROCESS_MIN_IMAGES and workers >= 2
         if processes and replay_dir is not None:
+            if overlays:  # imported once here, so forked workers inherit it instead of each importing it
+                from . import overlay  # noqa: F401
             pool = RestartingPool(max(workers, 1), _init_step, (step,))
             window = max(concurrency, workers) * 2
         else:
