@@ -98,3 +98,51 @@ def test_help_lists_the_command_and_its_options():
     sub = parser._subparsers._group_actions[0].choices["overlays"].format_help()
     for flag in ("--replay", "--overlay-format", "--overlay-max-side", "--threshold", "--dedupe"):
         assert flag in sub
+
+
+def test_a_detect_run_is_redrawn_as_detect(run_dirs):
+    """The fixture answers hold masks; a detect run ignored them, and so must its redrawn overlays."""
+    images, replay, tmp = run_dirs
+    assert _cli("label", str(images), "--out", str(tmp / "with"), "--replay", str(replay), "-q",
+                "--task", "detect")[0] == 0
+    assert _cli("label", str(images), "--out", str(tmp / "without"), "--replay", str(replay), "-q",
+                "--task", "detect", "--no-overlays")[0] == 0
+    code, _, err = _cli("overlays", str(tmp / "without"), "--replay", str(replay), "--task", "detect")
+    assert code == 0, err
+    names = sorted(p.name for p in (tmp / "with" / "overlays").iterdir())
+    assert len(names) == 5
+    for name in names:
+        assert (tmp / "with" / "overlays" / name).read_bytes() == \
+            (tmp / "without" / "overlays" / name).read_bytes()
+
+
+def test_redraw_takes_the_run_folder_lock(run_dirs):
+    from visionkit.outdir import lock_output
+
+    images, replay, tmp = run_dirs
+    assert _cli("label", str(images), "--out", str(tmp / "run"), "--replay", str(replay), "-q")[0] == 0
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_lock, args=(str(tmp / "run"), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(30)
+        with pytest.raises(ConfigError, match="another visionkit run"):
+            redraw_overlays(tmp / "run", replay=replay)
+    finally:
+        release.set()
+        holder.join(30)
+    with lock_output(tmp / "run"):
+        pass  # released again
+
+
+def _hold_lock(out, ready, release):
+    from pathlib import Path
+
+    from visionkit.outdir import lock_output
+
+    with lock_output(Path(out)):
+        ready.set()
+        release.wait(30)

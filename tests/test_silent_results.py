@@ -292,3 +292,23 @@ def test_previous_counts_come_from_the_index_while_it_matches_the_file(tmp_path)
     data["annotations"] = data["annotations"][:1]
     (out / "annotations.json").write_text(json.dumps(data))
     assert previous_counts(out / "annotations.json") == {"p1.png": 1, "p2.png": 0}
+
+
+def test_a_second_lossy_rerun_keeps_the_fullest_previous_copy(tmp_path):
+    """full run -> rerun losing one image (previous = the full file) -> rerun losing another: the
+    previous copy must stay the full dataset, not become the already-reduced one, and the run says so."""
+    photos = tmp_path / "photos"
+    for name in ("p1.png", "p2.png", "p3.png"):
+        _image(photos / name)
+    out = tmp_path / "out"
+    good = {"p1": ONE_BOX, "p2": TWO_BOXES, "p3": ONE_BOX}
+    label([photos], out, replay=_answers(tmp_path / "r1", **good), overlays=False)
+    full = (out / "annotations.json").read_bytes()
+    second = label([photos], out, replay=_answers(tmp_path / "r2", **{**good, "p3": "No."}), overlays=False)
+    assert second.lost_images == ["p3.png"] and second.previous_note is None
+    assert (out / "annotations.previous.json").read_bytes() == full
+    third = label([photos], out, replay=_answers(tmp_path / "r3", p1=ONE_BOX, p2="No.", p3="No."),
+                  overlays=False)
+    assert third.lost_images == ["p2.png"]
+    assert (out / "annotations.previous.json").read_bytes() == full  # still the fullest copy
+    assert third.previous_note and "annotates 3 images, more than the 2" in third.previous_note

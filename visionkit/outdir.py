@@ -27,8 +27,8 @@ from pathlib import Path
 from .atomic import atomic_open
 from .errors import ConfigError, ExportError
 
-__all__ = ["INDEX_NAME", "LOCK_NAME", "PREVIOUS_NAME", "clean_stale_temps", "keep_copy", "lock_output",
-           "previous_counts", "write_index"]
+__all__ = ["INDEX_NAME", "LOCK_NAME", "PREVIOUS_NAME", "clean_stale_temps", "keep_copy", "keep_previous",
+           "lock_output", "previous_counts", "write_index"]
 
 PREVIOUS_NAME = "annotations.previous.json"
 
@@ -98,6 +98,20 @@ def keep_copy(path: Path, dest: Path) -> None:
             os.unlink(tmp)
     with open(path, "rb") as src, atomic_open(dest, "wb") as out:
         shutil.copyfileobj(src, out)
+
+
+def keep_previous(path: Path, counts: dict[str, int]) -> str | None:
+    """Keep the COCO file at ``path`` (``counts``: its annotations per image) as ``annotations.previous.json``
+    before a lossier file replaces it, unless the copy already there annotates more images: a second lossy
+    rerun must not replace the best copy with a worse one. Returns a note when the older copy was kept."""
+    dest = path.with_name(PREVIOUS_NAME)
+    older = previous_counts(dest) if dest.is_file() else None
+    have = sum(1 for n in counts.values() if n)
+    if older is not None and (kept := sum(1 for n in older.values() if n)) > have:
+        return (f"{dest.name} was left as it was: it annotates {kept} images, more than the {have} of the "
+                f"{path.name} this run replaced")
+    keep_copy(path, dest)
+    return None
 
 
 # -- stale temp files ------------------------------------------------------------------------------------

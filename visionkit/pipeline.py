@@ -70,7 +70,7 @@ from .formats.keypoints import keypoints_dataset, point_annotations
 from .inputs import find_inputs
 from .keys import record_keys, run_keys, stem_owners
 from .masks import DEFAULT_THRESHOLD
-from .outdir import PREVIOUS_NAME, clean_stale_temps, keep_copy, lock_output, previous_counts, write_index
+from .outdir import clean_stale_temps, keep_previous, lock_output, previous_counts, write_index
 from .overlay_files import (
     DEFAULT_OVERLAY_FORMAT,
     DEFAULT_OVERLAY_MAX_SIDE,
@@ -160,6 +160,7 @@ class LabelSummary:
     overlay_failures: list[dict] = field(default_factory=list)  # annotations kept, overlay not written
     kept_previous: str | None = None  # why annotations.json was left as it was, if it was
     lost_images: list[str] = field(default_factory=list)  # had annotations before, have none now
+    previous_note: str | None = None  # set when an older, fuller annotations.previous.json was kept instead
     export_errors: list[str] = field(default_factory=list)  # outputs that could not be written (full disk)
     unsaved: int = 0  # paid answers that could not be saved, even when retried at the end
     usage: Usage = field(default_factory=Usage)  # tokens spent by this run's requests (see visionkit.usage)
@@ -711,7 +712,7 @@ def _write_annotations(path: Path, spool, offsets: dict[int, tuple[int, int]], l
         fh.write(f'], "info": {json.dumps(info, ensure_ascii=False)}}}')
         summary.lost_images = sorted(f for f, n in (previous or {}).items() if n and not written[f])
         if summary.lost_images:  # before the new file replaces it
-            keep_copy(path, path.with_name(PREVIOUS_NAME))
+            summary.previous_note = keep_previous(path, previous)
     summary.annotations = ann_id
     summary.export_report = info["visionkit"]
     with contextlib.suppress(ExportError, OSError):  # only a shortcut for the next run: it re-parses without

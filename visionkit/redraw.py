@@ -20,6 +20,7 @@ from .answers import AnswerSource, RateLimiter, ResponseStore
 from .errors import ConfigError, InputError
 from .keys import load_key_map
 from .masks import DEFAULT_THRESHOLD
+from .outdir import lock_output
 from .overlay_files import DEFAULT_OVERLAY_FORMAT, DEFAULT_OVERLAY_MAX_SIDE, check_overlay_options
 from .pipeline import (
     PROCESS_MIN_IMAGES,
@@ -31,6 +32,7 @@ from .pipeline import (
     _ReplayAnswer,
 )
 from .procpool import RestartingPool, usable_cpus
+from .tasks import check_task
 
 __all__ = ["RedrawSummary", "redraw_overlays"]
 
@@ -63,18 +65,22 @@ def _sources(out: Path) -> dict[str, Path]:
 
 
 def redraw_overlays(out: str | os.PathLike, *, replay: str | os.PathLike | None = None,
-                    threshold: int = DEFAULT_THRESHOLD, dedupe: float | None = None,
+                    task: str = "segment", threshold: int = DEFAULT_THRESHOLD, dedupe: float | None = None,
                     overlay_format: str = DEFAULT_OVERLAY_FORMAT,
                     overlay_max_side: int | None = DEFAULT_OVERLAY_MAX_SIDE, concurrency: int = 4,
                     processes: bool | None = None,
                     on_image: Callable[[ImageResult], None] | None = None) -> RedrawSummary:
     """Write ``out/overlays/<key>.<format>`` for every image of the run in ``out`` that has an answer.
 
+    ``task`` is the run's task: with ``"detect"``, masks an answer may hold are not drawn, as the run did
+    not use them. The run's folder lock is held while drawing, so a label run cannot write beside it.
+
     Raises:
         InputError: ``out`` is not a finished run, or the answers folder is missing.
         ConfigError: a bad option.
     """
     out = Path(out)
+    check_task(task)
     check_overlay_options(overlay_format, overlay_max_side)
     if not 0 <= threshold <= 255:
         raise ConfigError(f"threshold must be in [0, 255], got {threshold}")
@@ -94,11 +100,17 @@ def redraw_overlays(out: str | os.PathLike, *, replay: str | os.PathLike | None 
         key = keys.get(name) or Path(name).stem
         owners.setdefault(path.stem.casefold(), []).append((name, key))
         items.append((name, path, key))
-    source = AnswerSource(answers, ResponseStore(out / "responses"), None, RateLimiter(None), "segment",
+    source = AnswerSource(answers, ResponseStore(out / "responses"), None, RateLimiter(None), task,
                           None, None, stem_owners=owners)
     (out / "overlays").mkdir(parents=True, exist_ok=True)
-    step = StepConfig(out=out, task="segment", threshold=threshold, polygons=False,
-                      overlay=(overlay_format, overlay_max_side), dedupe=dedupe)
+    with lock_output(out):
+        step = StepConfig(out=out, task=task, threshold=threshold, polygons=False,
+                          overlay=(overlay_format, overlay_max_side), dedupe=dedupe)
+        return _redraw(out, items, answers, source, step, concurrency, processes, on_image)
+
+
+def _redraw(out: Path, items: list, answers: Path, source: AnswerSource, step: StepConfig, concurrency: int,
+            processes: bool | None, on_image: Callable[[ImageResult], None] | None) -> RedrawSummary:
     summary = RedrawSummary(out=out, total=len(items))
 
     def job(item):

@@ -231,8 +231,9 @@ def _print_summary(summary, args: argparse.Namespace, stdout: TextIO) -> None:
     if summary.lost_images:
         lost = summary.lost_images
         stdout.write(f"{len(lost)} images that had annotations in the previous annotations.json have none "
-                     f"now: {', '.join(lost[:5])}{', ...' if len(lost) > 5 else ''} (the previous file is "
-                     f"kept as {summary.out / 'annotations.previous.json'})\n")
+                     f"now: {', '.join(lost[:5])}{', ...' if len(lost) > 5 else ''} "
+                     + (f"({summary.previous_note})\n" if summary.previous_note else
+                        f"(the previous file is kept as {summary.out / 'annotations.previous.json'})\n"))
     if summary.overlay_failures:
         stdout.write(f"{len(summary.overlay_failures)} overlays could not be written (their images' "
                      "annotations are kept)\n")

@@ -20,6 +20,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out", metavar="DIR", help="the output folder of a finished `visionkit label` run")
     p.add_argument("--replay", metavar="ANSWERS",
                    help="the answers folder the run was made with (default: DIR/responses)")
+    p.add_argument("--task", choices=("detect", "segment"), default="segment",
+                   help="the task the run used: with detect, masks an answer may hold are not drawn "
+                        "(default segment)")
     p.add_argument("--threshold", type=int, default=DEFAULT_THRESHOLD,
                    help=f"mask threshold 0-255, as given to label (default {DEFAULT_THRESHOLD})")
     p.add_argument("--dedupe", type=float, metavar="IOU", default=None,
@@ -34,7 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     from ..redraw import redraw_overlays
 
-    summary = redraw_overlays(args.out, replay=args.replay, threshold=args.threshold, dedupe=args.dedupe,
+    summary = redraw_overlays(args.out, replay=args.replay, task=args.task, threshold=args.threshold,
+                              dedupe=args.dedupe,
                               overlay_format=args.overlay_format, overlay_max_side=args.overlay_max_side,
                               concurrency=args.concurrency)
     for f in summary.failures:
