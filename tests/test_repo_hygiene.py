@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -12,11 +13,13 @@ SKIP = {".git", ".ci-venv", ".venv", "build", "dist", "__pycache__", ".pytest_ca
 
 
 def _text_files():
-    for path in REPO.rglob("*"):
-        parts = set(path.relative_to(REPO).parts)
-        if path.is_file() and path.suffix in SUFFIXES and not parts & SKIP and not any(
-                p.endswith(".egg-info") for p in parts):
-            yield path
+    """The repository's text files; skipped folders (a CI virtualenv, caches) are pruned, not walked."""
+    for folder, dirs, files in os.walk(REPO):
+        dirs[:] = [d for d in dirs if d not in SKIP and not d.endswith(".egg-info")]
+        for name in files:
+            path = Path(folder) / name
+            if path.suffix in SUFFIXES:
+                yield path
 
 
 def test_no_merge_conflict_markers():
