@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import png_b64
 
-from visionkit import masks, parse_response
+from visionkit import maskpng, masks, parse_response
 
 BOX = [0, 0, 1000, 1000]
 
@@ -124,15 +124,16 @@ def _png_header_bomb(width: int, height: int, depth: int, colour: int) -> str:
 
 @pytest.fixture
 def decoded(monkeypatch):
-    """How many PNGs reached cv2.imdecode."""
-    calls: list[int] = []
-    real = cv2.imdecode
+    """How many PNGs reached a decoder: the zlib fast path or cv2.imdecode."""
+    calls: list[str] = []
+    for name in ("_inflate_gray8", "_decode_with_opencv"):
+        real = getattr(maskpng, name)
 
-    def spy(buf, flags):
-        calls.append(len(buf))
-        return real(buf, flags)
+        def spy(*args, _real=real, _name=name):
+            calls.append(_name)
+            return _real(*args)
 
-    monkeypatch.setattr(masks.cv2, "imdecode", spy)
+        monkeypatch.setattr(maskpng, name, spy)
     return calls
 
 

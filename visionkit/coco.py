@@ -46,7 +46,7 @@ from .atomic import atomic_open
 from .boxes import xyxy_to_xywh
 from .detections import Detections
 from .errors import ExportError
-from .formats.instances import box_polygon, clip_crop_to_box, snap_box
+from .formats.instances import box_polygon, clip_crop_to_box, snap_boxes
 
 __all__ = [
     "CategoryMap",
@@ -174,11 +174,12 @@ def image_annotations(detections: Detections, *, polygons: bool = False, iscrowd
     xywh = xyxy_to_xywh(detections.xyxy)
     report["dedupe_merged"] += sum(w.field == "dedupe" for w in detections.warnings)  # quality.dedupe
     out = []
-    for i in range(len(detections)):
-        if xywh[i, 2] <= 0 or xywh[i, 3] <= 0:
+    boxes = snap_boxes(detections.xyxy, image_wh).tolist()
+    point_only = ((xywh[:, 2] <= 0) | (xywh[:, 3] <= 0)).tolist()
+    for i, box in enumerate(boxes):
+        if point_only[i]:
             report["points_skipped"] += 1  # point-only: not a COCO instance (see formats.keypoints)
             continue
-        box = snap_box(detections.xyxy[i], image_wh)
         bx0, by0, bx1, by1 = box
         ann: dict[str, Any] = {"label": str(detections.labels[i]),
                                "bbox": [float(bx0), float(by0), float(bx1 - bx0), float(by1 - by0)],
@@ -189,7 +190,8 @@ def image_annotations(detections: Detections, *, polygons: bool = False, iscrowd
             if cut:
                 report["masks_clipped"] += 1
                 report["mask_pixels_clipped"] += cut
-            if crop.area() == 0:
+            area = crop.area()
+            if area == 0:
                 report["empty_masks"] += 1
                 crop = None
         if crop is None:
@@ -197,7 +199,7 @@ def image_annotations(detections: Detections, *, polygons: bool = False, iscrowd
             ann["area"] = float((bx1 - bx0) * (by1 - by0))
             ann["segmentation"] = [box_polygon(box)]
         else:
-            ann["area"] = float(crop.area())
+            ann["area"] = float(area)
             ann["segmentation"] = _segment(crop, image_wh, polygons, polygon_holes, report)
             if polygons and polygon_holes == "fill" and isinstance(ann["segmentation"], list):
                 from .polygons import filled_area

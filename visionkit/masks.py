@@ -30,11 +30,7 @@ Limits (memory and time stay bounded by what an answer can justify, whatever it 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
-import struct
-import zlib
 
 import cv2
 import numpy as np
@@ -42,6 +38,7 @@ import numpy as np
 from .boxes import gemini_polygon_to_xy, polygon_order
 from .detections import MaskCrop
 from .errors import MaskDecodeError
+from .maskpng import MAX_MASK_DECODED_BYTES, MAX_MASK_SIDE, decode_png_probability
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -59,11 +56,6 @@ __all__ = [
 
 #: Binarization threshold for 0-255 probability maps: the midpoint, as Google's cookbook says.
 DEFAULT_THRESHOLD = 127
-#: PNG masks whose header declares a larger side are refused before decoding (decompression bombs).
-MAX_MASK_SIDE = 4096
-#: PNG masks whose decoded samples would take more bytes are refused before decoding: 4096 x 4096 8-bit
-#: grayscale fits; 4096 x 4096 16-bit RGBA (128 MiB, about a second to inflate) does not.
-MAX_MASK_DECODED_BYTES = 4096 * 4096
 #: Largest mask crop, in pixels (one byte each while it is built): about 11585 x 11585.
 MAX_MASK_PIXELS = 2**27
 #: Largest total of mask crop pixels in one answer; masks past it are dropped with a warning.
@@ -71,94 +63,8 @@ MAX_ANSWER_MASK_PIXELS = 2**29
 #: Polygon masks with more points (all rings together) are thinned to this many before filling.
 MAX_POLYGON_POINTS = 1000
 
-# PNG colour type -> channels as decoded by OpenCV (palette images expand to up to 4 channels).
-_PNG_CHANNELS = {0: 1, 2: 3, 3: 4, 4: 2, 6: 4}
-_PNG_COLOUR_NAMES = {0: "grayscale", 2: "RGB", 3: "palette", 4: "grayscale+alpha", 6: "RGBA"}
-
 _POLY_MARGIN = 2
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_DATA_URI = re.compile(r"^\s*data:[\w/+.-]*;base64,", re.IGNORECASE)
 _SEG_TOKEN = re.compile(r"<seg_\d+>")
-_B64_ALPHABET = re.compile(r"^[A-Za-z0-9+/_-]*={0,2}$")
-
-
-def decode_png_probability(value: str) -> np.ndarray:
-    """Decode a base64 PNG (data URI or bare) into a uint8 ``(h, w)`` probability map (0-255)."""
-    payload = _DATA_URI.sub("", value, count=1)
-    payload = "".join(payload.split())  # models sometimes wrap base64 across lines
-    if not payload:
-        raise MaskDecodeError("mask string is empty; expected a base64 PNG")
-    if not _B64_ALPHABET.match(payload):
-        bad = next((ch for ch in payload if not (ch.isalnum() or ch in "+/=_-")), "?")
-        raise MaskDecodeError(f"mask is not valid base64 (found {bad!r}; the model may have elided or "
-                              "cut the data); expected a base64 PNG", snippet=value[:80])
-    payload += "=" * (-len(payload) % 4)
-    try:
-        raw = base64.b64decode(payload, altchars=b"-_" if ("-" in payload or "_" in payload) else None)
-    except (binascii.Error, ValueError) as exc:
-        raise MaskDecodeError(f"mask base64 cannot be decoded ({exc}); expected a base64 PNG",
-                              snippet=value[:80]) from exc
-    return _decode_png_bytes(raw)
-
-
-def _check_png_chunks(raw: bytes, width: int, height: int) -> None:
-    """Refuse a PNG whose chunk framing is broken: a chunk running past the end, a CRC-32 that does not
-    match, or no IEND. libpng reports exactly these by printing to the process's stderr (``libpng error:
-    ...``), which no Python code can silence, so they are caught here first. Costs one CRC pass over the
-    few kilobytes of a mask."""
-    pos, end = len(_PNG_SIGNATURE), len(raw)
-    while pos + 12 <= end:
-        (length,) = struct.unpack_from(">I", raw, pos)
-        kind = raw[pos + 4:pos + 8]
-        if pos + 12 + length > end:
-            break
-        (crc,) = struct.unpack_from(">I", raw, pos + 8 + length)
-        if zlib.crc32(raw[pos + 4:pos + 8 + length]) != crc:
-            raise MaskDecodeError(f"mask PNG ({width}x{height}) is corrupt: the CRC of its "
-                                  f"{kind.decode('latin-1')!r} chunk does not match")
-        if kind == b"IEND":
-            return
-        pos += 12 + length
-    raise MaskDecodeError(f"mask PNG ({width}x{height}) is truncated: it ends before its IEND chunk")
-
-
-def _decode_png_bytes(raw: bytes) -> np.ndarray:
-    if not raw.startswith(_PNG_SIGNATURE):
-        raise MaskDecodeError("mask data is not a PNG (bad signature); expected a base64 PNG")
-    if len(raw) < 24 or raw[12:16] != b"IHDR":
-        raise MaskDecodeError("mask PNG is truncated before its IHDR header")
-    width, height = struct.unpack(">II", raw[16:24])
-    if width == 0 or height == 0:
-        raise MaskDecodeError(f"mask PNG declares an empty size {width}x{height}")
-    if width > MAX_MASK_SIDE or height > MAX_MASK_SIDE:
-        raise MaskDecodeError(f"mask PNG declares {width}x{height}, over the {MAX_MASK_SIDE}x{MAX_MASK_SIDE} "
-                              "limit; refused without decoding (possible decompression bomb)")
-    if len(raw) >= 26:
-        depth, colour = raw[24], raw[25]
-        decoded = width * height * _PNG_CHANNELS.get(colour, 4) * (2 if depth == 16 else 1)
-        if decoded > MAX_MASK_DECODED_BYTES:
-            kind = f"{depth}-bit {_PNG_COLOUR_NAMES.get(colour, f'colour type {colour}')}"
-            raise MaskDecodeError(f"mask PNG declares {width}x{height} {kind}, {decoded:,} bytes decoded, "
-                                  f"over the {MAX_MASK_DECODED_BYTES:,}-byte limit for a mask; refused "
-                                  "without decoding")
-    _check_png_chunks(raw, width, height)
-    img = cv2.imdecode(np.frombuffer(raw, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise MaskDecodeError(f"mask PNG ({width}x{height}) is corrupt or truncated and cannot be decoded")
-    if img.dtype == np.uint16:
-        img = (img >> 8).astype(np.uint8)
-    elif img.dtype != np.uint8:
-        raise MaskDecodeError(f"mask PNG has unsupported sample type {img.dtype}")
-    if img.ndim == 2:
-        return img
-    if img.shape[2] == 4:
-        alpha = img[:, :, 3]
-        if alpha.min() != alpha.max():
-            return np.ascontiguousarray(alpha)
-        img = img[:, :, :3]
-    if img.shape[2] == 3:
-        return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-    return np.ascontiguousarray(img[:, :, 0])
 
 
 def probability_to_crop(prob: np.ndarray, pixel_box: np.ndarray, threshold: int = DEFAULT_THRESHOLD
@@ -175,7 +81,7 @@ def probability_to_crop(prob: np.ndarray, pixel_box: np.ndarray, threshold: int 
     (mean IoU 0.997-0.999 on the real cupcakes answer). ``cv2.INTER_AREA`` was measured too: slightly
     closer when shrinking, but 5x slower for 256 px maps.
     """
-    x0, y0, x1, y1 = (int(v) for v in pixel_box)
+    x0, y0, x1, y1 = np.asarray(pixel_box, dtype=np.int64).tolist()
     bw, bh = x1 - x0, y1 - y0
     h, w = prob.shape
     if bw <= 0 or bh <= 0:
@@ -358,7 +264,8 @@ def decode_mask(value: object, *, box_2d: np.ndarray, pixel_box: np.ndarray, ima
         MaskDecodeError: the value cannot be decoded; the message says what was expected.
     """
     if isinstance(value, str):
-        if "<start_of_mask>" in value or "<end_of_mask>" in value or _SEG_TOKEN.search(value):
+        if "<" in value and ("<start_of_mask>" in value or "<end_of_mask>" in value
+                             or _SEG_TOKEN.search(value)):  # "<" is never base64
             n = len(_SEG_TOKEN.findall(value))
             raise MaskDecodeError(f"mask is <start_of_mask><seg_N> tokens ({n} tokens), which have no public "
                                   "decoder", snippet=value[:80])

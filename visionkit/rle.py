@@ -37,14 +37,17 @@ def crop_to_counts(crop: MaskCrop, image_wh: tuple[int, int]) -> np.ndarray:
                           "polygons instead (polygons=True, --polygons)")
     data = crop.data
     h, w = data.shape
-    if h == 0 or w == 0 or not data.any():
+    if h == 0 or w == 0:
         return np.array([total], dtype=np.uint32)
     # Column-major: one row per crop column, zero-guarded top and bottom, read as one flat stream.
-    # (cv2.transpose is ~3x faster than a numpy transposed copy.)
-    cols = cv2.copyMakeBorder(cv2.transpose(data.view(np.uint8)), 0, 0, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    # (cv2.transpose writes straight between the guards; ~3x faster than a numpy transposed copy.)
+    cols = np.zeros((w, h + 2), dtype=np.uint8)
+    cv2.transpose(data.view(np.uint8), dst=cols[:, 1:-1])
     flat = cols.reshape(-1)
     # A change between flat p and p + 1; never across two columns, whose guards are both 0.
     p = np.flatnonzero(flat[1:] != flat[:-1])
+    if p.size == 0:  # an empty mask
+        return np.array([total], dtype=np.uint32)
     # Transition p = c * (h + 2) + j sits at stream position (x0 + c) * H + y0 + j.
     pos = p + (p // (h + 2)) * (height - h - 2) + (crop.x0 * height + crop.y0)
     if h == height and pos.size > 2:
@@ -55,11 +58,13 @@ def crop_to_counts(crop: MaskCrop, image_wh: tuple[int, int]) -> np.ndarray:
             keep[dup] = False
             keep[dup + 1] = False
             pos = pos[keep]
-    bounds = np.concatenate(([0], pos, [total]))
-    counts = np.diff(bounds)
-    if counts[-1] == 0:  # the mask ends with ones exactly at the last pixel
-        counts = counts[:-1]
-    return counts.astype(np.uint32)
+    # Runs between transitions, from 0 to the end of the stream; a mask that ends on the last pixel has
+    # no closing run of zeros.
+    counts = np.empty(pos.size + 1, dtype=np.uint32)
+    counts[0] = pos[0]
+    np.subtract(pos[1:], pos[:-1], out=counts[1:-1], casting="unsafe")
+    counts[-1] = total - pos[-1]
+    return counts[:-1] if counts[-1] == 0 else counts
 
 
 def crop_to_rle(crop: MaskCrop, image_wh: tuple[int, int]) -> dict:

@@ -13,26 +13,32 @@ Pure numpy; no IO.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ..detections import MaskCrop
 
-__all__ = ["EPS", "snap_box", "clip_crop_to_box", "box_polygon"]
+__all__ = ["EPS", "snap_box", "snap_boxes", "clip_crop_to_box", "box_polygon"]
 
 #: Float slack when snapping: ``250 * (640 / 1000)`` is ``160.00000000000003``, which must stay 160.
 EPS = 1e-6
 
 
-def snap_box(xyxy, image_wh: tuple[int, int]) -> tuple[int, int, int, int]:
-    """A float ``[x0, y0, x1, y1]`` box snapped outward to whole pixels, inside the image."""
+def snap_boxes(xyxy, image_wh: tuple[int, int]) -> np.ndarray:
+    """Float ``(N, 4)`` ``[x0, y0, x1, y1]`` boxes snapped outward to whole pixels, inside the image:
+    int64 ``(N, 4)``. The one place the snapping rule lives."""
     width, height = image_wh
-    x0, y0, x1, y1 = (float(v) for v in xyxy)
-    bx0 = min(max(math.floor(x0 + EPS), 0), width)
-    by0 = min(max(math.floor(y0 + EPS), 0), height)
-    bx1 = min(max(math.ceil(x1 - EPS), bx0), width)
-    by1 = min(max(math.ceil(y1 - EPS), by0), height)
+    boxes = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+    lo = np.floor(boxes[:, :2] + EPS)
+    hi = np.ceil(boxes[:, 2:] - EPS)
+    limit = np.array([width, height], dtype=np.float64)
+    lo = np.minimum(np.maximum(lo, 0), limit)
+    hi = np.minimum(np.maximum(hi, lo), limit)
+    return np.hstack([lo, hi]).astype(np.int64)
+
+
+def snap_box(xyxy, image_wh: tuple[int, int]) -> tuple[int, int, int, int]:
+    """One float ``[x0, y0, x1, y1]`` box snapped outward to whole pixels (see :func:`snap_boxes`)."""
+    bx0, by0, bx1, by1 = snap_boxes(xyxy, image_wh)[0].tolist()
     return bx0, by0, bx1, by1
 
 
