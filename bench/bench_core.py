@@ -65,7 +65,7 @@ def floor_fn(text: str):
 
 
 def inflate_floor_fn(text: str):
-    """json.loads + base64 + zlib inflate of every mask's IDAT: below what any PNG decoder can do, shown
+    """json.loads + base64 + raw inflate of every mask's IDAT: below what any PNG decoder can do, shown
     because visionkit inflates plain grayscale masks itself (``visionkit.maskpng``)."""
     import struct
     import zlib
@@ -82,7 +82,8 @@ def inflate_floor_fn(text: str):
     def run():
         body = text.split("```json", 1)[1].split("```", 1)[0] if "```" in text else text
         for item in json.loads(body):
-            zlib.decompress(idat(base64.b64decode(item["mask"].split(",", 1)[1])))
+            # raw deflate (no zlib header, no Adler-32), as visionkit inflates it: the chunk CRCs vouch
+            zlib.decompress(idat(base64.b64decode(item["mask"].split(",", 1)[1]))[2:-4], -15)
     return run
 
 
@@ -209,7 +210,7 @@ def main() -> None:
         floor, inflate, ours = t["floor"], t["inflate"], t["ours"]
         naive = timeit(naive_fn(text, wh), max(args.repeat // 4, 10))
         print(f"floor (json + b64 + PNG decode) {floor * 1e3:8.3f} ms")
-        print(f"inflate-only floor (zlib)        {inflate * 1e3:8.3f} ms  = {inflate / floor:5.2f}x floor")
+        print(f"inflate-only floor (raw deflate) {inflate * 1e3:8.3f} ms  = {inflate / floor:5.2f}x floor")
         print(f"visionkit parse + to_coco        {ours * 1e3:8.3f} ms  = {ours / floor:5.2f}x floor  "
               f"[target <= 2x: {'PASS' if ours <= 2 * floor else 'FAIL'}]  = {ours / inflate:5.2f}x inflate")
         stages = interleaved(stage_fns(text, wh), args.repeat)

@@ -100,6 +100,11 @@ CASES = [
     ("stream cut", _png(_ramp(6, 5), stream=zlib.compress(b"\x00" * 36)[:-6]), "opencv"),
     ("stream then garbage", _png(_ramp(6, 5), stream=zlib.compress(b"\x00" * 36) + b"xyz"), "opencv"),
     ("not zlib", _png(_ramp(6, 5), stream=b"hello world"), "opencv"),
+    ("zlib preset dictionary flag", _png(_ramp(6, 5), stream=b"\x78\xbb" + zlib.compress(b"\x00" * 36)[2:]),
+     "opencv"),
+    ("zlib header check bits wrong", _png(_ramp(6, 5), stream=b"\x78\x9d" + zlib.compress(b"\x00" * 36)[2:]),
+     "opencv"),
+    ("no Adler-32 trailer", _png(_ramp(6, 5), stream=zlib.compress(b"\x00" * 36)[:-4]), "opencv"),
 ]
 
 
@@ -163,3 +168,19 @@ def test_a_fast_decoded_map_is_never_written_through(real_dir):
     assert crop.data.shape == (h, w)
     np.testing.assert_array_equal(prob, before)
     np.testing.assert_array_equal(crop.data, before > 127)
+
+
+def test_a_wrong_adler32_under_a_right_crc_is_read_not_refused():
+    """The chunk CRC-32 proves the compressed bytes arrived intact, so the fast path does not spend 40% of
+    the inflate recomputing the zlib Adler-32 (libpng would refuse this PNG, printing to stderr)."""
+    rows = _ramp(6, 5)
+    good = zlib.compress(np.hstack([np.zeros((6, 1), np.uint8), rows]).tobytes())
+    bad = good[:-4] + bytes([good[-4] ^ 1]) + good[-3:]
+    np.testing.assert_array_equal(maskpng.decode_png(_png(rows, stream=bad)), rows)
+
+
+def test_a_corrupt_idat_is_refused_by_its_crc_before_inflating():
+    raw = bytearray(_png(_ramp(6, 5)))
+    raw[raw.index(b"IDAT") + 6] ^= 0xFF  # a byte of the compressed data; the chunk's CRC no longer matches
+    with pytest.raises(MaskDecodeError, match="CRC of its 'IDAT' chunk"):
+        maskpng.decode_png(bytes(raw))

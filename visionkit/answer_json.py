@@ -199,6 +199,8 @@ def _best_candidate(text: str) -> ItemList:
     if not candidates:
         raise ParseError("no JSON list or object found in the answer; expected a JSON list of "
                          "{\"box_2d\": [ymin, xmin, ymax, xmax], \"label\": ...} items", snippet=text[:80])
+    if len(candidates) == 1:  # the usual answer; what the rule below comes to for one candidate
+        return _read(candidates[0])
     best: tuple[tuple[int, int, int], ItemList] | None = None
     read: dict[int, ItemList | ParseError] = {}  # candidate index -> what reading it gave
     for k, c in enumerate(candidates):

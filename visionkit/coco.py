@@ -33,14 +33,13 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import json
+import math
 import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from .atomic import atomic_open
 from .boxes import xyxy_to_xywh
@@ -98,7 +97,9 @@ class CategoryMap:
                  aliases: Mapping[str, str] | None = None):
         self.fixed = categories is not None
         self._cats: list[dict] = []
-        self._index: dict[str, int] = {}
+        self._by_id: dict[int, dict] = {}   # id -> category, and normalised name -> category: the
+        self._by_key: dict[str, dict] = {}  # duplicate checks, without rescanning every category
+        self._index: dict[str, int] = {}    # normalised name or alias -> id
         if categories is not None:
             for pos, cat in enumerate(categories):
                 if isinstance(cat, Mapping):
@@ -120,14 +121,16 @@ class CategoryMap:
 
     def _add(self, entry: dict) -> None:
         key = normalize_label(entry["name"])
-        for other in self._cats:
-            if other["id"] == entry["id"]:
-                raise ExportError(f"duplicate category id {entry['id']} ({other['name']!r} and "
-                                  f"{entry['name']!r})")
-            if normalize_label(other["name"]) == key:
-                raise ExportError(f"duplicate category {entry['name']!r}: it matches {other['name']!r} once "
-                                  "case, spaces and plurals are ignored; keep one of them")
+        other = self._by_id.get(entry["id"])
+        if other is not None:
+            raise ExportError(f"duplicate category id {entry['id']} ({other['name']!r} and "
+                              f"{entry['name']!r})")
+        other = self._by_key.get(key)
+        if other is not None:
+            raise ExportError(f"duplicate category {entry['name']!r}: it matches {other['name']!r} once "
+                              "case, spaces and plurals are ignored; keep one of them")
         self._cats.append(entry)
+        self._by_id[entry["id"]] = self._by_key[key] = entry
         self._index[key] = entry["id"]
 
     def fit(self, labels: Iterable[str]) -> CategoryMap:
@@ -176,15 +179,18 @@ def image_annotations(detections: Detections, *, polygons: bool = False, iscrowd
     out = []
     boxes = snap_boxes(detections.xyxy, image_wh).tolist()
     point_only = ((xywh[:, 2] <= 0) | (xywh[:, 3] <= 0)).tolist()
+    labels = detections.labels.tolist()
+    masks = detections.masks if detections.masks is not None else (None,) * len(boxes)
+    scores = None if detections.scores is None else detections.scores.tolist()
     for i, box in enumerate(boxes):
         if point_only[i]:
             report["points_skipped"] += 1  # point-only: not a COCO instance (see formats.keypoints)
             continue
         bx0, by0, bx1, by1 = box
-        ann: dict[str, Any] = {"label": str(detections.labels[i]),
+        ann: dict[str, Any] = {"label": str(labels[i]),
                                "bbox": [float(bx0), float(by0), float(bx1 - bx0), float(by1 - by0)],
                                "iscrowd": int(iscrowd)}
-        crop = detections.masks[i] if detections.has_mask(i) else None
+        crop = masks[i]
         if crop is not None:
             crop, cut = clip_crop_to_box(crop, box)
             if cut:
@@ -205,8 +211,8 @@ def image_annotations(detections: Detections, *, polygons: bool = False, iscrowd
                 from .polygons import filled_area
 
                 ann["area"] = float(filled_area(crop))  # the area of what is written: holes filled
-        if detections.scores is not None and not np.isnan(detections.scores[i]):
-            ann["score"] = round(float(detections.scores[i]), 4)
+        if scores is not None and not math.isnan(scores[i]):
+            ann["score"] = round(scores[i], 4)
         out.append(ann)
     return out
 

@@ -166,7 +166,7 @@ def mask_pixels_bound(value: object, pixel_box: np.ndarray, image_wh: tuple[int,
     A PNG or grid covers its integer box; a polygon covers at most the bounds of its points read either
     way round. A value that cannot be a mask costs 0 (decoding it fails anyway).
     """
-    x0, y0, x1, y1 = (int(v) for v in pixel_box)
+    x0, y0, x1, y1 = np.asarray(pixel_box, dtype=np.int64).tolist()
     if isinstance(value, str):
         return max(x1 - x0, 0) * max(y1 - y0, 0)
     if not isinstance(value, list) or not value:

@@ -23,6 +23,7 @@ Per-item rules, each recorded in ``Detections.warnings`` with the item index:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -163,7 +164,8 @@ def parse_response(answer: str | bytes | Mapping, image_size: tuple[int, int],
                           "mask list is nested too deeply; expected a PNG, a polygon or a boolean grid")
                 warnings.append(ParseWarning(index, "mask", f"{reason}; box kept without a mask"))
                 continue
-            warnings.extend(ParseWarning(index, "mask", note) for note in notes)
+            if notes:
+                warnings.extend(ParseWarning(index, "mask", note) for note in notes)
             if crop.data.size == 0:
                 warnings.append(ParseWarning(index, "mask", "box is smaller than one pixel; mask dropped"))
                 continue
@@ -219,8 +221,11 @@ def _within_budget(raw_masks: list, pixel_boxes: np.ndarray, image_wh: tuple[int
     it is reported and dropped before anything is decoded."""
     total = 0
     keep = []
+    # A PNG covers its box (mask_pixels_bound's rule), so only the other forms are looked into one by one.
+    box_pixels = (np.maximum(pixel_boxes[:, 2] - pixel_boxes[:, 0], 0)
+                  * np.maximum(pixel_boxes[:, 3] - pixel_boxes[:, 1], 0)).tolist()
     for k, ((_, index, value), box) in enumerate(zip(raw_masks, pixel_boxes)):
-        pixels = mask_pixels_bound(value, box, image_wh)
+        pixels = box_pixels[k] if isinstance(value, str) else mask_pixels_bound(value, box, image_wh)
         if pixels > MAX_MASK_PIXELS:  # decoding refuses it before allocating anything, with its reason
             keep.append(k)
             continue
@@ -313,7 +318,12 @@ def _read_box(value: Any, warn) -> list[float] | None:
     if not isinstance(value, (list, tuple)) or len(value) != 4:
         warn("box_2d", f"expected [ymin, xmin, ymax, xmax], got {_show(value)}; skipped")
         return None
-    nums = [_number(v) for v in value]
+    nums = None
+    if all(type(v) is int or type(v) is float for v in value):  # the usual case: plain JSON numbers
+        with contextlib.suppress(OverflowError):  # an int with hundreds of digits: _number says None
+            nums = [float(v) for v in value]
+    if nums is None or not all(map(math.isfinite, nums)):
+        nums = [_number(v) for v in value]
     if any(v is None for v in nums):
         warn("box_2d", f"expected 4 numbers, got {_show(value)}; skipped")
         return None

@@ -45,7 +45,7 @@ def crop_to_counts(crop: MaskCrop, image_wh: tuple[int, int]) -> np.ndarray:
     cv2.transpose(data.view(np.uint8), dst=cols[:, 1:-1])
     flat = cols.reshape(-1)
     # A change between flat p and p + 1; never across two columns, whose guards are both 0.
-    p = np.flatnonzero(flat[1:] != flat[:-1])
+    p = (flat[1:] != flat[:-1]).nonzero()[0]
     if p.size == 0:  # an empty mask
         return np.array([total], dtype=np.uint32)
     # Transition p = c * (h + 2) + j sits at stream position (x0 + c) * H + y0 + j.
@@ -71,7 +71,10 @@ def crop_to_rle(crop: MaskCrop, image_wh: tuple[int, int]) -> dict:
     """COCO compressed RLE ``{"size": [H, W], "counts": str}`` of the full-size mask of ``crop``."""
     width, height = image_wh
     counts = crop_to_counts(crop, image_wh)
-    rle = mask_utils.frPyObjects({"size": [height, width], "counts": counts.tolist()}, height, width)
+    # The counts go in as the uint32 array itself: pycocotools converts them with np.array(..., uint32)
+    # (_mask.pyx, frUncompressedRLE), which for an array is a copy, while a list of ~300 ints took 5x the
+    # whole call (measured: 37 vs 177 us for the 15 cupcakes masks). The oracle tests pin the bytes.
+    rle = mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
     return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
 
 
