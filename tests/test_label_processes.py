@@ -75,7 +75,7 @@ def test_when_the_process_pool_is_used(tmp_path, monkeypatch, count, processes, 
 DEADLY = """
 import json, multiprocessing, os, sys
 from pathlib import Path
-from visionkit import pipeline, procpool
+from visionkit import image_step, procpool
 from visionkit.pipeline import label
 from visionkit.testing.synthetic import write_labelled_folder
 
@@ -83,14 +83,14 @@ tmp, deadly = Path(sys.argv[1]), set(json.loads(sys.argv[2]))
 images, replay = write_labelled_folder(tmp / "data", 20, (160, 120), masks=4)
 (replay / "img00003.txt").unlink()
 (replay / "img00007.txt").write_text("I cannot see any objects.")
-real = pipeline._process_one
+real = image_step.process_one
 
 def killer(path, file_name, key, **kw):
     if file_name in deadly:
         os._exit(9)
     return real(path, file_name, key, **kw)
 
-pipeline._process_one = killer  # the forked workers inherit the patch
+image_step.process_one = killer  # the step the workers run (offline_step); forked workers inherit the patch
 procpool._context = lambda: multiprocessing.get_context("fork")
 s = label([images], tmp / "p", replay=replay, concurrency=2, processes=True)
 print(json.dumps([s.succeeded, s.failed]))

@@ -29,6 +29,10 @@ unknown model, a daily quota) stops the run instead of sending more doomed reque
 
 Memory stays flat in the number of images: each image's annotations go to a spool file as soon as it
 is done, and ``annotations.json`` is streamed from it.
+
+This module runs the images (the bounded window of work, the thread or process pool, resuming, the
+output lock, progress and Ctrl-C); what happens to one image is :mod:`visionkit.image_step`, the files
+written at the end are :mod:`visionkit.run_outputs`, and what the run reports is :mod:`visionkit.run_summary`.
 """
 
 from __future__ import annotations
@@ -40,52 +44,26 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import imageio
-from .answers import AnswerSource, RateLimiter, ResponseStore, read_answer
-from .atomic import atomic_open
-from .coco import (
-    CategoryMap,
-    assemble,
-    check_polygon_holes,
-    finish_annotation,
-    image_annotations,
-    write_json_atomic,
-)
-from .detections import ParseWarning
-from .errors import (
-    AuthError,
-    BadRequestError,
-    ConfigError,
-    ExportError,
-    InputError,
-    NotFoundError,
-    RateLimitError,
-    VisionkitError,
-)
-from .formats.keypoints import keypoints_dataset, point_annotations
+from .answers import AnswerSource, RateLimiter, ResponseStore
+from .coco import CategoryMap, check_polygon_holes
+from .errors import ConfigError, ExportError, InputError
+from .image_step import ImageResult, StepConfig, init_step, offline_step, process_one, replay_answer
 from .inputs import find_inputs
 from .keys import record_keys, run_keys, stem_owners
 from .masks import DEFAULT_THRESHOLD
-from .outdir import clean_stale_temps, keep_previous, lock_output, previous_counts, write_index
-from .overlay_files import (
-    DEFAULT_OVERLAY_FORMAT,
-    DEFAULT_OVERLAY_MAX_SIDE,
-    OVERLAY_FORMATS,
-    check_overlay_options,
-    write_overlay,
-)
-from .parse import parse_response
+from .outdir import clean_stale_temps, lock_output
+from .overlay_files import DEFAULT_OVERLAY_FORMAT, DEFAULT_OVERLAY_MAX_SIDE, check_overlay_options
 from .procpool import BrokenProcessPool, RestartingPool, usable_cpus
-from .reask import saved_meta
-from .run_usage import answer_usage, model_notices, write_usage
+from .run_outputs import export, write_annotations, write_failures, write_keypoints, write_sources
+from .run_summary import LabelSummary, Progress
+from .run_usage import model_notices, write_usage
 from .run_warnings import WarningLog
 from .spool import Spool
 from .tasks import check_task
-from .usage import Usage
 
 __all__ = ["PROCESS_MIN_IMAGES", "Aborted", "ImageResult", "LabelSummary", "Progress", "RateLimiter",
            "StepConfig", "label"]
@@ -93,83 +71,6 @@ __all__ = ["PROCESS_MIN_IMAGES", "Aborted", "ImageResult", "LabelSummary", "Prog
 #: Offline runs with at least this many images use a process pool by default (below it, starting the
 #: workers costs more than they save).
 PROCESS_MIN_IMAGES = 16
-
-
-
-@dataclass(frozen=True)
-class ImageResult:
-    """What happened to one image. ``error`` is set when it failed; ``stage`` says where."""
-
-    file: str
-    key: str
-    ok: bool
-    source: str  # "replay", "cache", "api" or "" (failed before an answer was found)
-    detections: int = 0
-    warnings: tuple[ParseWarning, ...] = ()
-    attempts: int = 0
-    stage: str = ""
-    error: str = ""
-    reason: str = ""
-    fatal: bool = False
-    overlay_error: str = ""  # set when the image succeeded but its overlay could not be drawn or written
-    usage: dict | None = None  # tokens this image's requests used in this run (online answers only)
-    reasked: bool = False  # its masks did not decode and it was asked again with the polygon prompt
-
-
-@dataclass(frozen=True)
-class Progress:
-    """A progress snapshot, sent after every image."""
-
-    total: int
-    done: int
-    failed: int
-    cached: int
-    retries: int
-    elapsed: float
-    in_flight: int = 0  # images being worked on (requests in flight, online)
-
-    @property
-    def eta(self) -> float | None:
-        """Seconds left at the current pace, or None before the first image."""
-        finished = self.done + self.failed
-        if finished == 0:
-            return None
-        return self.elapsed / finished * (self.total - finished)
-
-
-@dataclass
-class LabelSummary:
-    """The outcome of :func:`label`."""
-
-    out: Path
-    total: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    cached: int = 0
-    requested: int = 0
-    retries: int = 0
-    detections: int = 0
-    annotations: int = 0
-    warnings: int = 0
-    elapsed: float = 0.0
-    failures: list[dict] = field(default_factory=list)
-    export_report: dict = field(default_factory=dict)
-    points: int = 0  # point answers written to keypoints.json
-    stopped: str | None = None  # why the run stopped early, if it did
-    notices: list[str] = field(default_factory=list)  # things the user should hear once (skipped inputs)
-    overlay_failures: list[dict] = field(default_factory=list)  # annotations kept, overlay not written
-    kept_previous: str | None = None  # why annotations.json was left as it was, if it was
-    lost_images: list[str] = field(default_factory=list)  # had annotations before, have none now
-    previous_note: str | None = None  # set when an older, fuller annotations.previous.json was kept instead
-    export_errors: list[str] = field(default_factory=list)  # outputs that could not be written (full disk)
-    unsaved: int = 0  # paid answers that could not be saved, even when retried at the end
-    usage: Usage = field(default_factory=Usage)  # tokens spent by this run's requests (see visionkit.usage)
-    reasked: int = 0  # images asked again with the polygon prompt (their masks did not decode)
-
-    @property
-    def ok(self) -> bool:
-        """True when every image succeeded and every output was written."""
-        return self.failed == 0 and not self.overlay_failures and not self.export_errors and not self.unsaved
 
 
 def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: str = "segment",
@@ -292,7 +193,7 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         if processes and replay_dir is not None:
             if overlays:  # imported once here, so forked workers inherit it instead of each importing it
                 from . import overlay  # noqa: F401
-            pool = RestartingPool(max(workers, 1), _init_step, (step,))
+            pool = RestartingPool(max(workers, 1), init_step, (step,))
             window = max(concurrency, workers) * 2
         else:
             pool = ThreadPoolExecutor(max_workers=concurrency)
@@ -311,9 +212,9 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
                 source.retry_unsaved()  # answers held in memory get a last chance to reach the disk
             raise
         _save_unsaved(source, summary, on_notice)
-        _write_failures(out / "failures.json", summary)
+        write_failures(out / "failures.json", summary)
         if replay_dir is None:
-            _export(summary, "usage.json", write_usage, out / "usage.json", summary, client, prices)
+            export(summary, "usage.json", write_usage, out / "usage.json", summary, client, prices)
         warning_log.save(out, summary.export_errors)
     summary.elapsed = time.monotonic() - started
     return summary
@@ -357,63 +258,6 @@ def _save_unsaved(source: AnswerSource, summary: LabelSummary,
                                     "memory and are now saved")
 
 
-def _write_failures(path: Path, summary: LabelSummary) -> None:
-    """Write failures.json; when that fails, no stale copy is left claiming fewer failures."""
-    summary.failures.sort(key=lambda f: f["file"])
-    summary.overlay_failures.sort(key=lambda f: f["file"])
-    try:
-        write_json_atomic(path, summary.failures + summary.overlay_failures, indent=2)
-    except ExportError as exc:
-        with contextlib.suppress(OSError):
-            path.unlink()
-        summary.export_errors.append(f"{exc} (the old {path.name} was removed, so it cannot mislead)")
-
-
-@dataclass(frozen=True)
-class StepConfig:
-    """Everything the per-image step needs besides the image and its answer. Picklable: it is sent to
-    each worker process once (see :func:`_init_step`)."""
-
-    out: Path
-    task: str
-    threshold: int
-    polygons: bool
-    overlay: tuple[str, int | None] | None  # (format, max_side), or None for no overlay
-    dedupe: float | None = None
-    polygon_holes: str = "rle"
-
-    def kwargs(self) -> dict:
-        return {"out": self.out, "task": self.task, "threshold": self.threshold, "polygons": self.polygons,
-                "overlay": self.overlay, "dedupe": self.dedupe, "polygon_holes": self.polygon_holes}
-
-
-@dataclass(frozen=True)
-class _ReplayAnswer:
-    """One image's replay file, found by the parent (which knows every image's stem), read by a worker."""
-
-    replay: Path
-    found: Path | None
-    error: str = ""
-
-    def get(self, path: Path, file_name: str, key: str) -> tuple[Any, str, int, str | None]:
-        if self.found is None:
-            raise InputError(self.error)
-        return read_answer(self.found), "replay", 0, None
-
-
-_STEP: list[StepConfig] = []  # set once in each worker process
-
-
-def _init_step(step: StepConfig) -> None:
-    _STEP[:] = [step]
-
-
-def _offline_step(path: Path, file_name: str, key: str, answer: _ReplayAnswer
-                  ) -> tuple[ImageResult, dict | None]:
-    """The per-image step in a worker process; all inputs are explicit and picklable."""
-    return _process_one(path, file_name, key, source=answer, **_STEP[0].kwargs())
-
-
 def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecutor | RestartingPool,
          window: int, source: AnswerSource, spool: Spool, summary: LabelSummary, categories: CategoryMap,
          started: float, step: StepConfig, *,
@@ -434,7 +278,7 @@ def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecu
 
     def work(index: int) -> tuple[ImageResult, dict | None]:
         path, root = images[index]
-        return _process_one(path, path.relative_to(root).as_posix(), keys[index], source=source,
+        return process_one(path, path.relative_to(root).as_posix(), keys[index], source=source,
                             **step.kwargs())
 
     def submit(index: int):
@@ -442,11 +286,8 @@ def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecu
             return pool.submit(work, index)
         path, root = images[index]
         file_name = path.relative_to(root).as_posix()
-        try:
-            answer = _ReplayAnswer(source.replay, source.replay_file(path, file_name, keys[index]))
-        except InputError as exc:
-            answer = _ReplayAnswer(source.replay, None, str(exc))
-        return pool.submit(_offline_step, path, file_name, keys[index], answer)
+        answer = replay_answer(source, path, file_name, keys[index])
+        return pool.submit(offline_step, path, file_name, keys[index], answer)
 
     def progress() -> None:
         if on_progress is not None:
@@ -496,7 +337,7 @@ def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecu
                     if index == alone:
                         alone = None
                     result, record = future.result()
-                _account(summary, result)
+                summary.add(result)
                 if result.fatal and summary.stopped is None:
                     summary.stopped = f"{result.file}: {result.error}: {result.reason}"
                     for other in pending:
@@ -515,15 +356,15 @@ def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecu
         raise
     for index in sorted(not_attempted + list(range(next_index, len(images)))):
         path, root = images[index]
-        _account(summary, ImageResult(
+        summary.add(ImageResult(
             path.relative_to(root).as_posix(), keys[index], False, "", stage="not attempted", error="Stopped",
             reason=f"the run stopped after a failure that would repeat for every image ({summary.stopped})"))
     spool.flush()
-    _export(summary, "annotations.json", _write_annotations, out / "annotations.json", spool, offsets, labels,
+    export(summary, "annotations.json", write_annotations, out / "annotations.json", spool, offsets, labels,
             report, categories, summary)
     if summary.kept_previous is None:  # else the previous dataset's companions stay with it
-        _export(summary, "sources.json", _write_sources, out / "sources.json", images)
-        _export(summary, "keypoints.json", _write_keypoints, out / "keypoints.json", spool, offsets,
+        export(summary, "sources.json", write_sources, out / "sources.json", images)
+        export(summary, "keypoints.json", write_keypoints, out / "keypoints.json", spool, offsets,
                 fixed_categories, summary)
 
 
@@ -549,197 +390,7 @@ def _finish_in_flight(pending: dict, on_interrupt: Callable[[int], None] | None)
         raise Aborted(sum(not f.done() for f in running)) from None
 
 
-def _export(summary: LabelSummary, name: str, write: Callable[..., None], *args: Any) -> None:
-    """Run one output writer; a failure (a full disk) is reported in the summary, not raised, so the run
-    still ends with its summary and failures.json."""
-    try:
-        write(*args)
-    except ExportError as exc:
-        summary.export_errors.append(f"{name} could not be written: {exc}")
-    except OSError as exc:
-        summary.export_errors.append(f"{name} could not be written: {exc}")
-
-
 def _notify(summary: LabelSummary, on_notice: Callable[[str], None] | None, notice: str) -> None:
     summary.notices.append(notice)
     if on_notice is not None:
         on_notice(notice)
-
-
-def _account(summary: LabelSummary, result: ImageResult) -> None:
-    summary.warnings += len(result.warnings)
-    summary.retries += max(result.attempts - 1, 0)
-    summary.cached += result.source == "cache"
-    summary.requested += result.source == "api"
-    summary.reasked += result.reasked
-    if result.usage:
-        summary.usage.add(Usage.of(result.usage))
-    if result.ok:
-        summary.succeeded += 1
-        summary.detections += result.detections
-        if result.overlay_error:
-            summary.overlay_failures.append({
-                "file": result.file, "key": result.key, "stage": "overlay", "error": "ExportError",
-                "reason": f"{result.overlay_error} (the image's annotations are in annotations.json)"})
-    else:
-        summary.failed += 1
-        summary.failures.append({"file": result.file, "key": result.key, "stage": result.stage,
-                                 "error": result.error, "reason": result.reason})
-
-
-def _is_fatal(exc: BaseException) -> bool:
-    """Failures that would repeat for every image: a bad or unauthorised key, an unknown model, a daily
-    quota. Going on would only send more doomed (and possibly billed) requests."""
-    if isinstance(exc, (AuthError, NotFoundError)):
-        return True
-    if isinstance(exc, RateLimitError):
-        return exc.per_day
-    return isinstance(exc, BadRequestError) and "api key" in (exc.api_message or "").lower()
-
-
-def _process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, out: Path, task: str,
-                 threshold: int, polygons: bool, overlay: tuple[str, int | None] | None,
-                 dedupe: float | None = None, polygon_holes: str = "rle"
-                 ) -> tuple[ImageResult, dict | None]:
-    """Answer -> detections -> annotations (+ overlay) for one image. Never raises an Exception.
-
-    ``overlay`` is ``(format, max_side)``, or None for no overlay. An overlay that cannot be drawn or
-    written does not fail the image: its annotations are kept, and the result carries ``overlay_error``.
-    """
-    stage, origin, attempts, usage, reasked = "answer", "", 0, None, False
-    try:
-        origin = "api" if source.replay is None else "replay"
-        answer, origin, attempts, note = source.get(path, file_name, key)
-        meta = saved_meta(answer)  # what visionkit noted beside the answer: usage, mask order
-        if origin == "api":
-            usage = answer_usage(answer)
-            reasked = bool(meta.get("reasked"))
-        stage = "image"
-        size_wh = imageio.image_size(path)  # header only: the pixels are decoded for the overlay alone
-        large = imageio.large_image_note(size_wh)
-        stage = "parse"
-        order = meta.get("maskOrder") if meta.get("maskOrder") in ("yx", "xy") else None
-        dets = parse_response(answer, size_wh, threshold, mask_order=order,
-                              masks=(task == "segment" and meta.get("maskFormat") != "none"))
-        if dedupe is not None:  # near-duplicates out before export and overlay
-            from .quality.dedupe import dedupe as drop_duplicates
-
-            dets = drop_duplicates(dets, dedupe)
-        stage = "export"
-        report: Counter = Counter()
-        anns = image_annotations(dets, polygons=polygons, polygon_holes=polygon_holes, report=report)
-        points = point_annotations(dets)
-    except VisionkitError as exc:
-        if origin == "api" and stage == "answer":
-            attempts = getattr(exc, "attempts", 1)
-            origin = origin if attempts else ""  # nothing was sent (a batch run's unanswered image)
-        elif origin == "api":
-            origin = "cache" if attempts == 0 else origin
-        return ImageResult(file_name, key, False, origin, attempts=attempts, stage=stage,
-                           error=type(exc).__name__, reason=str(exc), fatal=_is_fatal(exc), usage=usage,
-                           reasked=reasked), None
-    except Exception as exc:  # a bug must not stop the other images; it is reported as such
-        return ImageResult(file_name, key, False, origin, attempts=attempts, stage=stage,
-                           error=type(exc).__name__, usage=usage, reasked=reasked,
-                           reason=f"internal error (please report it): {exc!r}"), None
-    overlay_error = "" if overlay is None else _write_overlay(out, key, path, dets, overlay)
-    record = {"file_name": file_name, "width": size_wh[0], "height": size_wh[1], "annotations": anns,
-              "report": dict(report)}
-    if points:
-        record["points"] = points
-    notes = tuple(ParseWarning(None, None, n) for n in (note, large) if n)
-    warnings = (*notes, *dets.warnings) if notes else dets.warnings
-    return ImageResult(file_name, key, True, origin, detections=len(dets), warnings=warnings,
-                       attempts=attempts, overlay_error=overlay_error, usage=usage, reasked=reasked), record
-
-
-def _write_overlay(out: Path, key: str, image: Path, dets, overlay: tuple[str, int | None]) -> str:
-    """Read the image (again: holding it through the request would cost far more memory than a second
-    decode costs time), draw and write one overlay; returns "" or why it could not be done."""
-    fmt, max_side = overlay
-    try:
-        write_overlay(out / "overlays" / f"{key}{OVERLAY_FORMATS[fmt]}", image, dets, fmt=fmt,
-                      max_side=max_side)
-    except VisionkitError as exc:
-        return f"{type(exc).__name__}: {exc}"
-    except Exception as exc:  # a drawing bug must not cost the image its annotations
-        return f"internal error drawing the overlay (please report it): {exc!r}"
-    return ""
-
-
-def _write_annotations(path: Path, spool, offsets: dict[int, tuple[int, int]], labels: Counter,
-                       report: Counter, cats: CategoryMap, summary: LabelSummary) -> None:
-    """Stream the COCO file from the spool, images in input order, atomically.
-
-    Never replaces a dataset with a worse one silently (see :mod:`visionkit.outdir`)."""
-    previous = previous_counts(path)
-    if not offsets and previous:
-        summary.kept_previous = (f"no image succeeded in this run, so the previous {path.name} "
-                                 f"({len(previous)} images, {sum(previous.values())} annotations) was kept")
-        return
-    cats.fit(labels.elements())
-    unmapped: Counter = Counter()
-    order = sorted(offsets)
-
-    def records() -> Iterable[dict]:
-        for index in order:
-            start, size = offsets[index]
-            spool.seek(start)
-            yield json.loads(spool.read(size))
-
-    images = []
-    for image_id, record in enumerate(records(), start=1):
-        images.append({"id": image_id, "file_name": record["file_name"], "width": record["width"],
-                       "height": record["height"]})
-    head = assemble(images, [], cats, report, Counter(), None)
-    written: Counter = Counter()
-    with atomic_open(path) as fh:
-        fh.write("{")
-        for key in ("licenses", "images", "categories"):
-            fh.write(f"{json.dumps(key)}: {json.dumps(head[key], ensure_ascii=False)}, ")
-        fh.write('"annotations": [')
-        ann_id = 0
-        for image_id, record in enumerate(records(), start=1):
-            for ann in record["annotations"]:
-                done = finish_annotation(ann, image_id, ann_id + 1, cats, unmapped)
-                if done is None:
-                    continue
-                fh.write(("," if ann_id else "") + json.dumps(done, ensure_ascii=False))
-                written[record["file_name"]] += 1
-                ann_id += 1
-        # info last: it carries the report, known only once every annotation was mapped.
-        info = assemble([], [], cats, report, unmapped, None)["info"]
-        fh.write(f'], "info": {json.dumps(info, ensure_ascii=False)}}}')
-        summary.lost_images = sorted(f for f, n in (previous or {}).items() if n and not written[f])
-        if summary.lost_images:  # before the new file replaces it
-            summary.previous_note = keep_previous(path, previous)
-    summary.annotations = ann_id
-    summary.export_report = info["visionkit"]
-    with contextlib.suppress(ExportError, OSError):  # only a shortcut for the next run: it re-parses without
-        write_index(path, {img["file_name"]: written[img["file_name"]] for img in images})
-
-
-def _write_sources(path: Path, images: list[tuple[Path, Path]]) -> None:
-    """Record where each input image is (``file_name`` -> absolute path), for ``visionkit export``."""
-    write_json_atomic(path, {"version": 1, "images": {
-        p.relative_to(root).as_posix(): str(p.resolve()) for p, root in images}}, indent=1)
-
-
-def _write_keypoints(path: Path, spool, offsets: dict[int, tuple[int, int]], categories: list | None,
-                     summary: LabelSummary) -> None:
-    """Write the points of every answer as COCO keypoints, when there are any (a stale file goes)."""
-    def entries() -> Iterable[tuple]:
-        for index in sorted(offsets):
-            start, size = offsets[index]
-            spool.seek(start)
-            record = json.loads(spool.read(size))
-            if record.get("points"):
-                yield record["file_name"], record["width"], record["height"], record["points"]
-
-    dataset = keypoints_dataset(entries(), categories)
-    summary.points = len(dataset["annotations"])
-    if dataset["annotations"]:
-        write_json_atomic(path, dataset)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()

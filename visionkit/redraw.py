@@ -18,19 +18,12 @@ from pathlib import Path
 
 from .answers import AnswerSource, RateLimiter, ResponseStore
 from .errors import ConfigError, InputError
+from .image_step import ImageResult, StepConfig, init_step, offline_step, process_one, replay_answer
 from .keys import load_key_map
 from .masks import DEFAULT_THRESHOLD
 from .outdir import lock_output
 from .overlay_files import DEFAULT_OVERLAY_FORMAT, DEFAULT_OVERLAY_MAX_SIDE, check_overlay_options
-from .pipeline import (
-    PROCESS_MIN_IMAGES,
-    ImageResult,
-    StepConfig,
-    _init_step,
-    _offline_step,
-    _process_one,
-    _ReplayAnswer,
-)
+from .pipeline import PROCESS_MIN_IMAGES
 from .procpool import RestartingPool, usable_cpus
 from .tasks import check_task
 
@@ -106,32 +99,28 @@ def redraw_overlays(out: str | os.PathLike, *, replay: str | os.PathLike | None 
     with lock_output(out):
         step = StepConfig(out=out, task=task, threshold=threshold, polygons=False,
                           overlay=(overlay_format, overlay_max_side), dedupe=dedupe)
-        return _redraw(out, items, answers, source, step, concurrency, processes, on_image)
+        return _redraw(out, items, source, step, concurrency, processes, on_image)
 
 
-def _redraw(out: Path, items: list, answers: Path, source: AnswerSource, step: StepConfig, concurrency: int,
+def _redraw(out: Path, items: list, source: AnswerSource, step: StepConfig, concurrency: int,
             processes: bool | None, on_image: Callable[[ImageResult], None] | None) -> RedrawSummary:
     summary = RedrawSummary(out=out, total=len(items))
 
     def job(item):
         name, path, key = item
-        try:
-            found = _ReplayAnswer(answers, source.replay_file(path, name, key))
-        except InputError as exc:
-            found = _ReplayAnswer(answers, None, str(exc))
-        return path, name, key, found
+        return path, name, key, replay_answer(source, path, name, key)
 
     workers = min(concurrency, usable_cpus())
     if processes is None:
         processes = len(items) >= PROCESS_MIN_IMAGES and workers >= 2
     if processes:
-        pool = RestartingPool(max(workers, 1), _init_step, (step,))
-        run = _offline_step
+        pool = RestartingPool(max(workers, 1), init_step, (step,))
+        run = offline_step
     else:
         pool = ThreadPoolExecutor(max_workers=concurrency)
 
         def run(path, name, key, found):
-            return _process_one(path, name, key, source=found, **step.kwargs())
+            return process_one(path, name, key, source=found, **step.kwargs())
     try:
         pending: dict = {}
         todo = iter(items)

@@ -32,7 +32,7 @@ class WarningLog:
         self._lock = threading.Lock()
 
     def add(self, result: Any) -> None:
-        """Record one :class:`visionkit.pipeline.ImageResult` (anything with file, key and warnings)."""
+        """Record one :class:`visionkit.image_step.ImageResult` (anything with file, key and warnings)."""
         warnings = getattr(result, "warnings", ())
         if not warnings:
             return
