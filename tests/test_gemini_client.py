@@ -456,7 +456,8 @@ def test_slow_answers_time_out_then_transport_error(make, fake, sleeps):
         make(max_attempts=3, timeout=(1.0, 0.2)).annotate(rgb(), "detect")
     assert time.monotonic() - started < 2.0
     assert len(fake.generate_requests) == 3 and len(sleeps) == 2
-    assert isinstance(info.value.__cause__, requests.Timeout)
+    # The read timeout and the deadline (by default the same 0.2 s) race: either one is the cause.
+    assert isinstance(info.value.__cause__, (requests.Timeout, TimeoutError))
 
 
 def test_slow_answer_then_success(make, fake):

@@ -33,11 +33,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from ..errors import APIError, BadRequestError, ConfigError, ResponseError
 from ..masks import DEFAULT_THRESHOLD
 from . import files_api
+from .deadline import DeadlineAdapter
 from .images import DEFAULT_JPEG_QUALITY, DEFAULT_MAX_SIDE, PreparedImage, prepare_image
 from .models import DEFAULT_MODEL, MODEL_ENV_VAR, lookup, resolve_model, status_note
 from .prompts import check_task
@@ -122,7 +122,7 @@ class GeminiClient:
         retry: a :class:`RetryPolicy`; overrides ``max_retries``. Default on flex: longer waits (up to 30
             minutes in all), since flex requests can be dropped when capacity is short.
         session: a ``requests.Session`` to use; it is not closed by :meth:`close`. Default: a new session
-            with a connection pool of ``pool_size``.
+            with a connection pool of ``pool_size`` (a ``DeadlineAdapter``, see ``deadline``).
         on_retry: called as ``on_retry(attempt, delay, reason)`` before each retry wait (from the calling
             thread), e.g. to count retries in a progress bar.
         jpeg_quality: JPEG quality of the sent image.
@@ -132,8 +132,10 @@ class GeminiClient:
         pool_size: connections kept per host by the session this client creates.
         media_resolution: ``"low"``, ``"medium"``, ``"high"``, ``"ultra_high"`` or None (model default).
         service_tier: ``"standard"``, ``"flex"``, ``"priority"`` or None.
-        deadline: seconds the answer body of one HTTP attempt may take once its headers arrived (the
-            upload is not counted; default: the read timeout).
+        deadline: seconds one HTTP attempt may take from the moment its request was sent until its whole
+            answer, headers and body, is in (the upload is not counted; default: the read timeout). A
+            ``session`` of your own gets the header part only if it mounts
+            :class:`~visionkit.gemini.deadline.DeadlineAdapter`.
         max_response_bytes: cap on a decoded response body (default 64 MiB).
         learn_thinking: retry once a request whose thinking setting the API rejects (see the module doc).
 
@@ -182,7 +184,7 @@ class GeminiClient:
         self._owns_session = session is None
         if session is None:
             session = requests.Session()
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(1, pool_size))
+            adapter = DeadlineAdapter(pool_connections=4, pool_maxsize=max(1, pool_size))
             session.mount("https://", adapter)
             session.mount("http://", adapter)
         from .. import __version__

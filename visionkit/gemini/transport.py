@@ -7,9 +7,14 @@
   saved responses, ``api_status``, ``api_message`` and error snippets), and any run of 8 or more
   characters that also occurs in the key (:func:`redact_key`), not only the whole key.
 * **Whole-request deadline.** ``timeout`` bounds each socket read, but a server dripping one byte at a time
-  never trips it; the body is therefore read in pieces against a deadline of ``deadline`` seconds from
-  the arrival of the response headers (default: the read timeout), and an attempt past it fails as a
-  timeout. Sending the request body is not counted: a large upload is bounded by the socket timeouts.
+  never trips it. Each attempt therefore has a deadline of ``deadline`` seconds (default: the read
+  timeout) counted from the moment its request has been sent: the wait for the status line and headers
+  and their reading are watched by :mod:`~visionkit.gemini.deadline` (a timer shuts the attempt's socket
+  down), the body is read in pieces against the same clock. An attempt past it fails as a timeout and is
+  retried like one. Connecting and sending the request body are not counted: a large upload is bounded by
+  the socket timeouts. A stalled body read can overrun the deadline by at most one read timeout. A
+  ``session`` passed in gets the header bound only if it mounts a
+  :class:`~visionkit.gemini.deadline.DeadlineAdapter` (the client's own session does).
 * **Decoded size cap.** The body is decompressed here (``Accept-Encoding: gzip, deflate`` only), with a
   cap of :data:`MAX_RESPONSE_BYTES` on the DECODED size (a 1 MB gzip bomb can inflate to 1 GiB). A body
   over it raises :class:`~visionkit.errors.ResponseError` and is never saved. The largest real answers are
@@ -48,6 +53,8 @@ from ..errors import (
     ServerError,
     TransportError,
 )
+from .deadline import Watchdog
+from .decoding import Decoder
 from .retry import Failed, RetryPolicy, parse_retry_after, quota_ids, retry_info_delay
 
 __all__ = [
@@ -72,6 +79,10 @@ MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 MIN_KEY_FRAGMENT = 8
 _REDACTED = "[redacted]"
 _CHUNK = 64 * 1024
+
+#: What one attempt may raise from the network (ResponseError, the size cap, is not among them).
+_NETWORK_ERRORS = (requests.RequestException, OSError, urllib3.exceptions.HTTPError,
+                   http.client.HTTPException)
 
 _STATUS_CLASSES: dict[int, type[HTTPStatusError]] = {400: BadRequestError, 401: AuthError, 403: AuthError,
                                                      404: NotFoundError}
@@ -200,55 +211,14 @@ def json_body(response: requests.Response) -> Any:
         return None
 
 
-class _Decoder:
-    """Decode a Content-Encoding incrementally with a hard cap on the output size."""
-
-    def __init__(self, encoding: str, limit: int):
-        self.limit = limit
-        self.size = 0
-        encoding = encoding.strip().lower()
-        self._gzip = encoding in ("gzip", "x-gzip")
-        if encoding in ("", "identity"):
-            self._z = None
-        elif self._gzip:
-            self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        elif encoding == "deflate":
-            self._z = zlib.decompressobj()
-        else:
-            raise ResponseError(f"the server sent Content-Encoding {encoding!r}, which was not asked for "
-                                "(only gzip and deflate are accepted)")
-
-    def feed(self, data: bytes) -> bytes:
-        if self._z is None:
-            return self._count(data)
-        out = []
-        while data:
-            piece = self._z.decompress(data, self.limit - self.size + 1)
-            out.append(self._count(piece))
-            data = self._z.unconsumed_tail
-            if not data and self._z.eof and self._gzip and self._z.unused_data:
-                data = self._z.unused_data  # gzip allows several members, one after another
-                self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        return b"".join(out)
-
-    def flush(self) -> bytes:
-        return self._count(self._z.flush()) if self._z is not None else b""
-
-    def _count(self, data: bytes) -> bytes:
-        self.size += len(data)
-        if self.size > self.limit:
-            raise ResponseError(f"the response body is over {self.limit // (1024 * 1024)} MiB once decoded "
-                                "(the documented limit, far above any real answer); refused and not saved")
-        return data
-
-
 class Transport:
     """Session, retries and limits for one client. Thread-safe: settings never change after construction.
 
     Args:
         api_key: the resolved key.
         timeout: ``(connect, read)`` seconds per socket operation.
-        deadline: seconds the answer's body may take once its headers arrived (default: the read timeout).
+        deadline: seconds an attempt may take from the moment its request was sent until its answer
+            (headers and body) is in (default: the read timeout).
         retry: the retry policy.
         session: the session (owned by the caller).
         on_retry: ``on_retry(attempt, delay, reason)`` before each retry wait.
@@ -295,11 +265,35 @@ class Transport:
         scrub(exc)
         return Failed(error, None, kind)
 
+    def _cut_message(self) -> str:
+        return (f"the answer took longer than the {self.deadline:g}s deadline, counted from the sending of "
+                "the request (its headers were still awaited)")
+
+    def _attempt_failure(self, exc: BaseException, what: str, watchdog: Watchdog) -> Failed:
+        """The failure of one attempt that raised ``exc`` (retried per the policy), or raise when the
+        request could not even be sent. Once the watchdog shut the socket down, whatever the request raised
+        (a reset, a truncated status line) is the deadline's doing."""
+        if isinstance(exc, (requests.Timeout, TimeoutError, urllib3.exceptions.TimeoutError)):
+            return self._transport_failure(exc, what, "timeout")  # a socket timeout, even if both fired
+        if watchdog.expired:
+            scrub(exc)
+            cut = TimeoutError(self._cut_message())
+            cut.__cause__ = exc
+            return self._transport_failure(cut, what, "timeout")
+        if isinstance(exc, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
+            return self._transport_failure(exc, what, "connection error")
+        if isinstance(exc, requests.RequestException):  # before OSError: RequestException is an IOError
+            error = TransportError(self.redact(f"Gemini API request could not be sent ({what}): "
+                                               f"{type(exc).__name__}: {exc}"))
+            scrub(exc)
+            raise error from exc
+        return self._transport_failure(exc, what, "connection error")  # OSError etc. while reading the body
+
     def _read_body(self, response: requests.Response, started: float, what: str) -> None:
         """Read, decode and redact the whole body under the deadline and the size cap; store it on
         ``response`` so ``.content``, ``.text`` and ``.json()`` work as usual."""
         raw = response.raw
-        decoder = _Decoder(response.headers.get("Content-Encoding", ""), self.max_body_bytes)
+        decoder = Decoder(response.headers.get("Content-Encoding", ""), self.max_body_bytes)
         read = getattr(raw, "read1", None)
         chunks = []
         try:
@@ -368,9 +362,9 @@ class Transport:
 
         ``data`` is bytes or a binary file (rewound before each attempt, so a large upload streams from
         disk); ``retry`` replaces the policy for this call (the Batch API's create is not idempotent);
-        ``stream=True`` leaves a 2xx body unread for ``iter_content`` (a large download: neither the
-        deadline nor the size cap applies, and the caller redacts it with :meth:`redact_body`; error
-        bodies are still read with both, and redacted).
+        ``stream=True`` leaves a 2xx body unread for ``iter_content`` (a large download: the deadline
+        covers only the wait for its headers, the size cap does not apply, and the caller redacts it with
+        :meth:`redact_body`; error bodies are still read with both, and redacted).
         """
         if self.closed:
             raise ConfigError("this GeminiClient is closed")
@@ -383,27 +377,22 @@ class Transport:
             logger.debug("%s %s (%s)", method, url, what)
             if hasattr(data, "seek"):
                 data.seek(0)
+            watchdog = Watchdog(self.deadline)
             try:
-                response = self.session.request(method, url, headers=sent, data=data, timeout=self.timeout,
-                                                allow_redirects=False, stream=True)
-                # The clock starts once the headers are in: the upload (a batch JSONL may take minutes)
-                # and the wait for the first byte are bounded by the socket timeouts, the body by this.
-                started = time.monotonic()
+                with watchdog:  # the session's DeadlineAdapter arms it once the request is sent
+                    response = self.session.request(method, url, headers=sent, data=data,
+                                                    timeout=self.timeout, allow_redirects=False, stream=True)
+                if watchdog.expired:  # http.client takes a header block cut short by EOF for a whole one
+                    response.close()
+                    raise TimeoutError(self._cut_message())
+                # One clock for headers and body, from the sending of the request (the upload, a batch
+                # JSONL may take minutes, is bounded by the socket timeouts). A session without a
+                # DeadlineAdapter never armed it: then the clock starts once the headers are in.
+                started = watchdog.sent_at if watchdog.sent_at is not None else time.monotonic()
                 if not (stream and 200 <= response.status_code < 300):
                     self._read_body(response, started, what)
-            except (requests.Timeout, TimeoutError, urllib3.exceptions.TimeoutError) as exc:
-                return self._transport_failure(exc, what, "timeout")
-            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-                return self._transport_failure(exc, what, "connection error")
-            except ResponseError:
-                raise
-            except requests.RequestException as exc:  # before OSError: RequestException is an IOError
-                error = TransportError(self.redact(f"Gemini API request could not be sent ({what}): "
-                                                   f"{type(exc).__name__}: {exc}"))
-                scrub(exc)
-                raise error from exc
-            except (OSError, urllib3.exceptions.HTTPError, http.client.HTTPException) as exc:
-                return self._transport_failure(exc, what, "connection error")  # while reading the body
+            except _NETWORK_ERRORS as exc:
+                return self._attempt_failure(exc, what, watchdog)
             if 200 <= response.status_code < 300:
                 return response
             return self.status_failure(response, what, not_found_hint)

@@ -412,9 +412,11 @@ class FakeGemini(FilesEndpoints):
                                                          model=record.model or "gemini-2.5-flash"))
         if fault.kind == "raw":
             return self._send(h, fault.code, fault.body, fault.content_type)
-        if fault.kind == "drip":
+        if fault.kind in ("drip", "drip_headers"):
             body = (fault.text.encode() if fault.text else
                     json.dumps(text_response('[{"box_2d": [1, 2, 3, 4], "label": "slow"}]')).encode())
+            if fault.kind == "drip_headers":
+                return self._drip_headers(h, body, fault.seconds, endless=fault.reason == "endless")
             return self._drip(h, body, fault.seconds)
         if fault.kind == "gzip_bomb":
             return self._send(h, 200, bomb_body(int(fault.retry_delay or 0)),
@@ -440,6 +442,21 @@ class FakeGemini(FilesEndpoints):
                 h.wfile.write(body[i:i + 1])
                 h.wfile.flush()
         except OSError:  # the client gave up: that is what a deadline does
+            h.close_connection = True
+
+    def _drip_headers(self, h: _Handler, body: bytes, interval: float, endless: bool) -> None:
+        head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=UTF-8\r\n"
+                b"Content-Length: %d\r\n" % len(body)) + (b"X-Drip: " if endless else b"\r\n")
+        try:
+            sent = 0
+            while endless or sent < len(head):
+                if self._stopping.wait(interval):
+                    return _reset(h)
+                h.wfile.write(head[sent:sent + 1] if sent < len(head) else b"x")
+                h.wfile.flush()
+                sent += 1
+            h.wfile.write(body)
+        except OSError:  # the client gave up
             h.close_connection = True
 
     def _answer(self, h: _Handler, record: RecordedRequest) -> None:

@@ -4,6 +4,8 @@ Besides statuses, resets and slow answers, the hostile-server kinds of issue 11:
 
 * :meth:`Fault.drip`: a 200 whose body arrives one byte every ``seconds`` (each socket read is quick, so
   only a whole-request deadline stops it);
+* :meth:`Fault.drip_headers`: the same for the status line and headers, before any body (by default the
+  header block never ends);
 * :meth:`Fault.gzip_bomb`: ``Content-Encoding: gzip`` whose body inflates to ``size`` bytes (1 GiB by
   default from about 1 MB on the wire: 16 MiB gzip members, repeated);
 * :meth:`Fault.echo_key`: the request's own ``x-goog-api-key`` echoed back, in an error ``status``, an
@@ -72,6 +74,14 @@ class Fault:
     def drip(seconds: float = 0.5, text: str = "") -> Fault:
         """HTTP 200 with a full Content-Length, then the answer's body one byte every ``seconds``."""
         return Fault("drip", seconds=seconds, text=text)
+
+    @staticmethod
+    def drip_headers(seconds: float = 0.05, endless: bool = True, text: str = "") -> Fault:
+        """A 200 whose status line and headers arrive one byte every ``seconds``. ``endless``: an ``X-Drip``
+        header that never ends follows them (until the client hangs up or the server stops); otherwise the
+        blank line ends the headers, and the answer's body (``text``, else a small valid answer) follows
+        at once."""
+        return Fault("drip_headers", seconds=seconds, text=text, reason="endless" if endless else "")
 
     @staticmethod
     def gzip_bomb(size: int = 1 << 30) -> Fault:
