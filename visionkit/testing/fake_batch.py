@@ -37,8 +37,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .fake_http import reset
+from .fake_records import RecordedRequest, _Headers
+from .fake_responses import error_body, text_response
+from .faults import Fault
+
 if TYPE_CHECKING:
-    from .fake_gemini import FakeGemini, RecordedRequest, _Handler
+    from .fake_gemini import FakeGemini
+    from .fake_http import Handler
 
 __all__ = ["KINDS", "FakeBatch", "FakeJob", "slow_timeline"]
 
@@ -188,7 +194,7 @@ class FakeBatch:
             return "file_download"
         return None
 
-    def handle(self, h: _Handler, record: RecordedRequest) -> None:
+    def handle(self, h: Handler, record: RecordedRequest) -> None:
         """Answer one batch request (its kind is in :data:`KINDS`)."""
         fake, path = self.fake, record.path
         with self._lock:
@@ -198,9 +204,7 @@ class FakeBatch:
                     return fake._send_fault_status(h, fault)  # refused: no job is made
                 status, body = self._create(_CREATE.match(path).group(1), record.json)
                 if fault is not None and fault.kind == "reset":
-                    from .fake_gemini import _reset
-
-                    return _reset(h)  # the job exists, but its creator never hears of it
+                    return reset(h)  # the job exists, but its creator never hears of it
                 if fault is not None and fault.kind == "slow":
                     fake._stopping.wait(fault.seconds)
             elif record.kind == "batch_list":
@@ -209,7 +213,7 @@ class FakeBatch:
                 match = (_CANCEL if record.kind == "batch_cancel" else _JOB).match(path)
                 job = self._jobs.get(match.group(1))
                 if job is None:
-                    status, body = 404, _error(404, f"Batch batches/{match.group(1)} not found.")
+                    status, body = 404, error_body(404, f"Batch batches/{match.group(1)} not found.")
                 elif record.kind == "batch_get":
                     job.polls += 1
                     status, body = 200, self._operation(job)
@@ -231,11 +235,11 @@ class FakeBatch:
     def _create(self, model: str, body: Any) -> tuple[int, dict]:
         batch = body.get("batch") if isinstance(body, Mapping) else None
         if not isinstance(batch, Mapping):
-            return 400, _error(400, "Invalid JSON payload: expected {\"batch\": {...}}.")
+            return 400, error_body(400, "Invalid JSON payload: expected {\"batch\": {...}}.")
         config = batch.get("inputConfig") or batch.get("input_config") or {}
         display = batch.get("displayName") or batch.get("display_name")
         if not display:
-            return 400, _error(400, "batch.display_name is required.")
+            return 400, error_body(400, "batch.display_name is required.")
         file_name = config.get("fileName") or config.get("file_name")
         inline = (config.get("requests") or {}).get("requests")
         try:
@@ -243,7 +247,7 @@ class FakeBatch:
                 with self.fake._lock:
                     stored = self.fake._files.get(str(file_name).removeprefix("files/"))
                 if stored is None:
-                    return 400, _error(400, f"File {file_name} not found or not accessible.")
+                    return 400, error_body(400, f"File {file_name} not found or not accessible.")
                 lines = [json.loads(raw) for raw in stored["data"].splitlines() if raw.strip()]
                 requests = [(str(item["key"]), item["request"]) for item in lines]
             elif isinstance(inline, list):
@@ -251,11 +255,11 @@ class FakeBatch:
                             for i, item in enumerate(inline)]
                 file_name = None
             else:
-                return 400, _error(400, "batch.input_config needs file_name or requests.")
+                return 400, error_body(400, "batch.input_config needs file_name or requests.")
             if not requests or not all(isinstance(r, Mapping) and r.get("contents") for _, r in requests):
                 raise ValueError("every request needs contents")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            return 400, _error(400, f"Invalid batch input: {exc}")
+            return 400, error_body(400, f"Invalid batch input: {exc}")
         self._counter += 1
         timeline = self._timelines.popleft() if self._timelines else tuple(self.timeline)
         job = FakeJob(id=f"fakebatch-{self._counter:04d}", model=model, display_name=str(display),
@@ -305,8 +309,6 @@ class FakeBatch:
 
     def _answer(self, job: FakeJob) -> None:
         """Answer every request of a job that just succeeded, as the responder would online."""
-        from .fake_gemini import RecordedRequest, _Headers
-
         outcomes = []
         for key, request in job.requests:
             error = self.line_error(key, request) if self.line_error is not None else None
@@ -335,25 +337,23 @@ class FakeBatch:
         job.result_file = f"files/{file_id}"
 
     def _respond(self, record: RecordedRequest) -> tuple[dict | None, dict | None]:
-        from .fake_gemini import Fault, text_response
-
         try:
             answer = self.fake.responder(record)
         except Exception as exc:
             self.fake.errors.append(exc)
-            return None, _error(500, f"responder raised {exc!r}")["error"]
+            return None, error_body(500, f"responder raised {exc!r}")["error"]
         model = record.model or "gemini-2.5-flash"
         if isinstance(answer, str):
             return text_response(answer, model=model), None
         if isinstance(answer, Fault):
             if answer.kind == "status":
-                return None, _error(answer.code, answer.message)["error"]
+                return None, error_body(answer.code, answer.message)["error"]
             if answer.kind == "blocked":
                 return {"promptFeedback": {"blockReason": answer.reason},
                         "usageMetadata": {"promptTokenCount": 300, "totalTokenCount": 300}}, None
             if answer.kind == "finish":
                 return text_response(answer.text, answer.reason, model=model), None
-            return None, _error(500, f"fault {answer.kind} inside a batch")["error"]
+            return None, error_body(500, f"fault {answer.kind} inside a batch")["error"]
         return answer, None
 
     def _list(self, query: Mapping[str, list[str]]) -> tuple[int, dict]:
@@ -361,7 +361,7 @@ class FakeBatch:
             size = min(int(query.get("pageSize", ["50"])[0]), self.page_size)
             start = int(query.get("pageToken", ["0"])[0] or 0)
         except ValueError:
-            return 400, _error(400, "Invalid page size or token.")
+            return 400, error_body(400, "Invalid page size or token.")
         jobs = list(reversed(self._jobs.values()))  # newest first
         page = jobs[start:start + max(size, 1)]
         body: dict[str, Any] = {"operations": [self._listed(job) for job in page]}
@@ -379,21 +379,21 @@ class FakeBatch:
         with self.fake._lock:
             stored = self.fake._files.get(file_id)
             if stored is None:
-                return 404, _error(404, f"File files/{file_id} not found.")
+                return 404, error_body(404, f"File files/{file_id} not found.")
             if stored["meta"].get("source") == "GENERATED" and self.refuse_result_delete:
-                return 403, _error(403, "Generated files cannot be deleted with this key (fake).")
+                return 403, error_body(403, "Generated files cannot be deleted with this key (fake).")
             del self.fake._files[file_id]
         return 200, {}
 
-    def _download(self, h: _Handler, file_id: str, query: Mapping[str, list[str]]) -> None:
+    def _download(self, h: Handler, file_id: str, query: Mapping[str, list[str]]) -> None:
         with self.fake._lock:
             stored = self.fake._files.get(file_id)
         if query.get("alt") != ["media"]:
-            return self.fake._send_json(h, 400, _error(400, "Download needs alt=media."))
+            return self.fake._send_json(h, 400, error_body(400, "Download needs alt=media."))
         if stored is None:
-            return self.fake._send_json(h, 404, _error(404, f"File files/{file_id} not found."))
+            return self.fake._send_json(h, 404, error_body(404, f"File files/{file_id} not found."))
         if stored["meta"].get("source") != "GENERATED":
-            return self.fake._send_json(h, 400, _error(400, "Only generated files can be downloaded."))
+            return self.fake._send_json(h, 400, error_body(400, "Only generated files can be downloaded."))
         with self._lock:
             cut = self.cut_downloads > 0
             self.cut_downloads -= cut
@@ -402,10 +402,8 @@ class FakeBatch:
         self.fake._send(h, 200, stored["data"], "application/octet-stream")
 
     @staticmethod
-    def _cut(h: _Handler, data: bytes) -> None:
+    def _cut(h: Handler, data: bytes) -> None:
         """Announce all of ``data``, send half of it, then reset the connection."""
-        from .fake_gemini import _reset
-
         try:
             h.send_response(200, "OK")
             h.send_header("Content-Type", "application/octet-stream")
@@ -415,10 +413,4 @@ class FakeBatch:
             h.wfile.flush()
         except OSError:
             pass
-        _reset(h)
-
-
-def _error(code: int, message: str) -> dict:
-    from .fake_gemini import error_body
-
-    return error_body(code, message)
+        reset(h)

@@ -29,7 +29,9 @@ HTTP/1.1 keep-alive, so it handles many concurrent connections from one ``reques
 ``FakeGemini(dialects=True)`` also speaks each model's dialect (:mod:`visionkit.testing.dialects`): the
 exact 400s for thinking settings a model rejects, 404 for retired ids, polygons or PNG masks or seg tokens,
 ``usageMetadata`` and flex drops. Response builders live in :mod:`visionkit.testing.fake_responses`,
-faults in :mod:`visionkit.testing.faults`, request records in :mod:`visionkit.testing.fake_records`.
+faults in :mod:`visionkit.testing.faults`, request records in :mod:`visionkit.testing.fake_records`, the
+generateContent endpoint in :mod:`visionkit.testing.fake_generate`, the Files API in
+:mod:`visionkit.testing.fake_files`, and the HTTP server and handler in :mod:`visionkit.testing.fake_http`.
 
 From a shell (prints its base URL, serves until Ctrl-C)::
 
@@ -39,38 +41,33 @@ From a shell (prints its base URL, serves until Ctrl-C)::
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import io
 import json
 import re
 import socket
-import struct
 import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from . import fake_batch
 from .dialects import Dialects
 from .fake_files import FilesEndpoints
+from .fake_generate import GenerateEndpoint
+from .fake_http import Handler, Server, send, send_json
 from .fake_records import RecordedRequest, _Headers
 from .fake_responses import (
     CANONICAL_STATUS,
     DEFAULT_ITEMS,
-    PER_MINUTE_QUOTA,
     answer_response,
     default_responder,
     error_body,
     text_response,
 )
-from .faults import Fault, bomb_body, echo_body, oversize_body
+from .faults import Fault
 
 __all__ = [
     "CANONICAL_STATUS",
@@ -86,60 +83,11 @@ __all__ = [
     "text_response",
 ]
 
-_REEXPORTED = (_Headers,)  # used by visionkit.testing.fake_batch
-
-# -- the server ----------------------------------------------------------------------------------------------
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    request_queue_size = 256
-    allow_reuse_address = True
-
-    def __init__(self, fake: FakeGemini, address: tuple[str, int]):
-        self.fake = fake
-        super().__init__(address, _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # clients that time out or are reset are part of the tests
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "FakeGemini/1.0"
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in two writes; without NODELAY, Nagle + delayed ACK add ~40 ms each.
-        with contextlib.suppress(OSError):
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.fake._track(self.connection, True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.fake._track(self.connection, False)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self.server.fake._handle(self)
-
-    def do_POST(self) -> None:
-        self.server.fake._handle(self)
-
-    def do_DELETE(self) -> None:
-        self.server.fake._handle(self)
-
-
 _GENERATE = re.compile(r"^/v1beta/models/([^/:]+):generateContent$")
 _FILE = re.compile(r"^/v1beta/files/([a-z0-9-]+)$")
 
 
-class FakeGemini(FilesEndpoints):
+class FakeGemini(GenerateEndpoint, FilesEndpoints):
     """A local Gemini stand-in. Use as a context manager, or call :meth:`start` and :meth:`stop`.
 
     Args:
@@ -181,7 +129,7 @@ class FakeGemini(FilesEndpoints):
         self._conns: set[socket.socket] = set()
         self._counter = 0
         self._stopping = threading.Event()
-        self._server: _Server | None = None
+        self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self.errors: list[BaseException] = []  # exceptions raised by the responder or fault_for
         self.batch = fake_batch.FakeBatch(self)  # the Batch API endpoints (see visionkit.testing.fake_batch)
@@ -193,7 +141,7 @@ class FakeGemini(FilesEndpoints):
         if self._server is not None:
             return self
         self._stopping.clear()
-        self._server = _Server(self, ("127.0.0.1", self.port))
+        self._server = Server(self, ("127.0.0.1", self.port))
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01},
                                         name="FakeGemini", daemon=True)
         self._thread.start()
@@ -278,6 +226,10 @@ class FakeGemini(FilesEndpoints):
 
     # -- internals ---------------------------------------------------------------------------------------
 
+    # How every endpoint answers (the mixins and visionkit.testing.fake_batch call them on the server).
+    _send = staticmethod(send)
+    _send_json = staticmethod(send_json)
+
     def _track(self, conn: socket.socket, add: bool) -> None:
         with self._lock:
             if add:
@@ -291,7 +243,7 @@ class FakeGemini(FilesEndpoints):
             self._counter += 1
             return index
 
-    def _handle(self, h: _Handler) -> None:
+    def _handle(self, h: Handler) -> None:
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else b""
         url = urlsplit(h.path)
@@ -331,7 +283,7 @@ class FakeGemini(FilesEndpoints):
                 with self._lock:
                     fault = self._faults.popleft() if self._faults else None
             if fault is not None:
-                record = _replace(record, fault=fault)
+                record = replace(record, fault=fault)
         with self._lock:
             self._records.append(record)
 
@@ -364,189 +316,6 @@ class FakeGemini(FilesEndpoints):
                 {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
                  "domain": "googleapis.com"}])
         return None
-
-    def _describe_generate(self, record: RecordedRequest, model: str) -> RecordedRequest:
-        image_wh = mime = uri = None
-        for part in record.parts:
-            inline = part.get("inlineData") or part.get("inline_data")
-            file_data = part.get("fileData") or part.get("file_data")
-            if isinstance(inline, Mapping) and image_wh is None:
-                mime = inline.get("mimeType") or inline.get("mime_type")
-                try:
-                    image_wh = _image_wh(base64.b64decode(inline.get("data") or "", validate=False))
-                except (binascii.Error, ValueError):
-                    image_wh = None
-            elif isinstance(file_data, Mapping) and uri is None:
-                uri = file_data.get("fileUri") or file_data.get("file_uri")
-                mime = file_data.get("mimeType") or file_data.get("mime_type")
-                file_id = str(uri or "").rstrip("/").rsplit("/", 1)[-1]
-                with self._lock:
-                    stored = self._files.get(file_id)
-                if stored is not None:
-                    image_wh = _image_wh(stored["data"])
-        return _replace(record, model=model, image_wh=image_wh, image_mime=mime, file_uri=uri)
-
-    def _generate(self, h: _Handler, record: RecordedRequest, fault: Fault | None) -> None:
-        if record.json is None:
-            return self._send_json(h, 400, error_body(400, "Invalid JSON payload received."))
-        if fault is None:
-            if self.dialects is not None and isinstance(record.json, Mapping):
-                rejected = self.dialects.reject(record.model or "", record.json)
-                if rejected is not None:
-                    return self._send_json(h, *rejected)
-            return self._answer(h, record)
-        if fault.kind == "status":
-            return self._send_fault_status(h, fault)
-        if fault.kind == "reset":
-            return _reset(h)
-        if fault.kind == "slow":
-            if self._stopping.wait(fault.seconds):
-                return _reset(h)
-            return self._answer(h, record)
-        if fault.kind == "blocked":
-            usage = {"promptTokenCount": 300, "totalTokenCount": 300}
-            return self._send_json(h, 200, {"promptFeedback": {"blockReason": fault.reason},
-                                            "usageMetadata": usage, "modelVersion": record.model})
-        if fault.kind == "finish":
-            return self._send_json(h, 200, text_response(fault.text, fault.reason,
-                                                         model=record.model or "gemini-2.5-flash"))
-        if fault.kind == "raw":
-            return self._send(h, fault.code, fault.body, fault.content_type)
-        if fault.kind in ("drip", "drip_headers"):
-            body = (fault.text.encode() if fault.text else
-                    json.dumps(text_response('[{"box_2d": [1, 2, 3, 4], "label": "slow"}]')).encode())
-            if fault.kind == "drip_headers":
-                return self._drip_headers(h, body, fault.seconds, endless=fault.reason == "endless")
-            return self._drip(h, body, fault.seconds)
-        if fault.kind == "gzip_bomb":
-            return self._send(h, 200, bomb_body(int(fault.retry_delay or 0)),
-                              "application/json; charset=UTF-8", {"Content-Encoding": "gzip"})
-        if fault.kind == "echo":
-            key = record.headers.get("x-goog-api-key") or ""
-            body, content_type = echo_body(fault.reason, key, fault.code)
-            return self._send(h, fault.code, body, content_type)
-        if fault.kind == "oversize":
-            return self._send(h, 200, oversize_body(int(fault.retry_delay or 0)), "application/json")
-        raise ValueError(f"unknown fault kind {fault.kind!r}")
-
-    def _drip(self, h: _Handler, body: bytes, interval: float) -> None:
-        try:
-            h.send_response(200, "OK")
-            h.send_header("Content-Type", "application/json; charset=UTF-8")
-            h.send_header("Content-Length", str(len(body)))
-            h.end_headers()
-            h.wfile.flush()
-            for i in range(len(body)):
-                if self._stopping.wait(interval):
-                    return _reset(h)
-                h.wfile.write(body[i:i + 1])
-                h.wfile.flush()
-        except OSError:  # the client gave up: that is what a deadline does
-            h.close_connection = True
-
-    def _drip_headers(self, h: _Handler, body: bytes, interval: float, endless: bool) -> None:
-        head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=UTF-8\r\n"
-                b"Content-Length: %d\r\n" % len(body)) + (b"X-Drip: " if endless else b"\r\n")
-        try:
-            sent = 0
-            while endless or sent < len(head):
-                if self._stopping.wait(interval):
-                    return _reset(h)
-                h.wfile.write(head[sent:sent + 1] if sent < len(head) else b"x")
-                h.wfile.flush()
-                sent += 1
-            h.wfile.write(body)
-        except OSError:  # the client gave up
-            h.close_connection = True
-
-    def _answer(self, h: _Handler, record: RecordedRequest) -> None:
-        try:
-            if self.dialects is not None and self._default_answer and isinstance(record.json, Mapping):
-                answer = self.dialects.answer(record.model or "", record.json, record.text)
-            else:
-                answer = self.responder(record)
-        except Exception as exc:
-            self.errors.append(exc)
-            return self._send_json(h, 500, error_body(500, f"responder raised {exc!r}"))
-        if isinstance(answer, Fault):
-            return self._generate(h, record, answer)
-        if isinstance(answer, str):
-            answer = text_response(answer, model=record.model or "gemini-2.5-flash")
-        if self.dialects is not None and isinstance(answer, dict) and isinstance(record.json, Mapping):
-            text = "".join(p.get("text", "") for c in answer.get("candidates") or []
-                           for p in (c.get("content") or {}).get("parts") or [] if isinstance(p, Mapping))
-            answer = {**answer, "usageMetadata": self.dialects.usage(record.model or "", record.json,
-                                                                     record.text, text)}
-        return self._send_json(h, 200, answer)
-
-    def _send_fault_status(self, h: _Handler, fault: Fault) -> None:
-        details = []
-        quota_id = fault.quota_id or (PER_MINUTE_QUOTA if fault.code == 429 else None)
-        if quota_id:
-            details.append({"@type": "type.googleapis.com/google.rpc.QuotaFailure",
-                            "violations": [{"quotaMetric": "generativelanguage.googleapis.com/"
-                                                           "generate_content_free_tier_requests",
-                                            "quotaId": quota_id,
-                                            "quotaDimensions": {"location": "global",
-                                                                "model": "gemini-2.5-flash"},
-                                            "quotaValue": "10"}]})
-        if fault.retry_delay is not None:
-            delay = fault.retry_delay if isinstance(fault.retry_delay, str) else f"{fault.retry_delay:g}s"
-            details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay})
-        headers = {}
-        if fault.retry_after is not None:
-            headers["Retry-After"] = (fault.retry_after if isinstance(fault.retry_after, str)
-                                      else f"{fault.retry_after:g}")
-        self._send_json(h, fault.code, error_body(fault.code, fault.message, details=details), headers)
-
-    def _send_json(self, h: _Handler, code: int, obj: Any, headers: Mapping[str, str] | None = None) -> None:
-        self._send(h, code, json.dumps(obj).encode("utf-8"), "application/json; charset=UTF-8", headers)
-
-    @staticmethod
-    def _send(h: _Handler, code: int, body: bytes, content_type: str,
-              headers: Mapping[str, str] | None = None) -> None:
-        try:
-            h.send_response(code, _phrase(code))
-            h.send_header("Content-Type", content_type)
-            h.send_header("Content-Length", str(len(body)))
-            for key, value in (headers or {}).items():
-                h.send_header(key, value)
-            h.end_headers()
-            h.wfile.write(body)
-        except OSError:  # the client gave up (timeout) or the server is stopping
-            h.close_connection = True
-
-
-def _replace(record: RecordedRequest, **changes: Any) -> RecordedRequest:
-    return replace(record, **changes)
-
-
-def _phrase(code: int) -> str:
-    try:
-        return HTTPStatus(code).phrase
-    except ValueError:
-        return "Unknown"
-
-
-def _image_wh(data: bytes) -> tuple[int, int] | None:
-    """``(width, height)`` from an encoded image's header, or None when it is not an image."""
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            return int(im.size[0]), int(im.size[1])
-    except Exception:
-        return None
-
-
-def _reset(h: _Handler) -> None:
-    """Abort the connection: SO_LINGER 0 makes the close send a TCP RST instead of a FIN."""
-    h.close_connection = True
-    try:
-        h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        h.connection.close()
-    except OSError:
-        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
