@@ -104,17 +104,17 @@ def interleaved(fns: dict, repeat: int) -> dict:
 def stage_fns(text: str, wh):
     """visionkit's own stages on the same answer, for the breakdown."""
     from visionkit import parse_response
-    from visionkit.maskpng import decode_png_probability
+    from visionkit.maskpng import probability_view
     from visionkit.masks import probability_to_crop
     from visionkit.rle import crop_to_rle
 
     body = text.split("```json", 1)[1].split("```", 1)[0]
     values = [item["mask"] for item in json.loads(body)]
     crops = list(parse_response(text, wh).masks)
-    probs = [decode_png_probability(v) for v in values]
+    probs = [probability_view(v) for v in values]
     boxes = [np.array(c.xyxy) for c in crops]
     return {
-        "mask decode (maskpng)": lambda: [decode_png_probability(v) for v in values],
+        "mask decode incl. base64 (maskpng)": lambda: [probability_view(v) for v in values],
         "resize + threshold": lambda: [probability_to_crop(p, b) for p, b in zip(probs, boxes)],
         "crop -> COCO RLE": lambda: [crop_to_rle(c, wh) for c in crops],
     }

@@ -29,6 +29,36 @@ def test_snap_box(xyxy, wh, expected):
     assert box_polygon(expected) == [x0, y0, x1, y0, x1, y1, x0, y1]
 
 
+@pytest.mark.parametrize("xyxy", [[np.nan, 0, 10, 10], [0, 0, np.inf, 10], [-np.inf, 0, 1, 1]])
+def test_a_non_finite_box_is_refused_not_snapped(xyxy):
+    with pytest.raises(ValueError, match="must be finite"):
+        snap_box(xyxy, (640, 480))
+
+
+def _snap_oracle(box, wh):
+    """The rule written out for one box with math.floor/ceil: outward, EPS slack, inside the image."""
+    import math
+
+    from visionkit.formats.instances import EPS
+
+    (x0, y0, x1, y1), (w, h) = box, wh
+    bx0 = min(max(math.floor(x0 + EPS), 0), w)
+    by0 = min(max(math.floor(y0 + EPS), 0), h)
+    return bx0, by0, min(max(math.ceil(x1 - EPS), bx0), w), min(max(math.ceil(y1 - EPS), by0), h)
+
+
+def test_snap_boxes_matches_the_rule_written_out():
+    from visionkit.formats.instances import snap_boxes
+
+    rng = np.random.default_rng(3)
+    boxes = np.sort(rng.uniform(-5, 700, (200, 2, 2)), axis=1).transpose(0, 2, 1).reshape(-1, 4)
+    boxes[:20] = np.round(boxes[:20])  # whole numbers, where the EPS slack matters
+    boxes[20:40] = np.round(boxes[20:40]) + 1e-9
+    got = snap_boxes(boxes, (640, 480))
+    assert [tuple(r) for r in got.tolist()] == [_snap_oracle(b.tolist(), (640, 480)) for b in boxes]
+    assert snap_boxes(np.empty((0, 4)), (640, 480)).shape == (0, 4)
+
+
 @pytest.mark.parametrize("crop_xy, shape, box, cut", [
     ((0, 0), (0, 0), (0, 0, 5, 5), 0),        # empty crop
     ((1, 1), (3, 3), (0, 0, 5, 5), 0),        # inside: unchanged

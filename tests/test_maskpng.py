@@ -105,6 +105,14 @@ CASES = [
     ("zlib header check bits wrong", _png(_ramp(6, 5), stream=b"\x78\x9d" + zlib.compress(b"\x00" * 36)[2:]),
      "opencv"),
     ("no Adler-32 trailer", _png(_ramp(6, 5), stream=zlib.compress(b"\x00" * 36)[:-4]), "opencv"),
+    # malformed framing that libpng refuses: the fast path must not read past it
+    ("unknown critical chunk", _png(_ramp(6, 5), extra=((b"ABCD", b"xy"),)), "opencv"),
+    ("ancillary chunk kept", _png(_ramp(6, 5), extra=((b"tEXt", b"k\x00v"), (b"gAMA", b"\x00\x00\xb1\x8f"))),
+     "fast"),
+    ("second IHDR", _png(_ramp(6, 5), extra=((b"IHDR", struct.pack(">IIBBBBB", 5, 6, 8, 0, 0, 0, 0)),)),
+     "opencv"),
+    ("IDAT split by tEXt", None, "opencv"),  # built below
+    ("IHDR of 14 bytes", None, "opencv"),    # built below
 ]
 
 
@@ -116,9 +124,27 @@ def _two_idat() -> bytes:
             + _chunk(b"IDAT", stream[7:]) + _chunk(b"IEND", b""))
 
 
+def _idat_split_by_text() -> bytes:
+    stream = zlib.compress(np.hstack([np.zeros((12, 1), np.uint8), _ramp(12, 10)]).tobytes())
+    header = struct.pack(">IIBBBBB", 10, 12, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", stream[:7])
+            + _chunk(b"tEXt", b"k\x00v") + _chunk(b"IDAT", stream[7:]) + _chunk(b"IEND", b""))
+
+
+def _long_ihdr() -> bytes:
+    header = struct.pack(">IIBBBBB", 5, 6, 8, 0, 0, 0, 0) + b"\x00"
+    stream = zlib.compress(np.hstack([np.zeros((6, 1), np.uint8), _ramp(6, 5)]).tobytes())
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", stream)
+            + _chunk(b"IEND", b""))
+
+
+_BUILT = {"gray8 two IDAT chunks": _two_idat, "IDAT split by tEXt": _idat_split_by_text,
+          "IHDR of 14 bytes": _long_ihdr}
+
+
 @pytest.mark.parametrize("name, raw, expected_path", CASES, ids=[c[0] for c in CASES])
 def test_each_form_decodes_as_opencv_decodes_it(name, raw, expected_path, paths):
-    raw = _two_idat() if raw is None else raw
+    raw = _BUILT[name]() if raw is None else raw
     oracle = _opencv(raw)
     if oracle is None:
         with pytest.raises(MaskDecodeError, match="cannot be decoded"):
@@ -161,7 +187,7 @@ def test_a_fast_decoded_map_is_never_written_through(real_dir):
 
     text = (real_dir / "cookbook-cupcakes" / "segment.txt").read_text()
     item = json.loads(text.split("```json", 1)[1].split("```", 1)[0])[0]
-    prob = maskpng.decode_png_probability(item["mask"])
+    prob = maskpng.probability_view(item["mask"])  # what decode_mask hands to probability_to_crop
     before = prob.copy()
     h, w = prob.shape
     crop = probability_to_crop(prob, np.array([10, 20, 10 + w, 20 + h]))  # same size: no resize
@@ -184,3 +210,13 @@ def test_a_corrupt_idat_is_refused_by_its_crc_before_inflating():
     raw[raw.index(b"IDAT") + 6] ^= 0xFF  # a byte of the compressed data; the chunk's CRC no longer matches
     with pytest.raises(MaskDecodeError, match="CRC of its 'IDAT' chunk"):
         maskpng.decode_png(bytes(raw))
+
+
+def test_the_public_decoder_returns_a_writable_map():
+    """decode_png_probability is public API: its callers may write into what it returns, as before the
+    fast path existed (which returns a read-only view internally)."""
+    value = "data:image/png;base64," + base64.b64encode(_png(_ramp(4, 3))).decode()
+    assert not maskpng.probability_view(value).flags.writeable
+    prob = maskpng.decode_png_probability(value)
+    prob[0, 0] = 7
+    assert prob[0, 0] == 7 and prob.flags.c_contiguous

@@ -174,3 +174,25 @@ def test_no_thread_or_socket_is_left_behind(fake):
         while (threading.active_count(), _fds()) != (threads, fds) and time.monotonic() < until:
             time.sleep(0.05)
         assert (threading.active_count(), _fds()) == (threads, fds)
+
+
+@pytest.mark.parametrize("deadline", [float("inf"), 1e10])
+def test_an_unbounded_deadline_watches_nothing_and_prints_nothing(fake, deadline, capfd):
+    """A deadline past threading.TIMEOUT_MAX (inf: no bound) starts no watchdog timer, whose thread would
+    otherwise die printing an OverflowError on every request."""
+    started: list[str] = []
+    real_start = threading.Thread.start
+
+    def spy(self, *args, **kwargs):
+        started.append(self.name)
+        return real_start(self, *args, **kwargs)
+
+    with client(fake, timeout=5.0, deadline=deadline) as c:
+        threading.Thread.start = spy
+        try:
+            out = c.annotate(rgb(), "detect")
+        finally:
+            threading.Thread.start = real_start
+    assert out is not None
+    assert "visionkit-deadline" not in started, started
+    assert "Exception in thread" not in capfd.readouterr().err

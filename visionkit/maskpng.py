@@ -12,9 +12,11 @@ inflates it with :mod:`zlib` and returns a view, with no copy and no libpng. Int
 chunk CRC-32s, checked first; the zlib Adler-32 is not recomputed (see :func:`_inflate_gray8`). Anything
 else (another colour type or depth, a filter, interlacing, ``tRNS`` transparency, an IDAT stream that does
 not inflate cleanly to exactly ``height x (width + 1)`` bytes) goes to ``cv2.imdecode`` as before, so both
-paths return the same samples (tests compare them on every form). Measured on the 15 real cupcakes masks,
-one thread: about 0.45 ms here against 1.0 ms for ``cv2.imdecode`` and 0.63 ms for ``pyspng`` (libspng),
-so no dependency is added for it (``bench/bench_core.py``).
+paths return the same samples (tests compare them on every form), with one deliberate exception: a
+stream whose Adler-32 alone is wrong under right CRCs is read, where libpng refuses it. Measured on the
+15 real cupcakes masks, one thread: about 0.4 ms for the PNGs (0.55 ms with base64) against 1.0 ms for
+``cv2.imdecode`` and 0.63 ms for ``pyspng`` (libspng), so no dependency is added for it
+(``bench/bench_core.py``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ import numpy as np
 
 from .errors import MaskDecodeError
 
-__all__ = ["MAX_MASK_DECODED_BYTES", "MAX_MASK_SIDE", "decode_png", "decode_png_probability"]
+__all__ = ["MAX_MASK_DECODED_BYTES", "MAX_MASK_SIDE", "decode_png", "decode_png_probability",
+           "probability_view"]
 
 #: PNG masks whose header declares a larger side are refused before decoding (decompression bombs).
 MAX_MASK_SIDE = 4096
@@ -48,10 +51,14 @@ _B64_ALPHABET = re.compile(r"^[A-Za-z0-9+/_-]*={0,2}$")
 
 
 def decode_png_probability(value: str) -> np.ndarray:
-    """Decode a base64 PNG (data URI or bare) into a uint8 ``(h, w)`` probability map (0-255).
+    """Decode a base64 PNG (data URI or bare) into a writable uint8 ``(h, w)`` probability map (0-255)."""
+    prob = probability_view(value)
+    return prob if prob.flags.writeable else prob.copy()
 
-    The result may be a read-only view into the decoded bytes: copy it before writing into it.
-    """
+
+def probability_view(value: str) -> np.ndarray:
+    """:func:`decode_png_probability` without the copy: possibly a read-only view into the inflated bytes
+    (the fast path's), for callers that only read it."""
     payload = value[len(_PNG_URI):] if value.startswith(_PNG_URI) else _DATA_URI.sub("", value, count=1)
     if not payload.isalnum():  # anything but plain base64 letters: padding, a URL-safe alphabet, spaces
         payload = "".join(payload.split())  # models sometimes wrap base64 across lines
@@ -74,7 +81,8 @@ def decode_png_probability(value: str) -> np.ndarray:
 
 
 def decode_png(raw: bytes) -> np.ndarray:
-    """Decode PNG bytes into one uint8 ``(h, w)`` channel: the probability.
+    """Decode PNG bytes into one uint8 ``(h, w)`` channel: the probability. On the fast path the result
+    is a read-only view into the inflated bytes; copy it before writing into it.
 
     A colour PNG becomes one channel: an alpha channel that is not constant is the probability (a coloured
     mask drawn on transparency); otherwise the luminance is. 16-bit samples keep their high byte.
@@ -112,13 +120,17 @@ def _check_chunks(raw: bytes, width: int, height: int) -> tuple[list[bytes], boo
     """Refuse a PNG whose chunk framing is broken: a chunk running past the end, a CRC-32 that does not
     match, or no IEND. Costs one CRC pass over the few kilobytes of a mask.
 
-    Returns the IDAT payloads and whether the image is plain 8-bit grayscale (no interlacing, no
-    ``tRNS``), the form :func:`_inflate_gray8` reads.
+    Returns the IDAT payloads and whether the image is a plain, well-formed 8-bit grayscale PNG, the form
+    :func:`_inflate_gray8` reads: a 13-byte IHDR first and only once, no interlacing, no ``tRNS``, no
+    critical chunk other than IHDR, PLTE, IDAT and IEND, and its IDAT chunks consecutive (PNG spec 5.6).
+    Anything else is left to libpng, which accepts or refuses it as it always did.
     """
     # IHDR: width, height, bit depth, colour type, compression, filter method, interlace (PNG spec 11.2.2)
-    plain = len(raw) >= 29 and raw[24:29] == b"\x08\x00\x00\x00\x00"
+    plain = raw[8:12] == b"\x00\x00\x00\x0d" and raw[24:29] == b"\x08\x00\x00\x00\x00"
     idat: list[bytes] = []
+    idat_done = False  # an IDAT run ended: another IDAT now is out of place
     pos, end = len(_PNG_SIGNATURE), len(raw)
+    first = True
     while pos + 12 <= end:
         (length,) = struct.unpack_from(">I", raw, pos)
         kind = raw[pos + 4:pos + 8]
@@ -131,9 +143,17 @@ def _check_chunks(raw: bytes, width: int, height: int) -> tuple[list[bytes], boo
         if kind == b"IEND":
             return idat, plain and bool(idat)
         if kind == b"IDAT":
+            plain = plain and not idat_done
             idat.append(raw[pos + 8:pos + 8 + length])
-        elif kind == b"tRNS":
-            plain = False  # OpenCV turns grayscale + tRNS into an alpha channel
+        else:
+            idat_done = bool(idat)
+            if kind == b"tRNS":
+                plain = False  # OpenCV turns grayscale + tRNS into an alpha channel
+            elif kind == b"IHDR":
+                plain = plain and first
+            elif kind[0] < 0x61 and kind != b"PLTE":  # an unknown critical chunk (uppercase first letter)
+                plain = False
+        first = False
         pos += 12 + length
     raise MaskDecodeError(f"mask PNG ({width}x{height}) is truncated: it ends before its IEND chunk")
 

@@ -38,7 +38,7 @@ import numpy as np
 from .boxes import gemini_polygon_to_xy, polygon_order
 from .detections import MaskCrop
 from .errors import MaskDecodeError
-from .maskpng import MAX_MASK_DECODED_BYTES, MAX_MASK_SIDE, decode_png_probability
+from .maskpng import MAX_MASK_DECODED_BYTES, MAX_MASK_SIDE, decode_png_probability, probability_view
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -269,7 +269,7 @@ def decode_mask(value: object, *, box_2d: np.ndarray, pixel_box: np.ndarray, ima
             n = len(_SEG_TOKEN.findall(value))
             raise MaskDecodeError(f"mask is <start_of_mask><seg_N> tokens ({n} tokens), which have no public "
                                   "decoder", snippet=value[:80])
-        return probability_to_crop(decode_png_probability(value), pixel_box, threshold)
+        return probability_to_crop(probability_view(value), pixel_box, threshold)  # it copies
     if isinstance(value, list):
         if not value:
             raise MaskDecodeError("mask is an empty list; expected a PNG, a polygon or a boolean grid")

@@ -328,6 +328,8 @@ def _read_box(value: Any, warn) -> list[float] | None:
         warn("box_2d", f"expected 4 numbers, got {_show(value)}; skipped")
         return None
     ymin, xmin, ymax, xmax = nums
+    if 0.0 <= ymin < ymax <= GRID and 0.0 <= xmin < xmax <= GRID:
+        return nums  # ordered, inside the grid, not empty: what the checks below would return
     if ymin > ymax or xmin > xmax:
         warn("box_2d", f"min and max swapped in {_show(value)}; reordered")
         ymin, ymax = sorted((ymin, ymax))

@@ -28,6 +28,9 @@ def snap_boxes(xyxy, image_wh: tuple[int, int]) -> np.ndarray:
     int64 ``(N, 4)``. The one place the snapping rule lives."""
     width, height = image_wh
     boxes = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+    if not np.isfinite(boxes).all():
+        bad = boxes[~np.isfinite(boxes).all(axis=1)][0].tolist()
+        raise ValueError(f"cannot snap the box {bad} to whole pixels: its coordinates must be finite")
     lo = np.floor(boxes[:, :2] + EPS)
     hi = np.ceil(boxes[:, 2:] - EPS)
     limit = np.array([width, height], dtype=np.float64)

@@ -77,6 +77,8 @@ class Watchdog:
             if self._timer is not None or self.expired:
                 return
             remaining = max(0.0, self.seconds - (time.monotonic() - self.sent_at))
+            if not remaining < threading.TIMEOUT_MAX:  # deadline=inf (or ~300 years): nothing to watch
+                return
             self._sock = sock
             timer = threading.Timer(remaining, self._expire)
             timer.daemon = True
@@ -146,8 +148,7 @@ class DeadlineAdapter(HTTPAdapter):
     like one.
     """
 
-    def get_connection_with_tls_context(self, *args: Any, **kwargs: Any) -> Any:  # requests >= 2.32.2
+    def get_connection_with_tls_context(self, *args: Any, **kwargs: Any) -> Any:
+        # What HTTPAdapter.send calls since requests 2.32.2, the lowest version pyproject.toml allows
+        # (2.32.0 and 2.32.1, yanked, called a private _get_connection instead).
         return _watch(super().get_connection_with_tls_context(*args, **kwargs))
-
-    def get_connection(self, *args: Any, **kwargs: Any) -> Any:  # what older requests' send() calls
-        return _watch(super().get_connection(*args, **kwargs))
