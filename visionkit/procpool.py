@@ -5,10 +5,10 @@ offline step no faster with 2 or 4 threads than with 1 (5.5 s, 5.5 s, 7.9 s), be
 bookkeeping and Pillow's text rendering hold the GIL. Processes do run in parallel. The online path keeps
 threads: it waits on the network.
 
-Start method: ``fork`` when the calling process has a single thread (cheapest: the workers inherit the
-imported modules), else ``forkserver`` with :mod:`visionkit.pipeline` preloaded (forking a process that runs
-other threads can deadlock on a lock another thread held), else ``spawn`` (macOS, Windows). Workers ignore
-SIGINT: Ctrl-C reaches the parent, which drops the queued work; the images in flight finish.
+Start method: ``fork`` when the calling process has a single OS thread (cheapest: the workers inherit the
+imported modules), else ``forkserver`` with :mod:`visionkit.pipeline` preloaded, else ``spawn`` (macOS,
+Windows); :func:`start_method` says why. Workers ignore SIGINT: Ctrl-C reaches the parent, which drops the
+queued work; the images in flight finish.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-__all__ = ["BrokenProcessPool", "RestartingPool", "usable_cpus"]
+__all__ = ["BrokenProcessPool", "RestartingPool", "os_thread_count", "start_method", "usable_cpus"]
 
 
 def usable_cpus() -> int:
@@ -33,16 +33,41 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _context() -> multiprocessing.context.BaseContext:
+def os_thread_count() -> int:
+    """Threads in this process as the OS counts them: ``/proc/self/task`` on Linux, which includes the
+    native threads of C libraries; elsewhere only the Python threads (:func:`threading.active_count`)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
+
+
+def start_method() -> str:
+    """The multiprocessing start method for the pool: ``"fork"``, ``"forkserver"`` or ``"spawn"``.
+
+    ``fork`` only when this process has exactly one OS thread. A forked child holds only the thread that
+    forked, with a copy of every other thread's locks and state: it can deadlock on a lock another thread
+    held, and a native thread pool it inherits is a broken copy. That includes threads Python never sees
+    (:func:`threading.active_count` counts only its own): after ``cv2.resize`` or ``cv2.GaussianBlur`` on
+    a large image OpenCV runs a pthread pool, and a forked child that then calls ``cv2.setNumThreads``
+    hangs on it for ever. So the OS's count decides. numpy's and OpenCV's bundled OpenBLAS also start a
+    pool at import on a multi-core machine, which this count cannot tell apart (OpenBLAS itself is
+    fork-safe), so there the pool uses ``forkserver`` unless ``OPENBLAS_NUM_THREADS=1``.
+    """
     methods = multiprocessing.get_all_start_methods()
-    if "fork" in methods and threading.active_count() == 1:
-        return multiprocessing.get_context("fork")
-    if "forkserver" in methods:
+    if "fork" in methods and os_thread_count() == 1:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    method = start_method()
+    if method == "forkserver":
         ctx = multiprocessing.get_context("forkserver")
         # replaces the default ['__main__']: the caller's script is never imported again in a worker
         ctx.set_forkserver_preload(["visionkit.pipeline"])
         return ctx
-    return multiprocessing.get_context("spawn")
+    return multiprocessing.get_context(method)
 
 
 def _init_worker(initializer: Callable[..., None] | None, initargs: tuple) -> None:
