@@ -1,4 +1,5 @@
-"""The process pool forks only a process with one OS thread, counting the native threads Python never sees.
+"""The process pool forks only a process with one OS thread, counting the native threads Python never sees,
+and its forkserver workers never run the caller's script again.
 
 OpenCV's pthread pool (started by ``cv2.resize`` / ``cv2.GaussianBlur`` on a large image) is invisible to
 ``threading.active_count()``. A worker forked from such a parent holds a broken copy of that pool: the
@@ -9,6 +10,7 @@ whole process group if it hangs, so no stuck worker outlives the test.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -120,3 +122,42 @@ def test_label_with_processes_after_opencv_started_its_pool(tmp_path, env):
     assert got["done"] == [8, 0]
     assert got["method"] == "forkserver"
     assert json.loads((tmp_path / "out" / "annotations.json").read_text())["images"]
+
+
+UNGUARDED = """
+import json, sys, threading
+import visionkit as vk
+from visionkit import procpool
+from visionkit.testing.synthetic import write_labelled_folder
+
+stop = threading.Event()  # a second thread: the pool uses forkserver on any machine
+threading.Thread(target=stop.wait, daemon=True).start()
+images, replay = write_labelled_folder(sys.argv[1] + "/data", 6, (96, 64), masks=2)
+s = vk.label([images], sys.argv[1] + "/out", replay=replay, concurrency=2, processes=True)
+print(json.dumps({"done": [s.succeeded, s.failed], "method": procpool.start_method()}))
+"""
+
+
+@pytest.mark.skipif("forkserver" not in multiprocessing.get_all_start_methods(), reason="needs forkserver")
+@pytest.mark.parametrize("how", ["script", "module"])
+def test_a_script_without_a_main_guard_is_not_run_again_in_the_workers(tmp_path, how):
+    """``python label_them.py`` (or ``-m``) with no ``if __name__ == "__main__":`` guard: a forkserver
+    worker used to import the script again, start a run of its own there and die, failing every image."""
+    (tmp_path / "label_them.py").write_text(UNGUARDED)
+    args = [str(tmp_path / "label_them.py")] if how == "script" else ["-m", "label_them"]
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    got = _run([*args, str(tmp_path)], env, 120, f"labelling from an unguarded {how}")
+    assert got == {"done": [6, 0], "method": "forkserver"}
+
+
+@pytest.mark.parametrize("raises", [False, True])
+def test_the_main_script_is_hidden_only_while_workers_start(raises):
+    from visionkit.procpool import _main_script_hidden
+
+    main = sys.modules["__main__"]
+    before = {name: vars(main).get(name, "absent") for name in ("__file__", "__spec__")}
+    with contextlib.suppress(RuntimeError), _main_script_hidden():
+        assert main.__spec__ is None and not hasattr(main, "__file__")
+        if raises:
+            raise RuntimeError("a worker failed to start")
+    assert {name: vars(main).get(name, "absent") for name in ("__file__", "__spec__")} == before

@@ -7,17 +7,20 @@ threads: it waits on the network.
 
 Start method: ``fork`` when the calling process has a single OS thread (cheapest: the workers inherit the
 imported modules), else ``forkserver`` with :mod:`visionkit.pipeline` preloaded, else ``spawn`` (macOS,
-Windows); :func:`start_method` says why. Workers ignore SIGINT: Ctrl-C reaches the parent, which drops the
+Windows); :func:`start_method` says why. A forkserver or spawn worker does not run the caller's script
+again (see :func:`_main_script_hidden`). Workers ignore SIGINT: Ctrl-C reaches the parent, which drops the
 queued work; the images in flight finish.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -70,6 +73,29 @@ def _context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context(method)
 
 
+@contextlib.contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """Hide the caller's ``__main__`` (its ``__file__`` and ``__spec__``) from multiprocessing while worker
+    processes start, so a forkserver or spawn worker does not import the caller's script again as
+    ``__mp_main__``. The workers run only visionkit's functions and never need it, and a script without an
+    ``if __name__ == "__main__":`` guard, run again in each worker, started a run of its own there, which
+    failed every image (``label`` from a plain script fails no image when forked). Workers start only
+    inside :meth:`RestartingPool.submit` (``ProcessPoolExecutor`` starts them on demand there)."""
+    main = sys.modules.get("__main__")
+    saved = {name: vars(main)[name] for name in ("__file__", "__spec__")
+             if main is not None and name in vars(main)}
+    try:
+        if main is not None:
+            main.__spec__ = None
+            vars(main).pop("__file__", None)
+        yield
+    finally:
+        if main is not None:
+            vars(main).update(saved)
+            if "__spec__" not in saved:
+                del main.__spec__
+
+
 def _init_worker(initializer: Callable[..., None] | None, initargs: tuple) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if initializer is not None:
@@ -92,11 +118,16 @@ class RestartingPool:
                                    initargs=self._init)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
-        try:
-            return self._pool.submit(fn, *args)
-        except BrokenProcessPool:
-            self.restart()
-            return self._pool.submit(fn, *args)
+        with self._starting():
+            try:
+                return self._pool.submit(fn, *args)
+            except BrokenProcessPool:
+                self.restart()
+                return self._pool.submit(fn, *args)
+
+    def _starting(self) -> contextlib.AbstractContextManager:
+        forked = self._ctx.get_start_method() == "fork"  # a forked worker never imports __main__
+        return contextlib.nullcontext() if forked else _main_script_hidden()
 
     def restart(self) -> None:
         """Replace a broken pool (no-op while the current one works)."""
