@@ -67,7 +67,8 @@ def _context() -> multiprocessing.context.BaseContext:
     method = start_method()
     if method == "forkserver":
         ctx = multiprocessing.get_context("forkserver")
-        # replaces the default ['__main__']: the caller's script is never imported again in a worker
+        # replaces the default ['__main__']: the server never imports the caller's script (the workers
+        # neither: _main_script_hidden)
         ctx.set_forkserver_preload(["visionkit.pipeline"])
         return ctx
     return multiprocessing.get_context(method)
