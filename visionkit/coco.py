@@ -325,8 +325,8 @@ def finish_annotation(ann: dict, image_id: int, ann_id: int, cats: CategoryMap, 
     if category_id is None:
         unmapped[ann["label"]] += 1
         return None
-    out = {"id": ann_id, "image_id": image_id, "category_id": category_id}
-    out.update((k, v) for k, v in ann.items() if k != "label")
+    out = {"id": ann_id, "image_id": image_id, "category_id": category_id, **ann}
+    del out["label"]
     return out
 
 

@@ -130,6 +130,7 @@ def _check_chunks(raw: bytes, width: int, height: int) -> tuple[list[bytes], boo
     idat: list[bytes] = []
     idat_done = False  # an IDAT run ended: another IDAT now is out of place
     pos, end = len(_PNG_SIGNATURE), len(raw)
+    view = memoryview(raw)  # CRCs over slices of it copy nothing
     first = True
     while pos + 12 <= end:
         (length,) = struct.unpack_from(">I", raw, pos)
@@ -137,7 +138,7 @@ def _check_chunks(raw: bytes, width: int, height: int) -> tuple[list[bytes], boo
         if pos + 12 + length > end:
             break
         (crc,) = struct.unpack_from(">I", raw, pos + 8 + length)
-        if zlib.crc32(raw[pos + 4:pos + 8 + length]) != crc:
+        if zlib.crc32(view[pos + 4:pos + 8 + length]) != crc:
             raise MaskDecodeError(f"mask PNG ({width}x{height}) is corrupt: the CRC of its "
                                   f"{kind.decode('latin-1')!r} chunk does not match")
         if kind == b"IEND":

@@ -154,7 +154,7 @@ def parse_response(answer: str | bytes | Mapping, image_size: tuple[int, int],
         # Serial on purpose: a nested per-mask thread pool was no faster than one thread on a loaded
         # 2-core machine, is wasted inside the pipeline's own workers, and a module-level pool made any
         # process forked after its creation hang on its first many-mask answer.
-        for (row, index, value), pixel_box in zip(raw_masks, pixel_boxes):
+        for (row, index, value), pixel_box in zip(raw_masks, pixel_boxes.tolist()):
             notes: list[str] = []
             try:
                 crop = decode_mask(value, box_2d=box_2d_arr[row], pixel_box=pixel_box, image_wh=image_wh,
