@@ -154,6 +154,14 @@ def _hwm_kb(pid: int) -> int:
         return 0
 
 
+def _sample_tree_peak(proc: subprocess.Popen, peak_kb: list[int]) -> None:
+    """Keep ``peak_kb[0]`` at the largest high-water mark among ``proc``'s descendants until it exits."""
+    while proc.poll() is None:
+        for child in _descendants(proc.pid):
+            peak_kb[0] = max(peak_kb[0], _hwm_kb(child))
+        time.sleep(0.02)
+
+
 def run_cli(args: list[str], repeat: int) -> tuple[float, float, float]:
     """Median (wall s, CPU s of the process tree, peak RSS MB of its largest process) over ``repeat`` runs,
     each in a fresh process. The CPU time includes forkserver workers (this process is their subreaper);
@@ -168,14 +176,7 @@ def run_cli(args: list[str], repeat: int) -> tuple[float, float, float]:
             proc = subprocess.Popen([sys.executable, *args, "--out", str(out / "o")], stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True, cwd=REPO)
             tree_peak = [0]
-
-            def sample(proc: subprocess.Popen, tree_peak: list[int]) -> None:
-                while proc.poll() is None:
-                    for child in _descendants(proc.pid):
-                        tree_peak[0] = max(tree_peak[0], _hwm_kb(child))
-                    time.sleep(0.02)
-
-            sampler = threading.Thread(target=sample, args=(proc, tree_peak), daemon=True)
+            sampler = threading.Thread(target=_sample_tree_peak, args=(proc, tree_peak), daemon=True)
             sampler.start()
             stdout, stderr = proc.communicate()
             walls.append(time.perf_counter() - t)

@@ -131,7 +131,6 @@ def _check_chunks(raw: bytes, width: int, height: int) -> tuple[list[bytes], boo
     idat_done = False  # an IDAT run ended: another IDAT now is out of place
     pos, end = len(_PNG_SIGNATURE), len(raw)
     view = memoryview(raw)  # CRCs over slices of it copy nothing
-    first = True
     while pos + 12 <= end:
         (length,) = struct.unpack_from(">I", raw, pos)
         kind = raw[pos + 4:pos + 8]
@@ -151,10 +150,9 @@ def _check_chunks(raw: bytes, width: int, height: int) -> tuple[list[bytes], boo
             if kind == b"tRNS":
                 plain = False  # OpenCV turns grayscale + tRNS into an alpha channel
             elif kind == b"IHDR":
-                plain = plain and first
+                plain = plain and pos == len(_PNG_SIGNATURE)  # only as the first chunk
             elif kind[0] < 0x61 and kind != b"PLTE":  # an unknown critical chunk (uppercase first letter)
                 plain = False
-        first = False
         pos += 12 + length
     raise MaskDecodeError(f"mask PNG ({width}x{height}) is truncated: it ends before its IEND chunk")
 

@@ -31,6 +31,7 @@ Limits (memory and time stay bounded by what an answer can justify, whatever it 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -67,7 +68,7 @@ _POLY_MARGIN = 2
 _SEG_TOKEN = re.compile(r"<seg_\d+>")
 
 
-def probability_to_crop(prob: np.ndarray, pixel_box: np.ndarray, threshold: int = DEFAULT_THRESHOLD
+def probability_to_crop(prob: np.ndarray, pixel_box: Sequence[int], threshold: int = DEFAULT_THRESHOLD
                         ) -> MaskCrop:
     """Resize a uint8 ``(h, w)`` probability map onto the integer box and binarize at ``> threshold``.
 
@@ -161,13 +162,13 @@ def thin_polygons(polygons: list[np.ndarray], max_points: int = MAX_POLYGON_POIN
     return out, total
 
 
-def mask_pixels_bound(value: object, pixel_box: np.ndarray, image_wh: tuple[int, int]) -> int:
+def mask_pixels_bound(value: object, pixel_box: Sequence[int], image_wh: tuple[int, int]) -> int:
     """An upper bound of the pixels the crop of ``value`` would take, found without decoding it.
 
     A PNG or grid covers its integer box; a polygon covers at most the bounds of its points read either
     way round. A value that cannot be a mask costs 0 (decoding it fails anyway).
     """
-    x0, y0, x1, y1 = np.asarray(pixel_box, dtype=np.int64).tolist()
+    x0, y0, x1, y1 = map(int, pixel_box)
     if isinstance(value, str):
         return max(x1 - x0, 0) * max(y1 - y0, 0)
     if not isinstance(value, list) or not value:
@@ -245,7 +246,7 @@ def _as_grid(value: list) -> np.ndarray | None:
     return None
 
 
-def decode_mask(value: object, *, box_2d: np.ndarray, pixel_box: np.ndarray, image_wh: tuple[int, int],
+def decode_mask(value: object, *, box_2d: np.ndarray, pixel_box: Sequence[int], image_wh: tuple[int, int],
                 threshold: int = DEFAULT_THRESHOLD, notes: list[str] | None = None,
                 order: str | None = None) -> MaskCrop:
     """Turn one item's ``"mask"`` value into a :class:`MaskCrop`, whatever form it takes.

@@ -148,13 +148,13 @@ def parse_response(answer: str | bytes | Mapping, image_size: tuple[int, int],
     crops: list[MaskCrop | None] | None = None
     if raw_masks:
         crops = [None] * n
-        pixel_boxes = gemini_to_pixel_box(box_2d_arr[[r for r, _, _ in raw_masks]], image_wh)
+        pixel_boxes = gemini_to_pixel_box(box_2d_arr[[r for r, _, _ in raw_masks]], image_wh).tolist()
         raw_masks, pixel_boxes = _within_budget(raw_masks, pixel_boxes, image_wh, warnings)
 
         # Serial on purpose: a nested per-mask thread pool was no faster than one thread on a loaded
         # 2-core machine, is wasted inside the pipeline's own workers, and a module-level pool made any
         # process forked after its creation hang on its first many-mask answer.
-        for (row, index, value), pixel_box in zip(raw_masks, pixel_boxes.tolist()):
+        for (row, index, value), pixel_box in zip(raw_masks, pixel_boxes):
             notes: list[str] = []
             try:
                 crop = decode_mask(value, box_2d=box_2d_arr[row], pixel_box=pixel_box, image_wh=image_wh,
@@ -215,17 +215,14 @@ def _check_threshold(threshold: Any) -> float:
     return threshold
 
 
-def _within_budget(raw_masks: list, pixel_boxes: np.ndarray, image_wh: tuple[int, int],
-                   warnings: list[ParseWarning]) -> tuple[list, np.ndarray]:
+def _within_budget(raw_masks: list, pixel_boxes: list[list[int]], image_wh: tuple[int, int],
+                   warnings: list[ParseWarning]) -> tuple[list, list[list[int]]]:
     """The mask jobs whose crops fit :data:`MAX_ANSWER_MASK_PIXELS` together, in item order; each one past
     it is reported and dropped before anything is decoded."""
     total = 0
     keep = []
-    # A PNG covers its box (mask_pixels_bound's rule), so only the other forms are looked into one by one.
-    box_pixels = (np.maximum(pixel_boxes[:, 2] - pixel_boxes[:, 0], 0)
-                  * np.maximum(pixel_boxes[:, 3] - pixel_boxes[:, 1], 0)).tolist()
     for k, ((_, index, value), box) in enumerate(zip(raw_masks, pixel_boxes)):
-        pixels = box_pixels[k] if isinstance(value, str) else mask_pixels_bound(value, box, image_wh)
+        pixels = mask_pixels_bound(value, box, image_wh)
         if pixels > MAX_MASK_PIXELS:  # decoding refuses it before allocating anything, with its reason
             keep.append(k)
             continue
@@ -238,7 +235,7 @@ def _within_budget(raw_masks: list, pixel_boxes: np.ndarray, image_wh: tuple[int
         keep.append(k)
     if len(keep) == len(raw_masks):
         return raw_masks, pixel_boxes
-    return [raw_masks[k] for k in keep], pixel_boxes[keep]
+    return [raw_masks[k] for k in keep], [pixel_boxes[k] for k in keep]
 
 
 def _sorted(warnings: list[ParseWarning]) -> tuple[ParseWarning, ...]:
