@@ -2,7 +2,7 @@
 
 Run: ``python bench/bench_batch.py`` (prints numbers; exits 0). ``--sizes 1000 10000`` picks the counts.
 
-For each count, a fresh child process runs :func:`visionkit.batching.submit` against a FakeGemini server
+For each count, a fresh child process runs :func:`visionkit.run.batching.submit` against a FakeGemini server
 running in this (parent) process, with the job forced into one uploaded JSONL file (``max_inline_bytes=0``)
 and left PENDING (nothing is answered), preparing images on one thread per CPU. It reports:
 
@@ -50,8 +50,8 @@ def child(images: str, out: str, base_url: str, mode: str) -> None:
     """One submit in a fresh process: ``mode`` "time" (plus the floor) or "memory" (tracemalloc on)."""
     import tracemalloc
 
-    from visionkit import batching
     from visionkit.gemini import GeminiClient
+    from visionkit.run import batching
 
     paths = sorted(Path(images).iterdir())
     with GeminiClient(api_key=KEY, base_url=base_url, upload_poll_interval=0, timeout=300) as client:

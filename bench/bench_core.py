@@ -66,7 +66,7 @@ def floor_fn(text: str):
 
 def inflate_floor_fn(text: str):
     """json.loads + base64 + raw inflate of every mask's IDAT: below what any PNG decoder can do, shown
-    because visionkit inflates plain grayscale masks itself (``visionkit.maskpng``)."""
+    because visionkit inflates plain grayscale masks itself (``visionkit.core.maskpng``)."""
     import struct
     import zlib
 
@@ -104,9 +104,9 @@ def interleaved(fns: dict, repeat: int) -> dict:
 def stage_fns(text: str, wh):
     """visionkit's own stages on the same answer, for the breakdown."""
     from visionkit import parse_response
-    from visionkit.maskpng import probability_view
-    from visionkit.masks import probability_to_crop
-    from visionkit.rle import crop_to_rle
+    from visionkit.core.maskpng import probability_view
+    from visionkit.core.masks import probability_to_crop
+    from visionkit.core.rle import crop_to_rle
 
     body = text.split("```json", 1)[1].split("```", 1)[0]
     values = [item["mask"] for item in json.loads(body)]

@@ -65,10 +65,10 @@ def _median_ms(fn, items, repeat: int = 1) -> float:
 def stage_floor(images: list[Path], answers: list[Path]) -> dict[str, float]:
     """Per-stage serial ms per image (medians)."""
     from visionkit import parse_response
-    from visionkit.boxes import gemini_to_pixel_box
-    from visionkit.masks import probability_to_crop
-    from visionkit.overlay import draw_overlay
-    from visionkit.rle import crop_to_rle
+    from visionkit.core.boxes import gemini_to_pixel_box
+    from visionkit.core.masks import probability_to_crop
+    from visionkit.core.rle import crop_to_rle
+    from visionkit.draw.overlay import draw_overlay
 
     blobs = [np.fromfile(p, np.uint8) for p in images]
     texts = [a.read_text() for a in answers]
@@ -106,7 +106,7 @@ def _become_subreaper() -> bool:
     """Make this process the reaper of its orphaned descendants (Linux ``PR_SET_CHILD_SUBREAPER``).
 
     The label CLI's pool forks its workers from a forkserver process when the CLI runs native threads
-    (``visionkit.procpool.start_method``): they are the server's children, not the CLI's, and the server
+    (``visionkit.run.procpool.start_method``): they are the server's children, not the CLI's, and the server
     outlives the CLI by a moment, so without this their CPU time never reaches ``RUSAGE_CHILDREN``."""
     try:
         import ctypes
@@ -213,7 +213,7 @@ sys.exit(code)
 
 _CHILD_THREADS = _PEAK + """
 import sys
-from visionkit.pipeline import label
+from visionkit.run.pipeline import label
 a = sys.argv[1:]
 label([a[0]], a[a.index("--out") + 1], replay=a[a.index("--replay") + 1], processes=False)
 sys.stderr.write(f"\\nPEAK_KB {_peak_kb()}\\n")

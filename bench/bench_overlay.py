@@ -53,9 +53,9 @@ def timeit(fn, repeat: int, setup=None) -> float:
 # -- detections ----------------------------------------------------------------------------------------
 
 def load_detections(text: str, wh: tuple[int, int]):
-    """parse_response when visionkit.parse exists; otherwise the cookbook decode, done here."""
+    """parse_response when visionkit.answers.parse exists; otherwise the cookbook decode, done here."""
     if (REPO / "visionkit" / "parse.py").is_file():
-        from visionkit.parse import parse_response
+        from visionkit.answers.parse import parse_response
 
         return parse_response(text, image_size=wh)
     return decode_locally(text, wh)
@@ -105,13 +105,13 @@ def random_detections(wh: tuple[int, int], n: int, seed: int = 0):
 # -- the three contenders ------------------------------------------------------------------------------
 
 def visionkit_fn(image, det):
-    from visionkit.overlay import draw_overlay
+    from visionkit.draw.overlay import draw_overlay
 
     return lambda _: draw_overlay(image, det)
 
 
 def visionkit_cold_fn(image, det):
-    from visionkit import overlay
+    from visionkit.draw import overlay
 
     def run(_):
         overlay._render_tag.cache_clear()
@@ -142,8 +142,8 @@ def supervision_fns(image, det):
 def naive_fn(image, det, alpha=0.45):
     from PIL import Image, ImageDraw
 
-    from visionkit.fonts import load_font
-    from visionkit.overlay import label_color
+    from visionkit.draw.fonts import load_font
+    from visionkit.draw.overlay import label_color
 
     size = max(10, round(min(image.shape[:2]) * 0.022))
     font = load_font(size)
@@ -203,7 +203,7 @@ def main() -> None:
     compare(f"real cupcakes answer: {len(det)} masks, {wh[0]}x{wh[1]}, median of {args.repeat}",
             image, det, args.repeat, naive=True)
     if args.save:
-        from visionkit.overlay import draw_overlay
+        from visionkit.draw.overlay import draw_overlay
 
         out = draw_overlay(image, det)
         cv2.imwrite(args.save, cv2.cvtColor(out, cv2.COLOR_RGB2BGR))

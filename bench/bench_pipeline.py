@@ -54,9 +54,9 @@ def run(n: int, latency: float, concurrency: int, tmp: Path) -> tuple[float, flo
 
 def child_memory(n: int) -> None:
     import visionkit  # noqa: F401
+    import visionkit.draw.overlay  # noqa: F401
     import visionkit.gemini  # noqa: F401
-    import visionkit.overlay  # noqa: F401
-    import visionkit.pipeline  # noqa: F401
+    import visionkit.run.pipeline  # noqa: F401
 
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from visionkit.atomic import atomic_open, write_bytes_atomic
 from visionkit.errors import ExportError
+from visionkit.media.atomic import atomic_open, write_bytes_atomic
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def test_failing_replace_keeps_the_old_file_and_no_temp(tmp_path, monkeypatch):
     def failing_replace(src, dst):
         raise OSError("rename refused")
 
-    monkeypatch.setattr("visionkit.atomic.os.replace", failing_replace)
+    monkeypatch.setattr("visionkit.media.atomic.os.replace", failing_replace)
     with pytest.raises(ExportError, match="rename refused"):
         write_bytes_atomic(path, b"new")
     assert path.read_text() == "old"
@@ -100,7 +100,7 @@ def test_durable_controls_the_fsync_only(tmp_path, monkeypatch, durable, syncs):
     """Overlays skip the fsync (they can be drawn again); everything else syncs the file, then (POSIX) its
     folder, so the rename itself survives a power loss. Either way the write is atomic: the content is
     complete and no temp file is left."""
-    import visionkit.atomic as atomic
+    import visionkit.media.atomic as atomic
 
     calls = []
     real = atomic.os.fsync

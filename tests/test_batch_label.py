@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from visionkit import batch_steps, batching
-from visionkit.batch_jobs import JobBook
 from visionkit.cli import main
 from visionkit.gemini import GeminiClient, RetryPolicy
+from visionkit.run import batch_steps, batching
+from visionkit.run.batch_book import JobBook
 from visionkit.testing import FakeGemini, Fault
 from visionkit.testing.fake_batch import slow_timeline
 
@@ -581,7 +581,7 @@ def test_a_cancel_that_fails_for_one_job_still_cancels_the_others(server, tmp_pa
 
 @pytest.mark.parametrize("media_resolution", [None, "low"])
 def test_the_batch_fingerprint_is_what_online_mode_records(server, media_resolution):
-    from visionkit.answers import AnswerSource, RateLimiter, ResponseStore
+    from visionkit.run.answer_source import AnswerSource, RateLimiter, ResponseStore
 
     with GeminiClient(base_url=server.base_url, model="gemini-3.7-flash", max_side=640,
                       media_resolution=media_resolution) as client:

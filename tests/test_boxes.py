@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from visionkit.boxes import (
+from visionkit.core.boxes import (
     gemini_points_to_xy,
     gemini_polygon_to_xy,
     gemini_to_pixel_box,

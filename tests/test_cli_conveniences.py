@@ -21,7 +21,7 @@ from PIL import Image
 
 from visionkit import label
 from visionkit.cli import build_parser, main
-from visionkit.inputs import find_inputs
+from visionkit.run.inputs import find_inputs
 from visionkit.testing.fake_gemini import FakeGemini
 
 KEY = "AQ.conveniences-test-key"
@@ -193,7 +193,7 @@ def test_stderr_has_no_native_log_lines_or_pillow_warnings(tmp_path):
     ((1, 1), "gemini-2.0-flash", 1024, 258),
 ])
 def test_image_token_estimate(size_wh, model, max_side, tokens):
-    from visionkit.plan import image_tokens
+    from visionkit.run.plan import image_tokens
 
     assert image_tokens(size_wh, model, max_side) == tokens
 
@@ -201,7 +201,7 @@ def test_image_token_estimate(size_wh, model, max_side, tokens):
 @pytest.mark.parametrize("resolution, tokens", [(None, 1120), ("low", 280), ("medium", 560), ("high", 1120),
                                                 ("ultra_high", 2240)])
 def test_gemini_3_token_estimate_follows_media_resolution(resolution, tokens):
-    from visionkit.plan import image_tokens
+    from visionkit.run.plan import image_tokens
 
     assert image_tokens((4000, 3000), "gemini-3-flash-preview", 1024, resolution) == tokens
     assert image_tokens((4000, 3000), "gemini-2.5-flash", 1024, resolution) == 258 * 4  # tiles, not levels

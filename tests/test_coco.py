@@ -10,7 +10,8 @@ import pytest
 from pycocotools.coco import COCO
 
 from visionkit import Detections, ExportError, MaskCrop, to_coco, write_json_atomic
-from visionkit.coco import CategoryMap, normalize_label, to_results
+from visionkit.core.text import normalize_label
+from visionkit.formats.coco import CategoryMap, to_results
 
 
 def blob(h, w, holes=False):
@@ -147,7 +148,7 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
             written.append(json.load(fh))
         raise OSError("disk on fire")
 
-    monkeypatch.setattr("visionkit.atomic.os.replace", failing_replace)
+    monkeypatch.setattr("visionkit.media.atomic.os.replace", failing_replace)
     with pytest.raises(ExportError, match="disk on fire"):
         write_json_atomic(path, {"new": 2})
     assert written == [{"new": 2}]

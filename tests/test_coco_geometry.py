@@ -11,9 +11,9 @@ from conftest import FIXTURES
 from pycocotools import mask as mask_utils
 
 from visionkit import Detections, ExportError, MaskCrop, parse_response, to_coco
-from visionkit.coco import load_categories
+from visionkit.formats.coco import load_categories
 from visionkit.formats.instances import box_polygon, clip_crop_to_box, snap_box
-from visionkit.imageio import image_size
+from visionkit.media.imageio import image_size
 
 
 @pytest.mark.parametrize("xyxy, wh, expected", [

@@ -16,9 +16,9 @@ from pycocotools.coco import COCO
 import visionkit as vk
 from visionkit import ConfigError, Detections, InputError, MaskCrop
 from visionkit.cli import main
+from visionkit.core.rle import crop_to_rle
 from visionkit.quality.consensus import consensus, match
 from visionkit.quality.evaluate import evaluate
-from visionkit.rle import crop_to_rle
 
 pytest.importorskip("scipy")
 WH = (120, 80)

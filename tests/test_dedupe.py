@@ -13,8 +13,8 @@ from conftest import disk, png_b64
 import visionkit as vk
 from visionkit import Detections, MaskCrop
 from visionkit.cli import main
-from visionkit.coco import normalize_label
-from visionkit.quality.overlap import box_iou, crop_iou, majority_crop
+from visionkit.core.overlap import box_iou, crop_iou, majority_crop
+from visionkit.core.text import normalize_label
 
 PAIR = re.compile(r"detection (\d+) .* duplicates detection (\d+)")
 

@@ -14,10 +14,10 @@ from pycocotools import mask as mask_utils
 
 from visionkit import ExportError
 from visionkit.cli import main
-from visionkit.formats.dataset import assign_splits, export_dataset, parse_split
+from visionkit.core.polygons import crop_to_polygons
+from visionkit.formats.export import assign_splits, export_dataset, parse_split
 from visionkit.formats.yolo import merge_parts, read_yolo_labels
-from visionkit.pipeline import label
-from visionkit.polygons import crop_to_polygons
+from visionkit.run.pipeline import label
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The OpenCV JPEG reader (visionkit.fastread) against Pillow's, the reader it replaced, on every EXIF
+"""The OpenCV JPEG reader (visionkit.media.fastread) against Pillow's, the reader it replaced, on every EXIF
 orientation, and the shrinking reads used for small overlays."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from visionkit.errors import InputError
-from visionkit.fastread import read_jpeg_rgb, scaled_size
-from visionkit.imageio import open_upright, read_rgb
+from visionkit.media.fastread import read_jpeg_rgb, scaled_size
+from visionkit.media.imageio import open_upright, read_rgb
 
 ORIENTATION = 0x0112
 

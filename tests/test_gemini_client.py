@@ -399,12 +399,12 @@ def test_detections_map_to_the_original_size(make):
 
 
 def test_default_threshold_comes_from_masks(monkeypatch):
-    """detect/segment default to visionkit.masks.DEFAULT_THRESHOLD, not a copy of its value."""
+    """detect/segment default to visionkit.core.masks.DEFAULT_THRESHOLD, not a copy of its value."""
     import importlib.util
     import inspect
     import sys
 
-    from visionkit import masks
+    from visionkit.core import masks
     from visionkit.gemini import client as client_module
 
     assert inspect.signature(GeminiClient.detect).parameters["threshold"].default == masks.DEFAULT_THRESHOLD

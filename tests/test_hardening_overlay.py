@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from opcount import growth
 
-from visionkit import Detections, fonts, parse_response, to_coco
-from visionkit.overlay import MissingGlyphWarning, draw_overlay, render_tag
+from visionkit import Detections, parse_response, to_coco
+from visionkit.draw import fonts
+from visionkit.draw.overlay import MissingGlyphWarning, draw_overlay, render_tag
 
 
 @pytest.fixture(autouse=True)

@@ -13,9 +13,9 @@ from conftest import png_b64
 from opcount import growth
 
 from visionkit import InputError, ParseError, parse_response, to_coco, write_json_atomic
-from visionkit.answer_json import find_items
+from visionkit.answers.answer_json import find_items
+from visionkit.answers.response import load_response
 from visionkit.errors import VisionkitError
-from visionkit.response import load_response
 
 ITEM = {"box_2d": [100, 100, 500, 500], "label": "cup"}
 IT = json.dumps(ITEM)

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from conftest import png_b64
 
-from visionkit import maskpng, masks, parse_response
+from visionkit import parse_response
+from visionkit.core import maskpng, masks
 
 BOX = [0, 0, 1000, 1000]
 

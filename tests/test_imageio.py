@@ -1,4 +1,4 @@
-"""visionkit.imageio: upright opening, header-only sizes, folder expansion, atomic PNG writing."""
+"""visionkit.media.imageio: upright opening, header-only sizes, folder expansion, atomic PNG writing."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from visionkit import imageio
 from visionkit.errors import ExportError, InputError
-from visionkit.imageio import (
+from visionkit.media import imageio
+from visionkit.media.imageio import (
     IMAGE_SUFFIXES,
     image_size,
     iter_images,

@@ -13,7 +13,7 @@ from PIL import Image
 from visionkit import label
 from visionkit.cli import main
 from visionkit.errors import InputError
-from visionkit.inputs import find_inputs
+from visionkit.run.inputs import find_inputs
 
 ONE_BOX = '[{"box_2d": [100, 100, 600, 600], "label": "cup"}]'
 

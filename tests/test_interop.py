@@ -20,9 +20,10 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from visionkit import Detections, MaskCrop, parse_response, to_results
-from visionkit.formats.dataset import export_dataset
-from visionkit.imageio import image_size
-from visionkit.pipeline import label
+from visionkit.formats.export import export_dataset
+from visionkit.formats.supervision import from_supervision, to_supervision
+from visionkit.media.imageio import image_size
+from visionkit.run.pipeline import label
 
 
 def _need(module: str, package: str):
@@ -218,9 +219,9 @@ def test_supervision_round_trip_is_exact():
         Detections([[2, 2, 2, 2]], ["p"], (7, 5), points=[[2, 2]]),
     ]
     for d in cases:
-        s = d.to_supervision()
+        s = to_supervision(d)
         assert len(s) == len(d)
-        back = Detections.from_supervision(s, d.image_wh)
+        back = from_supervision(s, d.image_wh)
         np.testing.assert_array_equal(back.xyxy, d.xyxy)
         assert list(back.labels) == list(d.labels)
         if d.scores is None:
@@ -314,6 +315,6 @@ def test_supervision_missing_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "supervision", None)  # as if not installed: import raises
     d = Detections([[0, 0, 1, 1]], ["a"], (2, 2))
     with pytest.raises(ConfigError, match=r'pip install "visionkit\[supervision\]"'):
-        d.to_supervision()
+        to_supervision(d)
     with pytest.raises(ConfigError, match="supervision"):
-        Detections.from_supervision(object(), (2, 2))
+        from_supervision(object(), (2, 2))

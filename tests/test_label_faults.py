@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from visionkit import atomic, label
+from visionkit import label
 from visionkit.cli import main
 from visionkit.errors import ConfigError
 from visionkit.gemini import GeminiClient
+from visionkit.media import atomic
 from visionkit.testing.fake_gemini import FakeGemini
 
 KEY = "AQ.faults-test-key"
@@ -191,7 +192,7 @@ def test_a_response_that_does_not_match_its_record_is_asked_again(tmp_path):
 def test_lock_states(tmp_path, monkeypatch, flock_error, outcome):
     import fcntl
 
-    from visionkit import outdir
+    from visionkit.run import outdir
 
     photos = _images(tmp_path / "photos", 1)
     replay = _answers(tmp_path / "r", {"p0": ONE_BOX})

@@ -19,7 +19,7 @@ from visionkit import label
 from visionkit.cli import main
 from visionkit.gemini import GeminiClient
 from visionkit.gemini.retry import RetryPolicy
-from visionkit.pipeline import RateLimiter
+from visionkit.run.pipeline import RateLimiter
 from visionkit.testing.fake_gemini import FakeGemini, Fault
 from visionkit.testing.replay_responder import ReplayResponder
 

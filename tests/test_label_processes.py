@@ -8,8 +8,8 @@ import multiprocessing
 
 import pytest
 
-from visionkit import pipeline, procpool
-from visionkit.pipeline import label
+from visionkit.run import pipeline, procpool
+from visionkit.run.pipeline import label
 from visionkit.testing.synthetic import write_labelled_folder
 
 
@@ -75,8 +75,8 @@ def test_when_the_process_pool_is_used(tmp_path, monkeypatch, count, processes, 
 DEADLY = """
 import json, multiprocessing, os, sys
 from pathlib import Path
-from visionkit import image_step, procpool
-from visionkit.pipeline import label
+from visionkit.run import image_step, procpool
+from visionkit.run.pipeline import label
 from visionkit.testing.synthetic import write_labelled_folder
 
 tmp, deadly = Path(sys.argv[1]), set(json.loads(sys.argv[2]))

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from visionkit import maskpng
+from visionkit.core import maskpng
 from visionkit.errors import MaskDecodeError
 
 
@@ -183,7 +183,7 @@ def test_real_masks_take_the_fast_path_and_match_opencv(real_dir, paths):
 
 def test_a_fast_decoded_map_is_never_written_through(real_dir):
     """probability_to_crop thresholds into its own buffer, so the decoded bytes stay as decoded."""
-    from visionkit.masks import probability_to_crop
+    from visionkit.core.masks import probability_to_crop
 
     text = (real_dir / "cookbook-cupcakes" / "segment.txt").read_text()
     item = json.loads(text.split("```json", 1)[1].split("```", 1)[0])[0]

@@ -11,8 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from visionkit import Detections, InputError, MaskCrop, fonts
-from visionkit.overlay import PALETTE, draw_overlay, label_color, render_tag
+from visionkit import Detections, InputError, MaskCrop
+from visionkit.draw import fonts
+from visionkit.draw.overlay import PALETTE, draw_overlay, label_color, render_tag
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -143,7 +144,7 @@ def test_same_label_same_colour_in_separate_calls():
 
 
 def test_label_colour_is_stable_across_processes():
-    code = ("from visionkit.overlay import label_color; "
+    code = ("from visionkit.draw.overlay import label_color; "
             "print([label_color(s) for s in ('cup', 'カップ', '🐕', '')])")
     runs = set()
     for seed in ("1", "2"):

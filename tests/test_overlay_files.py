@@ -12,11 +12,12 @@ from PIL import Image
 
 from visionkit import parse_response
 from visionkit.cli import main
-from visionkit.detections import Detections, MaskCrop
+from visionkit.core.detections import Detections
+from visionkit.core.maskcrop import MaskCrop
+from visionkit.draw.overlay import draw_overlay
+from visionkit.draw.overlay_files import OVERLAY_FORMATS, encode_image, scale_detections, write_overlay
 from visionkit.errors import ConfigError, ExportError
-from visionkit.overlay import draw_overlay
-from visionkit.overlay_files import OVERLAY_FORMATS, encode_image, scale_detections, write_overlay
-from visionkit.pipeline import label
+from visionkit.run.pipeline import label
 from visionkit.testing.synthetic import segment_answer, write_labelled_folder
 
 

@@ -442,8 +442,8 @@ def test_bad_polygon_numbers_drop_only_the_mask(polygon, reason):
 
 
 def test_polygon_to_crop_refuses_non_finite_points():
+    from visionkit.core.masks import polygon_to_crop
     from visionkit.errors import MaskDecodeError
-    from visionkit.masks import polygon_to_crop
     with pytest.raises(MaskDecodeError, match="NaN or infinite"):
         polygon_to_crop([np.array([[1.0, 1.0], [5.0, 1.0], [np.nan, 5.0]])], (10, 10))
 
@@ -480,7 +480,7 @@ def test_parse_error_carries_only_a_snippet():
 
 
 def test_item_list_has_no_truncated_flag():
-    from visionkit.answer_json import find_items
+    from visionkit.answers.answer_json import find_items
     found = find_items(json.dumps(ITEMS)[:-3])
     assert not hasattr(found, "truncated")
 

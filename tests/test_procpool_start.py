@@ -48,7 +48,7 @@ DECIDE = """
 import ctypes, json, sys, threading
 import numpy as np
 import cv2
-from visionkit import procpool
+from visionkit.run import procpool
 
 how = sys.argv[1]
 if how == "pthread":  # a C-level thread that Python never hears of, parked in pause()
@@ -90,7 +90,7 @@ from pathlib import Path
 import numpy as np
 import cv2
 import visionkit as vk
-from visionkit import procpool
+from visionkit.run import procpool
 
 fixtures, out = Path(sys.argv[1]), Path(sys.argv[2])
 a = np.random.default_rng(0).integers(0, 256, (3000, 4000, 3), dtype=np.uint8)
@@ -127,7 +127,7 @@ def test_label_with_processes_after_opencv_started_its_pool(tmp_path, env):
 UNGUARDED = """
 import json, sys, threading
 import visionkit as vk
-from visionkit import procpool
+from visionkit.run import procpool
 from visionkit.testing.synthetic import write_labelled_folder
 
 stop = threading.Event()  # a second thread: the pool uses forkserver on any machine
@@ -152,7 +152,7 @@ def test_a_script_without_a_main_guard_is_not_run_again_in_the_workers(tmp_path,
 
 @pytest.mark.parametrize("raises", [False, True])
 def test_the_main_script_is_hidden_only_while_workers_start(raises):
-    from visionkit.procpool import _main_script_hidden
+    from visionkit.run.procpool import _main_script_hidden
 
     main = sys.modules["__main__"]
     before = {name: vars(main).get(name, "absent") for name in ("__file__", "__spec__")}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from visionkit.cli._report import format_bar
-from visionkit.pipeline import Progress
+from visionkit.run.pipeline import Progress
 
 FULL = "[#######.............] 3/8 images · 3 ok · 0 failed · 1 cached · 2 retries · 2 in flight · ETA 00:05"
 

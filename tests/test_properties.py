@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from visionkit import Detections, parse_response, to_coco
+from visionkit.draw.overlay import MissingGlyphWarning, draw_overlay
 from visionkit.errors import VisionkitError
-from visionkit.overlay import MissingGlyphWarning, draw_overlay
 
 FUZZ = settings(max_examples=60, deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

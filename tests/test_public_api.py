@@ -22,7 +22,7 @@ def test_every_error_derives_from_the_root():
 
 
 def test_import_is_light_and_quiet():
-    lazy = ("requests", "visionkit.gemini", "visionkit.overlay", "visionkit.pipeline")
+    lazy = ("requests", "visionkit.gemini", "visionkit.draw.overlay", "visionkit.run.pipeline")
     code = f"import sys, visionkit; print(sorted(m for m in {lazy!r} if m in sys.modules))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]" and proc.stderr == ""

@@ -10,7 +10,7 @@ import pytest
 
 from visionkit.cli import build_parser, main
 from visionkit.errors import ConfigError, InputError
-from visionkit.redraw import redraw_overlays
+from visionkit.run.redraw import redraw_overlays
 from visionkit.testing.synthetic import write_labelled_folder
 
 
@@ -117,7 +117,7 @@ def test_a_detect_run_is_redrawn_as_detect(run_dirs):
 
 
 def test_redraw_takes_the_run_folder_lock(run_dirs):
-    from visionkit.outdir import lock_output
+    from visionkit.run.outdir import lock_output
 
     images, replay, tmp = run_dirs
     assert _cli("label", str(images), "--out", str(tmp / "run"), "--replay", str(replay), "-q")[0] == 0
@@ -141,7 +141,7 @@ def test_redraw_takes_the_run_folder_lock(run_dirs):
 def _hold_lock(out, ready, release):
     from pathlib import Path
 
-    from visionkit.outdir import lock_output
+    from visionkit.run.outdir import lock_output
 
     with lock_output(Path(out)):
         ready.set()

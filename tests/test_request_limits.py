@@ -11,10 +11,10 @@ import time
 import numpy as np
 import pytest
 
+from visionkit.answers.parse import parse_response
 from visionkit.errors import BadRequestError, ResponseError, TransportError
 from visionkit.gemini import GeminiClient, RetryPolicy
 from visionkit.gemini.transport import redact_key
-from visionkit.parse import parse_response
 from visionkit.testing.fake_gemini import FakeGemini, Fault
 
 KEY = "AQ.Ab8RN6Lq-echo-SECRET-zz91XyK3m0PqW7vT2"
@@ -147,7 +147,7 @@ def test_redact_key_table(text, expected):
 def test_a_bomb_fails_one_image_in_a_run_and_nothing_is_saved(tmp_path):
     from PIL import Image
 
-    from visionkit.pipeline import label
+    from visionkit.run.pipeline import label
 
     for i in range(3):
         Image.new("RGB", (80 + i, 60), (40 * i, 90, 150)).save(tmp_path / f"im{i}.png")

@@ -7,7 +7,7 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from visionkit import MaskCrop
-from visionkit.rle import crop_to_counts, crop_to_rle, rle_area
+from visionkit.core.rle import crop_to_counts, crop_to_rle, rle_area
 
 
 def reference(crop: MaskCrop, image_wh) -> dict:

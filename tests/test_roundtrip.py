@@ -13,7 +13,7 @@ from conftest import FIXTURES, REPO
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from visionkit.coco import to_results
+from visionkit.formats.coco import to_results
 
 
 @pytest.fixture(scope="module")

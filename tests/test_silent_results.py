@@ -268,7 +268,7 @@ def test_replaying_a_grown_runs_responses_uses_its_recorded_keys(tmp_path):
     ("[]", None),
 ])
 def test_previous_counts(tmp_path, text, expected):
-    from visionkit.outdir import previous_counts
+    from visionkit.run.outdir import previous_counts
 
     (tmp_path / "annotations.json").write_text(text)
     assert previous_counts(tmp_path / "annotations.json") == expected
@@ -276,7 +276,7 @@ def test_previous_counts(tmp_path, text, expected):
 
 
 def test_previous_counts_come_from_the_index_while_it_matches_the_file(tmp_path):
-    from visionkit.outdir import INDEX_NAME, previous_counts
+    from visionkit.run.outdir import INDEX_NAME, previous_counts
 
     photos = tmp_path / "photos"
     for name in ("p1.png", "p2.png"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from visionkit.formats.dataset import assign_splits
+from visionkit.formats.export import assign_splits
 
 
 def _names(start, stop):

@@ -1,4 +1,4 @@
-"""Token accounting (visionkit.usage), the up-front model notices, and FakeGemini's command line."""
+"""Token accounting (visionkit.core.usage), the up-front model notices, and FakeGemini's command line."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import pytest
 import requests
 
 from visionkit.cli import main
+from visionkit.core.usage import Usage
 from visionkit.gemini.models import ModelInfo, lookup
-from visionkit.pipeline import label
-from visionkit.run_usage import answer_usage, model_notices
-from visionkit.usage import Usage
+from visionkit.run.pipeline import label
+from visionkit.run.usage import answer_usage, model_notices
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -112,7 +112,7 @@ def test_deprecated_model_is_said_once_in_the_cli(tmp_path, monkeypatch):
 
 def test_fake_gemini_command_line(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "visionkit.testing.fake_gemini", "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "visionkit.testing", "--port", "0",
                              "--dialects", "--log"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
     try:
@@ -134,7 +134,7 @@ def test_fake_gemini_command_line(tmp_path):
 
 
 def test_fake_gemini_replay_needs_images():
-    proc = subprocess.run([sys.executable, "-m", "visionkit.testing.fake_gemini", "--replay",
+    proc = subprocess.run([sys.executable, "-m", "visionkit.testing", "--replay",
                            str(FIXTURES / "replay")], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2 and "--replay needs --images" in proc.stderr
 

@@ -62,7 +62,7 @@ def _run(tmp_path, files):
 @pytest.mark.parametrize("fmt", ["yolo-detect", "yolo-segment"])
 @pytest.mark.parametrize("second", ["a.png", "A.PNG"])
 def test_yolo_export_never_merges_two_images_into_one_label_file(tmp_path, fmt, second):
-    from visionkit.formats.dataset import export_dataset
+    from visionkit.formats.export import export_dataset
 
     run = _run(tmp_path, [("a.jpg", (64, 48), [(1, 1, 10, 10)]),
                           (second, (32, 32), [(2, 2, 5, 5), (9, 9, 5, 5)]),
@@ -81,7 +81,7 @@ def test_yolo_export_never_merges_two_images_into_one_label_file(tmp_path, fmt, 
 
 
 def test_coco_export_keeps_images_that_differ_only_by_extension(tmp_path):
-    from visionkit.formats.dataset import export_dataset
+    from visionkit.formats.export import export_dataset
 
     run = _run(tmp_path, [("a.jpg", (64, 48), [(1, 1, 10, 10)]), ("a.png", (32, 32), [(2, 2, 5, 5)])])
     s = export_dataset(run, tmp_path / "ds", format="coco")

@@ -1,7 +1,7 @@
 """visionkit: Gemini's answers about images -> exact pixel detections, masks, COCO and overlays.
 
-Nothing happens at import. The request layer (:mod:`visionkit.gemini`), drawing (:mod:`visionkit.overlay`),
-the batch pipeline (:mod:`visionkit.pipeline`) and the quality tools (:mod:`visionkit.quality`) are
+Nothing happens at import. The request layer (:mod:`visionkit.gemini`), drawing (:mod:`visionkit.draw`),
+the batch pipeline (:mod:`visionkit.run`) and the quality tools (:mod:`visionkit.quality`) are
 imported when first used.
 """
 
@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .coco import to_coco, to_results, write_json_atomic
-from .detections import Detections, MaskCrop, ParseWarning
+from ._version import __version__
+from .answers.parse import parse_response
+from .core.detections import Detections, ParseWarning
+from .core.maskcrop import MaskCrop
 from .errors import (
     APIError,
     AuthError,
@@ -32,9 +34,8 @@ from .errors import (
     TransportError,
     VisionkitError,
 )
-from .parse import parse_response
-
-__version__ = "0.1.0"
+from .formats.coco import to_coco, to_results
+from .media.atomic import write_json_atomic
 
 __all__ = [
     "APIError",
@@ -79,15 +80,15 @@ def __getattr__(name: str) -> Any:
 
         return GeminiClient
     if name in ("label", "LabelSummary"):
-        from . import pipeline
+        from .run import pipeline
 
         return getattr(pipeline, name)
     if name == "dedupe":
-        from .quality.dedupe import dedupe
+        from .core.dedupe import dedupe
 
         return dedupe
     if name == "draw_overlay":
-        from .overlay import draw_overlay
+        from .draw.overlay import draw_overlay
 
         return draw_overlay
     raise AttributeError(f"module 'visionkit' has no attribute {name!r}")

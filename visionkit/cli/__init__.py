@@ -16,9 +16,9 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from .. import __version__
+from .._version import __version__
 from ..errors import VisionkitError
-from ..pipeline import Aborted
+from ..run.pipeline import Aborted
 from . import batch, consensus, eval, export, label, overlays, report
 from ._help import ENVIRONMENT_AND_EXIT, HelpFormatter
 from ._warnings import plain_warnings

@@ -8,7 +8,7 @@ import threading
 import time
 from typing import TextIO
 
-from ..pipeline import ImageResult, Progress
+from ..run.pipeline import ImageResult, Progress
 
 __all__ = ["Reporter", "format_bar"]
 

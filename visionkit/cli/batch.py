@@ -1,4 +1,5 @@
-"""``visionkit batch {status,collect,cancel} DIR`` and the ``--batch`` half of ``visionkit label``.
+"""``visionkit batch {status,collect,cancel} DIR`` (the ``--batch`` half of ``visionkit label`` is in
+:mod:`._batch_jobs`).
 
 ``label --batch`` records its arguments in ``DIR/batch/run.json`` (paths made absolute; no key; the model,
 ``max_side`` and ``media_resolution`` as resolved by the client), so ``batch collect DIR`` is the same label
@@ -13,25 +14,12 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..batching import (
-    DEFAULT_POLL_INTERVAL,
-    MAX_POLL_INTERVAL,
-    MAX_REQUESTS_PER_JOB,
-    BatchStatus,
-    answers_only,
-    cancel,
-    fingerprint,
-    poll,
-    status,
-    submit,
-)
-from ..coco import write_json_atomic
-from ..errors import ConfigError, InputError
+from ..errors import InputError
+from ..run.batching import DEFAULT_POLL_INTERVAL, cancel, poll, status
+from ._label import add_label_arguments
+from ._label import run as run_label
 
-__all__ = ["DEFAULT_POLL_INTERVAL", "MAX_POLL_INTERVAL", "MAX_REQUESTS_PER_JOB", "add_parser", "run",
-           "run_jobs"]
-
-_PATH_ARGS = ("out", "categories")
+__all__ = ["add_parser", "run"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -54,117 +42,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-# -- label --batch ---------------------------------------------------------------------------------------
-
-def _save_args(args: argparse.Namespace, client: Any) -> None:
-    saved = {k: v for k, v in vars(args).items() if k not in ("func", "command") and not callable(v)}
-    # The settings the saved answers are matched by, as RESOLVED now ($VISIONKIT_MODEL, the default model,
-    # the client's defaults): 'batch collect' runs in another shell, maybe after an upgrade, and must not
-    # resolve them again, or every paid answer would look stale.
-    for name in ("model", "max_side", "media_resolution"):
-        saved[name] = getattr(client, name, saved.get(name))
-    saved["inputs"] = [str(Path(p).resolve()) for p in args.inputs]
-    for name in _PATH_ARGS:
-        if saved.get(name):
-            saved[name] = str(Path(saved[name]).resolve())
-    for name in ("batch_collect_only",):
-        saved.pop(name, None)
-    write_json_atomic(Path(args.out) / "batch" / "run.json", saved, indent=1)
-
-
-class _Bar:
-    """The batch progress line: jobs by state, requests done and failed, elapsed time."""
-
-    def __init__(self, stream: TextIO, quiet: bool):
-        self.stream, self.quiet = stream, quiet
-        self.tty = stream.isatty()
-        self.last = ""
-        self.shown = False
-
-    def event(self, message: str) -> None:
-        if self.quiet and not message.startswith("warning"):
-            return
-        self.clear()
-        self.stream.write(message + "\n")
-        self.stream.flush()
-
-    def clear(self) -> None:
-        if self.shown:
-            self.stream.write("\r\033[K")
-            self.shown = False
-
-    def progress(self, st: BatchStatus) -> None:
-        if self.quiet or not st.jobs:
-            return
-        states: dict[str, int] = {}
-        for job in st.jobs:
-            label = job.state or job.step
-            states[label] = states.get(label, 0) + 1
-        elapsed = int(st.elapsed)
-        line = (f"[batch] {len(st.jobs)} job{'s' if len(st.jobs) != 1 else ''}: "
-                + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
-                + f" | {st.succeeded}/{st.requests} done, {st.failed} failed"
-                + f" | {elapsed // 3600:02d}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d}")
-        if self.tty:
-            self.stream.write("\r" + line + "\033[K")
-            self.shown = True
-        elif line.split(" | ")[:2] != self.last.split(" | ")[:2]:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-        self.last = line
-
-    def finish(self) -> None:
-        if self.shown:
-            self.stream.write("\n")
-            self.shown = False
-
-
-def run_jobs(args: argparse.Namespace, client_factory: Any, reporter: Any, stdout: TextIO,
-             stderr: TextIO) -> tuple[Any, int | None]:
-    """Submit (unless collecting only), wait and save the answers of ``label --batch``.
-
-    Returns ``(client_factory, None)`` for the label run that follows (its client answers from the saved
-    responses only), or ``(None, exit_status)`` when there is nothing more to do (``--no-wait``).
-    """
-    if args.replay:
-        raise ConfigError("--batch and --replay exclude each other: --replay labels from recorded answers")
-    if args.batch_max_requests < 1:
-        raise ConfigError(f"--batch-max-requests must be >= 1, got {args.batch_max_requests}")
-    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
-    bar = _Bar(stderr, args.quiet)
-    client = client_factory()
-    try:
-        if not getattr(args, "batch_collect_only", False):
-            Path(args.out).mkdir(parents=True, exist_ok=True)
-            _save_args(args, client)
-            st = submit(args.inputs, args.out, client=client, task=args.task, prompt=args.prompt,
-                        classes=classes, max_requests=args.batch_max_requests,
-                        concurrency=args.concurrency, on_event=bar.event)
-            if args.no_wait:
-                for job in st.active:
-                    stdout.write(f"{job.name or job.id}\t{job.state or job.step}\t{job.requests} requests\n")
-                stdout.write(f"{len(st.active)} batch job(s) running; see 'visionkit batch status "
-                             f"{args.out}', collect with 'visionkit batch collect {args.out}'\n")
-                client.close()
-                return None, 0
-        try:
-            collect_only = getattr(args, "batch_collect_only", False)
-            st = poll(args.out, client=client, poll_interval=args.poll_interval, on_progress=bar.progress,
-                      on_event=bar.event, submit_held=not collect_only,
-                      request=None if collect_only else fingerprint(client, args.task, args.prompt, classes))
-        finally:
-            bar.finish()
-    except BaseException:
-        client.close()
-        raise
-    ended = [j for j in st.jobs if j.step == "ended"]
-    stdout.write(f"batch: {len(st.jobs)} job(s), {st.succeeded} of {st.requests} requests answered, "
-                 f"{st.failed} failed" + (f"; {len(ended)} job(s) ended without results" if ended else "")
-                 + "\n")
-    answers = answers_only(args.out, client, owns=True)
-    return (lambda: answers), None
-
-
 # -- visionkit batch ACTION DIR ----------------------------------------------------------------------------
 
 def _load_args(out: Path) -> dict:
@@ -179,9 +56,9 @@ def _load_args(out: Path) -> dict:
 
 
 def _label_args(saved: dict, args: argparse.Namespace) -> argparse.Namespace:
-    from . import build_parser
-
-    ns = build_parser().parse_args(["label", "x", "--out", "x"])  # today's defaults for every label flag
+    parser = argparse.ArgumentParser(add_help=False)
+    add_label_arguments(parser)
+    ns = parser.parse_args(["x", "--out", "x"])  # today's defaults for every label flag
     for key, value in saved.items():
         if hasattr(ns, key):
             setattr(ns, key, value)
@@ -224,9 +101,7 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     out = Path(args.dir)
     saved = _load_args(out)
     if args.action == "collect":
-        from . import label as label_cli
-
-        return label_cli.run(_label_args(saved, args), stdout, stderr)
+        return run_label(_label_args(saved, args), stdout, stderr)
     with _client(saved, args) as client:
         if args.action == "cancel":
             refused: list[str] = []

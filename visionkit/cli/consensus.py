@@ -54,8 +54,8 @@ def _check_out(runs: list[str], out: Path, overwrite: bool) -> None:
 
 
 def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from ..coco import write_json_atomic
     from ..errors import ExportError
+    from ..media.atomic import write_json_atomic
     from ..quality.consensus import consensus
 
     out = Path(args.out)

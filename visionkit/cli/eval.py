@@ -33,7 +33,7 @@ def _fmt(value: float | None) -> str:
 
 
 def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from ..coco import write_json_atomic
+    from ..media.atomic import write_json_atomic
     from ..quality.evaluate import default_eval_path, evaluate
 
     result = evaluate(args.pred, args.truth, iou_type=args.iou_type, default_score=args.default_score,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TextIO
 
-from ..coco import load_categories
-from ..formats.dataset import FORMATS, export_dataset
+from ..formats.coco import load_categories
+from ..formats.export import FORMATS, export_dataset
 
 __all__ = ["add_parser", "run"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TextIO
 
-from ..masks import DEFAULT_THRESHOLD
-from .label import add_overlay_arguments
+from ..core.masks import DEFAULT_THRESHOLD
+from ._common import add_overlay_arguments
 
 __all__ = ["add_parser", "run"]
 
@@ -35,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from ..redraw import redraw_overlays
+    from ..run.redraw import redraw_overlays
 
     summary = redraw_overlays(args.out, replay=args.replay, task=args.task, threshold=args.threshold,
                               dedupe=args.dedupe,

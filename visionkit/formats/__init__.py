@@ -1,6 +1,8 @@
-"""Dataset formats, one module each: ``instances`` (shared geometry), ``coco_read`` (COCO -> Detections),
-``keypoints`` (point answers as COCO keypoints), ``yolo`` (Ultralytics), ``dataset`` (export a run to a
-dataset folder) and ``supervision`` (interop with the supervision library, optional extra).
+"""Dataset formats, one module each: ``coco`` (Detections -> a COCO dataset), ``coco_read``
+(COCO -> Detections), ``instances`` (the geometry every format shares), ``keypoints`` (point answers as COCO
+keypoints), ``yolo`` (Ultralytics), ``supervision`` (interop with the supervision library, optional extra)
+and ``export`` (a finished run -> a dataset folder).
 
+A new dataset format is one module here. Layer: above :mod:`visionkit.core` and :mod:`visionkit.media`.
 Nothing heavy is imported here; import the module you need.
 """

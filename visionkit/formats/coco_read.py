@@ -1,16 +1,16 @@
-"""A COCO dataset dict -> visionkit :class:`~visionkit.detections.Detections`, one image at a time.
+"""A COCO dataset dict -> visionkit :class:`~visionkit.core.detections.Detections`, one image at a time.
 
 Used by ``visionkit export`` to turn a run's ``annotations.json`` into other formats, and useful on its
 own to load any COCO instances file. Per annotation:
 
 * the box is ``bbox`` (``[x, y, w, h]``) clipped to the image;
 * the mask (RLE, compressed or not, or polygons) is decoded straight into a
-  :class:`~visionkit.detections.MaskCrop` of the box snapped outward to whole pixels, grown to the mask's
+  :class:`~visionkit.core.maskcrop.MaskCrop` of the box snapped outward to whole pixels, grown to the mask's
   own bounds (:func:`rle_to_crop`: the RLE runs are cut into the crop, never an ``H x W`` image, so memory
   grows with box area); :func:`segmentation_rle` is the one reader of COCO segmentations, used by the
   COCO results export and the quality tools too;
 * a box-only annotation, whose segmentation is the box itself as one 4-point polygon (what
-  :func:`visionkit.coco.to_coco` writes for a detection without a mask) or ``[]``, gets no mask;
+  :func:`visionkit.formats.coco.to_coco` writes for a detection without a mask) or ``[]``, gets no mask;
 * ``score`` becomes ``scores`` when every annotation of the file has one;
 * keypoint-only annotations (``keypoints`` without a segmentation) are left out: see
   :mod:`visionkit.formats.keypoints`.
@@ -22,7 +22,8 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from ..detections import Detections, MaskCrop
+from ..core.detections import Detections
+from ..core.maskcrop import MaskCrop
 from ..errors import ExportError, VisionkitError
 from .instances import box_polygon, snap_box
 

@@ -1,9 +1,9 @@
 """The geometry every dataset format shares: whole-pixel boxes that hold their masks.
 
-A model's box is a float box (see :mod:`visionkit.detections`). A dataset box is snapped OUTWARD to whole
+A model's box is a float box (see :mod:`visionkit.core.detections`). A dataset box is snapped OUTWARD to whole
 pixels: ``floor(x0), floor(y0), ceil(x1), ceil(y1)``, clipped to the image, so it stays within 1 px of the
 box the model gave. A mask crop starts at the truncated integer edge of the model's box (the recipe's
-rounding, see :mod:`visionkit.masks`), so PNG masks always lie inside the snapped box. A polygon mask may
+rounding, see :mod:`visionkit.core.masks`), so PNG masks always lie inside the snapped box. A polygon mask may
 reach beyond the model's box; its pixels outside the snapped box are cut off (and counted), because a
 dataset box must contain every mask pixel AND stay within 1 px of the model's box (importers such as
 FiftyOne crop masks to the box).
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..detections import MaskCrop
+from ..core.maskcrop import MaskCrop
 
 __all__ = ["EPS", "snap_box", "snap_boxes", "clip_crop_to_box", "box_polygon"]
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..detections import Detections
+from ..core.detections import Detections
 
 __all__ = ["KEYPOINT_NAME", "point_annotations", "keypoints_dataset"]
 
@@ -50,10 +50,10 @@ def keypoints_dataset(images: Iterable[tuple[str, int, int, Sequence[Mapping]]],
     """A COCO keypoints dataset from ``(file_name, width, height, point_annotations)`` entries.
 
     Image ids follow the entry order from 1 (only images with at least one point are listed).
-    Categories work as in :func:`visionkit.coco.to_coco`; unmapped labels are reported in
+    Categories work as in :func:`visionkit.formats.coco.to_coco`; unmapped labels are reported in
     ``info["visionkit"]``.
     """
-    from ..coco import CategoryMap, assemble
+    from .coco import CategoryMap, assemble
 
     entries = [(f, int(w), int(h), list(anns)) for f, w, h, anns in images if anns]
     cats = CategoryMap(categories).fit(a["label"] for *_, anns in entries for a in anns)
@@ -78,6 +78,6 @@ def keypoints_dataset(images: Iterable[tuple[str, int, int, Sequence[Mapping]]],
 
 def write_keypoints(path: str | os.PathLike, dataset: dict) -> None:
     """Write a keypoints dataset atomically."""
-    from ..coco import write_json_atomic
+    from ..media.atomic import write_json_atomic
 
     write_json_atomic(path, dataset)

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from ..detections import Detections, MaskCrop
+from ..core.detections import Detections
+from ..core.maskcrop import MaskCrop
 from ..errors import ConfigError
 
 __all__ = ["to_supervision", "from_supervision"]

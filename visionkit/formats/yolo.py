@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..detections import Detections
+from ..core.detections import Detections
 from ..errors import InputError
 from .instances import box_polygon, clip_crop_to_box, snap_box
 
@@ -85,7 +85,7 @@ def _instance_ring(detections: Detections, i: int, box: tuple[int, int, int, int
     crop = detections.masks[i] if detections.has_mask(i) else None
     polys: list = []
     if crop is not None:
-        from ..polygons import crop_to_polygons
+        from ..core.polygons import crop_to_polygons
 
         crop, cut = clip_crop_to_box(crop, box)
         if cut:
@@ -132,7 +132,7 @@ def read_yolo_labels(text: str, image_wh: tuple[int, int], names: Sequence[str],
     """Parse one YOLO label file back into Detections (boxes in pixels; segment lines become masks).
 
     A segment line's box is its polygon's bounds; its mask is the polygon rasterised (pixel centres
-    inside, :func:`visionkit.masks.polygon_to_crop`). ``source`` (the file's path) names the file in
+    inside, :func:`visionkit.core.masks.polygon_to_crop`). ``source`` (the file's path) names the file in
     errors.
 
     Raises:
@@ -140,7 +140,7 @@ def read_yolo_labels(text: str, image_wh: tuple[int, int], names: Sequence[str],
             ``0 .. len(names) - 1`` (a negative index would silently pick the last class), a
             coordinate is not a finite number, or the line has the wrong number of values.
     """
-    from ..masks import polygon_to_crop
+    from ..core.masks import polygon_to_crop
 
     width, height = image_wh
     scale = np.array([width, height], dtype=np.float64)

@@ -34,8 +34,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from ..core.masks import DEFAULT_THRESHOLD
 from ..errors import APIError, BadRequestError, ConfigError, ResponseError
-from ..masks import DEFAULT_THRESHOLD
 from . import files_api
 from .deadline import DeadlineAdapter
 from .images import DEFAULT_JPEG_QUALITY, DEFAULT_MAX_SIDE, PreparedImage, prepare_image
@@ -187,7 +187,7 @@ class GeminiClient:
             adapter = DeadlineAdapter(pool_connections=4, pool_maxsize=max(1, pool_size))
             session.mount("https://", adapter)
             session.mount("http://", adapter)
-        from .. import __version__
+        from .._version import __version__
 
         self._http = Transport(api_key, self.timeout, retry, session, deadline=deadline, on_retry=on_retry,
                                max_body_bytes=max_response_bytes,
@@ -404,7 +404,8 @@ class GeminiClient:
 
     def detect(self, image: Any, prompt: str | None = None, classes: Sequence[str] | None = None,
                threshold: int = DEFAULT_THRESHOLD, *, generation_config: Mapping[str, Any] | None = None):
-        """Boxes for ``image`` as :class:`~visionkit.detections.Detections` in the original image's pixels.
+        """Boxes for ``image`` as :class:`~visionkit.core.detections.Detections` in the original image's
+        pixels.
 
         Raises:
             APIError: the request failed; BlockedError / EmptyResponseError for a withheld or empty answer.
@@ -420,7 +421,7 @@ class GeminiClient:
 
     def _annotate_parse(self, image: Any, task: str, prompt: str | None, classes: Sequence[str] | None,
                         threshold: int, generation_config: Mapping[str, Any] | None):
-        from ..parse import parse_response
+        from ..answers.parse import parse_response
 
         result = self.annotate(image, task, prompt=prompt, classes=classes,
                                generation_config=generation_config)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from ..errors import ConfigError, InputError
-from ..imageio import ImageSource, open_upright
+from ..media.imageio import ImageSource, open_upright
 
 __all__ = ["DEFAULT_JPEG_QUALITY", "DEFAULT_MAX_SIDE", "PreparedImage", "prepare_image"]
 
@@ -61,7 +61,7 @@ def prepare_image(source: ImageSource, max_side: int = DEFAULT_MAX_SIDE,
     """Open ``source`` upright, shrink it so its longest side is ``<= max_side``, and encode it.
 
     Args:
-        source: a path, PIL image or uint8 array (see :func:`visionkit.imageio.open_upright`).
+        source: a path, PIL image or uint8 array (see :func:`visionkit.media.imageio.open_upright`).
         max_side: longest side of the sent image in pixels. Images are never upscaled. Downscaling uses
             Lanczos resampling (alpha is premultiplied by Pillow while resampling).
         jpeg_quality: JPEG quality, 1-95.
@@ -71,7 +71,7 @@ def prepare_image(source: ImageSource, max_side: int = DEFAULT_MAX_SIDE,
         alpha channel is dropped and the image is sent as JPEG).
 
     Raises:
-        InputError: the image cannot be read (see :func:`~visionkit.imageio.open_upright`).
+        InputError: the image cannot be read (see :func:`~visionkit.media.imageio.open_upright`).
         ConfigError: ``max_side`` or ``jpeg_quality`` out of range.
     """
     if not isinstance(max_side, int) or max_side < 1:

@@ -26,8 +26,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..core.tasks import TASKS, check_task  # re-exported: they live where the offline path can import them
 from ..errors import ConfigError
-from ..tasks import TASKS, check_task  # re-exported: they live where the offline path can import them
 
 __all__ = [
     "DEFAULT_MAX_OBJECTS",

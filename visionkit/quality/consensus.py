@@ -6,7 +6,7 @@ COCO dataset (a run folder's ``annotations.json``) works.
 Per image (joined by ``file_name``):
 
 1. **Matching.** Objects are matched across runs by IoU, class-agnostic (so label disagreements can be
-   seen): mask IoU when both have masks, else box IoU (:func:`visionkit.quality.overlap.pair_iou`). The
+   seen): mask IoU when both have masks, else box IoU (:func:`visionkit.core.overlap.pair_iou`). The
    first run's objects start the groups; each further run is matched to the groups by Hungarian matching
    (``scipy.optimize.linear_sum_assignment``) on the mean IoU with the group's members, and a pair is kept
    only when that IoU is ``>= iou``. Unmatched objects start new groups. A group holds at most one object
@@ -14,10 +14,10 @@ Per image (joined by ``file_name``):
 2. **Score** = the fraction of runs that found the object: group size / number of runs that have the image
    (an image missing from a run, e.g. a failed image, does not count against its objects).
 3. **Label** = the most common label in the group (compared after
-   :func:`visionkit.coco.normalize_label`); a tie goes to the earliest run. Groups whose members disagree
+   :func:`visionkit.core.text.normalize_label`); a tie goes to the earliest run. Groups whose members disagree
    are reported per object.
 4. **Box** = the element-wise median of the members' boxes. **Mask** = per-pixel vote of the members'
-   masks, on crops (:func:`visionkit.quality.overlap.majority_crop`: at least half of the masks).
+   masks, on crops (:func:`visionkit.core.overlap.majority_crop`: at least half of the masks).
 
 The merged dataset is ordinary COCO with a ``score`` on every annotation, so
 :func:`visionkit.to_results` turns it into a valid results file and AP against ground truth ranks by
@@ -33,11 +33,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..coco import normalize_label, to_coco
-from ..detections import Detections, MaskCrop
+from ..core.detections import Detections
+from ..core.maskcrop import MaskCrop
+from ..core.overlap import majority_crop, pair_iou
+from ..core.text import normalize_label
 from ..errors import ConfigError, InputError
+from ..formats.coco import to_coco
 from .datasets import DatasetSource, ann_to_crop, category_names, load_dataset
-from .overlap import majority_crop, pair_iou
 
 __all__ = ["DEFAULT_IOU", "consensus", "match"]
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..detections import MaskCrop
+from ..core.maskcrop import MaskCrop
 from ..errors import InputError
 from ..formats.coco_read import rle_to_crop, segmentation_rle
 

@@ -7,7 +7,7 @@
   ``unmatched_images`` and left out. Truth images with no prediction count as all missed. A file name
   listed twice in one dataset is an InputError.
 * **Categories** are mapped by name with the same normalisation (case, spaces, simple plurals,
-  :func:`visionkit.coco.normalize_label`) and aliases as :func:`visionkit.to_coco`. The truth's ids are
+  :func:`visionkit.core.text.normalize_label`) and aliases as :func:`visionkit.to_coco`. The truth's ids are
   taken as they are, 0 included (Roboflow exports a supercategory with id 0). When two truth categories
   normalise to the same name and only one has truth objects (a Roboflow supercategory named like its
   class), that one is used; otherwise that is an InputError naming the truth file. Unmapped predictions
@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from ..coco import normalize_label
+from ..core.text import normalize_label
 from ..errors import ConfigError, InputError
 from .datasets import DatasetSource, ann_rle, category_names, dataset_path, load_dataset
 

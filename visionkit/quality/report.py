@@ -33,10 +33,10 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from ..atomic import atomic_open, write_bytes_atomic
 from ..errors import ConfigError, InputError
-from ..keys import load_key_map
-from ..run_warnings import WARNINGS_FILE
+from ..media.atomic import atomic_open, write_bytes_atomic
+from ..run.keys import load_key_map
+from ..run.warnings import WARNINGS_FILE
 from ._report_page import PAGE
 from .datasets import category_names, load_dataset
 

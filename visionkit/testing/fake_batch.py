@@ -43,7 +43,6 @@ from .fake_responses import error_body, text_response
 from .faults import Fault
 
 if TYPE_CHECKING:
-    from .fake_gemini import FakeGemini
     from .fake_http import Handler
 
 __all__ = ["KINDS", "FakeBatch", "FakeJob", "slow_timeline"]
@@ -110,7 +109,7 @@ class FakeBatch:
         page_size: the most jobs per list page.
     """
 
-    def __init__(self, fake: FakeGemini):
+    def __init__(self, fake: Any):  # the FakeGemini that owns these jobs (it imports this module)
         self.fake = fake
         self.timeline: tuple[str, ...] = ("PENDING", "RUNNING", "SUCCEEDED")
         self.state_style = "BATCH"

@@ -1,9 +1,9 @@
-"""``python -m visionkit.testing.fake_gemini``: a FakeGemini from the shell, printing its base URL.
+"""``python -m visionkit.testing``: a FakeGemini from the shell, printing its base URL.
 
 ::
 
-    python -m visionkit.testing.fake_gemini --port 0 --replay fixtures/replay --images fixtures/images
-    python -m visionkit.testing.fake_gemini --dialects --seg-tokens
+    python -m visionkit.testing --port 0 --replay fixtures/replay --images fixtures/images
+    python -m visionkit.testing --dialects --seg-tokens
 
 The first line on stdout is the base URL (``http://127.0.0.1:<port>``); pass it as ``--base-url``. Any
 API key is accepted. Ctrl-C stops the server.
@@ -23,8 +23,8 @@ __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m visionkit.testing.fake_gemini``: serve a FakeGemini until Ctrl-C, printing its URL."""
-    parser = argparse.ArgumentParser(prog="python -m visionkit.testing.fake_gemini",
+    """``python -m visionkit.testing``: serve a FakeGemini until Ctrl-C, printing its URL."""
+    parser = argparse.ArgumentParser(prog="python -m visionkit.testing",
                                      description="A local stand-in for the Gemini REST API (no key needed; "
                                                  "any key is accepted).")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default 0: any free port)")

@@ -35,8 +35,8 @@ generateContent endpoint in :mod:`visionkit.testing.fake_generate`, the Files AP
 
 From a shell (prints its base URL, serves until Ctrl-C)::
 
-    python -m visionkit.testing.fake_gemini --port 0 --replay fixtures/replay --images fixtures/images
-    python -m visionkit.testing.fake_gemini --dialects --seg-tokens
+    python -m visionkit.testing --port 0 --replay fixtures/replay --images fixtures/images
+    python -m visionkit.testing --dialects --seg-tokens
 """
 
 from __future__ import annotations
@@ -45,10 +45,9 @@ import contextlib
 import json
 import re
 import socket
-import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -79,7 +78,7 @@ __all__ = [
     "answer_response",
     "default_responder",
     "error_body",
-    "main",
+
     "text_response",
 ]
 
@@ -316,14 +315,3 @@ class FakeGemini(GenerateEndpoint, FilesEndpoints):
                 {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
                  "domain": "googleapis.com"}])
         return None
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m visionkit.testing.fake_gemini`` (see :mod:`visionkit.testing.fake_cli`)."""
-    from .fake_cli import main as run
-
-    return run(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,5 +1,6 @@
-"""The wire of :class:`~visionkit.testing.FakeGemini`: the threading HTTP server, its request handler, and
-the ways an answer goes out (a whole response, or a reset connection)."""
+"""The HTTP core of :class:`~visionkit.testing.FakeGemini`: the threading HTTP server, its request handler,
+and the ways an answer goes out (a whole response, or a reset connection). The endpoint modules (generate,
+files, batch) and the fake build on it; it imports none of them."""
 
 from __future__ import annotations
 
@@ -10,12 +11,18 @@ import struct
 from collections.abc import Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .fake_gemini import FakeGemini
+__all__ = ["Endpoints", "Handler", "Server", "reset", "send", "send_json"]
 
-__all__ = ["Handler", "Server", "reset", "send", "send_json"]
+
+class Endpoints(Protocol):
+    """What the HTTP core calls: the fake that owns the endpoints (:class:`~visionkit.testing.FakeGemini`).
+    The core never imports the fake; the fake and its endpoint modules import the core."""
+
+    def _handle(self, h: Handler) -> None: ...
+
+    def _track(self, conn: socket.socket, add: bool) -> None: ...
 
 
 class Server(ThreadingHTTPServer):
@@ -27,7 +34,7 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 256
     allow_reuse_address = True
 
-    def __init__(self, fake: FakeGemini, address: tuple[str, int]):
+    def __init__(self, fake: Endpoints, address: tuple[str, int]):
         self.fake = fake
         super().__init__(address, Handler)
 

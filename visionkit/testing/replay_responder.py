@@ -16,8 +16,9 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..gemini.images import DEFAULT_MAX_SIDE, prepare_image
-from ..imageio import iter_images
-from .fake_gemini import RecordedRequest, text_response
+from ..media.imageio import iter_images
+from .fake_records import RecordedRequest
+from .fake_responses import text_response
 
 __all__ = ["ReplayResponder"]
 

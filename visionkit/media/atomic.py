@@ -1,0 +1,108 @@
+"""Atomic file writes: write a temp file in the target's folder, fsync, rename over the target, then
+fsync the folder (POSIX), so the new name itself survives a power loss.
+
+A reader sees the old file or the new one, never half of one, even after ``kill -9``. The temp file is
+created with mode ``0o666`` and the kernel applies the umask, so the new file gets the usual permissions,
+not ``mkstemp``'s private ``0o600`` (and the process umask is never changed, which would race with other
+threads creating files).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from ..errors import ExportError
+
+__all__ = ["atomic_open", "write_bytes_atomic", "write_json_atomic"]
+
+_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """Create a new, uniquely named file beside ``path``; return its descriptor and path."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, _FLAGS, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no unused temp file name beside {path}")
+
+
+def _sync_folder(folder: Path) -> None:
+    """fsync ``folder``, so the rename in it survives a power loss (POSIX; elsewhere a folder cannot be
+    opened for it, and the rename is left to the file system)."""
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return  # e.g. no read permission on the folder: the file itself is synced and complete
+    try:
+        with contextlib.suppress(OSError):  # some file systems refuse fsync on a folder (EINVAL)
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", *, durable: bool = True) -> Iterator[IO]:
+    """Open a temp file beside ``path`` for writing; on a clean exit it replaces ``path``.
+
+    ``mode`` is ``"w"`` (UTF-8 text) or ``"wb"``. On an exception the temp file is removed and ``path`` is
+    left as it was. OS errors become :class:`ExportError` naming the path. ``durable=False`` skips the
+    fsyncs (file and folder): readers still never see half a file, but after a power loss the new file
+    may be lost; only for files that can be made again (overlays), where the fsync cost more wall time
+    than drawing them.
+    """
+    path = Path(path)
+    if mode not in ("w", "wb"):
+        raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _create_temp(path)
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {exc}") from exc
+    replaced = False
+    try:
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as fh:
+            yield fh
+            fh.flush()
+            if durable:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        replaced = True
+        if durable:
+            _sync_folder(path.parent)
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {exc}") from exc
+    finally:
+        if not replaced:
+            with contextlib.suppress(OSError):  # keep the error that brought us here
+                os.unlink(tmp)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, durable: bool = True) -> Path:
+    """Write ``data`` to ``path`` atomically (``durable``: as :func:`atomic_open`)."""
+    with atomic_open(path, "wb", durable=durable) as fh:
+        fh.write(data)
+    return Path(path)
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None = None) -> Path:
+    """Write JSON to ``path`` atomically: a temp file in the same folder, fsync, then ``os.replace``."""
+    try:
+        # encoded here, so a string that is not UTF-8 (a lone surrogate) is an ExportError, not a crash
+        # half way through the temp file
+        data = json.dumps(obj, ensure_ascii=False, indent=indent).encode("utf-8")
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+        raise ExportError(f"cannot write {path}: {exc}") from exc
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
+    return Path(path)

@@ -1,0 +1,183 @@
+"""The per-image step of a label run: read the image, get its answer (asked, cached or replayed), parse it,
+build its annotations and draw its overlay. One image at a time, never raising: what happened is returned
+as an :class:`ImageResult`, with the image's record for ``annotations.json``.
+
+:mod:`visionkit.run.pipeline` runs this step for many images (on threads, or on worker processes through
+:func:`init_step` and :func:`offline_step`); :mod:`visionkit.run.redraw` runs it to redraw a run's overlays.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..answers.parse import parse_response
+from ..core.detections import ParseWarning
+from ..draw.overlay_files import OVERLAY_FORMATS, write_overlay
+from ..errors import AuthError, BadRequestError, InputError, NotFoundError, RateLimitError, VisionkitError
+from ..formats.coco import image_annotations
+from ..formats.keypoints import point_annotations
+from ..media import imageio
+from .answer_source import AnswerSource, read_answer
+from .reask import saved_meta
+from .usage import answer_usage
+
+__all__ = ["ImageResult", "ReplayAnswer", "StepConfig", "init_step", "offline_step", "process_one",
+           "replay_answer"]
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """What happened to one image. ``error`` is set when it failed; ``stage`` says where."""
+
+    file: str
+    key: str
+    ok: bool
+    source: str  # "replay", "cache", "api" or "" (failed before an answer was found)
+    detections: int = 0
+    warnings: tuple[ParseWarning, ...] = ()
+    attempts: int = 0
+    stage: str = ""
+    error: str = ""
+    reason: str = ""
+    fatal: bool = False
+    overlay_error: str = ""  # set when the image succeeded but its overlay could not be drawn or written
+    usage: dict | None = None  # tokens this image's requests used in this run (online answers only)
+    reasked: bool = False  # its masks did not decode and it was asked again with the polygon prompt
+
+
+@dataclass(frozen=True)
+class StepConfig:
+    """Everything the per-image step needs besides the image and its answer. Picklable: it is sent to
+    each worker process once (see :func:`init_step`)."""
+
+    out: Path
+    task: str
+    threshold: int
+    polygons: bool
+    overlay: tuple[str, int | None] | None  # (format, max_side), or None for no overlay
+    dedupe: float | None = None
+    polygon_holes: str = "rle"
+
+    def kwargs(self) -> dict:
+        return {"out": self.out, "task": self.task, "threshold": self.threshold, "polygons": self.polygons,
+                "overlay": self.overlay, "dedupe": self.dedupe, "polygon_holes": self.polygon_holes}
+
+
+@dataclass(frozen=True)
+class ReplayAnswer:
+    """One image's replay file, found by the parent (which knows every image's stem), read by a worker."""
+
+    replay: Path
+    found: Path | None
+    error: str = ""
+
+    def get(self, path: Path, file_name: str, key: str) -> tuple[Any, str, int, str | None]:
+        if self.found is None:
+            raise InputError(self.error)
+        return read_answer(self.found), "replay", 0, None
+
+
+def replay_answer(source: AnswerSource, path: Path, file_name: str, key: str) -> ReplayAnswer:
+    """Find one image's replay file in ``source.replay`` for a worker; a missing one is reported when the
+    worker asks for the answer, so the image fails at the "answer" stage."""
+    try:
+        return ReplayAnswer(source.replay, source.replay_file(path, file_name, key))
+    except InputError as exc:
+        return ReplayAnswer(source.replay, None, str(exc))
+
+
+_STEP: list[StepConfig] = []  # set once in each worker process
+
+
+def init_step(step: StepConfig) -> None:
+    """The worker processes' initializer: keep the run's :class:`StepConfig`."""
+    _STEP[:] = [step]
+
+
+def offline_step(path: Path, file_name: str, key: str, answer: ReplayAnswer
+                 ) -> tuple[ImageResult, dict | None]:
+    """The per-image step in a worker process; all inputs are explicit and picklable."""
+    return process_one(path, file_name, key, source=answer, **_STEP[0].kwargs())
+
+
+def _is_fatal(exc: BaseException) -> bool:
+    """Failures that would repeat for every image: a bad or unauthorised key, an unknown model, a daily
+    quota. Going on would only send more doomed (and possibly billed) requests."""
+    if isinstance(exc, (AuthError, NotFoundError)):
+        return True
+    if isinstance(exc, RateLimitError):
+        return exc.per_day
+    return isinstance(exc, BadRequestError) and "api key" in (exc.api_message or "").lower()
+
+
+def process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, out: Path, task: str,
+                threshold: int, polygons: bool, overlay: tuple[str, int | None] | None,
+                dedupe: float | None = None, polygon_holes: str = "rle"
+                ) -> tuple[ImageResult, dict | None]:
+    """Answer -> detections -> annotations (+ overlay) for one image. Never raises an Exception.
+
+    ``overlay`` is ``(format, max_side)``, or None for no overlay. An overlay that cannot be drawn or
+    written does not fail the image: its annotations are kept, and the result carries ``overlay_error``.
+    """
+    stage, origin, attempts, usage, reasked = "answer", "", 0, None, False
+    try:
+        origin = "api" if source.replay is None else "replay"
+        answer, origin, attempts, note = source.get(path, file_name, key)
+        meta = saved_meta(answer)  # what visionkit noted beside the answer: usage, mask order
+        if origin == "api":
+            usage = answer_usage(answer)
+            reasked = bool(meta.get("reasked"))
+        stage = "image"
+        size_wh = imageio.image_size(path)  # header only: the pixels are decoded for the overlay alone
+        large = imageio.large_image_note(size_wh)
+        stage = "parse"
+        order = meta.get("maskOrder") if meta.get("maskOrder") in ("yx", "xy") else None
+        dets = parse_response(answer, size_wh, threshold, mask_order=order,
+                              masks=(task == "segment" and meta.get("maskFormat") != "none"))
+        if dedupe is not None:  # near-duplicates out before export and overlay
+            from ..core.dedupe import dedupe as drop_duplicates
+
+            dets = drop_duplicates(dets, dedupe)
+        stage = "export"
+        report: Counter = Counter()
+        anns = image_annotations(dets, polygons=polygons, polygon_holes=polygon_holes, report=report)
+        points = point_annotations(dets)
+    except VisionkitError as exc:
+        if origin == "api" and stage == "answer":
+            attempts = getattr(exc, "attempts", 1)
+            origin = origin if attempts else ""  # nothing was sent (a batch run's unanswered image)
+        elif origin == "api":
+            origin = "cache" if attempts == 0 else origin
+        return ImageResult(file_name, key, False, origin, attempts=attempts, stage=stage,
+                           error=type(exc).__name__, reason=str(exc), fatal=_is_fatal(exc), usage=usage,
+                           reasked=reasked), None
+    except Exception as exc:  # a bug must not stop the other images; it is reported as such
+        return ImageResult(file_name, key, False, origin, attempts=attempts, stage=stage,
+                           error=type(exc).__name__, usage=usage, reasked=reasked,
+                           reason=f"internal error (please report it): {exc!r}"), None
+    overlay_error = "" if overlay is None else _write_overlay(out, key, path, dets, overlay)
+    record = {"file_name": file_name, "width": size_wh[0], "height": size_wh[1], "annotations": anns,
+              "report": dict(report)}
+    if points:
+        record["points"] = points
+    notes = tuple(ParseWarning(None, None, n) for n in (note, large) if n)
+    warnings = (*notes, *dets.warnings) if notes else dets.warnings
+    return ImageResult(file_name, key, True, origin, detections=len(dets), warnings=warnings,
+                       attempts=attempts, overlay_error=overlay_error, usage=usage, reasked=reasked), record
+
+
+def _write_overlay(out: Path, key: str, image: Path, dets, overlay: tuple[str, int | None]) -> str:
+    """Read the image (again: holding it through the request would cost far more memory than a second
+    decode costs time), draw and write one overlay; returns "" or why it could not be done."""
+    fmt, max_side = overlay
+    try:
+        write_overlay(out / "overlays" / f"{key}{OVERLAY_FORMATS[fmt]}", image, dets, fmt=fmt,
+                      max_side=max_side)
+    except VisionkitError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # a drawing bug must not cost the image its annotations
+        return f"internal error drawing the overlay (please report it): {exc!r}"
+    return ""

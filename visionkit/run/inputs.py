@@ -1,0 +1,132 @@
+"""Which files a labeling run reads: the images under the inputs, minus output folders and filtered.
+
+Output folders are never read as input: the run's own ``--out`` (so ``label photos --out photos/labels``
+run twice does not label its own overlays, or pay for them online), and any other visionkit output folder
+found while searching an input folder (one holding a visionkit ``keys.json``, or ``annotations.json``
+beside ``failures.json``, as every version writes). A file or folder named directly as an input is used
+unless it lies under ``--out``. Each run that skips something says so once, in a notice.
+
+Filters, in this order: ``glob`` keeps the files that match any of its patterns, ``exclude`` drops those
+that match any of its patterns, and ``limit`` keeps the first N (inputs are in a stable order). A pattern is
+an ``fnmatch`` pattern, matched case-insensitively against the path relative to the input folder (``*``
+also matches ``/``) and against the file name, so ``*.jpg`` matches ``a/b.JPG``.
+
+An image is named by its path relative to its input folder (``file_name`` in every output), so two images
+from different inputs with the same relative name (compared case-insensitively, as ``keys.json`` keys are)
+would become one image. Such inputs are refused before anything is written, naming both files; the same
+name twice under one input folder cannot happen, and ``a/x.jpg`` beside ``b/x.jpg`` is two names.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ConfigError, InputError
+from ..media import imageio
+from .keys import KEY_FILE, is_key_map
+
+__all__ = ["Inputs", "find_inputs", "is_output_folder"]
+
+
+@dataclass
+class Inputs:
+    """The images a run reads, as ``(path, root)`` pairs, and what was left out."""
+
+    images: list[tuple[Path, Path]]
+    notices: list[str] = field(default_factory=list)
+    found: int = 0  # images found before the filters
+
+
+def is_output_folder(folder: Path) -> bool:
+    """True when ``folder`` holds a visionkit run's output."""
+    return is_key_map(folder / KEY_FILE) or (
+        (folder / "annotations.json").is_file() and (folder / "failures.json").is_file())
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def find_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike], out: str | os.PathLike | None = None,
+                *, glob: Sequence[str] = (), exclude: Sequence[str] = (), limit: int | None = None) -> Inputs:
+    """The images of ``inputs`` (see :func:`visionkit.media.imageio.iter_images`) that a run into ``out``
+    reads.
+
+    Raises:
+        InputError: an input does not exist, a file given directly is not an image, or two images from
+            different inputs have the same name relative to their input folders.
+        ConfigError: ``limit`` is below 1.
+    """
+    if limit is not None and limit < 1:
+        raise ConfigError(f"limit must be >= 1, got {limit}")
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    out_dir = None if out is None else Path(out).resolve()
+    pruned: list[Path] = []
+
+    def prune(folder: Path) -> bool:
+        real = folder.resolve()
+        if (out_dir is not None and real == out_dir) or is_output_folder(folder):
+            pruned.append(folder)
+            return True
+        return False
+
+    named, under_out = [], []
+    for item in inputs:
+        if out_dir is not None and _inside(Path(item).resolve(), out_dir):
+            under_out.append(Path(item))
+        else:
+            named.append(item)
+    images = imageio.iter_images(named, prune=prune) if named else []
+    found = len(images)
+    images = [(p, r) for p, r in images if _keep(p.relative_to(r).as_posix(), glob, exclude)]
+    _refuse_same_names(images)
+    if limit is not None:
+        images = images[:limit]
+    notices = []
+    if pruned or under_out:
+        where = ", ".join(str(p) for p in [*under_out, *pruned])
+        notices.append(f"skipped visionkit output folders (the --out folder and earlier runs' outputs are "
+                       f"never read as input): {where}")
+    if len(images) < found:
+        notices.append(f"using {len(images)} of the {found} images found"
+                       + (f" (--glob {' '.join(glob)})" if glob else "")
+                       + (f" (--exclude {' '.join(exclude)})" if exclude else "")
+                       + (f" (--limit {limit})" if limit is not None else ""))
+    return Inputs(images, notices, found)
+
+
+def _refuse_same_names(images: Sequence[tuple[Path, Path]]) -> None:
+    """Raise InputError when two images from different input roots share a relative name (casefolded)."""
+    first: dict[str, tuple[Path, Path]] = {}
+    resolved: dict[Path, Path] = {}
+    for path, root in images:
+        rel = path.relative_to(root).as_posix()
+        real_root = resolved.setdefault(root, root.resolve())
+        other = first.setdefault(rel.casefold(), (path, real_root))
+        if other[1] == real_root:
+            continue
+        a, b = other[0].resolve(), path.resolve()
+        try:
+            common = f" ({os.path.commonpath([a, b])})"
+        except ValueError:  # different drives on Windows
+            common = ""
+        raise InputError(
+            f"two inputs have an image named {rel!r} relative to their input folders: {a} and {b}. Each "
+            f"image is named by its path relative to its input folder, so these would become one image. "
+            f"Label them into different output folders (--out), or pass their common parent folder{common} "
+            f"as the input so their names differ")
+
+
+def _matches(rel: str, patterns: Sequence[str]) -> bool:
+    rel, name = rel.casefold(), rel.rsplit("/", 1)[-1].casefold()
+    return any(fnmatch.fnmatchcase(rel, p.casefold()) or fnmatch.fnmatchcase(name, p.casefold())
+               for p in patterns)
+
+
+def _keep(rel: str, glob: Sequence[str], exclude: Sequence[str]) -> bool:
+    return (not glob or _matches(rel, glob)) and not (exclude and _matches(rel, exclude))

@@ -1,0 +1,91 @@
+"""What a label run reports: a :class:`Progress` snapshot after every image, and the :class:`LabelSummary`
+that :func:`visionkit.run.pipeline.label` returns, which adds up every image's
+:class:`~visionkit.run.image_step.ImageResult`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..core.usage import Usage
+from .image_step import ImageResult
+
+__all__ = ["LabelSummary", "Progress"]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A progress snapshot, sent after every image."""
+
+    total: int
+    done: int
+    failed: int
+    cached: int
+    retries: int
+    elapsed: float
+    in_flight: int = 0  # images being worked on (requests in flight, online)
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at the current pace, or None before the first image."""
+        finished = self.done + self.failed
+        if finished == 0:
+            return None
+        return self.elapsed / finished * (self.total - finished)
+
+
+@dataclass
+class LabelSummary:
+    """The outcome of :func:`visionkit.run.pipeline.label`."""
+
+    out: Path
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cached: int = 0
+    requested: int = 0
+    retries: int = 0
+    detections: int = 0
+    annotations: int = 0
+    warnings: int = 0
+    elapsed: float = 0.0
+    failures: list[dict] = field(default_factory=list)
+    export_report: dict = field(default_factory=dict)
+    points: int = 0  # point answers written to keypoints.json
+    stopped: str | None = None  # why the run stopped early, if it did
+    notices: list[str] = field(default_factory=list)  # things the user should hear once (skipped inputs)
+    overlay_failures: list[dict] = field(default_factory=list)  # annotations kept, overlay not written
+    kept_previous: str | None = None  # why annotations.json was left as it was, if it was
+    lost_images: list[str] = field(default_factory=list)  # had annotations before, have none now
+    previous_note: str | None = None  # set when an older, fuller annotations.previous.json was kept instead
+    export_errors: list[str] = field(default_factory=list)  # outputs that could not be written (full disk)
+    unsaved: int = 0  # paid answers that could not be saved, even when retried at the end
+    usage: Usage = field(default_factory=Usage)  # tokens spent by this run's requests (see
+                                                 # visionkit.core.usage)
+    reasked: int = 0  # images asked again with the polygon prompt (their masks did not decode)
+
+    @property
+    def ok(self) -> bool:
+        """True when every image succeeded and every output was written."""
+        return self.failed == 0 and not self.overlay_failures and not self.export_errors and not self.unsaved
+
+    def add(self, result: ImageResult) -> None:
+        """Count one image's result."""
+        self.warnings += len(result.warnings)
+        self.retries += max(result.attempts - 1, 0)
+        self.cached += result.source == "cache"
+        self.requested += result.source == "api"
+        self.reasked += result.reasked
+        if result.usage:
+            self.usage.add(Usage.of(result.usage))
+        if result.ok:
+            self.succeeded += 1
+            self.detections += result.detections
+            if result.overlay_error:
+                self.overlay_failures.append({
+                    "file": result.file, "key": result.key, "stage": "overlay", "error": "ExportError",
+                    "reason": f"{result.overlay_error} (the image's annotations are in annotations.json)"})
+        else:
+            self.failed += 1
+            self.failures.append({"file": result.file, "key": result.key, "stage": result.stage,
+                                  "error": result.error, "reason": result.reason})
