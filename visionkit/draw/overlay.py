@@ -45,6 +45,7 @@ import os
 import unicodedata
 import warnings
 import zlib
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -109,7 +110,8 @@ def _text_color(bg: tuple[int, int, int]) -> tuple[int, int, int]:
 def draw_overlay(image: np.ndarray, detections: Detections, *, alpha: float = 0.45,
                  draw_masks: bool = True, draw_boxes: bool = True, draw_labels: bool = True,
                  show_scores: bool = True, thickness: int | None = None,
-                 font: str | os.PathLike | None = None, font_size: int | None = None) -> np.ndarray:
+                 font: str | os.PathLike | None = None, font_size: int | None = None,
+                 on_missing_glyphs: Callable[[str], None] | None = None) -> np.ndarray:
     """Draw ``detections`` on a copy of ``image``.
 
     Args:
@@ -122,6 +124,8 @@ def draw_overlay(image: np.ndarray, detections: Detections, *, alpha: float = 0.
         thickness: box outline width in pixels (>= 1); default ``max(1, round(min(W, H) / 400))``.
         font: a TrueType/OpenType font file; default: :func:`visionkit.draw.fonts.find_font`'s lookup.
         font_size: text size in pixels (>= 1); default ``max(10, round(min(W, H) * 0.022))``.
+        on_missing_glyphs: called with the message about a label the font cannot draw, instead of a
+            :class:`MissingGlyphWarning` (the label run reports it as the image's warning).
 
     Returns:
         A new C-contiguous RGB ``uint8 (H, W, 3)`` array.
@@ -189,10 +193,13 @@ def draw_overlay(image: np.ndarray, detections: Detections, *, alpha: float = 0.
                 continue
             missing = _missing_glyphs(text, font_path, emoji_path)
             if missing:
-                warnings.warn(MissingGlyphWarning(
-                    f"label {label!r}: the font {font_path or '(Pillow built-in, Latin only)'} cannot draw "
-                    f"{missing!r}, which show as boxes; set VISIONKIT_FONT to a font that has them (see "
-                    "README, Fonts)"), stacklevel=1)  # attributed here: once per label, whoever draws
+                message = (f"label {label!r}: the font {font_path or '(Pillow built-in, Latin only)'} "
+                           f"cannot draw {missing!r}, which show as boxes; set VISIONKIT_FONT to a font "
+                           "that has them (see README, Fonts)")
+                if on_missing_glyphs is not None:
+                    on_missing_glyphs(message)
+                else:  # attributed here: once per label, whoever draws
+                    warnings.warn(MissingGlyphWarning(message), stacklevel=1)
             tag = render_tag(text, colors[i], font_size, font_path, emoji_path)
             th, tw = tag.shape[:2]
             if has_box[i] or not has_point[i]:

@@ -91,8 +91,11 @@ def resolve_key(api_key: str | None) -> str:
     candidates = [("api_key argument", api_key)] + [(name, os.environ.get(name)) for name in KEY_ENV_VARS]
     found = [(where, value.strip()) for where, value in candidates if value and value.strip()]
     if not found:
-        raise ConfigError("no Gemini API key: pass api_key=... or set the GEMINI_API_KEY (or GOOGLE_API_KEY) "
-                          "environment variable; get a key at https://aistudio.google.com/apikey")
+        # Worded for the command line as well as for Python (where GeminiClient(api_key=...) also works,
+        # as its docstring says): `pass api_key=...` means nothing to a CLI user.
+        raise ConfigError("no Gemini API key: set the GEMINI_API_KEY (or GOOGLE_API_KEY) environment "
+                          "variable, e.g. export GEMINI_API_KEY=...; get a key at "
+                          "https://aistudio.google.com/apikey")
     where, key = found[0]
     if where in KEY_ENV_VARS and len(found) > 1 and found[1][1] != key:
         logger.warning("both %s and %s are set to different keys; using %s", where, found[1][0], where)

@@ -9,6 +9,7 @@ as an :class:`ImageResult`, with the image's record for ``annotations.json``.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,24 +159,27 @@ def process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, o
         return ImageResult(file_name, key, False, origin, attempts=attempts, stage=stage,
                            error=type(exc).__name__, usage=usage, reasked=reasked,
                            reason=f"internal error (please report it): {exc!r}"), None
-    overlay_error = "" if overlay is None else _write_overlay(out, key, path, dets, overlay)
+    glyphs: list[str] = []  # labels the font cannot draw: the image's warnings, shown and counted as such
+    overlay_error = "" if overlay is None else _write_overlay(out, key, path, dets, overlay, glyphs.append)
     record = {"file_name": file_name, "width": size_wh[0], "height": size_wh[1], "annotations": anns,
               "report": dict(report)}
     if points:
         record["points"] = points
-    notes = tuple(ParseWarning(None, None, n) for n in (note, large) if n)
+    notes = (*(ParseWarning(None, None, n) for n in (note, large) if n),
+             *(ParseWarning(None, "overlay", g) for g in glyphs))
     warnings = (*notes, *dets.warnings) if notes else dets.warnings
     return ImageResult(file_name, key, True, origin, detections=len(dets), warnings=warnings,
                        attempts=attempts, overlay_error=overlay_error, usage=usage, reasked=reasked), record
 
 
-def _write_overlay(out: Path, key: str, image: Path, dets, overlay: tuple[str, int | None]) -> str:
+def _write_overlay(out: Path, key: str, image: Path, dets, overlay: tuple[str, int | None],
+                   on_missing_glyphs: Callable[[str], None]) -> str:
     """Read the image (again: holding it through the request would cost far more memory than a second
     decode costs time), draw and write one overlay; returns "" or why it could not be done."""
     fmt, max_side = overlay
     try:
         write_overlay(out / "overlays" / f"{key}{OVERLAY_FORMATS[fmt]}", image, dets, fmt=fmt,
-                      max_side=max_side)
+                      max_side=max_side, on_missing_glyphs=on_missing_glyphs)
     except VisionkitError as exc:
         return f"{type(exc).__name__}: {exc}"
     except Exception as exc:  # a drawing bug must not cost the image its annotations
