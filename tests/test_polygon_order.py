@@ -55,9 +55,9 @@ def test_a_stated_order_is_never_guessed(mask_order):
     assert not [w for w in d.warnings if "guessed" in w.reason]
 
 
-def test_the_readme_states_the_same_rule():
+def test_the_docs_state_the_same_rule():
     from pathlib import Path
 
-    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    readme = " ".join((Path(__file__).parents[1] / "docs" / "api.md").read_text().split())
     assert "inside the item's `box_2d` as given" in readme and "grown by 15 grid units" in readme
     assert "a quarter of the points" in readme

@@ -195,7 +195,7 @@ def draw_overlay(image: np.ndarray, detections: Detections, *, alpha: float = 0.
             if missing:
                 message = (f"label {label!r}: the font {font_path or '(Pillow built-in, Latin only)'} "
                            f"cannot draw {missing!r}, which show as boxes; set VISIONKIT_FONT to a font "
-                           "that has them (see README, Fonts)")
+                           "that has them (see docs/cli.md, Fonts)")
                 if on_missing_glyphs is not None:
                     on_missing_glyphs(message)
                 else:  # attributed here: once per label, whoever draws
