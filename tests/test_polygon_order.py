@@ -1,7 +1,7 @@
-"""Issue 19 #13: the polygon axis-order rule is the one the README states, and a close call is a per-item
-warning. Before, the box was widened by 15 grid units before counting (the README did not say so), so
-5 points inside as [x, y] against 3 as [y, x] became a tie, read as [y, x] (IoU 0.60 against the truth),
-without a word."""
+"""Issue 19 #13: the polygon axis-order rule is the one the docs (docs/api.md) state, and a close call is
+a per-item warning. Before, the box was widened by 15 grid units before counting (the README did not say
+so), so 5 points inside as [x, y] against 3 as [y, x] became a tie, read as [y, x] (IoU 0.60 against the
+truth), without a word."""
 
 from __future__ import annotations
 
