@@ -155,15 +155,14 @@ def guess_polygon_order(points: np.ndarray, box_2d: np.ndarray | None,
     n = len(pts)
     if box_2d is None:
         return OrderGuess("yx", 0, 0, n, True)
-    ymin, xmin, ymax, xmax = (float(v) for v in box_2d)
-
-    def inside(ys: np.ndarray, xs: np.ndarray, grow: float) -> int:
-        return int(np.count_nonzero((ys >= ymin - grow) & (ys <= ymax + grow)
-                                    & (xs >= xmin - grow) & (xs <= xmax + grow)))
-
-    as_yx, as_xy = inside(pts[:, 0], pts[:, 1], 0.0), inside(pts[:, 1], pts[:, 0], 0.0)
+    lo = np.array([float(box_2d[0]), float(box_2d[1])])  # ymin, xmin
+    hi = np.array([float(box_2d[2]), float(box_2d[3])])  # ymax, xmax
+    # how far each point lies outside the box (<= 0: inside, edges included), read each way round
+    off_yx = np.maximum(lo - pts, pts - hi).max(axis=1, initial=-np.inf)
+    off_xy = np.maximum(lo - pts[:, ::-1], pts[:, ::-1] - hi).max(axis=1, initial=-np.inf)
+    as_yx, as_xy = int(np.count_nonzero(off_yx <= 0)), int(np.count_nonzero(off_xy <= 0))
     if as_yx == as_xy:
-        grown_yx, grown_xy = inside(pts[:, 0], pts[:, 1], tolerance), inside(pts[:, 1], pts[:, 0], tolerance)
+        grown_yx, grown_xy = np.count_nonzero(off_yx <= tolerance), np.count_nonzero(off_xy <= tolerance)
         order = "xy" if grown_xy > grown_yx else "yx"
     else:
         order = "xy" if as_xy > as_yx else "yx"
