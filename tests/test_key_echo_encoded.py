@@ -16,6 +16,8 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from visionkit.cli import main
@@ -128,3 +130,28 @@ def test_the_fake_places_are_all_tested():
     from visionkit.testing.faults import ECHO_PLACES
 
     assert set(PLACES) <= set(ECHO_PLACES) and Path(__file__).exists()
+
+
+# -- property: any mix of encodings, anywhere, never survives; text without the key is left alone --------
+_FORMS = [lambda c: c, lambda c: f"\\u{ord(c):04x}", lambda c: f"\\\\u{ord(c):04X}",
+          lambda c: f"%{ord(c):02x}", lambda c: f"&#{ord(c)};", lambda c: f"&#x{ord(c):x};",
+          lambda c: f"\\x{ord(c):02x}"]
+_NOISE = st.text(alphabet=st.sampled_from(list("abc xyz{}[]\":,\\%&#;0123456789")), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_NOISE, _NOISE, st.lists(st.integers(0, len(_FORMS) - 1), min_size=len(KEY), max_size=len(KEY)),
+       st.integers(0, len(KEY) - 8), st.integers(8, len(KEY)), st.booleans())
+def test_any_encoding_of_a_key_run_is_redacted(before, after, forms, start, length, as_bytes):
+    run = KEY[start:start + length]
+    encoded = "".join(_FORMS[f](c) for f, c in zip(forms, run))
+    text = before + encoded + after
+    out = redact_key(text.encode() if as_bytes else text, KEY)
+    out = out.decode() if as_bytes else out
+    assert "[redacted]" in out and not _leaks(out.replace("[redacted]", "\0"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_NOISE)
+def test_text_without_the_key_is_returned_as_it_is(text):
+    assert redact_key(text, KEY) is text
