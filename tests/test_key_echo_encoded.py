@@ -122,7 +122,7 @@ def test_a_key_split_over_text_parts_is_redacted_in_each_part(pieces, thought, e
     body = json.dumps({"candidates": [{"content": {"parts": parts}}]}).encode()
     out = json.loads(redact_split_parts(body, KEY))["candidates"][0]["content"]["parts"]
     assert "".join(p["text"] for p in out if not p.get("thought")) == expected
-    lines = b"\n".join([body, b'{"key": "x"}', body])  # batch results: JSON lines
+    lines = b"\n".join([body, b'{"key": "x"}', b'{"cut off', body])  # batch results: JSON lines
     assert redact_split_parts(lines, KEY).count(b"[redacted]") == 2 * expected.count("[redacted]")
 
 

@@ -195,26 +195,29 @@ def _redact_joined(parts: list, key: str, min_run: int) -> bool:
     return changed
 
 
+def _loads(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        return _UNREADABLE
+
+
+_UNREADABLE = object()
+
+
 def redact_split_parts(body: bytes, key: str, min_run: int = MIN_KEY_FRAGMENT) -> bytes:
     """``body`` (a JSON response, or JSON lines of batch results) with the key redacted where it is whole
-    only once a candidate's text parts are joined; the same object when there was none."""
+    only once a candidate's text parts are joined; the same object when there was none. A line that is not
+    JSON is left as it is (no text parts can be joined in it)."""
     if len(key) < min_run or body.count(b'"text"') < 2:
         return body
-    try:
-        docs, lines = [json.loads(body)], False
-    except ValueError:
-        try:
-            docs, lines = [json.loads(line) if line.strip() else None for line in body.split(b"\n")], True
-        except ValueError:
-            return body
-    except RecursionError:
+    whole = _loads(body)
+    lines = [whole] if whole is not _UNREADABLE else [_loads(line) for line in body.split(b"\n")]
+    changed = [any([_redact_joined(parts, key, min_run) for parts in _part_lists(doc)])
+               if doc is not _UNREADABLE else False for doc in lines]
+    if not any(changed):
         return body
-    changed = False
-    for doc in docs:
-        for parts in _part_lists(doc):
-            changed |= _redact_joined(parts, key, min_run)
-    if not changed:
-        return body
-    if not lines:
-        return json.dumps(docs[0], ensure_ascii=False).encode("utf-8")
-    return b"\n".join(b"" if d is None else json.dumps(d, ensure_ascii=False).encode("utf-8") for d in docs)
+    if whole is not _UNREADABLE:
+        return json.dumps(whole, ensure_ascii=False).encode("utf-8")
+    return b"\n".join(json.dumps(doc, ensure_ascii=False).encode("utf-8") if was else line
+                      for doc, was, line in zip(lines, changed, body.split(b"\n")))
