@@ -291,3 +291,45 @@ def test_every_gemini_4_row_is_sourced():
     assert rows["Gemini 3.7 Flash"].routed_to == "gemini-3.8-flash"
     assert rows["Gemini 3.5 Flash"].routed_to == "gemini-3.6-flash"
     assert rows["Gemini 2.5 Flash"].status == rows["Gemini 2.5 Pro"].status == "routed"
+
+
+# -- readers of outside data: any message, any cache file --------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_CONFIGS = st.one_of(st.fixed_dictionaries({"thinkingLevel": st.sampled_from(
+    ["minimal", "low", "medium", "high", "xhigh", "LOW", "ultra"])}),
+    st.fixed_dictionaries({"thinkingBudget": st.integers(-1, 40000)}))
+_WORDS = st.sampled_from(["thinking", "level", "budget", "Thinking level", "THINKING_LEVEL_MINIMAL",
+                          "is not supported", "unsupported", "Allowed values are:", "low,", "high", "medium",
+                          "between 12 and 900", "invalid", "not enabled", "must be", ".", " "])
+
+
+@settings(max_examples=300, deadline=None)
+@given(message=st.one_of(st.text(max_size=200), st.lists(_WORDS, max_size=14).map(" ".join)),
+       sent=_CONFIGS, tried=st.lists(_CONFIGS, max_size=4))
+def test_next_setting_never_raises_and_never_repeats(message, sent, tried):
+    found = next_setting(message, sent, tried)
+    if found is not None:
+        config, why = found
+        assert config != sent and config not in tried and isinstance(why, str)
+        if config is None:  # only a model that says it does not think gets no field
+            assert "not enabled" in message.lower() or "not supported" in message.lower()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.one_of(st.binary(max_size=300),
+                      st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                                   lambda inner: st.lists(inner, max_size=4)
+                                   | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                                   max_leaves=20).map(lambda v: json.dumps(v).encode())))
+def test_any_cache_file_is_read_or_set_aside(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("c") / "models.json"
+    path.write_bytes(data)
+    cache = ModelCache(path)
+    entries = cache.entries()  # never raises: a corrupt file is set aside, with a warning
+    assert isinstance(entries, dict)
+    assert bool(cache.warnings) == (not path.exists())
+    assert cache.record("m", {"sent": {"thinkingLevel": "low"}})
+    assert ModelCache(path).get("m")["sent"] == {"thinkingLevel": "low"}

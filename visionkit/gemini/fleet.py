@@ -123,7 +123,8 @@ def list_models(client: Any, page_size: int = 1000) -> list[dict]:
                                       what="Models API list")
         page = _json_object(response, "models.list")
         models = page.get("models")
-        found.extend(m for m in models if isinstance(m, dict)) if isinstance(models, list) else None
+        if isinstance(models, list):
+            found.extend(m for m in models if isinstance(m, dict))
         token = page.get("nextPageToken") or ""
         if not isinstance(token, str) or not token:
             break

@@ -97,19 +97,19 @@ class ModelCache:
 
     def _read(self) -> dict[str, dict]:
         try:
-            text = self.path.read_text(encoding="utf-8")
+            raw = self.path.read_bytes()
         except FileNotFoundError:
             return {}
-        except (OSError, UnicodeDecodeError) as exc:
+        except OSError as exc:
             self._warn(f"the model cache {self.path} cannot be read ({exc}); models are learned again")
             return {}
         try:
-            data = json.loads(text)
+            data = json.loads(raw.decode("utf-8"))
             models = data["models"]
             if data.get("version") != _VERSION or not isinstance(models, dict) \
                     or not all(isinstance(k, str) and isinstance(v, dict) for k, v in models.items()):
                 raise ValueError("not a visionkit model cache")
-        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:  # incl. bad UTF-8
             self._set_aside(exc)
             return {}
         return models

@@ -41,7 +41,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .fake_responses import error_body
+from .fake_responses import error_body, model_resource
 
 __all__ = ["DEFAULT_OBJECTS", "DIALECTS", "LISTED", "THOUGHTS", "UNKNOWN_DIALECT", "Dialect", "Dialects"]
 
@@ -147,6 +147,7 @@ class Dialects:
         self.seg_tokens = seg_tokens
         self.flex_drop_every = flex_drop_every
         self.table = table
+        self.listed = LISTED  # the ids GET /v1beta/models lists
         self._lock = threading.Lock()
         self._flex_seen = 0
         self.flex_dropped = 0
@@ -207,8 +208,6 @@ class Dialects:
 
     def resource(self, model: str) -> dict | None:
         """The Models API's description of ``model`` (None: 404, a retired id)."""
-        from .fake_models import model_resource
-
         d = self.of(model)
         if d.retired:
             return None

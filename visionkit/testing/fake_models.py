@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .fake_responses import error_body
+from .fake_responses import error_body, model_resource
 
 if TYPE_CHECKING:
     from .dialects import Dialects
@@ -25,20 +25,6 @@ if TYPE_CHECKING:
 __all__ = ["MODEL_GET", "ModelsEndpoints", "model_resource"]
 
 MODEL_GET = re.compile(r"^/v1beta/models/([^/:]+)$")
-
-
-def model_resource(model: str, *, thinking: bool | None = False,
-                   methods: tuple[str, ...] = ("generateContent", "countTokens", "batchGenerateContent")
-                   ) -> dict:
-    """A Model resource as the API sends it (``thinking`` None leaves the field out)."""
-    resource: dict[str, Any] = {
-        "name": f"models/{model}", "baseModelId": model, "version": "001", "displayName": model,
-        "description": f"{model} (FakeGemini)", "inputTokenLimit": 1048576, "outputTokenLimit": 65536,
-        "supportedGenerationMethods": list(methods), "temperature": 1.0, "maxTemperature": 2.0,
-        "topP": 0.95, "topK": 64}
-    if thinking is not None:
-        resource["thinking"] = thinking
-    return resource
 
 
 class ModelsEndpoints:
@@ -65,9 +51,8 @@ class ModelsEndpoints:
         return self._send_json(h, 200, resource)
 
     def _model_list(self, h: Handler, query: Mapping[str, list[str]]) -> None:
-        from .dialects import LISTED
-
-        ids = list(dict.fromkeys([*LISTED, *(m for m, r in self.models.items() if r is not None)]))
+        listed = self.dialects.listed if self.dialects is not None else ()
+        ids = list(dict.fromkeys([*listed, *(m for m, r in self.models.items() if r is not None)]))
         resources = [r for r in (self._describe(m) for m in ids) if r is not None]
         try:
             size = max(1, min(int(query.get("pageSize", ["50"])[0]), 1000))
