@@ -151,9 +151,8 @@ MODELS: tuple[ModelInfo, ...] = (
               source="levels low|medium|high, default medium: ai.google.dev/gemini-api/docs/generate-content/"
                      "latest-model and docs.cloud.google.com/gemini-enterprise-agent-platform/models/guides/"
                      "gemini-4-argon; GA 2026-10-13: Gemini API changelog, via dev.to/aihubmix 'Gemini 4 "
-                     "Argon "
-                     "thinking_level'; minimal refused: superagenticai/superqode v2.22.0; 'being retired': "
-                     "docs.apiyi.com/en/live/2026-12 (third party, unconfirmed)"),
+                     "Argon thinking_level'; minimal refused: superagenticai/superqode v2.22.0; 'being "
+                     "retired': docs.apiyi.com/en/live/2026-12 (third party, unconfirmed)"),
     ModelInfo(r"gemini-4-hydrogen(-[a-z0-9.-]+)?", "Gemini 4 Hydrogen", "level", _LEVEL_G4,
               {"thinkingLevel": "low"}, "polygon", "unknown", "ga",
               "GA 2026-11-12, short lifecycle (>= 45 days' deprecation notice)",
@@ -163,9 +162,9 @@ MODELS: tuple[ModelInfo, ...] = (
     ModelInfo(r"gemini-4-neon(-[a-z0-9.-]+)?", "Gemini 4 Neon", "level", _LEVEL_G4,
               {"thinkingLevel": "low"}, "polygon", "unknown", "ga", "GA 2026-11-18",
               source="thinkingBudget and MINIMAL give 400, default high, temperature ignored: dev.to/"
-                     "aihubmix "
-                     "'gemini-4-neon migration'; levels low|medium|high|xhigh: documentation.s3ns.fr/gemini-"
-                     "enterprise-agent-platform/models/guides/gemini-4-neon (Google's guide, mirrored) and "
+                     "aihubmix 'gemini-4-neon migration'; levels low|medium|high|xhigh: "
+                     "documentation.s3ns.fr/gemini-enterprise-agent-platform/models/guides/gemini-4-neon "
+                     "(Google's guide, mirrored) and "
                      "docs.laozhang.ai (2026-11-22); released 2026-11-18: ivanusto/mitosis-orchestrator "
                      "v2.7.8"),
     ModelInfo(r"gemini-3(\.\d+)?-flash-lite(-[a-z0-9.-]+)?", "Gemini 3.x Flash-Lite", "level", _LEVEL_ALL,

@@ -130,8 +130,7 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
             (see :mod:`visionkit.run.reask`); both requests count in the usage.
         prices: ``(USD per 1M input tokens, USD per 1M output tokens)``: ``OUT/usage.json`` then holds the
             run's cost too (see :mod:`visionkit.core.usage`).
-        refresh_models: learn the model's thinking setting again, ignoring the per-user cache (see
-            :mod:`visionkit.run.model_check`: the key and the model are checked before any image).
+        refresh_models: ignore the per-user model cache (:mod:`visionkit.run.model_check`).
         processes: run the offline (replay) step on a pool of ``min(concurrency, CPUs)`` processes
             (see :mod:`visionkit.run.procpool`). None (default): when replaying at least
             :data:`PROCESS_MIN_IMAGES` images on 2 or more CPUs. The online path always uses threads.

@@ -131,12 +131,15 @@ class GenerateEndpoint:
         except OSError:  # the client gave up
             h.close_connection = True
 
+    def _respond_to(self, record: RecordedRequest) -> Any:
+        """The model's dialect answers when dialects speak for the default responder, else the responder."""
+        if self.dialects is not None and self._default_answer and isinstance(record.json, Mapping):
+            return self.dialects.answer(record.model or "", record.json, record.text)
+        return self.responder(record)
+
     def _answer(self, h: Handler, record: RecordedRequest) -> None:
         try:
-            if self.dialects is not None and self._default_answer and isinstance(record.json, Mapping):
-                answer = self.dialects.answer(record.model or "", record.json, record.text)
-            else:
-                answer = self.responder(record)
+            answer = self._respond_to(record)
         except Exception as exc:
             self.errors.append(exc)
             return self._send_json(h, 500, error_body(500, f"responder raised {exc!r}"))
@@ -160,10 +163,7 @@ class GenerateEndpoint:
             if rejected is not None:
                 return None, rejected[1]["error"]
         try:
-            if self.dialects is not None and self._default_answer and isinstance(record.json, Mapping):
-                answer = self.dialects.answer(record.model or "", record.json, record.text)
-            else:
-                answer = self.responder(record)
+            answer = self._respond_to(record)
         except Exception as exc:
             self.errors.append(exc)
             return None, error_body(500, f"responder raised {exc!r}")["error"]
