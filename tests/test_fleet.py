@@ -137,6 +137,17 @@ def test_the_cache_survives_a_restart(fake):
     assert len(probes(fake)) == 2
 
 
+@pytest.mark.parametrize("sent", ["low", {"thinkingLevel": "low", "thinkingBudget": 0}, {"thinkingLevel": 3},
+                                  {"thinkingBudget": True}, {"thinkingBudget": -5}, [1],
+                                  None])  # None: models.get says this model thinks
+def test_a_cache_entry_that_is_not_a_setting_is_learned_again(fake, tmp_path, sent):
+    cache = ModelCache(tmp_path / "m.json")
+    cache.record("gemini-4.2-flash-exp", {"sent": sent})
+    with client_for(fake, "gemini-4.2-flash-exp") as client:
+        plan = preflight(client, cache=cache)
+    assert plan.sent == {"thinkingLevel": "low"} and len(probes(fake)) == 2
+
+
 def test_an_expired_entry_is_learned_again(fake, tmp_path):
     clock = [1_800_000_000.0]
     cache = ModelCache(tmp_path / "m.json", clock=lambda: clock[0])

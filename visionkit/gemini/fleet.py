@@ -46,7 +46,8 @@ from .model_cache import ModelCache, today
 from .models import UNKNOWN, ModelInfo, lookup, status_note
 from .thinking import about_thinking, first_guess, next_setting
 
-__all__ = ["PROBE_TEXT", "FleetPlan", "describe_thinking", "get_model", "list_models", "preflight",
+__all__ = ["PROBE_TEXT", "FleetPlan", "answered_by", "describe_thinking", "get_model", "list_models",
+           "preflight",
            "sourced_rule"]
 
 logger = logging.getLogger("visionkit.gemini")
@@ -101,6 +102,21 @@ class FleetPlan:
 def sourced_rule(info: ModelInfo) -> bool:
     """True when the registry row knows the model's thinking rule (and says where from)."""
     return info is not UNKNOWN and info.thinking in ("level", "budget", "none") and bool(info.source)
+
+
+def _bare(model: str) -> str:
+    return str(model).strip().lower().removeprefix("models/")
+
+
+def answered_by(requested: str | None, version: Any) -> str | None:
+    """``version`` (a response's ``modelVersion``) when it names another model than ``requested``; None
+    when it is the same model, a version of it (``gemini-3.8-flash-001``), or absent."""
+    if not requested or not isinstance(version, str) or not version.strip():
+        return None
+    asked, got = _bare(requested), _bare(version)
+    if got == asked or got.startswith(asked + "-") or asked.startswith(got + "-"):
+        return None
+    return version.strip().removeprefix("models/")
 
 
 # -- the Models API ------------------------------------------------------------------------------------------
@@ -215,7 +231,8 @@ def _decide(client: Any, model: str, info: ModelInfo, facts: dict, cache: ModelC
     status = "learned" if info is UNKNOWN else status
     where = "not in the table" if info is UNKNOWN else f"in the table ({info.name}) without a thinking rule"
     entry = None if refresh else cache.get(model)
-    if entry is not None and "sent" in entry:
+    if entry is not None and "sent" in entry and _is_config(entry["sent"]) \
+            and not (thinks and entry["sent"] is None):  # never "no field" for a model that thinks
         refused = "; ".join(f"{describe_thinking(r.get('config'))} refused {r.get('date', '')}"
                             for r in entry.get("refused") or [] if isinstance(r, dict))
         why = f"{where}; learned {entry.get('date')} ({entry.get('sent_source', 'cache')})" + \
@@ -239,6 +256,18 @@ def _decide(client: Any, model: str, info: ModelInfo, facts: dict, cache: ModelC
                          "first 400 if the model refuses it")
     _remember(client, cache, plan, thinks, "probe (a text-only request) answered 200")
     return plan
+
+
+def _is_config(value: Any) -> bool:
+    """A thinkingConfig worth sending again: None, or one level name or one whole budget."""
+    if value is None:
+        return True
+    if not isinstance(value, dict) or len(value) != 1:
+        return False
+    (key, setting), = value.items()
+    return (key == "thinkingLevel" and isinstance(setting, str) and setting.isalpha()) or \
+        (key == "thinkingBudget" and isinstance(setting, int) and not isinstance(setting, bool)
+         and 0 <= setting <= 1_000_000)
 
 
 def _learn(client: Any, model: str, config: dict | None, status: str, where: str) -> FleetPlan:

@@ -34,19 +34,11 @@ def check_model(client: Any, *, refresh: bool = False, probe: bool = True) -> An
     return plan
 
 
-def _bare(model: str) -> str:
-    return str(model).strip().lower().removeprefix("models/")
-
-
 def answered_by(requested: str | None, version: Any) -> str | None:
-    """``version`` (a response's ``modelVersion``) when it names another model than ``requested``; None
-    when it is the same model, a version of it (``gemini-3.8-flash-001``), or absent."""
-    if not requested or not isinstance(version, str) or not version.strip():
-        return None
-    asked, got = _bare(requested), _bare(version)
-    if got == asked or got.startswith(asked + "-") or asked.startswith(got + "-"):
-        return None
-    return version.strip().removeprefix("models/")
+    """:func:`visionkit.gemini.fleet.answered_by` (imported on use: an offline run loads no request layer)."""
+    from ..gemini.fleet import answered_by as other_model
+
+    return other_model(requested, version)
 
 
 def start_model(client: Any, task: str, summary: Any, *, refresh: bool = False) -> list[str]:
@@ -77,8 +69,10 @@ def answer_note(summary: Any, result: Any) -> str | None:
     """The notice to give once when an answer came from another model than the one asked (a routed id):
     the first answer of each such model; None otherwise."""
     version = getattr(result, "model_version", None)
+    if not version or summary.answered_by.get(version, 0) != 1:  # none (offline), or said already
+        return None
     other = answered_by(getattr(summary, "model", None), version)
-    if other is None or summary.answered_by.get(version, 0) != 1:
+    if other is None:
         return None
     return (f"requested {summary.model}, answered by {other}: the API routes this id to another model "
             "(each response's modelVersion says so; 'visionkit models' shows the table)")

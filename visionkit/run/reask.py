@@ -79,6 +79,11 @@ def reask(client: Any, path: Path, task: str, prompt: str | None, classes: Seque
     if not bad:
         return annotate_meta(first, usage), 0, None
     reason = f"{bad} of {bad + decoded} masks could not be decoded ({why.split(';')[0]})"
+    from ..gemini.fleet import answered_by
+
+    other = answered_by(getattr(client, "model", None), first.response.get("modelVersion"))
+    if other:  # a routed id: the model that answered may give another mask format than the one asked
+        reason += f" (the answer came from {other}, not {client.model})"
     try:
         second = client.annotate(path, task, classes=classes, mask_format="polygon", json_mode=False)
     except APIError as exc:
