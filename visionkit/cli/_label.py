@@ -37,8 +37,8 @@ def add_label_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", help="comma-separated class names; constrains labels and fixes COCO ids "
                                      "(default: none, the model names what it finds)")
     p.add_argument("--model", default=None,
-                   help="Gemini model id (default: $VISIONKIT_MODEL, else gemini-3.8-flash; see the README's "
-                        "model table)")
+                   help="Gemini model id (default: $VISIONKIT_MODEL, else gemini-3.8-flash; see the "
+                        "model table in docs/models.md)")
     p.add_argument("--refresh-models", action="store_true",
                    help="learn the model's thinking setting again (models.get and text-only probes), "
                         "ignoring what the per-user model cache remembers (default: use the cache; "
