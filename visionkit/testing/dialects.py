@@ -242,12 +242,16 @@ class Dialects:
         config = body.get("generationConfig") or {}
         image = d.image_tokens
         media = config.get("mediaResolution") if isinstance(config, Mapping) else None
+        has_image = False
         for content in body.get("contents") or []:
             for part in content.get("parts") or []:
                 if isinstance(part, Mapping) and isinstance(part.get("mediaResolution"), Mapping):
                     media = part["mediaResolution"].get("level") or media
+                has_image |= isinstance(part, Mapping) and any(k in part for k in (
+                    "inlineData", "inline_data", "fileData", "file_data"))
         if media in _MEDIA_TOKENS and d.levels:
             image = _MEDIA_TOKENS[media]
+        image = image if has_image else 0  # a text-only request (a probe) has no image tokens
         thinking = config.get("thinkingConfig") if isinstance(config, Mapping) else None
         thinking = thinking if isinstance(thinking, Mapping) else {}
         if not d.thinks:
