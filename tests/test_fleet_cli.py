@@ -250,3 +250,17 @@ def test_models_command(fake, tmp_path):
     assert "NOT IN THE TABLE" in rows["gemma-3-27b-it"] and "Gemini 4 Argon" in rows["gemini-4-argon"]
     assert "learned" in rows["gemini-4.2-flash-exp"]
     assert "no" in rows["gemini-embedding-2"].split()[1]
+
+
+def test_a_reask_after_a_routed_answer_says_which_model_answered(tmp_path):
+    from visionkit.testing.dialects import DIALECTS, Dialect, Dialects
+
+    routed = Dialect(r"gemini-2\.5-flash", budget=True, budget_zero=True, masks="png", image_tokens=258,
+                     routed_to="gemini-3.5-flash-lite")
+    with FakeGemini(dialects=Dialects(seg_tokens=True, table=(routed, *DIALECTS)), api_key=KEY) as fake:
+        code, out, err = run("label", FIXTURES / "images" / "square_1024.png", "--out", tmp_path / "o",
+                             "--model", "gemini-2.5-flash", "--base-url", fake.base_url, "--no-overlays")
+    assert code == 0, err
+    assert "asked again with the polygon prompt" in err
+    assert "(the answer came from gemini-3.5-flash-lite, not gemini-2.5-flash)" in err
+    assert "requested gemini-2.5-flash, answered by gemini-3.5-flash-lite" in err
