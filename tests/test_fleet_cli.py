@@ -208,6 +208,7 @@ def test_batch_lines_carry_the_learned_setting_and_usage_is_summed(fake, tmp_pat
     images, probes = Usage.of(usage["images"]), Usage.of(usage["probes"])
     assert usage["cost_usd"] == pytest.approx(images.cost(2, 10) / 2 + probes.cost(2, 10), abs=1e-6)
     assert "Batch API price, half of $2/$10" in out and "tokens:" in out
+    assert err.count(f"note: {model}: ") == 1 and "sending thinkingLevel low" in err  # up front, once
     assert logged.getvalue().count("batch line " + model) == len(IMAGES)  # --log shows batch lines
     assert "batch_create POST" in logged.getvalue()
     code, out, err = run("batch", "status", tmp_path / "o", "--base-url", fake.base_url)

@@ -100,7 +100,11 @@ def run_jobs(args: argparse.Namespace, client_factory: Any, reporter: Any, stdou
     try:
         if not getattr(args, "batch_collect_only", False):
             refresh = getattr(args, "refresh_models", False)
-            check_model(client, refresh=refresh)  # a wrong key or model stops here: nothing is written
+            fleet = check_model(client, refresh=refresh)  # a wrong key or model stops here: nothing written
+            if fleet is not None and not fleet.announced:  # said once, up front, even with -q (as online)
+                fleet.announced = True
+                for message in (fleet.line(), *fleet.notices):
+                    reporter.notice(message)
             Path(args.out).mkdir(parents=True, exist_ok=True)
             _save_args(args, client)
             st = submit(args.inputs, args.out, client=client, task=args.task, prompt=args.prompt,
