@@ -122,17 +122,19 @@ def process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, o
     ``overlay`` is ``(format, max_side)``, or None for no overlay. An overlay that cannot be drawn or
     written does not fail the image: its annotations are kept, and the result carries ``overlay_error``.
     """
-    stage, origin, attempts, usage, reasked = "answer", "", 0, None, False
+    stage, origin, attempts, usage, reasked = "image", "", 0, None, False
     try:
+        # The image first, in every mode: one that cannot be read (a FIFO, a link loop, a broken file)
+        # fails here, before an answer is asked for, and the same way whether it would be replayed or paid.
+        size_wh = imageio.image_size(path)  # header only: the pixels are decoded for the overlay alone
+        large = imageio.large_image_note(size_wh)
+        stage = "answer"
         origin = "api" if source.replay is None else "replay"
         answer, origin, attempts, note = source.get(path, file_name, key)
         meta = saved_meta(answer)  # what visionkit noted beside the answer: usage, mask order
         if origin == "api":
             usage = answer_usage(answer)
             reasked = bool(meta.get("reasked"))
-        stage = "image"
-        size_wh = imageio.image_size(path)  # header only: the pixels are decoded for the overlay alone
-        large = imageio.large_image_note(size_wh)
         stage = "parse"
         order = meta.get("maskOrder") if meta.get("maskOrder") in ("yx", "xy") else None
         dets = parse_response(answer, size_wh, threshold, mask_order=order,
