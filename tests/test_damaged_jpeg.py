@@ -1,0 +1,108 @@
+"""Issue 19, item 7: a JPEG with damaged data is the same named entry in every mode.
+
+A JPEG whose middle is zeroed decodes with grey or shifted blocks: it is labelled, and libjpeg's
+complaint is a warning on that image (warnings.json, the summary), not an anonymous line on stderr. A JPEG
+cut short is one failed image naming the file, in replay mode as online (where it was already refused),
+and it is never sent. Online runs use FakeGemini on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from visionkit.cli import main
+from visionkit.testing import FakeGemini
+
+simplejpeg = pytest.importorskip("simplejpeg")
+KEY = "sekrit-jpeg-KEY-4242"
+
+
+def photo_jpeg() -> bytes:
+    y, x = np.mgrid[0:480, 0:640]
+    rgb = np.stack([x * 255 // 640, y * 255 // 480, (x + y) % 256], -1).astype(np.uint8)
+    noise = np.random.default_rng(1).integers(0, 40, rgb.shape, dtype=np.uint8)
+    rgb = cv2.GaussianBlur(rgb + noise, (5, 5), 0)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def damaged_middle(data: bytes) -> bytes:
+    """200 zeroed bytes in the middle, at the first offset libjpeg complains about."""
+    for tenth in range(40, 70):
+        at = len(data) * tenth // 100
+        out = data[:at] + bytes(200) + data[at + 200:]
+        try:
+            simplejpeg.decode_jpeg(out, colorspace="GRAY", strict=True)
+        except ValueError as exc:
+            if "Corrupt JPEG data" in str(exc):
+                return out
+    pytest.skip("no offset made libjpeg complain")
+
+
+# (file, how to make it from a whole JPEG, outcome, words of the warning or failure)
+CASES = [
+    ("whole.jpg", lambda d: d, "labelled", None),
+    ("middle.jpg", damaged_middle, "warned", "Corrupt JPEG data"),
+    ("cut.jpg", lambda d: d[: len(d) * 2 // 3], "failed", "Premature end of JPEG file"),
+    ("no_eoi.jpg", lambda d: d[:-2], "failed", "Premature end of JPEG file"),
+]
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    data = photo_jpeg()
+    imgs, replay = tmp_path / "imgs", tmp_path / "replay"
+    imgs.mkdir()
+    replay.mkdir()
+    for name, make, _, _ in CASES:
+        (imgs / name).write_bytes(make(data))
+        (replay / f"{Path(name).stem}.txt").write_text('[{"box_2d": [100, 100, 600, 700], "label": "cup"}]')
+    return imgs
+
+
+@pytest.fixture
+def server(monkeypatch):
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    with FakeGemini(api_key=KEY) as fake:
+        yield fake
+
+
+@pytest.mark.parametrize("mode", ["replay", "online", "replay-no-overlays"])
+def test_a_damaged_jpeg_is_treated_the_same_in_every_mode(folder, server, tmp_path, capfd, mode):
+    out = tmp_path / "out"
+    online = ("--base-url", server.base_url)
+    where = ("--replay", folder.parent / "replay") if mode.startswith("replay") else online
+    extra = ("--no-overlays",) if mode.endswith("no-overlays") else ()
+    stdout, stderr = io.StringIO(), io.StringIO()
+    code = main([str(a) for a in ("label", folder, "--out", out, "--task", "detect", *where, *extra)],
+                stdout=stdout, stderr=stderr)
+    assert code == 1, stderr.getvalue()
+    failures = {f["file"]: f for f in json.loads((out / "failures.json").read_text())}
+    warned = {w["file"]: [x["reason"] for x in w["warnings"]]
+              for w in json.loads((out / "warnings.json").read_text())["images"]}
+    labelled = {i["file_name"] for i in json.loads((out / "annotations.json").read_text())["images"]}
+    for name, _, outcome, words in CASES:
+        if outcome == "failed":
+            assert name not in labelled and failures[name]["stage"] == "image"
+            assert words in failures[name]["reason"] and name in failures[name]["reason"]
+        else:
+            assert name in labelled and name not in failures
+            complaints = [w for w in warned.get(name, []) if "libjpeg" in w]
+            assert (words in complaints[0]) if words else not complaints, (name, warned.get(name))
+    n_failed = sum(o == "failed" for _, _, o, _ in CASES)
+    assert f"{len(CASES) - n_failed}/{len(CASES)} images labelled, {n_failed} failed" in stdout.getvalue()
+    if mode == "online":
+        assert len(server.generate_requests) == len(CASES) - n_failed  # a file cut short is never sent
+    # libjpeg's complaint is on the image, never an anonymous line on the process's stderr
+    captured = capfd.readouterr()
+    assert "Corrupt JPEG data" not in captured.err and "Premature end" not in captured.err
+    shown = [line for line in stderr.getvalue().splitlines() if "libjpeg" in line]
+    assert shown and all("middle.jpg" in line or "cut.jpg" in line or "no_eoi.jpg" in line for line in shown)
