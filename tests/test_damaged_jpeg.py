@@ -15,9 +15,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from visionkit.cli import main
+from visionkit.media.jpegcheck import jpeg_damage
 from visionkit.testing import FakeGemini
 
 simplejpeg = pytest.importorskip("simplejpeg")
@@ -106,3 +109,34 @@ def test_a_damaged_jpeg_is_treated_the_same_in_every_mode(folder, server, tmp_pa
     assert "Corrupt JPEG data" not in captured.err and "Premature end" not in captured.err
     shown = [line for line in stderr.getvalue().splitlines() if "libjpeg" in line]
     assert shown and all("middle.jpg" in line or "cut.jpg" in line or "no_eoi.jpg" in line for line in shown)
+
+
+_WHOLE = None
+
+
+def _whole() -> bytes:
+    global _WHOLE
+    if _WHOLE is None:
+        buf = io.BytesIO()
+        pixels = np.random.default_rng(2).integers(0, 255, (40, 56, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(buf, "JPEG")
+        _WHOLE = buf.getvalue()
+    return _WHOLE
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cuts=st.lists(st.tuples(st.integers(0, 4000), st.integers(1, 64), st.integers(0, 255)), max_size=4),
+       keep=st.integers(2, 5000), junk=st.binary(max_size=64))
+def test_the_check_answers_for_any_bytes_and_never_raises(tmp_path, cuts, keep, junk):
+    """A reader of outside data: mutated, cut and junk JPEG bytes give None or libjpeg's message."""
+    data = bytearray(_whole())
+    for at, length, value in cuts:
+        at %= len(data)
+        data[at:at + length] = bytes([value]) * len(data[at:at + length])
+    path = tmp_path / "x.jpg"
+    path.write_bytes(bytes(data[:keep]) + junk)
+    result = jpeg_damage(path)
+    assert result is None or (isinstance(result, str) and result)
+    path.write_bytes(b"\xff\xd8\xff" + junk)
+    assert jpeg_damage(path) is None or isinstance(jpeg_damage(path), str)
+    assert jpeg_damage(tmp_path / "missing.jpg") is None  # unreadable: left to the reader that opens it
