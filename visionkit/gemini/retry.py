@@ -137,7 +137,7 @@ class RetryPolicy:
         max_total_wait: the most time slept over all retries of one request; past it, the error is raised.
             Paced attempts (429 without a delay) stop once this long has passed since the first of them.
         max_paced_attempts: attempts answered 429 without a delay (not billed) allowed for one request,
-            besides ``max_attempts``.
+            besides ``max_attempts`` (a policy with ``max_attempts=1`` retries nothing, paced or not).
         jitter: "full", "equal", "decorrelated" or "none" (see the module docstring).
         retry_statuses: HTTP statuses that are retried.
         sleep: the sleep function (inject a recorder in tests).
@@ -221,7 +221,7 @@ class RetryPolicy:
             error = _set_attempts(outcome.error, attempt)
             if not self.is_retryable(error):
                 raise error
-            if outcome.paced and outcome.server_delay is None:
+            if outcome.paced and outcome.server_delay is None and self.max_attempts > 1:
                 paced += 1
                 paced_since = paced_since or time.monotonic()
                 if paced >= self.max_paced_attempts or time.monotonic() - paced_since > self.max_total_wait:
