@@ -38,7 +38,7 @@ BAD_KINDS = [
      "symbolic link loop"),
     ("gone.png", lambda p: os.symlink("nowhere.png", p), "broken symbolic link"),
 ]
-MODES = ["replay", "online", "dry-run", "dry-run-replay"]
+MODES = ["replay", "online", "batch", "dry-run", "dry-run-replay"]
 _sockets: list[socket.socket] = []
 
 
@@ -100,8 +100,9 @@ def test_a_file_that_is_not_a_regular_image_is_one_failed_entry(folder, server, 
     replay = ("--replay", folder.parent / "replay") if mode.endswith("replay") else ()
     online = () if replay else ("--base-url", server.base_url)
     dry = ("--dry-run",) if mode.startswith("dry-run") else ()
+    batch = ("--batch", "--poll-interval", "0.001") if mode == "batch" else ()
     code, stdout, stderr = run_guarded("label", folder, "--out", out, "--task", "detect", *replay, *online,
-                                       *dry)
+                                       *dry, *batch)
     if dry:
         assert code == 0, stderr
         planned = {line.split()[1]: line for line in stdout.splitlines()
@@ -122,6 +123,10 @@ def test_a_file_that_is_not_a_regular_image_is_one_failed_entry(folder, server, 
     assert f"{len(GOOD)}/{len(GOOD) + len(BAD_KINDS)} images labelled" in stdout
     if mode == "online":  # nothing was paid for a file that cannot be read
         assert len(server.generate_requests) == len(GOOD)
+    if mode == "batch":
+        sent = [r["metadata"]["key"] for c in server.batch.creates
+                for r in c.json["batch"]["inputConfig"]["requests"]["requests"]]
+        assert sorted(sent) == sorted(Path(n).stem for n in GOOD) and not server.generate_requests
     sources = json.loads((out / "sources.json").read_text())["images"]
     assert sorted(sources) == sorted([*GOOD, *(n for n, _, _ in BAD_KINDS)])
 
