@@ -29,15 +29,15 @@ def jpeg_damage(path: str | os.PathLike) -> str | None:
     of JPEG file"``), or None when it decodes without one, is not a JPEG, or cannot be checked here (a
     file libjpeg cannot decode at all is left to the reader that opens it, which says why)."""
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return None
-    if not data.startswith(_SOI):
-        return None
-    try:
         import simplejpeg
     except ImportError:  # an optional check: the image is read as before
+        return None
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(len(_SOI)) != _SOI:  # not a JPEG: nothing more is read
+                return None
+            data = _SOI + fh.read()
+    except OSError:
         return None
     try:
         simplejpeg.decode_jpeg(data, colorspace="GRAY", min_factor=8, strict=True)
