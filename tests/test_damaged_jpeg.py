@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -140,3 +141,6 @@ def test_the_check_answers_for_any_bytes_and_never_raises(tmp_path, cuts, keep, 
     path.write_bytes(b"\xff\xd8\xff" + junk)
     assert jpeg_damage(path) is None or isinstance(jpeg_damage(path), str)
     assert jpeg_damage(tmp_path / "missing.jpg") is None  # unreadable: left to the reader that opens it
+    if not (tmp_path / "pipe.jpg").exists():
+        os.mkfifo(tmp_path / "pipe.jpg")
+    assert jpeg_damage(tmp_path / "pipe.jpg") is None  # never opened: it would block

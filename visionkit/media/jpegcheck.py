@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import os
 
+from ..errors import InputError
+from .filekind import check_regular
+
 __all__ = ["jpeg_damage"]
 
 _SOI = b"\xff\xd8\xff"
@@ -33,11 +36,12 @@ def jpeg_damage(path: str | os.PathLike) -> str | None:
     except ImportError:  # an optional check: the image is read as before
         return None
     try:
+        check_regular(path)  # a FIFO would block the read: left to the reader, which says what it is
         with open(path, "rb") as fh:
             if fh.read(len(_SOI)) != _SOI:  # not a JPEG: nothing more is read
                 return None
             data = _SOI + fh.read()
-    except OSError:
+    except (OSError, InputError):
         return None
     try:
         simplejpeg.decode_jpeg(data, colorspace="GRAY", min_factor=8, strict=True)
