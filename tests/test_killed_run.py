@@ -83,3 +83,23 @@ def test_kill_9_leaves_no_process_of_the_run(tmp_path, env):
         if proc.poll() is None:
             proc.kill()
         proc.stderr.close()
+
+
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "polling"])
+def test_the_watch_ends_its_process_when_the_run_ends(pidfd):
+    """Both ways a worker watches its run: a pidfd, and (where there is none) polling the pid."""
+    run = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    hide = "" if pidfd else "del os.pidfd_open; "
+    code = f"import os; {hide}from visionkit.run.procpool import _watch_run; _watch_run({run.pid})"
+    watcher = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(REPO)))
+    try:
+        time.sleep(1.0)
+        assert watcher.poll() is None  # the run is alive: the watch waits
+        run.kill()
+        run.wait()
+        assert watcher.wait(timeout=10) == 1
+    finally:
+        for proc in (run, watcher):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
