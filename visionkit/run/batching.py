@@ -61,6 +61,7 @@ from ..errors import (
     TransportError,
     VisionkitError,
 )
+from ..media.filekind import resolved
 from .answer_source import ResponseStore, request_record
 from .batch_book import JobBook, JobRecord
 from .batch_steps import BatchAnswers, build_jobs, cleanup, note, refresh, submit_ready
@@ -317,7 +318,7 @@ def answers_only(out: str | os.PathLike, client: Any, *, owns: bool = False) -> 
     for job in book.jobs:  # later jobs overwrite earlier ones
         errors = book.errors(job) if job.step == "collected" else {}
         for entry in book.keys(job):
-            where = str(Path(entry.path).resolve())
+            where = str(resolved(entry.path))
             answered.pop(where, None)
             if job.step == "collected":
                 if entry.key in errors:

@@ -92,7 +92,8 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
     """Label images and write COCO, overlays, raw responses and a failure report under ``out``.
 
     Args:
-        inputs: image files and/or folders (searched recursively for jpg, jpeg, png, webp, bmp, heic).
+        inputs: image files and/or folders (searched recursively for jpg, jpeg, png, webp, bmp, tif, gif,
+            heic).
         out: output folder (created).
         task: ``"detect"`` (boxes) or ``"segment"`` (boxes and masks).
         replay: a folder of recorded answers, ``<key>.json`` (full response) or ``<key>.txt`` (text), used
