@@ -45,6 +45,7 @@ from PIL import Image
 from ..core.detections import Detections
 from ..errors import ExportError, InputError, VisionkitError
 from ..media.atomic import write_bytes_atomic
+from ..media.paths import check_name, safe_join
 from .coco_read import has_mask, image_detections, index_coco
 
 __all__ = ["FORMATS", "ExportSummary", "RunImage", "load_runs", "parse_split", "assign_splits",
@@ -179,13 +180,16 @@ def load_runs(runs: Sequence[str | os.PathLike], images_root: str | os.PathLike 
                 row["label"] = kp_names[ann["category_id"]]
                 points.setdefault(kp_files[ann["image_id"]], []).append(row)
         entries, by_image, names, with_score = index_coco(dataset)
-        for img in entries:
-            name = img["file_name"]
+        for k, img in enumerate(entries):
+            # the name becomes a path under DEST (and under images_root): refused when it would leave it
+            name = check_name(img.get("file_name"), file=run / "annotations.json",
+                              field=f"images[{k}].file_name")
             if name in seen:
                 raise ExportError(f"{name} is in two runs ({seen[name]} and {run}); export them separately "
                                   "or label the image once")
             seen[name] = run
-            source = (Path(images_root) / name if images_root is not None
+            source = (safe_join(images_root, name, file=run / "annotations.json",
+                                field=f"images[{k}].file_name") if images_root is not None
                       else Path(sources.get(name, run / "?missing" / name)))
             out.append(RunImage(name, source, int(img["width"]), int(img["height"]),
                                 by_image.get(int(img["id"]), []), names, with_score,
@@ -311,8 +315,9 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
             error = f"{taken} is taken by {names_out[key]}; rename one of the two images"
         else:
             try:
-                summary.reencoded += copy_upright(im.source, dest / "images" / part / name,
-                                                  (im.width, im.height))
+                target = safe_join(dest, f"images/{part}/{name}", file=im.run / "annotations.json",
+                                   field="file_name")
+                summary.reencoded += copy_upright(im.source, target, (im.width, im.height))
                 names_out[key] = im.file_name
                 per_split.setdefault(part, []).append(im)
             except VisionkitError as exc:
@@ -354,9 +359,10 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
                 counts: Counter = Counter()
                 dets = m.detections
                 lines = yolo_lines(dets, class_of, segment=format == "yolo-segment", report=counts)
-                stem = Path(dest_name(m.file_name)).with_suffix(".txt")
-                write_bytes_atomic(dest / "labels" / part / stem, ("\n".join(lines) + "\n" if lines else "")
-                                   .encode("utf-8"))
+                stem = Path(dest_name(m.file_name)).with_suffix(".txt").as_posix()
+                target = safe_join(dest, f"labels/{part}/{stem}", file=m.run / "annotations.json",
+                                   field="file_name")
+                write_bytes_atomic(target, ("\n".join(lines) + "\n" if lines else "").encode("utf-8"))
                 summary.annotations += len(lines)
                 for key, n in counts.items():
                     if key.startswith("unmapped:"):
