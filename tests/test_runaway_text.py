@@ -143,3 +143,28 @@ def test_scanners_equal_the_one_bracket_oracles(body, data):
 def test_scanners_table(text):
     assert scan.matching_close(text, 0) == _matching_close_oracle(text, 0)
     assert scan.skip_value(text, 0) == _skip_value_oracle(text, 0)
+
+
+@pytest.mark.parametrize("count", [0, 1, parse.MAX_ANSWER_ITEMS, parse.MAX_ANSWER_ITEMS + 1,
+                                   3 * parse.MAX_ANSWER_ITEMS])
+def test_items_past_what_the_output_limit_can_hold_are_dropped_with_one_warning(monkeypatch, count):
+    """Tiny polygon items under the length cap: each costs validation and a mask, so the item count is
+    bounded too (no real answer holds more than MAX_ANSWER_ITEMS items); the first ones are kept."""
+    decoded = []
+    real = parse.decode_mask
+
+    def counting(value, *a, **kw):
+        decoded.append(1)
+        return real(value, *a, **kw)
+
+    monkeypatch.setattr(parse, "decode_mask", counting)
+    text = "[" + ",".join([ITEM] * count) + "]"
+    assert len(text) <= MAX_ANSWER_CHARS
+    dets = parse_response(text, image_size=(640, 480))
+    kept = min(count, parse.MAX_ANSWER_ITEMS)
+    assert len(dets) == kept and len(decoded) <= kept
+    notes = [w for w in dets.warnings if "items" in w.reason and "dropped" in w.reason]
+    if count > parse.MAX_ANSWER_ITEMS:
+        assert len(notes) == 1 and f"{count:,} items" in notes[0].reason
+    else:
+        assert notes == []
