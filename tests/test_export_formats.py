@@ -148,8 +148,8 @@ def test_label_studio_task_regions(wh):
     assert [r["type"] for r in res] == ["brushlabels", "rectanglelabels"]  # the point is not a region
     back = brush.decode_rle(res[0]["value"]["rle"]).reshape(h, w, 4)[..., 3] > 0
     np.testing.assert_array_equal(back, d.mask(0))
-    assert res[1]["value"] | {} == {"x": 0.0, "y": 0.0, "width": round(200 / w, 4), "height": round(100 / h, 4),
-                                    "rotation": 0, "rectanglelabels": ["plate"]}
+    assert res[1]["value"] == {"x": 0.0, "y": 0.0, "width": round(200 / w, 4),
+                               "height": round(100 / h, 4), "rotation": 0, "rectanglelabels": ["plate"]}
     assert [r["score"] for r in res] == [0.5, 0.9] and t["predictions"][0]["score"] == 0.7
     assert all(r["original_width"] == w and r["original_height"] == h for r in res)
     empty = task("u", wh, Detections.empty(wh), cats)
