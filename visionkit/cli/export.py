@@ -44,6 +44,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--polygon-holes", choices=("rle", "fill"), default="rle",
                    help="COCO with --polygons: a mask with holes stays RLE ('rle') or has its holes filled "
                         "('fill') (default rle)")
+    p.add_argument("--ls-root", metavar="DIR",
+                   help="label-studio: Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, a folder "
+                        "holding DEST; image URLs are relative to it (default: DEST itself)")
     p.add_argument("-q", "--quiet", action="store_true", help="no per-image failure lines")
     p.set_defaults(func=run)
 
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
     s = export_dataset(args.runs, args.to, format=args.format, split=args.split, seed=args.seed,
                        categories=categories, images_root=args.images, polygons=args.polygons,
-                       polygon_holes=args.polygon_holes, on_image=on_image)
+                       polygon_holes=args.polygon_holes, ls_root=args.ls_root, on_image=on_image)
     splits = ", ".join(f"{n} {k}" for k, n in s.images.items())
     stdout.write(f"{sum(s.images.values())} images ({splits}), {s.annotations} annotations written to "
                  f"{s.dest} as {s.format}; {s.reencoded} images re-encoded upright\n")

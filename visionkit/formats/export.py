@@ -40,7 +40,6 @@ Category ids are the same in every split file, and fixed across runs with ``cate
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from collections import Counter
@@ -48,23 +47,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
-
 from ..core.detections import Detections
-from ..errors import ExportError, InputError, VisionkitError
+from ..errors import ExportError, VisionkitError
 from ..media.atomic import write_bytes_atomic
 from .coco_read import has_mask, image_detections, index_coco
 from .splits import assign_splits, parse_split, train_never_empty
+from .upright import copy_upright, dest_name
 
 __all__ = ["FORMATS", "ExportSummary", "RunImage", "load_runs", "parse_split", "assign_splits",
            "copy_upright", "export_dataset", "image_folder"]
 
 #: ``format`` values of :func:`export_dataset`.
 FORMATS = ("coco", "yolo", "yolo-detect", "yolo-segment", "label-studio", "hf")
-_COPY_AS_IS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-_SAVE = {".jpg": ("JPEG", {"quality": 95}), ".jpeg": ("JPEG", {"quality": 95}), ".png": ("PNG", {}),
-         ".bmp": ("BMP", {}), ".webp": ("WEBP", {"lossless": True})}
-
 
 @dataclass
 class RunImage:
@@ -165,52 +159,11 @@ def _read_json(path: Path, hint: str) -> dict:
         raise ExportError(f"cannot read {path}: {exc}") from exc
 
 
-def dest_name(file_name: str) -> str:
-    """Where an image goes under ``images/<split>/``: its file name, HEIC/HEIF as ``.jpg``."""
-    path = Path(file_name)
-    return path.with_suffix(".jpg").as_posix() if path.suffix.lower() not in _COPY_AS_IS else path.as_posix()
-
-
-def copy_upright(source: Path, dest: Path, expected_wh: tuple[int, int]) -> bool:
-    """Copy an image so its pixels are upright (EXIF applied, orientation removed). Returns True when it
-    was re-encoded, False when copied byte for byte.
-
-    Raises:
-        InputError: the source cannot be read, or its upright size differs from ``expected_wh`` (the
-            image changed since it was labelled).
-    """
-    from ..media import imageio
-
-    size = imageio.image_size(source)
-    if size != tuple(expected_wh):
-        raise InputError(f"{source}: upright size {size[0]}x{size[1]} differs from the annotations' "
-                         f"{expected_wh[0]}x{expected_wh[1]}; the image changed since it was labelled")
-    suffix = source.suffix.lower()
-    with Image.open(source) as im:
-        try:
-            orientation = im.getexif().get(0x0112, 1)
-        except Exception:  # a broken EXIF block: exif_transpose cannot use it either
-            orientation = 1
-    if suffix in _COPY_AS_IS and orientation in (1, None):
-        write_bytes_atomic(dest, source.read_bytes())
-        return False
-    upright = imageio.open_upright(source)  # exif_transpose: pixels turned, orientation tag dropped
-    fmt, options = _SAVE.get(dest.suffix.lower(), _SAVE[".jpg"])
-    if fmt == "JPEG" and upright.mode not in ("RGB", "L"):
-        upright = upright.convert("RGB")
-    exif = upright.getexif()
-    exif.pop(0x0112, None)
-    buf = io.BytesIO()
-    upright.save(buf, format=fmt, exif=exif.tobytes(), **options)
-    write_bytes_atomic(dest, buf.getvalue())
-    return True
-
-
 def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: str | os.PathLike, *,
                    format: str = "coco", split: Mapping[str, float] | str | None = None, seed: int = 0,
                    categories: Sequence[str | Mapping] | None = None,
                    images_root: str | os.PathLike | None = None, polygons: bool = False,
-                   polygon_holes: str = "rle",
+                   polygon_holes: str = "rle", ls_root: str | os.PathLike | None = None,
                    on_image: Callable[[str, str | None], None] | None = None) -> ExportSummary:
     """Export labelled runs to a dataset folder (see the module docstring for layouts and rules).
 
@@ -224,6 +177,8 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
         images_root: where the input images are, when the runs have no (or outdated) ``sources.json``.
         polygons, polygon_holes: COCO segmentation choice, as in :func:`visionkit.formats.coco.to_coco`;
             for ``label-studio``, ``polygons`` writes masks as polygons instead of brush RLE.
+        ls_root: ``label-studio``: Label Studio's local-files document root, a folder holding ``dest``
+            (default ``dest`` itself); the tasks' image URLs are relative to it.
         on_image: called with ``(file_name, error or None)`` after each image.
 
     Returns:
@@ -240,6 +195,10 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
     check_polygon_holes(polygon_holes)
     split = parse_split(split) if isinstance(split, str) or split is None else dict(split)
     parse_split(",".join(f"{k}={v}" for k, v in split.items()))  # the same checks for a dict
+    if format == "label-studio" and ls_root is not None:
+        from .label_studio import relative_to_root
+
+        relative_to_root(Path(dest), Path(ls_root))  # dest outside the root: ExportError before any write
     if format == "hf":
         from .hf import split_folder
 
@@ -279,7 +238,7 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
         counts: Counter = Counter()
         summary.annotations += _write_split(format, dest, part, members, cats, counts, polygons=polygons,
                                             polygon_holes=polygon_holes, categories=categories,
-                                            images=images, summary=summary)
+                                            images=images, summary=summary, ls_root=ls_root)
         for key, n in counts.items():
             if key.startswith("unmapped:"):
                 unmapped[key.split(":", 1)[1]] += n
@@ -362,7 +321,7 @@ def _copy_images(images: list[RunImage], where: Mapping[str, str], dest: Path, f
 
 def _write_split(format: str, dest: Path, part: str, members: list[RunImage], cats, report: Counter, *,
                  polygons: bool, polygon_holes: str, categories, images: list[RunImage],
-                 summary: ExportSummary) -> int:
+                 summary: ExportSummary, ls_root=None) -> int:
     """Write one split's labels in ``format``; returns the instances written. Counts go to ``report``
     (``unmapped:<label>`` for labels outside the categories)."""
     items = ((dest_name(m.file_name), (m.width, m.height), m.detections) for m in members)
@@ -394,7 +353,8 @@ def _write_split(format: str, dest: Path, part: str, members: list[RunImage], ca
     if format == "label-studio":
         from .label_studio import write_split_tasks
 
-        return write_split_tasks(dest, part, items, cats, report, polygons=polygons)
+        return write_split_tasks(dest, part, items, cats, report, polygons=polygons,
+                                 root=None if ls_root is None else Path(ls_root))
     from .yolo import write_labels
 
     return write_labels(dest / "labels" / part, items, cats, segment=format == "yolo-segment", report=report)

@@ -1,11 +1,12 @@
 """Label Studio pre-annotations: ``tasks_<split>.json`` (tasks with ``predictions``) + ``config.xml``.
 
 Each image is a task whose ``data.image`` is a Label Studio *local files* URL,
-``/data/local-files/?d=images/<split>/<file_name>``, the path relative to the export folder. Label Studio
-serves it when started with ``LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true`` and
-``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=<the export folder>`` (absolute), and the project has a
-*Local files* storage whose path is ``<the export folder>/images`` (add it; do not sync it: the tasks come
-from the JSON). See https://labelstud.io/guide/storage#Local-storage.
+``/data/local-files/?d=<path>``, the image's path relative to the document root: by default the export
+folder itself (``?d=images/<split>/<file_name>``), or ``ls_root`` (``--ls-root``), a folder holding the
+export. Label Studio serves it when started with ``LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true`` and
+``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=<that root>`` (absolute), and the project has a *Local files*
+storage whose path is ``<the export folder>/images`` (add it; do not sync it: the tasks come from the
+JSON). See https://labelstud.io/guide/storage#Local-storage.
 
 Each detection is one region of the task's one prediction (``model_version`` ``"visionkit"``), in Label
 Studio's own JSON (https://labelstud.io/guide/predictions):
@@ -35,10 +36,10 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from ..core.detections import Detections
-from ..errors import ConfigError
+from ..errors import ConfigError, ExportError
 from ..media.atomic import write_bytes_atomic
 
-__all__ = ["label_config", "local_files_url", "task", "write_split_tasks", "write_config"]
+__all__ = ["label_config", "local_files_url", "task", "write_split_tasks", "relative_to_root", "write_config"]
 
 
 def local_files_url(relative: str) -> str:
@@ -122,14 +123,31 @@ def task(image_url: str, image_wh: tuple[int, int], dets: Detections, cats, *, p
 
 
 def write_split_tasks(dest: Path, part: str, items: Iterable[tuple[str, tuple[int, int], Detections]], cats,
-                      report: Counter, *, polygons: bool = False) -> int:
-    """Write ``dest/tasks_<part>.json`` for images under ``dest/images/<part>/``; returns the regions."""
-    tasks = [task(local_files_url(f"images/{part}/{name}"), wh, dets, cats, polygons=polygons,
+                      report: Counter, *, polygons: bool = False, root: Path | None = None) -> int:
+    """Write ``dest/tasks_<part>.json`` for images under ``dest/images/<part>/``, their URLs relative to
+    ``root`` (the document root; default ``dest``); returns the regions written."""
+    prefix = "" if root is None else relative_to_root(dest, root)
+    tasks = [task(local_files_url(f"{prefix}images/{part}/{name}"), wh, dets, cats, polygons=polygons,
                   report=report, data={"split": part, "file_name": name})
              for name, wh, dets in items]
     text = json.dumps(tasks, ensure_ascii=False)
     write_bytes_atomic(dest / f"tasks_{part}.json", text.encode("utf-8"))
     return sum(len(t["predictions"][0]["result"]) for t in tasks)
+
+
+def relative_to_root(dest: Path, root: Path) -> str:
+    """``dest``'s path under the document root ``root``, ending in ``/`` (``""`` when they are one).
+
+    Raises:
+        ExportError: ``dest`` is not inside ``root`` (Label Studio serves nothing outside its root).
+    """
+    dest, root = Path(dest).resolve(), Path(root).resolve()
+    try:
+        rel = dest.relative_to(root).as_posix()
+    except ValueError:
+        raise ExportError(f"--ls-root {root}: the export folder {dest} is not inside it; Label Studio's "
+                          "local files must be under its document root") from None
+    return "" if rel == "." else rel + "/"
 
 
 def write_config(dest: Path, names: Sequence[str], *, polygons: bool = False) -> None:
