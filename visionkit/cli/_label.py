@@ -35,8 +35,8 @@ def add_label_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", help="comma-separated class names; constrains labels and fixes COCO ids "
                                      "(default: none, the model names what it finds)")
     p.add_argument("--model", default=None,
-                   help="Gemini model id (default: $VISIONKIT_MODEL, else gemini-3.8-flash; see the README's "
-                        "model table)")
+                   help="Gemini model id (default: $VISIONKIT_MODEL, else gemini-3.8-flash; see the "
+                        "model table in docs/models.md)")
     p.add_argument("--base-url", help="API base URL (default: $GEMINI_BASE_URL or Google's endpoint)")
     p.add_argument("--timeout", type=float, default=None,
                    help="seconds per request, also the deadline for a whole answer (default 60; 900 with "

@@ -39,7 +39,7 @@ also ``mediaResolution: {level}`` on the image part, which alone offers ULTRA_HI
 
 Status: ``ga``, ``preview`` (the id says so), ``deprecated`` (a shutdown is announced; still called, with
 one warning naming the replacements) or ``retired`` (refused before any image is sent, naming the
-replacements). Sources of each row are in :data:`MODELS` (``source``) and in the README.
+replacements). Sources of each row are in :data:`MODELS` (``source``) and in docs/models.md.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ __all__ = [
     "status_note",
 ]
 
-#: The default model: the newest GA Flash model (GA 2026-09-02); see the README for why.
+#: The default model: the newest GA Flash model (GA 2026-09-02); see docs/models.md for why.
 DEFAULT_MODEL = "gemini-3.8-flash"
 
 #: Environment variable that overrides the default model.
