@@ -209,3 +209,17 @@ def test_hf_rows_of_an_empty_image_and_unmapped_labels():
     rows = metadata_rows([("a.png", (3, 2), Detections.empty((3, 2))), ("b.png", (3, 2), d)],
                          CategoryMap(["cup"]), report)
     assert [r["objects"]["id"] for r in rows] == [[], []] and report["unmapped:ghost"] == 1
+
+
+# -- 6. run folders say what they are ------------------------------------------------------------------
+def test_a_run_with_exif_rotated_images_says_once_that_loaders_need_export(run_dir, tmp_path):
+    notices = []
+    s = label([FIXTURES / "images"], tmp_path / "run", task="segment", replay=FIXTURES / "replay",
+              overlays=False, on_notice=notices.append)
+    assert s.rotated == 1  # exif_rot6.jpg
+    said = [n for n in s.notices if "EXIF rotation" in n]
+    assert len(said) == 1 and said == [n for n in notices if "EXIF rotation" in n]
+    assert "torchvision" in said[0] and "`visionkit export` writes upright copies" in said[0]
+    upright = label([FIXTURES / "images" / "wide_640x480.jpg"], tmp_path / "run2", task="segment",
+                    replay=FIXTURES / "replay", overlays=False)
+    assert upright.rotated == 0 and not any("EXIF" in n for n in upright.notices)

@@ -46,6 +46,7 @@ class ImageResult:
     overlay_error: str = ""  # set when the image succeeded but its overlay could not be drawn or written
     usage: dict | None = None  # tokens this image's requests used in this run (online answers only)
     reasked: bool = False  # its masks did not decode and it was asked again with the polygon prompt
+    rotated: bool = False  # its file has an EXIF orientation: stored pixels are not upright
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,8 @@ def process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, o
             usage = answer_usage(answer)
             reasked = bool(meta.get("reasked"))
         stage = "image"
-        size_wh = imageio.image_size(path)  # header only: the pixels are decoded for the overlay alone
+        *size_wh, orientation = imageio.image_header(path)  # header only: pixels are decoded for the overlay
+        size_wh = tuple(size_wh)
         large = imageio.large_image_note(size_wh)
         stage = "parse"
         order = meta.get("maskOrder") if meta.get("maskOrder") in ("yx", "xy") else None
@@ -166,7 +168,8 @@ def process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, o
     notes = tuple(ParseWarning(None, None, n) for n in (note, large) if n)
     warnings = (*notes, *dets.warnings) if notes else dets.warnings
     return ImageResult(file_name, key, True, origin, detections=len(dets), warnings=warnings,
-                       attempts=attempts, overlay_error=overlay_error, usage=usage, reasked=reasked), record
+                       attempts=attempts, overlay_error=overlay_error, usage=usage, reasked=reasked,
+                       rotated=orientation != 1), record
 
 
 def _write_overlay(out: Path, key: str, image: Path, dets, overlay: tuple[str, int | None]) -> str:

@@ -63,6 +63,7 @@ class LabelSummary:
     usage: Usage = field(default_factory=Usage)  # tokens spent by this run's requests (see
                                                  # visionkit.core.usage)
     reasked: int = 0  # images asked again with the polygon prompt (their masks did not decode)
+    rotated: int = 0  # images whose files carry an EXIF rotation (see rotation_notice)
 
     @property
     def ok(self) -> bool:
@@ -76,6 +77,7 @@ class LabelSummary:
         self.cached += result.source == "cache"
         self.requested += result.source == "api"
         self.reasked += result.reasked
+        self.rotated += result.rotated
         if result.usage:
             self.usage.add(Usage.of(result.usage))
         if result.ok:
@@ -89,3 +91,11 @@ class LabelSummary:
             self.failed += 1
             self.failures.append({"file": result.file, "key": result.key, "stage": result.stage,
                                   "error": result.error, "reason": result.reason})
+
+    def rotation_notice(self) -> str | None:
+        """What a run folder is not, said once when it matters: a dataset loader reading the originals."""
+        if not self.rotated:
+            return None
+        return (f"{self.rotated} images carry an EXIF rotation: annotations.json describes them upright, but "
+                "loaders that read the original files through this run folder (torchvision's CocoDetection, "
+                "datumaro) see them sideways; `visionkit export` writes upright copies for them")
