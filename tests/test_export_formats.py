@@ -212,14 +212,16 @@ def test_hf_rows_of_an_empty_image_and_unmapped_labels():
 
 
 # -- 6. run folders say what they are ------------------------------------------------------------------
-def test_a_run_with_exif_rotated_images_says_once_that_loaders_need_export(run_dir, tmp_path):
-    notices = []
-    s = label([FIXTURES / "images"], tmp_path / "run", task="segment", replay=FIXTURES / "replay",
-              overlays=False, on_notice=notices.append)
-    assert s.rotated == 1  # exif_rot6.jpg
-    said = [n for n in s.notices if "EXIF rotation" in n]
-    assert len(said) == 1 and said == [n for n in notices if "EXIF rotation" in n]
-    assert "torchvision" in said[0] and "`visionkit export` writes upright copies" in said[0]
+def test_a_run_with_exif_rotated_images_says_once_that_loaders_need_export(tmp_path):
+    stdout, stderr = io.StringIO(), io.StringIO()
+    argv = ["label", str(FIXTURES / "images"), "--out", str(tmp_path / "run"), "--replay",
+            str(FIXTURES / "replay"), "--no-overlays", "-q"]
+    assert main(argv, stdout=stdout, stderr=stderr) == 0
+    said = [line for line in stdout.getvalue().splitlines() if "EXIF rotation" in line]
+    assert said == ["1 images carry an EXIF rotation: annotations.json describes them upright, but loaders "
+                    "that read the original files through this run folder (torchvision's CocoDetection, "
+                    "datumaro) see them sideways; `visionkit export` writes upright copies for them"]
+    assert "EXIF" not in stderr.getvalue()
     upright = label([FIXTURES / "images" / "wide_640x480.jpg"], tmp_path / "run2", task="segment",
                     replay=FIXTURES / "replay", overlays=False)
-    assert upright.rotated == 0 and not any("EXIF" in n for n in upright.notices)
+    assert upright.rotated == 0 and upright.rotation_notice() is None

@@ -214,8 +214,6 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
                 source.retry_unsaved()  # answers held in memory get a last chance to reach the disk
             raise
         _save_unsaved(source, summary, on_notice)
-        if summary.rotation_notice():
-            _notify(summary, on_notice, summary.rotation_notice())
         write_failures(out / "failures.json", summary)
         if replay_dir is None:
             export(summary, "usage.json", write_usage, out / "usage.json", summary, client, prices)

@@ -93,7 +93,8 @@ class LabelSummary:
                                   "error": result.error, "reason": result.reason})
 
     def rotation_notice(self) -> str | None:
-        """What a run folder is not, said once when it matters: a dataset loader reading the originals."""
+        """What a run folder is not, said once (``visionkit label``'s summary prints it) when it matters: a
+        dataset loader reading the original files. None when no image carries an EXIF rotation."""
         if not self.rotated:
             return None
         return (f"{self.rotated} images carry an EXIF rotation: annotations.json describes them upright, but "
