@@ -225,3 +225,9 @@ def test_a_run_with_exif_rotated_images_says_once_that_loaders_need_export(tmp_p
     upright = label([FIXTURES / "images" / "wide_640x480.jpg"], tmp_path / "run2", task="segment",
                     replay=FIXTURES / "replay", overlays=False)
     assert upright.rotated == 0 and upright.rotation_notice() is None
+
+
+def test_ls_root_must_hold_the_export(run_dir, tmp_path):
+    with pytest.raises(ExportError, match="is not inside it"):
+        export_dataset(run_dir, tmp_path / "a" / "ls", format="label-studio", ls_root=tmp_path / "b")
+    assert not (tmp_path / "a").exists()  # refused before anything was written
