@@ -50,6 +50,7 @@ from pathlib import Path
 from ..core.detections import Detections
 from ..errors import ExportError, VisionkitError
 from ..media.atomic import write_bytes_atomic
+from ..media.paths import check_name, safe_join
 from .coco_read import has_mask, image_detections, index_coco
 from .splits import assign_splits, parse_split, train_never_empty
 from .upright import copy_upright, dest_name
@@ -136,13 +137,16 @@ def load_runs(runs: Sequence[str | os.PathLike], images_root: str | os.PathLike 
                 row["label"] = kp_names[ann["category_id"]]
                 points.setdefault(kp_files[ann["image_id"]], []).append(row)
         entries, by_image, names, with_score = index_coco(dataset)
-        for img in entries:
-            name = img["file_name"]
+        for k, img in enumerate(entries):
+            # the name becomes a path under DEST (and under images_root): refused when it would leave it
+            name = check_name(img.get("file_name"), file=run / "annotations.json",
+                              field=f"images[{k}].file_name")
             if name in seen:
                 raise ExportError(f"{name} is in two runs ({seen[name]} and {run}); export them separately "
                                   "or label the image once")
             seen[name] = run
-            source = (Path(images_root) / name if images_root is not None
+            source = (safe_join(images_root, name, file=run / "annotations.json",
+                                field=f"images[{k}].file_name") if images_root is not None
                       else Path(sources.get(name, run / "?missing" / name)))
             out.append(RunImage(name, source, int(img["width"]), int(img["height"]),
                                 by_image.get(int(img["id"]), []), names, with_score,
@@ -276,9 +280,10 @@ def _split_text(split: Mapping[str, float]) -> str:
     return ",".join(f"{k}={v:g}" for k, v in split.items())
 
 
-def image_folder(dest: Path, format: str, part: str) -> Path:
-    """Where a format keeps a split's images: ``<split>/`` for ``hf``, else ``images/<split>/``."""
-    return dest / part if format == "hf" else dest / "images" / part
+def image_folder(format: str, part: str) -> str:
+    """Where a format keeps a split's images, under the dataset folder: ``<split>`` for ``hf``, else
+    ``images/<split>``."""
+    return part if format == "hf" else f"images/{part}"
 
 
 def _copy_images(images: list[RunImage], where: Mapping[str, str], dest: Path, format: str,
@@ -304,8 +309,9 @@ def _copy_images(images: list[RunImage], where: Mapping[str, str], dest: Path, f
             error = f"{taken} is taken by {names_out[key]}; rename one of the two images"
         else:
             try:
-                summary.reencoded += copy_upright(im.source, image_folder(dest, format, part) / name,
-                                                  (im.width, im.height))
+                target = safe_join(dest, f"{image_folder(format, part)}/{name}",
+                                   file=im.run / "annotations.json", field="file_name")
+                summary.reencoded += copy_upright(im.source, target, (im.width, im.height))
                 names_out[key] = im.file_name
                 per_split.setdefault(part, []).append(im)
             except VisionkitError as exc:
@@ -357,4 +363,5 @@ def _write_split(format: str, dest: Path, part: str, members: list[RunImage], ca
                                  root=None if ls_root is None else Path(ls_root))
     from .yolo import write_labels
 
-    return write_labels(dest / "labels" / part, items, cats, segment=format == "yolo-segment", report=report)
+    return write_labels(dest / "labels" / part, items, cats, segment=format == "yolo-segment", report=report,
+                        source=", ".join(sorted({str(m.run / "annotations.json") for m in members})))

@@ -33,6 +33,7 @@ import numpy as np
 from ..core.detections import Detections
 from ..errors import InputError
 from ..media.atomic import write_bytes_atomic
+from ..media.paths import safe_join
 from .instances import box_polygon, clip_crop_to_box, snap_box
 
 __all__ = ["yolo_lines", "merge_parts", "data_yaml", "write_labels", "read_yolo_labels"]
@@ -128,10 +129,15 @@ def data_yaml(names: Sequence[str], splits: Sequence[str], empty: Sequence[str] 
 
 
 def write_labels(folder: Path, items: Iterable[tuple[str, tuple[int, int], Detections]], cats, *,
-                 segment: bool, report: Counter) -> int:
+                 segment: bool, report: Counter, source: str = "the annotations") -> int:
     """Write ``folder/<stem>.txt`` for every ``(file_name, (width, height), Detections)`` item (an empty
     file for an image without instances). Class ``i`` is ``cats.categories[i]`` (a
-    :class:`~visionkit.formats.coco.CategoryMap`). Returns the lines written."""
+    :class:`~visionkit.formats.coco.CategoryMap`). Returns the lines written.
+
+    Raises:
+        InputError: naming ``source`` (where the file names come from), when a name would write outside
+            ``folder`` (see :func:`visionkit.media.paths.safe_join`).
+    """
     index = {c["id"]: i for i, c in enumerate(cats.categories)}
     written = 0
     folder.mkdir(parents=True, exist_ok=True)
@@ -139,8 +145,8 @@ def write_labels(folder: Path, items: Iterable[tuple[str, tuple[int, int], Detec
         class_of = {lbl: index[cats.lookup(lbl)] for lbl in set(dets.labels.tolist())
                     if cats.lookup(lbl) is not None}
         lines = yolo_lines(dets, class_of, segment=segment, report=report)
-        write_bytes_atomic(folder / Path(name).with_suffix(".txt"),
-                           ("\n".join(lines) + "\n" if lines else "").encode("utf-8"))
+        target = safe_join(folder, Path(name).with_suffix(".txt").as_posix(), file=source, field="file_name")
+        write_bytes_atomic(target, ("\n".join(lines) + "\n" if lines else "").encode("utf-8"))
         written += len(lines)
     return written
 
