@@ -13,6 +13,7 @@ runs pay), before and now (really at 1/8).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -37,10 +38,8 @@ def opencv_read(path: Path) -> None:
 
 
 def merged_check(path: Path) -> None:
-    try:
+    with contextlib.suppress(ValueError):
         simplejpeg.decode_jpeg(path.read_bytes(), colorspace="GRAY", min_factor=8, strict=True)
-    except ValueError:
-        pass
 
 
 def main() -> None:
@@ -49,7 +48,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "visionkit-bench-label")
     args = parser.parse_args()
-    images_dir, _ = write_labelled_folder(args.data / f"{args.images}x{WH[0]}x{WH[1]}", args.images, WH, masks=10)
+    data = args.data / f"{args.images}x{WH[0]}x{WH[1]}"
+    images_dir, _ = write_labelled_folder(data, args.images, WH, masks=10)
     images = sorted(images_dir.glob("*.jpg"))
     cases = {
         "overlay read, no check (OpenCV)": opencv_read,
