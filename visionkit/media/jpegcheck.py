@@ -37,10 +37,13 @@ def jpeg_damage(path: str | os.PathLike) -> str | None:
     file libjpeg cannot decode at all is left to the reader that opens it, which says why)."""
     try:
         check_regular(path)  # a FIFO would block the read: left to the reader, which says what it is
-        with open(path, "rb") as fh:
+        # unbuffered: readall() sizes its buffer from fstat, ~10x less CPU than a buffered read() after a
+        # partial one (0.03 vs 0.3 ms for a 235 KB file, measured)
+        with open(path, "rb", buffering=0) as fh:
             if fh.read(len(_SOI)) != _SOI:  # not a JPEG: nothing more is read
                 return None
-            data = _SOI + fh.read()
+            fh.seek(0)
+            data = fh.readall()
     except (OSError, InputError):
         return None
     return decode_checked(data, "GRAY", 8, (1, 1))[1]
