@@ -105,6 +105,12 @@ class ResponseStore:
     def load(self, key: str, request: dict, image: Path) -> tuple[Any | None, str | None]:
         """``(answer, None)`` when a saved answer fits this request and image; ``(None, why)`` when one is
         saved but stale; ``(None, None)`` when none is saved."""
+        saved, stale = self.check(key, request, image)
+        return (None, stale) if saved is None else (read_answer(saved), None)
+
+    def check(self, key: str, request: dict, image: Path) -> tuple[Path | None, str | None]:
+        """What :meth:`load` decides, without reading the answer: ``(its file, None)`` when a saved answer
+        fits, ``(None, why)`` when one is saved but stale, ``(None, None)`` when none is saved."""
         saved = self.path(key)
         if not saved.is_file():
             return None, None
@@ -125,7 +131,7 @@ class ResponseStore:
                     return None, "the saved answer was for another version of the image"
                 if "response_sha256" in record and record["response_sha256"] != _file_digest(saved):
                     return None, "the saved answer does not match its request record"
-        return read_answer(saved), None
+        return saved, None
 
     def owner(self, key: str, images: dict[str, Path]) -> str | None:
         """Which of ``images`` (``{file_name: path}``) the response saved under ``key`` was asked about,
@@ -256,6 +262,19 @@ class AnswerSource:
             found = load_key_map(self.replay.parent) if self.replay is not None else None
             self._replayed_keys = found or {}
         return self._replayed_keys
+
+    def answer_file(self, path: Path, file_name: str, key: str) -> Path | None:
+        """The file :meth:`get` would read this image's answer from without sending a request (the replay
+        file, or a saved response that fits), or None (there is none: it would fail, or ask)."""
+        try:
+            if self.replay is not None:
+                return self.replay_file(path, file_name, key)
+            with self._unsaved_lock:
+                if key in self._unsaved:
+                    return None  # the answer on disk (if any) is not the one this run used
+            return self.store.check(key, self.request, path)[0]
+        except (InputError, OSError):
+            return None
 
     def unsaved_count(self) -> int:
         with self._unsaved_lock:

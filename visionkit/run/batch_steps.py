@@ -359,6 +359,8 @@ class BatchAnswers:
     """A stand-in client for :func:`visionkit.label`: saved answers are used by the pipeline itself; this
     answers every other image with its batch error, and never sends a request."""
 
+    offline = True  # so the pipeline labels the saved answers on its worker processes, as a replay run
+
     def __init__(self, client: Any, reasons: dict[str, tuple[str, str | None, str | None]], owns: bool,
                  answered: dict[str, JobRecord] | None = None):
         self._client = client

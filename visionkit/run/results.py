@@ -1,0 +1,190 @@
+"""``OUT/.results.jsonl``: every image's finished result, kept so that a rerun re-parses nothing it need not.
+
+A rerun with the same options on a finished folder finds each image here, checks that the result still
+fits, and copies it to the new run instead of parsing the answer again; only ``annotations.json`` (and its
+companions) is streamed again. A result fits when all of these still hold:
+
+* the answer is the same: the SHA-256 of the replay file or saved response (a file whose size and mtime
+  are unchanged is not hashed again, as ``git`` trusts its index; a saved response must also still fit the
+  request, as :meth:`visionkit.run.answer_source.ResponseStore.load` decides);
+* the options that shape the annotations are the same: task, threshold, polygons, polygon holes, dedupe,
+  and visionkit's version;
+* the image has the same size and mtime (its header gives the width and height; its pixels the overlay);
+* with overlays on, the overlay was written with the same format and size and is still there.
+
+Anything else recomputes that image, and only that image: a changed ``--threshold`` re-parses every image,
+one new image is parsed alone. Failed images are never kept (a rerun tries them again).
+
+Each line is one image's spool record (see :mod:`visionkit.run.spool`) with a head first::
+
+    {"_vk": {"key": "x", "sig": "...", "answer": [size, mtime_ns, sha256], "image": [size, mtime_ns],
+             "overlay": ["jpg", 2048] | null, "detections": 3, "warnings": [[index, field, reason], ...]},
+     "file_name": "a/x.jpg", "width": 640, "height": 480, "annotations": [...], "report": {...}}
+
+The file is written at the end of a run, atomically; a run killed before that leaves the previous file,
+whose results are still checked one by one, so nothing stale is ever used. A line that cannot be read is a
+miss, never an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .._version import __version__
+from ..core.detections import ParseWarning
+from ..draw.overlay_files import OVERLAY_FORMATS
+from ..media.atomic import atomic_open
+from .image_step import ImageResult
+
+__all__ = ["RESULTS_NAME", "ResultCache", "answer_id"]
+
+RESULTS_NAME = ".results.jsonl"
+_FORMAT = 1  # bump when what a line means changes
+_HEAD = b'{"_vk": '
+_decoder = json.JSONDecoder()
+
+
+def answer_id(path: Path, known: Any = None) -> list | None:
+    """``[size, mtime_ns, sha256]`` of an answer file; ``known`` (such a list from an earlier run) saves
+    the hashing when the size and mtime are unchanged. None when the file cannot be read."""
+    try:
+        stat = os.stat(path)
+        if isinstance(known, list) and len(known) == 3 and known[:2] == [stat.st_size, stat.st_mtime_ns]:
+            return known
+        with open(path, "rb") as fh:
+            digest = hashlib.sha256(fh.read()).hexdigest()
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns, digest]
+
+
+def _image_id(path: Path) -> list | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def _head(line: bytes) -> dict:
+    head, _ = _decoder.raw_decode(line.decode("utf-8"), len(_HEAD))
+    if not isinstance(head, dict):
+        raise TypeError("the head is not an object")
+    return head
+
+
+class ResultCache:
+    """The previous run's kept results (read) and the heads of this run's fresh ones (made).
+
+    ``options``: what shapes an image's annotations (task, threshold, ...); ``overlay``: ``(format,
+    max_side)``, or None when the run draws no overlays. Used from the run's main thread only.
+    """
+
+    def __init__(self, out: Path, options: dict, overlay: tuple[str, int | None] | None):
+        self.out = Path(out)
+        self.path = self.out / RESULTS_NAME
+        self._options = json.dumps([_FORMAT, __version__, options], sort_keys=True).encode()
+        self._overlay = None if overlay is None else list(overlay)
+        self._index: dict[str, int] = {}  # key -> offset of its line in the previous file
+        self._fh = None
+        self.hits = 0
+        try:
+            self._fh = open(self.path, "rb")  # noqa: SIM115 - closed by close()
+            self._scan()
+        except OSError:
+            self._index.clear()
+
+    def _scan(self) -> None:
+        offset = 0
+        for line in self._fh:
+            if line.startswith(_HEAD) and line.endswith(b"\n"):
+                with contextlib.suppress(ValueError, TypeError, KeyError):
+                    self._index[str(_head(line)["key"])] = offset
+            offset += len(line)
+
+    def _sig(self, answer: list) -> str:
+        return hashlib.sha256(self._options + str(answer[2]).encode()).hexdigest()[:32]
+
+    def lookup(self, key: str, file_name: str, image: Path, answer: Path | None) -> tuple[dict, bytes] | None:
+        """``(head, line)`` of this image's kept result when it still fits (see the module doc), else
+        None. Each key is looked up once per run."""
+        offset = self._index.pop(key, None)
+        if offset is None or answer is None or self._fh is None:
+            return None
+        try:
+            self._fh.seek(offset)
+            line = self._fh.readline()
+            head = _head(line)
+            kept = head.get("answer")
+            now = answer_id(answer, kept)
+            if (now is None or head.get("sig") != self._sig(now) or head.get("key") != key
+                    or head.get("file") != file_name or head.get("image") != _image_id(image)):
+                return None
+            if self._overlay is not None and (head.get("overlay") != self._overlay
+                                              or not self._overlay_path(key).is_file()):
+                return None
+            if now is not kept:  # the same answer in a touched file: record its new size and mtime
+                head["answer"] = now
+                line = self.line(head, json.loads(line))
+        except (OSError, ValueError, TypeError, AttributeError):
+            return None
+        self.hits += 1
+        return head, line
+
+    def head(self, key: str, file_name: str, image: Path, answer: Path | None, detections: int,
+             warnings: Iterable[ParseWarning], overlay_ok: bool) -> dict:
+        """The head of a fresh result whose answer was read from ``answer`` (None: not from a file)."""
+        found = None if answer is None else answer_id(answer)
+        return {"key": key, "file": file_name, "sig": None if found is None else self._sig(found),
+                "answer": found, "image": _image_id(image),
+                "overlay": self._overlay if overlay_ok else None, "detections": detections,
+                "warnings": [[w.index, w.field, w.reason] for w in warnings]}
+
+    def kept_result(self, head: dict, file_name: str, origin: str) -> ImageResult:
+        """The :class:`ImageResult` of a kept result (``origin``: "replay" or "cache")."""
+        return ImageResult(file_name, head["key"], True, origin, detections=int(head.get("detections") or 0),
+                           warnings=self.warnings(head))
+
+    def spool_line(self, result: ImageResult, record: dict | bytes, image: Path, answer: Path | None
+                   ) -> tuple[bytes, dict]:
+        """``(line, record)`` of a finished image: a kept line as it is, or a fresh record with its head
+        (``answer``: the file its answer was read from)."""
+        if isinstance(record, bytes):
+            return record, json.loads(record)
+        head = self.head(result.key, result.file, image, answer, result.detections, result.warnings,
+                         self._overlay is not None and not result.overlay_error)
+        return self.line(head, record), record
+
+    @staticmethod
+    def line(head: dict, record: dict) -> bytes:
+        """One line of the file: ``record`` (a spool record) with ``head`` first."""
+        record.pop("_vk", None)
+        return (json.dumps({"_vk": head, **record}, ensure_ascii=False) + "\n").encode("utf-8")
+
+    @staticmethod
+    def warnings(head: dict) -> tuple[ParseWarning, ...]:
+        return tuple(ParseWarning(*w) for w in head.get("warnings") or ())
+
+    def _overlay_path(self, key: str) -> Path:
+        return self.out / "overlays" / f"{key}{OVERLAY_FORMATS[self._overlay[0]]}"
+
+    def save(self, lines: Iterable[bytes]) -> None:
+        """Write this run's lines, then the previous file's lines of the images this run did not look up
+        (not among its inputs), atomically. Not fsynced: a lost file only costs a recompute."""
+        with atomic_open(self.path, "wb", durable=False) as fh:
+            for line in lines:
+                fh.write(line)
+            if self._fh is not None:
+                for offset in self._index.values():
+                    self._fh.seek(offset)
+                    fh.write(self._fh.readline())
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
