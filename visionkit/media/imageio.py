@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import struct
 import threading
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Union
 
@@ -33,6 +32,7 @@ from PIL import Image, ImageOps
 from ..errors import ConfigError, ExportError, InputError
 from .atomic import write_bytes_atomic
 from .fastread import read_jpeg_rgb, scaled_size
+from .listing import IMAGE_SUFFIXES, image_names, iter_images
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -40,6 +40,7 @@ __all__ = [
     "MAX_PIXELS",
     "ImageSource",
     "image_size",
+    "image_names",
     "iter_images",
     "large_image_note",
     "open_upright",
@@ -47,9 +48,6 @@ __all__ = [
     "set_max_pixels",
     "write_png_atomic",
 ]
-
-#: File suffixes (lower case, with the dot) treated as images when a folder is searched.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".heic", ".heif"})
 
 #: Largest accepted image, in pixels (about 179 megapixels; 2 x Pillow's default warning limit).
 MAX_PIXELS = 2 * 89_478_485
@@ -323,56 +321,6 @@ def _png_late_exif(path: Path) -> bytes | None:
                 f.seek(length + 4, os.SEEK_CUR)  # the chunk's data and CRC
     except OSError:
         return None
-
-
-def iter_images(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
-                prune: Callable[[Path], bool] | None = None) -> list[tuple[Path, Path]]:
-    """Expand files and folders into ``(path, root)`` pairs, in a stable order.
-
-    A folder is searched recursively for files whose suffix (any case) is in :data:`IMAGE_SUFFIXES`; its
-    files are sorted by their path relative to the folder, and ``root`` is the folder. Names starting with
-    ``.`` (hidden files and folders, macOS ``._*`` files) are skipped, and so is every sub-folder for which
-    ``prune(folder)`` is true (the folders given as inputs are not asked). A file given directly has its
-    parent as ``root``. A file reached twice is listed once, at its first position.
-
-    Raises:
-        InputError: an input does not exist, or a file given directly is not an image type.
-    """
-    if isinstance(inputs, (str, os.PathLike)):
-        inputs = [inputs]
-    found: list[tuple[Path, Path]] = []
-    seen: set[Path] = set()
-
-    def add(path: Path, root: Path) -> None:
-        key = path.resolve()
-        if key not in seen:
-            seen.add(key)
-            found.append((path, root))
-
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            for file in _walk(path, prune):
-                add(file, path)
-        elif path.is_file():
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                raise InputError(f"{path}: not an image file (expected one of "
-                                 f"{', '.join(sorted(IMAGE_SUFFIXES))})")
-            add(path, path.parent)
-        else:
-            raise InputError(f"{path}: no such file or folder")
-    return found
-
-
-def _walk(folder: Path, prune: Callable[[Path], bool] | None = None) -> list[Path]:
-    files = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")
-                       and (prune is None or not prune(Path(dirpath) / d))]
-        for name in filenames:
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
-                files.append(Path(dirpath) / name)
-    return sorted(files, key=lambda p: p.relative_to(folder).as_posix())
 
 
 def write_png_atomic(path: str | os.PathLike[str], rgb: np.ndarray) -> None:

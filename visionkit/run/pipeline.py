@@ -183,8 +183,9 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         spool = prepare_output(out, cleanup, lambda n: _notify(summary, on_notice, n), overlays=overlays,
                                online=replay_dir is None)
         keys, known_keys = run_keys(images, out, store.owner)
-        names = [p.relative_to(r).as_posix() for p, r in images]  # each image's file_name
+        names = images.names  # each image's file_name
         record_keys(out, names, keys, known_keys)
+        del known_keys  # the recorded map: not needed again (a million entries would stay for nothing)
         source = AnswerSource(replay_dir, store, client, RateLimiter(rpm), task, prompt, classes,
                               stem_owners=stem_owners(images, keys), reask=reask)
         step = StepConfig(out=out, task=task, threshold=threshold, polygons=polygons,
