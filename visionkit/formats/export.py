@@ -44,7 +44,7 @@ from PIL import Image
 
 from ..core.detections import Detections
 from ..errors import ExportError, InputError, VisionkitError
-from ..media.atomic import write_bytes_atomic
+from ..media.atomic import SyncBatch, write_bytes_atomic
 from .coco_read import has_mask, image_detections, index_coco
 
 __all__ = ["FORMATS", "ExportSummary", "RunImage", "load_runs", "parse_split", "assign_splits",
@@ -326,6 +326,7 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
 
     report: Counter = Counter()
     unmapped: Counter = Counter()
+    labels = SyncBatch()  # the label files are fsynced together at the end, not one by one
     splits = ["train"] + [s for s in split if s != "train"]
     for part in splits:
         members = per_split.get(part, [])
@@ -355,7 +356,7 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
                 dets = m.detections
                 lines = yolo_lines(dets, class_of, segment=format == "yolo-segment", report=counts)
                 stem = Path(dest_name(m.file_name)).with_suffix(".txt")
-                write_bytes_atomic(dest / "labels" / part / stem, ("\n".join(lines) + "\n" if lines else "")
+                labels.write_bytes(dest / "labels" / part / stem, ("\n".join(lines) + "\n" if lines else "")
                                    .encode("utf-8"))
                 summary.annotations += len(lines)
                 for key, n in counts.items():
@@ -365,6 +366,7 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
                         report[key] += n
             (dest / "images" / part).mkdir(parents=True, exist_ok=True)
             (dest / "labels" / part).mkdir(parents=True, exist_ok=True)
+    labels.sync()
     if format != "coco":
         write_bytes_atomic(dest / "data.yaml", data_yaml([c["name"] for c in cats.categories], splits)
                            .encode("utf-8"))

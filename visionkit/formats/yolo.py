@@ -36,6 +36,9 @@ from .instances import box_polygon, clip_crop_to_box, snap_box
 __all__ = ["yolo_lines", "merge_parts", "data_yaml", "read_yolo_labels"]
 
 
+_SIX = "{:.6f}"
+
+
 def merge_parts(parts: Sequence[np.ndarray]) -> np.ndarray:
     """Join ``(K, 2)`` rings into one ring with zero-width bridges between nearest points."""
     ring = np.asarray(parts[0], dtype=np.float64)
@@ -75,7 +78,7 @@ def yolo_lines(detections: Detections, class_of: Mapping[str, int], *, segment: 
             continue
         ring = _instance_ring(detections, i, box, report)
         norm = np.clip(ring / scale, 0.0, 1.0).reshape(-1)
-        lines.append(f"{cls} " + " ".join(f"{v:.6f}" for v in norm))
+        lines.append(f"{cls} " + " ".join(map(_SIX.format, norm.tolist())))  # Python floats: faster
     return lines
 
 

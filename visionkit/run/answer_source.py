@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +29,31 @@ __all__ = ["AnswerSource", "RateLimiter", "ResponseStore", "find_replay", "read_
 RECORD_DIR = ".request"
 
 
-def find_replay(replay: Path, key: str, stem: str) -> Path | None:
-    """``replay/<key>.json`` or ``.txt`` (then the same for the bare stem), or None.
+def find_replay(replay: Path, key: str, stem: str, listing: Container[str] | None = None) -> Path | None:
+    """``replay/<key>.json`` or ``.txt`` (then the same for the bare stem), or None. ``listing``: the
+    names of the files in ``replay``, when the caller listed it once: a listed name needs no stat (one
+    not listed is still looked for, as a case-insensitive file system may hold it under another case).
 
     The bare-stem fallback is for answers named after the file (``x.txt`` for ``sub/x.jpg``); callers must
     use it only when exactly one image of the run has that stem (see :meth:`AnswerSource.get`).
     """
-    for name in dict.fromkeys((key, stem)):
-        for suffix in (".json", ".txt"):
-            candidate = replay / f"{name}{suffix}"
-            if candidate.is_file():
-                return candidate
+    candidates = [f"{name}{suffix}" for name in dict.fromkeys((key, stem)) for suffix in (".json", ".txt")]
+    for candidate in candidates if listing is not None else ():
+        if candidate in listing:
+            return replay / candidate
+    for candidate in candidates:
+        if (replay / candidate).is_file():
+            return replay / candidate
     return None
 
 
-def _exact_replay(replay: Path, key: str) -> Path | None:
-    return find_replay(replay, key, key)
+def _files_in(folder: Path) -> frozenset[str]:
+    """The names of the files in ``folder`` (one ``scandir``), or an empty set when it cannot be read."""
+    try:
+        with os.scandir(folder) as entries:
+            return frozenset(e.name for e in entries if e.is_file())
+    except OSError:
+        return frozenset()
 
 
 def request_record(task: str, prompt: str | None, classes: Sequence[str] | None, model: str | None,
@@ -200,6 +210,8 @@ class AnswerSource:
         self._unsaved: dict[str, tuple[Path, dict]] = {}
         self._unsaved_lock = threading.Lock()
         self._replayed_keys: dict[str, str] | None = None
+        # the replay folder's file names, listed once: a stat per candidate name cost more, per image
+        self._listing = _files_in(replay) if replay is not None else None
         self.task, self.prompt, self.classes = task, prompt, classes
         self.reask = reask  # ask once more with the polygon prompt when masks do not decode
         # What the saved answers must have been asked with (see visionkit.run.answer_source).
@@ -305,11 +317,12 @@ class AnswerSource:
         ``RUN/keys.json`` says), else ``<key>.json``/``.txt``, else ``<stem>.json``/``.txt`` when no other
         image has that stem."""
         recorded = self._replay_keys().get(file_name)
-        found = _exact_replay(self.replay, recorded) if recorded else None
-        found = found or _exact_replay(self.replay, key)
+        found = find_replay(self.replay, recorded, recorded, self._listing) if recorded else None
+        found = found or find_replay(self.replay, key, key, self._listing)
         if found is not None:
             return found
-        fallback = _exact_replay(self.replay, path.stem) if path.stem != key else None
+        stem = path.stem
+        fallback = find_replay(self.replay, stem, stem, self._listing) if stem != key else None
         owners = self.stem_owners.get(path.stem.casefold(), ())
         if fallback is not None and len(owners) > 1:
             names = " or ".join(f for f, _ in owners)

@@ -77,6 +77,8 @@ def assign_keys(file_names: Sequence[str], known: Mapping[str, str] | None = Non
     new files sharing ``stem`` keeps the bare stem. Updates nothing; the caller records the result.
     """
     known = known or {}
+    if all(f in known for f in file_names):  # a rerun of the same images: nothing to assign
+        return [known[f] for f in file_names]
     taken = {k.casefold() for k in known.values()}
 
     def everyone() -> Iterator[str]:  # the known files, then the new ones (not held as a list)
@@ -152,14 +154,21 @@ def run_keys(images: Sequence[tuple[Path, Path]], out: Path,
     return assign_keys(names, known, owner_of), known
 
 
+def _stem(file_name: str) -> str:
+    """``PurePosixPath(file_name).stem``, without making a path (a million of them add up)."""
+    name = file_name.rpartition("/")[2]
+    dot = name.rfind(".")
+    return name[:dot] if 0 < dot < len(name) - 1 else name
+
+
 def stem_owners(images: Sequence[tuple[Path, Path]], keys: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
     """``{stem.casefold(): [(file_name, key), ...]}``: which images a bare-stem replay answer could mean.
     Only stems that several images share are listed (an absent stem has at most one image)."""
     names = getattr(images, "names", None) or [path.relative_to(root).as_posix() for path, root in images]
-    counts = Counter(PurePosixPath(n).stem.casefold() for n in names)
+    counts = Counter(_stem(n).casefold() for n in names)
     owners: dict[str, list[tuple[str, str]]] = {}
     for name, key in zip(names, keys):
-        stem = PurePosixPath(name).stem.casefold()
+        stem = _stem(name).casefold()
         if counts[stem] > 1:
             owners.setdefault(stem, []).append((name, key))
     return owners

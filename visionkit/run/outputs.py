@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ExportError
-from ..formats.coco import CategoryMap, assemble, finish_annotation
+from ..formats.coco import CategoryMap, assemble
 from ..formats.keypoints import keypoints_dataset
 from ..media.atomic import atomic_open, write_json_atomic
 from .outdir import keep_previous, previous_counts, write_index
@@ -70,13 +70,17 @@ def write_annotations(path: Path, records: Records, labels: Counter, report: Cou
         fh.write(f'], "categories": {json.dumps(head["categories"], ensure_ascii=False)}, "annotations": [')
         ann_id = 0
         for image_id, index in enumerate(records.indices(), start=1):
-            for ann in records.read(index)["annotations"]:
-                done = finish_annotation(ann, image_id, ann_id + 1, cats, unmapped)
-                if done is None:
+            # [label, JSON text after "{" without the label] (visionkit.run.results): the ids go first, as
+            # formats.coco.finish_annotation puts them, and the rest is written as it is, not encoded again
+            for label, body in records.read(index)["annotations"]:
+                category_id = cats.lookup(label)
+                if category_id is None:
+                    unmapped[label] += 1
                     continue
-                fh.write(("," if ann_id else "") + json.dumps(done, ensure_ascii=False))
-                written[index] += 1
                 ann_id += 1
+                fh.write(f'{"," if ann_id > 1 else ""}{{"id": {ann_id}, "image_id": {image_id}, '
+                         f'"category_id": {category_id}' + (f", {body}" if body != "}" else "}"))
+                written[index] += 1
         # info last: it carries the report, known only once every annotation was mapped.
         info = assemble([], [], cats, report, unmapped, None)["info"]
         fh.write(f'], "info": {json.dumps(info, ensure_ascii=False)}}}')

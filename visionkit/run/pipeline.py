@@ -275,7 +275,7 @@ def _run(images: list[tuple[Path, Path]], names: list[str], keys: list[str],
         kept = cache.lookup(keys[index], file_name, path, found)  # an unchanged image is not redone
         if kept is not None:
             origin = "replay" if source.replay else "cache"
-            return _done(cache.kept_result(kept[0], file_name, origin), kept[1])
+            return _done(cache.kept_result(kept[0], file_name, origin), kept)
         if not in_process:
             return pool.submit(work, index)
         if found is None and source.replay is None:  # no saved answer: the client says why (a batch error)
@@ -337,13 +337,13 @@ def _run(images: list[tuple[Path, Path]], names: list[str], keys: list[str],
                         other.cancel()  # queued work is dropped; requests in flight finish
                 found = answers.pop(index, None)
                 if record is not None:
-                    path = images[index][0]
+                    path = images[index][0] if isinstance(record, dict) else None  # None: kept as it was
                     if result.source == "api":  # the answer was asked for in this run: where it was saved
                         found = source.answer_file(path, result.file, result.key)
-                    line, record = cache.spool_line(result, record, path, found)
-                    labels.update(a["label"] for a in record["annotations"])
-                    report.update(record["report"])
-                    records.add(index, line, record)
+                    line, head = cache.spool_line(result, record, path, found)
+                    labels.update(head["labels"])
+                    report.update(head["report"])
+                    records.add(index, line, *head["wh"], head["points"])
                     if spool.fallback and spool.fallback not in summary.notices:
                         _notify(summary, on_notice, spool.fallback)
                 if on_image is not None:
@@ -368,7 +368,7 @@ def _run(images: list[tuple[Path, Path]], names: list[str], keys: list[str],
             cache.save(records.line(i) for i in records.indices())
 
 
-def _done(result: ImageResult, record: dict | bytes | None) -> Future:
+def _done(result: ImageResult, record: dict | tuple | None) -> Future:
     """A future that is already done: an image finished without the pool."""
     future: Future = Future()
     future.set_result((result, record))

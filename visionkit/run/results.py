@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable
+from json.decoder import scanstring
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,8 @@ RESULTS_NAME = ".results.jsonl"
 _FORMAT = 1  # bump when what a line means changes
 _HEAD = b'{"_vk": '
 _decoder = json.JSONDecoder()
+_encode = json.JSONEncoder(ensure_ascii=False).encode  # one encoder, not one per call as json.dumps makes
+_KEY_AT = len('{"_vk": {"key": "')
 
 
 def answer_id(path: Path, known: Any = None) -> list | None:
@@ -104,8 +107,8 @@ class ResultCache:
         offset = 0
         for line in self._fh:
             if line.startswith(_HEAD) and line.endswith(b"\n"):
-                with contextlib.suppress(ValueError, TypeError, KeyError):
-                    self._index[str(_head(line)["key"])] = offset
+                with contextlib.suppress(ValueError):  # the key alone: the whole head is read when asked for
+                    self._index[scanstring(line[:4096].decode("utf-8", "replace"), _KEY_AT)[0]] = offset
             offset += len(line)
 
     def _sig(self, answer: list) -> str:
@@ -129,6 +132,9 @@ class ResultCache:
             if self._overlay is not None and (head.get("overlay") != self._overlay
                                               or not self._overlay_path(key).is_file()):
                 return None
+            if not (isinstance(head.get("labels"), dict) and isinstance(head.get("report"), dict)
+                    and len(head["wh"]) == 2):
+                return None
             if now is not kept:  # the same answer in a touched file: record its new size and mtime
                 head["answer"] = now
                 line = self.line(head, json.loads(line))
@@ -137,35 +143,45 @@ class ResultCache:
         self.hits += 1
         return head, line
 
-    def head(self, key: str, file_name: str, image: Path, answer: Path | None, detections: int,
-             warnings: Iterable[ParseWarning], overlay_ok: bool) -> dict:
-        """The head of a fresh result whose answer was read from ``answer`` (None: not from a file)."""
+    def head(self, result: ImageResult, record: dict, image: Path, answer: Path | None) -> dict:
+        """The head of a fresh result whose answer was read from ``answer`` (None: not from a file). It
+        holds what the run needs of an image without reading its whole record: its labels (counted), its
+        export report, its size and whether it has points."""
         found = None if answer is None else answer_id(answer)
-        return {"key": key, "file": file_name, "sig": None if found is None else self._sig(found),
+        labels: dict[str, int] = {}
+        for ann in record["annotations"]:
+            labels[ann["label"]] = labels.get(ann["label"], 0) + 1
+        # each annotation as [label, its JSON without the label and the opening brace]: annotations.json
+        # gets the text as it is, after its ids (see visionkit.run.outputs.write_annotations)
+        record["annotations"] = [[a["label"], _encode({k: v for k, v in a.items() if k != "label"})[1:]]
+                                 for a in record["annotations"]]
+        return {"key": result.key, "file": result.file, "sig": None if found is None else self._sig(found),
                 "answer": found, "image": _image_id(image),
-                "overlay": self._overlay if overlay_ok else None, "detections": detections,
-                "warnings": [[w.index, w.field, w.reason] for w in warnings]}
+                "overlay": self._overlay if self._overlay is not None and not result.overlay_error else None,
+                "detections": result.detections,
+                "warnings": [[w.index, w.field, w.reason] for w in result.warnings], "labels": labels,
+                "report": record.pop("report", {}), "wh": [record["width"], record["height"]],
+                "points": bool(record.get("points"))}
 
     def kept_result(self, head: dict, file_name: str, origin: str) -> ImageResult:
         """The :class:`ImageResult` of a kept result (``origin``: "replay" or "cache")."""
         return ImageResult(file_name, head["key"], True, origin, detections=int(head.get("detections") or 0),
                            warnings=self.warnings(head))
 
-    def spool_line(self, result: ImageResult, record: dict | bytes, image: Path, answer: Path | None
-                   ) -> tuple[bytes, dict]:
-        """``(line, record)`` of a finished image: a kept line as it is, or a fresh record with its head
-        (``answer``: the file its answer was read from)."""
-        if isinstance(record, bytes):
-            return record, json.loads(record)
-        head = self.head(result.key, result.file, image, answer, result.detections, result.warnings,
-                         self._overlay is not None and not result.overlay_error)
-        return self.line(head, record), record
+    def spool_line(self, result: ImageResult, record: dict | tuple[dict, bytes], image: Path,
+                   answer: Path | None) -> tuple[bytes, dict]:
+        """``(line, head)`` of a finished image: a kept ``(head, line)`` as it is, or a fresh record with
+        its head (``answer``: the file its answer was read from)."""
+        if isinstance(record, tuple):
+            return record[1], record[0]
+        head = self.head(result, record, image, answer)
+        return self.line(head, record), head
 
     @staticmethod
     def line(head: dict, record: dict) -> bytes:
         """One line of the file: ``record`` (a spool record) with ``head`` first."""
         record.pop("_vk", None)
-        return (json.dumps({"_vk": head, **record}, ensure_ascii=False) + "\n").encode("utf-8")
+        return (_encode({"_vk": head, **record}) + "\n").encode("utf-8")
 
     @staticmethod
     def warnings(head: dict) -> tuple[ParseWarning, ...]:

@@ -100,11 +100,11 @@ class Records:
         self._points = array("q")  # indices of the records that hold points (rare)
         self.count = 0
 
-    def add(self, index: int, line: bytes, record: dict) -> None:
-        """Append image ``index``'s ``line`` (``record``, as JSON) to the spool."""
+    def add(self, index: int, line: bytes, width: int, height: int, points: bool) -> None:
+        """Append image ``index``'s record (``line``, JSON) to the spool; ``points``: it holds points."""
         self._start[index], self._size[index] = self.spool.append(line)
-        self._wh[2 * index], self._wh[2 * index + 1] = int(record["width"]), int(record["height"])
-        if record.get("points"):
+        self._wh[2 * index], self._wh[2 * index + 1] = int(width), int(height)
+        if points:
             self._points.append(index)
         self.count += 1
 
