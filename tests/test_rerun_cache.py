@@ -188,3 +188,25 @@ def test_process_pool_reruns_use_the_kept_results(folder, tmp_path):
     again = label([images], tmp_path / "o", replay=replay, processes=True, concurrency=2)
     assert again.succeeded == first.succeeded == 5
     assert (tmp_path / "o" / RESULTS_NAME).read_bytes() == before
+
+
+@pytest.mark.parametrize("options", [{}, {"polygons": True, "classes": ["cup", "plate"]}])
+def test_annotations_json_equals_to_coco_also_when_kept(folder, tmp_path, options):
+    """The oracle: to_coco of the same answers. annotations.json is streamed from kept JSON text, so a
+    rerun must write exactly what to_coco makes (unmapped labels dropped and counted, polygons)."""
+    from PIL import Image
+
+    from visionkit import parse_response, to_coco
+
+    images, replay = folder
+    items = []
+    for path in sorted(images.iterdir()):
+        with Image.open(path) as im:
+            wh = im.size
+        items.append((path.name, wh, parse_response((replay / f"{path.stem}.txt").read_text(), wh)))
+    expected = to_coco(items, options.get("classes"), polygons=options.get("polygons", False))
+    expected["info"].pop("date_created")
+    out = tmp_path / "o"
+    for _ in range(2):  # the first run, then the rerun from kept results
+        run(images, replay, out, overlays=False, **options)
+        assert without_date(out / "annotations.json") == expected
