@@ -46,7 +46,7 @@ from .image_step import ImageResult
 __all__ = ["RESULTS_NAME", "ResultCache", "answer_id"]
 
 RESULTS_NAME = ".results.jsonl"
-_FORMAT = 1  # bump when what a line means changes
+_FORMAT = 2  # part of every signature: bump it when what a line holds changes, so old lines miss
 _HEAD = b'{"_vk": '
 _decoder = json.JSONDecoder()
 _encode = json.JSONEncoder(ensure_ascii=False).encode  # one encoder, not one per call as json.dumps makes
