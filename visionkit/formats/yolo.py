@@ -59,6 +59,7 @@ def yolo_lines(detections: Detections, class_of: Mapping[str, int], *, segment: 
     width, height = detections.image_wh
     scale = np.array([width, height], dtype=np.float64)
     lines = []
+    kept = []  # (class, box, clipped mask crop or None) of each instance written, in order
     for i in range(len(detections)):
         x0, y0, x1, y1 = detections.xyxy[i]
         if x1 <= x0 or y1 <= y0:
@@ -76,26 +77,32 @@ def yolo_lines(detections: Detections, class_of: Mapping[str, int], *, segment: 
             cx, cy = (bx0 + bx1) / 2 / width, (by0 + by1) / 2 / height
             lines.append(f"{cls} {cx:.6f} {cy:.6f} {(bx1 - bx0) / width:.6f} {(by1 - by0) / height:.6f}")
             continue
-        ring = _instance_ring(detections, i, box, report)
+        crop = detections.masks[i] if detections.has_mask(i) else None
+        if crop is not None:
+            crop, cut = clip_crop_to_box(crop, box)
+            if cut:
+                report["masks_clipped"] += 1
+        kept.append((cls, box, crop))
+    if not segment:
+        return lines
+    from ..core.polygons import crops_to_polygons
+
+    # every mask's outline at once: shapely's vectorised calls (the same result as one crop at a time)
+    masked = [crop for _, _, crop in kept if crop is not None and crop.area()]
+    outlines = iter(crops_to_polygons(masked))
+    for cls, box, crop in kept:
+        polys, has_holes = next(outlines) if crop is not None and crop.area() else ([], False)
+        ring = _instance_ring(polys, has_holes, box, report)
         norm = np.clip(ring / scale, 0.0, 1.0).reshape(-1)
         lines.append(f"{cls} " + " ".join(map(_SIX.format, norm.tolist())))  # Python floats: faster
     return lines
 
 
-def _instance_ring(detections: Detections, i: int, box: tuple[int, int, int, int], report: Counter
+def _instance_ring(polys: list, has_holes: bool, box: tuple[int, int, int, int], report: Counter
                    ) -> np.ndarray:
-    """``(K, 2)`` pixel polygon of instance i: its mask's outline, or its box."""
-    crop = detections.masks[i] if detections.has_mask(i) else None
-    polys: list = []
-    if crop is not None:
-        from ..core.polygons import crop_to_polygons
-
-        crop, cut = clip_crop_to_box(crop, box)
-        if cut:
-            report["masks_clipped"] += 1
-        polys, has_holes = crop_to_polygons(crop) if crop.area() else ([], False)
-        if polys and has_holes:
-            report["holes_filled"] += 1
+    """``(K, 2)`` pixel polygon of an instance: its mask's outline (``polys``), or its box."""
+    if polys and has_holes:
+        report["holes_filled"] += 1
     if not polys:
         report["box_only"] += 1
         return np.asarray(box_polygon(box)).reshape(-1, 2)
