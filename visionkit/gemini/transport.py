@@ -56,6 +56,7 @@ from ..errors import (
 from .deadline import Watchdog
 from .decoding import Decoder
 from .retry import Failed, RetryPolicy, parse_retry_after, quota_ids, retry_info_delay
+from .throttle import Throttle
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -240,6 +241,7 @@ class Transport:
         self.max_body_bytes = int(max_body_bytes)
         self.user_agent = user_agent
         self.closed = False
+        self.throttle = Throttle()  # one pace for every thread after a 429 without a delay (.throttle)
 
     def redact(self, text: str) -> str:
         return redact_key(text, self._api_key)
@@ -352,7 +354,8 @@ class Transport:
             cls = _STATUS_CLASSES.get(status, ServerError if status >= 500 else HTTPStatusError)
             error = cls(self.redact(message), **common)
         response.close()
-        return Failed(error, server_delay, f"HTTP {status}" + (f" {api_status}" if api_status else ""))
+        return Failed(error, server_delay, f"HTTP {status}" + (f" {api_status}" if api_status else ""),
+                      paced=status == 429 and server_delay is None and not error.per_day)
 
     def request(self, method: str, url: str, *, headers: Mapping[str, str] | None = None,
                 data: Any = None, what: str = "", not_found_hint: str = "",
@@ -377,6 +380,7 @@ class Transport:
             logger.debug("%s %s (%s)", method, url, what)
             if hasattr(data, "seek"):
                 data.seek(0)
+            started = self.throttle.acquire()
             watchdog = Watchdog(self.deadline)
             try:
                 with watchdog:  # the session's DeadlineAdapter arms it once the request is sent
@@ -394,7 +398,11 @@ class Transport:
             except _NETWORK_ERRORS as exc:
                 return self._attempt_failure(exc, what, watchdog)
             if 200 <= response.status_code < 300:
+                self.throttle.succeeded()
                 return response
-            return self.status_failure(response, what, not_found_hint)
+            failed = self.status_failure(response, what, not_found_hint)
+            if failed.paced:
+                self.throttle.throttled(started)
+            return failed
 
         return (retry or self.retry).run(send, on_retry=self._notify_retry)

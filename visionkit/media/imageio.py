@@ -5,8 +5,10 @@ or for baseline JPEGs read by :func:`read_rgb` the same transposes in :mod:`visi
 because
 Gemini's coordinates refer to the image as it is displayed, and so do visionkit's boxes.
 
-Supported files: jpg, jpeg, png, webp, bmp, and heic/heif when the optional ``pillow-heif`` package is
-installed (``pip install visionkit[heif]``). Every failure to read an input is an
+Supported files: jpg, jpeg, png, webp, bmp, tif/tiff and gif (the first frame of a multi-page or animated
+file), and heic/heif when the optional ``pillow-heif`` package is installed (``pip install visionkit[heif]``).
+Only regular files are opened (:mod:`visionkit.media.filekind`): a FIFO, socket, device or link loop is an
+:class:`~visionkit.errors.InputError`, never a hang. Every failure to read an input is an
 :class:`~visionkit.errors.InputError` that names the file and says what was expected.
 
 High bit depths: 16-bit gray (``I;16``), 32-bit integer (``I``) and float (``F``) images are reduced to
@@ -32,12 +34,13 @@ from PIL import Image, ImageOps
 from ..errors import ConfigError, ExportError, InputError
 from .atomic import write_bytes_atomic
 from .fastread import read_jpeg_rgb, scaled_size
-from .listing import IMAGE_SUFFIXES, image_names, iter_images
+from .filekind import IMAGE_SUFFIXES, OTHER_IMAGE_SUFFIXES, check_regular, image_names, iter_images
 
 __all__ = [
     "IMAGE_SUFFIXES",
     "LARGE_PIXELS",
     "MAX_PIXELS",
+    "OTHER_IMAGE_SUFFIXES",
     "ImageSource",
     "image_size",
     "image_names",
@@ -49,12 +52,13 @@ __all__ = [
     "write_png_atomic",
 ]
 
+
 #: Largest accepted image, in pixels (about 179 megapixels; 2 x Pillow's default warning limit).
 MAX_PIXELS = 2 * 89_478_485
 
 _HEIF_SUFFIXES = frozenset({".heic", ".heif"})
 _HEIF_HINT = "HEIC/HEIF images need the pillow-heif package: pip install visionkit[heif]"
-_EXPECTED = "a readable jpg, jpeg, png, webp, bmp or heic/heif image"
+_EXPECTED = "a readable jpg, jpeg, png, webp, bmp, tif, gif or heic/heif image"
 
 #: What :func:`open_upright` accepts: a file path, a PIL image or a uint8 array.
 ImageSource = Union[str, "os.PathLike[str]", Image.Image, np.ndarray]
@@ -119,10 +123,7 @@ def _open_file(path: Path) -> Image.Image:
     """Open ``path`` lazily (header only). Raises InputError naming the file."""
     if path.suffix.lower() in _HEIF_SUFFIXES and not _heif_available():
         raise InputError(f"{path}: {_HEIF_HINT}")
-    if not path.exists():
-        raise InputError(f"{path}: file not found (expected {_EXPECTED})")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, not an image file")
+    check_regular(path, _EXPECTED)  # a FIFO or device would block Image.open for ever
     try:
         im = Image.open(path)
     except Image.DecompressionBombError as exc:

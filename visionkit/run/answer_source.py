@@ -23,6 +23,7 @@ from ..answers.parse import answer_text
 from ..answers.response import load_response
 from ..errors import BlockedError, ConfigError, EmptyResponseError, ExportError, InputError, ParseError
 from ..media.atomic import write_bytes_atomic, write_json_atomic
+from ..media.filekind import check_regular
 
 __all__ = ["AnswerSource", "RateLimiter", "ResponseStore", "find_replay", "read_answer"]
 
@@ -82,8 +83,8 @@ def read_answer(path: Path) -> Any:
 
 
 def image_facts(path: Path, with_digest: bool = True) -> dict:
+    stat = check_regular(path)  # a FIFO would block the digest's read for ever
     try:
-        stat = path.stat()
         facts: dict[str, Any] = {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
         if with_digest:
             digest = hashlib.sha256()
@@ -220,12 +221,16 @@ class AnswerSource:
                                       getattr(client, "media_resolution", None))
 
     def get(self, path: Path, file_name: str, key: str) -> tuple[Any, str, int, str | None]:
-        """``(answer, source, attempts, note)``; source is "replay", "cache" or "api"."""
+        """``(answer, source, attempts, note)``; source is "replay", "cache", "api" or "batch" (an answer a
+        batch job of this ``--batch`` run saved: billed to this run, see :mod:`visionkit.run.usage`)."""
         if self.replay is not None:
             return read_answer(self.replay_file(path, file_name, key)), "replay", 0, None
         answer, stale = self.store.load(key, self.request, path)
         if answer is not None:
-            return answer, "cache", 0, None
+            from .reask import saved_meta
+
+            batch = getattr(self.client, "answers_only", False) and saved_meta(answer).get("batch")
+            return answer, "batch" if batch else "cache", 0, None
         self.limiter.acquire()
         result = self.client.annotate(path, self.task, prompt=self.prompt, classes=self.classes)
         response, attempts, reasked = self._checked(result, path)

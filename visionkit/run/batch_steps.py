@@ -18,6 +18,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from ..answers.parse import answer_text
+from ..core.usage import Usage
 from ..errors import (
     APIError,
     BatchError,
@@ -29,6 +30,7 @@ from ..errors import (
     VisionkitError,
 )
 from ..media.atomic import write_json_atomic
+from ..media.filekind import resolved
 from .answer_source import RECORD_DIR, ResponseStore
 from .batch_book import JobBook, JobRecord, KeyEntry
 
@@ -125,14 +127,14 @@ def build_jobs(book: JobBook, client: Any, todo: list[tuple[str, Path]], task: s
     try:
         for key, path, made in _lines(client, todo, task, prompt, classes, workers):
             if isinstance(made, BaseException):
-                unsent[str(path.resolve())] = f"not submitted: {type(made).__name__}: {made}"
+                unsent[str(resolved(path))] = f"not submitted: {type(made).__name__}: {made}"
                 note(on_event, f"{path}: not submitted: {made}")
                 continue
             stat, line = made
             if len(line) > max_file_bytes:
-                unsent[str(path.resolve())] = (f"not submitted: its request is {len(line)} bytes, more than "
+                unsent[str(resolved(path))] = (f"not submitted: its request is {len(line)} bytes, more than "
                                                f"a batch input file may hold ({max_file_bytes})")
-                note(on_event, f"{path}: {unsent[str(path.resolve())]}")
+                note(on_event, f"{path}: {unsent[str(resolved(path))]}")
                 continue
             if job is not None and (count >= max_requests or job.bytes + len(line) > max_file_bytes):
                 finish()
@@ -144,7 +146,7 @@ def build_jobs(book: JobBook, client: Any, todo: list[tuple[str, Path]], task: s
                 stream = open(book.file(job, ".jsonl.part"), "wb")  # noqa: SIM115 (closed in finish)
                 keys = open(book.file(job, ".keys.jsonl.part"), "w", encoding="utf-8")  # noqa: SIM115
             stream.write(line)
-            entry = KeyEntry(key, str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+            entry = KeyEntry(key, str(resolved(path)), stat.st_size, stat.st_mtime_ns)
             keys.write(json.dumps(asdict(entry), ensure_ascii=False) + "\n")
             job.bytes += len(line)
             count += 1
@@ -259,6 +261,7 @@ def collect_job(book: JobBook, client: Any, job: JobRecord, remote: Any, store: 
     else:
         outcomes = wire.iter_inlined(remote, order)
     errors: dict[str, str] = {}
+    billed = Usage()
     saved = unknown = superseded = 0
     for key, response, error in outcomes:
         entry = entries.pop(key, None) if key is not None else None
@@ -268,6 +271,7 @@ def collect_job(book: JobBook, client: Any, job: JobRecord, remote: Any, store: 
         if error is not None:
             errors[key] = line_reason(error)
             continue
+        billed.add(Usage.of(response.get("usageMetadata") if isinstance(response, dict) else None))
         try:
             answer_text(response)
         except (BlockedError, EmptyResponseError) as exc:  # not saved, as online: a rerun asks again
@@ -293,6 +297,7 @@ def collect_job(book: JobBook, client: Any, job: JobRecord, remote: Any, store: 
         errors[key] = "the job's results have no line for this image"
     book.write_errors(job, errors)
     job.line_failures, job.step, job.finished_at = len(errors), "collected", time.time()
+    job.usage = billed.to_json()  # what the job's answers billed: 'batch status' shows it
     if unknown:
         job.warnings.append(f"{unknown} result lines named no request of this job and were ignored")
     book.save()
@@ -308,7 +313,6 @@ def collect_job(book: JobBook, client: Any, job: JobRecord, remote: Any, store: 
 def _with_meta(response: dict, job: JobRecord) -> dict:
     """The response with visionkit's entry, as online mode saves it (usage, mask format and order), plus
     the job it came from."""
-    from ..core.usage import Usage
     from .reask import annotate_meta
 
     line = SimpleNamespace(response=response, mask_format=job.mask_format, mask_order=job.mask_order)
@@ -359,7 +363,8 @@ class BatchAnswers:
     """A stand-in client for :func:`visionkit.label`: saved answers are used by the pipeline itself; this
     answers every other image with its batch error, and never sends a request."""
 
-    offline = True  # so the pipeline labels the saved answers on its worker processes, as a replay run
+    answers_only = True  # the label run counts the batch answers as billed, and sends no probe; it labels
+    # the saved answers on its worker processes, as a replay run does
 
     def __init__(self, client: Any, reasons: dict[str, tuple[str, str | None, str | None]], owns: bool,
                  answered: dict[str, JobRecord] | None = None):
@@ -373,7 +378,7 @@ class BatchAnswers:
 
     def annotate(self, image: Any, task: str, prompt: str | None = None,
                  classes: Sequence[str] | None = None, **_: Any) -> Any:
-        where = str(Path(image).resolve())
+        where = str(resolved(image))
         job_record = self._answered.get(where)
         if job_record is not None:  # its answer is saved, but the pipeline found it does not fit this run
             reason, job, state = self._mismatch(job_record, task, prompt, classes), job_record.name, \

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..answers.parse import parse_response
 from ..core.detections import ParseWarning
 from ..draw.overlay_files import OVERLAY_FORMATS, write_overlay
@@ -20,6 +22,7 @@ from ..errors import AuthError, BadRequestError, InputError, NotFoundError, Rate
 from ..formats.coco import image_annotations
 from ..formats.keypoints import point_annotations
 from ..media import imageio
+from ..media.jpegcheck import jpeg_damage
 from .answer_source import AnswerSource, read_answer
 from .reask import saved_meta
 from .usage import answer_usage
@@ -44,8 +47,9 @@ class ImageResult:
     reason: str = ""
     fatal: bool = False
     overlay_error: str = ""  # set when the image succeeded but its overlay could not be drawn or written
-    usage: dict | None = None  # tokens this image's requests used in this run (online answers only)
+    usage: dict | None = None  # tokens this image's requests used in this run (online and batch answers)
     reasked: bool = False  # its masks did not decode and it was asked again with the polygon prompt
+    model_version: str | None = None  # the answer's modelVersion: the model that really answered
 
 
 @dataclass(frozen=True)
@@ -80,11 +84,16 @@ class ReplayAnswer:
     replay: Path | None
     found: Path | None
     error: str = ""
+    batch: bool = False  # the run's client answers from batch jobs only: their answers are "batch"
 
     def get(self, path: Path, file_name: str, key: str) -> tuple[Any, str, int, str | None]:
         if self.found is None:
             raise InputError(self.error)
-        return read_answer(self.found), "replay" if self.replay is not None else "cache", 0, None
+        answer = read_answer(self.found)
+        if self.replay is not None:
+            return answer, "replay", 0, None
+        # as AnswerSource.get: an answer a batch job saved is billed to this --batch run
+        return answer, "batch" if self.batch and saved_meta(answer).get("batch") else "cache", 0, None
 
 
 def replay_answer(source: AnswerSource, path: Path, file_name: str, key: str, found: Path | None = None
@@ -93,7 +102,7 @@ def replay_answer(source: AnswerSource, path: Path, file_name: str, key: str, fo
     the saved response that fits); a missing one is reported when the worker asks for the answer, so the
     image fails at the "answer" stage."""
     if found is not None:
-        return ReplayAnswer(source.replay, found)
+        return ReplayAnswer(source.replay, found, batch=bool(getattr(source.client, "answers_only", False)))
     try:
         return ReplayAnswer(source.replay, source.replay_file(path, file_name, key))
     except InputError as exc:
@@ -133,17 +142,21 @@ def process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, o
     ``overlay`` is ``(format, max_side)``, or None for no overlay. An overlay that cannot be drawn or
     written does not fail the image: its annotations are kept, and the result carries ``overlay_error``.
     """
-    stage, origin, attempts, usage, reasked = "answer", "", 0, None, False
+    stage, origin, attempts, usage, reasked, version = "image", "", 0, None, False, None
     try:
+        # The image first, in every mode: one that cannot be read (a FIFO, a link loop, a broken file)
+        # fails here, before an answer is asked for, and the same way whether it would be replayed or paid.
+        size_wh = imageio.image_size(path)  # header only: the pixels are decoded for the overlay alone
+        large = imageio.large_image_note(size_wh)
+        damage = _jpeg_damage(path)
+        stage = "answer"
         origin = "api" if source.replay is None else "replay"
         answer, origin, attempts, note = source.get(path, file_name, key)
         meta = saved_meta(answer)  # what visionkit noted beside the answer: usage, mask order
-        if origin == "api":
+        if origin in ("api", "batch"):
             usage = answer_usage(answer)
             reasked = bool(meta.get("reasked"))
-        stage = "image"
-        size_wh = imageio.image_size(path)  # header only: the pixels are decoded for the overlay alone
-        large = imageio.large_image_note(size_wh)
+            version = answer.get("modelVersion") if isinstance(answer, dict) else None
         stage = "parse"
         order = meta.get("maskOrder") if meta.get("maskOrder") in ("yx", "xy") else None
         dets = parse_response(answer, size_wh, threshold, mask_order=order,
@@ -164,28 +177,48 @@ def process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, o
             origin = "cache" if attempts == 0 else origin
         return ImageResult(file_name, key, False, origin, attempts=attempts, stage=stage,
                            error=type(exc).__name__, reason=str(exc), fatal=_is_fatal(exc), usage=usage,
-                           reasked=reasked), None
+                           reasked=reasked, model_version=version), None
     except Exception as exc:  # a bug must not stop the other images; it is reported as such
         return ImageResult(file_name, key, False, origin, attempts=attempts, stage=stage,
-                           error=type(exc).__name__, usage=usage, reasked=reasked,
+                           error=type(exc).__name__, usage=usage, reasked=reasked, model_version=version,
                            reason=f"internal error (please report it): {exc!r}"), None
-    overlay_error = "" if overlay is None else _write_overlay(out, key, path, dets, overlay)
+    overlay_error = "" if overlay is None else _write_overlay(out, key, path, dets, overlay, bool(damage))
     record = {"file_name": file_name, "width": size_wh[0], "height": size_wh[1], "annotations": anns,
               "report": dict(report)}
     if points:
         record["points"] = points
-    notes = tuple(ParseWarning(None, None, n) for n in (note, large) if n)
+    notes = tuple(ParseWarning(None, None, n) for n in (note, large, damage) if n)
     warnings = (*notes, *dets.warnings) if notes else dets.warnings
     return ImageResult(file_name, key, True, origin, detections=len(dets), warnings=warnings,
-                       attempts=attempts, overlay_error=overlay_error, usage=usage, reasked=reasked), record
+                       attempts=attempts, overlay_error=overlay_error, usage=usage, reasked=reasked,
+                       model_version=version), record
 
 
-def _write_overlay(out: Path, key: str, image: Path, dets, overlay: tuple[str, int | None]) -> str:
+def _jpeg_damage(path: Path) -> str | None:
+    """A warning when libjpeg complains about this JPEG's data (see :mod:`visionkit.media.jpegcheck`);
+    raises InputError when the file does not decode at all (cut short), in every mode alike."""
+    complaint = jpeg_damage(path)
+    if complaint is None:
+        return None
+    try:
+        imageio.open_upright(path).close()
+    except InputError as exc:
+        raise InputError(f"{path}: the JPEG data is cut short or damaged beyond decoding (libjpeg: "
+                         f"{complaint}); the file may be incomplete (an interrupted download or "
+                         "copy)") from exc
+    return (f"the JPEG data is damaged (libjpeg: {complaint}); it decodes, but parts of the image may be "
+            "grey or shifted, so the answer and the overlay may be wrong there")
+
+
+def _write_overlay(out: Path, key: str, image: Path, dets, overlay: tuple[str, int | None],
+                   damaged: bool = False) -> str:
     """Read the image (again: holding it through the request would cost far more memory than a second
-    decode costs time), draw and write one overlay; returns "" or why it could not be done."""
+    decode costs time), draw and write one overlay; returns "" or why it could not be done. A damaged
+    JPEG is read by Pillow, which keeps libjpeg's complaint off stderr (it is on the image already)."""
     fmt, max_side = overlay
     try:
-        write_overlay(out / "overlays" / f"{key}{OVERLAY_FORMATS[fmt]}", image, dets, fmt=fmt,
+        source = np.asarray(imageio.open_upright(image).convert("RGB")) if damaged else image
+        write_overlay(out / "overlays" / f"{key}{OVERLAY_FORMATS[fmt]}", source, dets, fmt=fmt,
                       max_side=max_side)
     except VisionkitError as exc:
         return f"{type(exc).__name__}: {exc}"

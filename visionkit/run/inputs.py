@@ -22,12 +22,14 @@ from __future__ import annotations
 import fnmatch
 import os
 from array import array
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError, InputError
 from ..media import imageio
+from ..media.filekind import resolved
 from .keys import KEY_FILE, is_key_map
 
 __all__ = ["ImageList", "Inputs", "find_inputs", "is_output_folder"]
@@ -89,7 +91,7 @@ def find_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike], out: st
     pruned: list[Path] = []
 
     def prune(folder: Path) -> bool:
-        real = folder.resolve()
+        real = resolved(folder)
         if (out_dir is not None and real == out_dir) or is_output_folder(folder):
             pruned.append(folder)
             return True
@@ -97,12 +99,13 @@ def find_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike], out: st
 
     named, under_out = [], []
     for item in inputs:
-        if out_dir is not None and _inside(Path(item).resolve(), out_dir):
+        if out_dir is not None and _inside(resolved(item), out_dir):
             under_out.append(Path(item))
         else:
             named.append(item)
+    skipped: Counter = Counter()
     roots, root_of, names, found = [], array("I"), [], 0
-    for root, listed in (imageio.image_names(named, prune=prune) if named else []):
+    for root, listed in (imageio.image_names(named, prune=prune, skipped=skipped) if named else []):
         found += len(listed)
         kept = [n for n in listed if _keep(n, glob, exclude)] if glob or exclude else listed
         if not roots or roots[-1] != root:  # files given one by one share their folder
@@ -118,6 +121,12 @@ def find_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike], out: st
         where = ", ".join(str(p) for p in [*under_out, *pruned])
         notices.append(f"skipped visionkit output folders (the --out folder and earlier runs' outputs are "
                        f"never read as input): {where}")
+    if skipped:
+        kinds = ", ".join(f"{n} {suffix}" for suffix, n in sorted(skipped.items()))
+        total = sum(skipped.values())
+        notices.append(f"skipped {total} file{'s' if total != 1 else ''} in image formats visionkit does not "
+                       f"read ({kinds}); it reads {', '.join(sorted(imageio.IMAGE_SUFFIXES))}: convert them "
+                       "to one of these to label them")
     if len(images) < found:
         notices.append(f"using {len(images)} of the {found} images found"
                        + (f" (--glob {' '.join(glob)})" if glob else "")
@@ -128,7 +137,7 @@ def find_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike], out: st
 
 def _refuse_same_names(images: ImageList) -> None:
     """Raise InputError when two images from different input roots share a relative name (casefolded)."""
-    real_roots = [root.resolve() for root in images.roots]
+    real_roots = [resolved(root) for root in images.roots]
     if len(set(real_roots)) < 2:
         return  # one input folder: its names are unique
     first: dict[str, int] = {}  # casefolded name -> the first image with it
@@ -136,7 +145,7 @@ def _refuse_same_names(images: ImageList) -> None:
         other = first.setdefault(rel.casefold(), index)
         if real_roots[images.root_of[other]] == real_roots[images.root_of[index]]:
             continue
-        a, b = images[other][0].resolve(), images[index][0].resolve()
+        a, b = resolved(images[other][0]), resolved(images[index][0])
         try:
             common = f" ({os.path.commonpath([a, b])})"
         except ValueError:  # different drives on Windows

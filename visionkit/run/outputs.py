@@ -19,6 +19,7 @@ from ..errors import ExportError
 from ..formats.coco import CategoryMap, assemble
 from ..formats.keypoints import keypoints_dataset
 from ..media.atomic import atomic_open, write_json_atomic
+from ..media.filekind import resolved
 from .outdir import keep_previous, previous_counts, write_index
 from .spool import Records
 from .summary import LabelSummary
@@ -121,8 +122,8 @@ def _write_sources(path: Path, images: Sequence[tuple[Path, Path]], names: Seque
         for n, ((image, root), name) in enumerate(zip(images, names)):
             real = roots.get(root)
             if real is None:
-                real = roots[root] = str(root.resolve())
-            where = str(image.resolve()) if image.is_symlink() else os.path.join(real, *name.split("/"))
+                real = roots[root] = str(resolved(root))
+            where = str(resolved(image)) if image.is_symlink() else os.path.join(real, *name.split("/"))
             fh.write(("," if n else "") + f"\n  {json.dumps(name, ensure_ascii=False)}: "
                      f"{json.dumps(where, ensure_ascii=False)}")
         fh.write("\n }\n}" if images else "}\n}")
@@ -138,3 +139,19 @@ def write_keypoints(path: Path, records: Records, categories: list | None, summa
     else:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+
+def save_unsaved(source: Any, summary: LabelSummary, notify: Callable[[str], None]) -> None:
+    """Retry saving the answers whose save failed during the run (they were used from memory); ``source``
+    is the run's :class:`~visionkit.run.answer_source.AnswerSource`."""
+    held = source.unsaved_count()
+    if not held:
+        return
+    left, why = source.retry_unsaved()
+    summary.unsaved = left
+    if left:
+        notify(f"{left} of {held} paid answers could not be saved ({why}); they were used for this run's "
+               "annotations, but a rerun will ask for them again")
+    else:
+        notify(f"{held} answers could not be saved when they arrived; they were kept in memory and are now "
+               "saved")

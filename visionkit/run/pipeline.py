@@ -57,13 +57,14 @@ from .answer_source import AnswerSource, RateLimiter, ResponseStore
 from .image_step import ImageResult, StepConfig, init_step, offline_step, process_one, replay_answer
 from .inputs import find_inputs
 from .keys import record_keys, run_keys, stem_owners
+from .model_check import answer_note, start_model
 from .outdir import prepare_output
-from .outputs import export, write_annotations, write_failures, write_keypoints, write_sources
+from .outputs import export, save_unsaved, write_annotations, write_failures, write_keypoints, write_sources
 from .procpool import BrokenProcessPool, RestartingPool, usable_cpus
 from .results import ResultCache
 from .spool import Records, Spool
 from .summary import LabelSummary, Progress
-from .usage import model_notices, write_usage
+from .usage import write_usage
 from .warnings import WarningLog
 
 __all__ = ["PROCESS_MIN_IMAGES", "Aborted", "ImageResult", "LabelSummary", "Progress", "RateLimiter",
@@ -87,11 +88,13 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
           exclude: Sequence[str] = (), limit: int | None = None,
           on_notice: Callable[[str], None] | None = None,
           on_interrupt: Callable[[int], None] | None = None, processes: bool | None = None,
-          reask: bool = True, prices: tuple[float, float] | None = None) -> LabelSummary:
+          reask: bool = True, prices: tuple[float, float] | None = None,
+          refresh_models: bool = False) -> LabelSummary:
     """Label images and write COCO, overlays, raw responses and a failure report under ``out``.
 
     Args:
-        inputs: image files and/or folders (searched recursively for jpg, jpeg, png, webp, bmp, heic).
+        inputs: image files and/or folders (searched recursively for jpg, jpeg, png, webp, bmp, tif, gif,
+            heic).
         out: output folder (created).
         task: ``"detect"`` (boxes) or ``"segment"`` (boxes and masks).
         replay: a folder of recorded answers, ``<key>.json`` (full response) or ``<key>.txt`` (text), used
@@ -128,6 +131,7 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
             (see :mod:`visionkit.run.reask`); both requests count in the usage.
         prices: ``(USD per 1M input tokens, USD per 1M output tokens)``: ``OUT/usage.json`` then holds the
             run's cost too (see :mod:`visionkit.core.usage`).
+        refresh_models: ignore the per-user model cache (:mod:`visionkit.run.model_check`).
         processes: run the offline (replay) step on a pool of ``min(concurrency, CPUs)`` processes
             (see :mod:`visionkit.run.procpool`). None (default): when replaying at least
             :data:`PROCESS_MIN_IMAGES` images on 2 or more CPUs. The online path always uses threads.
@@ -177,8 +181,8 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         if replay_dir is None and client is None:
             client = client_factory()  # before anything is written: no API key stops the run here
             cleanup.callback(client.close)
-        if replay_dir is None:
-            for notice in model_notices(client, task):
+        if replay_dir is None:  # the key and the model, checked before anything is sent or written
+            for notice in start_model(client, task, summary, refresh=refresh_models):
                 _notify(summary, on_notice, notice)
         spool = prepare_output(out, cleanup, lambda n: _notify(summary, on_notice, n), overlays=overlays,
                                online=replay_dir is None)
@@ -193,7 +197,8 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
                           polygon_holes=polygon_holes)
         workers = min(concurrency, usable_cpus())
         # A client that never sends a request (a batch run's collected answers) is offline too.
-        offline = replay_dir is not None or getattr(client, "offline", False) is True
+        answers_only = getattr(client, "answers_only", False) is True
+        offline = replay_dir is not None or answers_only
         if processes is None:
             processes = offline and len(images) >= PROCESS_MIN_IMAGES and workers >= 2
         if processes and offline:
@@ -205,7 +210,8 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
             pool = ThreadPoolExecutor(max_workers=concurrency)
             window = concurrency * 2
         cleanup.callback(lambda: pool.shutdown(wait=not aborted))
-        cache = cleanup.enter_context(contextlib.closing(ResultCache(out, step.options(), step.overlay)))
+        cache = cleanup.enter_context(contextlib.closing(  # a batch run's results are kept apart (usage)
+            ResultCache(out, {**step.options(), "answers_only": answers_only}, step.overlay)))
         try:
             _run(images, names, keys, pool, window, source, spool, summary, categories, started, step, cache,
                  on_image=warning_log.wrap(on_image), on_progress=on_progress, fixed_categories=fixed,
@@ -218,29 +224,13 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
             if isinstance(exc, KeyboardInterrupt) and not aborted:
                 source.retry_unsaved()  # answers held in memory get a last chance to reach the disk
             raise
-        _save_unsaved(source, summary, on_notice)
+        save_unsaved(source, summary, lambda n: _notify(summary, on_notice, n))
         write_failures(out / "failures.json", summary)
         if replay_dir is None:
             export(summary, "usage.json", write_usage, out / "usage.json", summary, client, prices)
         warning_log.save(out, summary.export_errors)
     summary.elapsed = time.monotonic() - started
     return summary
-
-
-def _save_unsaved(source: AnswerSource, summary: LabelSummary,
-                  on_notice: Callable[[str], None] | None) -> None:
-    """Retry saving the answers whose save failed during the run (they were used from memory)."""
-    held = source.unsaved_count()
-    if not held:
-        return
-    left, why = source.retry_unsaved()
-    summary.unsaved = left
-    if left:
-        _notify(summary, on_notice, f"{left} of {held} paid answers could not be saved ({why}); they were "
-                                    "used for this run's annotations, but a rerun will ask for them again")
-    else:
-        _notify(summary, on_notice, f"{held} answers could not be saved when they arrived; they were kept in "
-                                    "memory and are now saved")
 
 
 def _run(images: list[tuple[Path, Path]], names: list[str], keys: list[str],
@@ -331,6 +321,8 @@ def _run(images: list[tuple[Path, Path]], names: list[str], keys: list[str],
                         alone = None
                     result, record = future.result()
                 summary.add(result)
+                if routed := answer_note(summary, result):  # modelVersion names another model
+                    _notify(summary, on_notice, routed)
                 if result.fatal and summary.stopped is None:
                     summary.stopped = f"{result.file}: {result.error}: {result.reason}"
                     for other in pending:

@@ -161,12 +161,17 @@ class ResultCache:
                 "detections": result.detections,
                 "warnings": [[w.index, w.field, w.reason] for w in result.warnings], "labels": labels,
                 "report": record.pop("report", {}), "wh": [record["width"], record["height"]],
-                "points": bool(record.get("points"))}
+                "points": bool(record.get("points")),
+                # a batch answer's tokens are billed to every --batch run that uses it (run.usage)
+                "batch": [result.usage, result.model_version] if result.source == "batch" else None}
 
     def kept_result(self, head: dict, file_name: str, origin: str) -> ImageResult:
         """The :class:`ImageResult` of a kept result (``origin``: "replay" or "cache")."""
-        return ImageResult(file_name, head["key"], True, origin, detections=int(head.get("detections") or 0),
-                           warnings=self.warnings(head))
+        batch = head.get("batch")
+        usage, version = batch if isinstance(batch, list) and len(batch) == 2 else (None, None)
+        return ImageResult(file_name, head["key"], True, "batch" if batch else origin,
+                           detections=int(head.get("detections") or 0), warnings=self.warnings(head),
+                           usage=usage, model_version=version)
 
     def spool_line(self, result: ImageResult, record: dict | tuple[dict, bytes], image: Path,
                    answer: Path | None) -> tuple[bytes, dict]:
