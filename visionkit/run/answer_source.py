@@ -22,7 +22,7 @@ from typing import Any
 from ..answers.parse import answer_text
 from ..answers.response import load_response
 from ..errors import BlockedError, ConfigError, EmptyResponseError, ExportError, InputError, ParseError
-from ..media.atomic import write_bytes_atomic, write_json_atomic
+from ..media.atomic import SyncBatch, write_bytes_atomic, write_json_atomic
 from ..media.filekind import check_regular
 
 __all__ = ["AnswerSource", "RateLimiter", "ResponseStore", "find_replay", "read_answer"]
@@ -161,13 +161,20 @@ class ResponseStore:
                 continue
         return matches[0] if len(matches) == 1 else None
 
-    def save(self, key: str, request: dict, image: Path, response: dict) -> None:
+    def save(self, key: str, request: dict, image: Path, response: dict, batch: SyncBatch | None = None
+             ) -> None:
         """Save a response and its request record as one unit: the record (written first) holds the
         response's SHA-256, so a response that is not the one its record describes (another process wrote
-        one of the two) is never reused. Raises ExportError naming the file (a full disk)."""
+        one of the two) is never reused. Raises ExportError naming the file (a full disk). With ``batch``,
+        both are written through it: durable only once the caller calls ``batch.sync()``."""
         body = json.dumps(response, ensure_ascii=False).encode("utf-8")
         record = {"request": request, "image": image_facts(image),
                   "response_sha256": hashlib.sha256(body).hexdigest()}
+        if batch is not None:
+            batch.write_bytes(self.folder / RECORD_DIR / f"{key}.json",
+                              json.dumps(record, ensure_ascii=False).encode("utf-8"))
+            batch.write_bytes(self.path(key), body)
+            return
         write_json_atomic(self.folder / RECORD_DIR / f"{key}.json", record)
         write_bytes_atomic(self.path(key), body)
 
