@@ -6,12 +6,18 @@ coordinates: ``[0, 0, 1, 0, 1, 1, 0, 1]`` covers the first pixel), then simplifi
 (``tolerance`` in pixels, topology preserved), and cut to the crop's pixel box. Every polygon written is
 valid, has at least 3 points and lies inside the crop's box.
 
+A mask in several parts gives several polygons, LARGEST FIRST: readers that keep only the first polygon of
+an annotation (label-studio-converter's COCO import, sahi) then get the object's body, not a speck.
+Parts of less than :data:`MIN_PART_AREA` square pixels (slivers that simplification and the cut to the
+crop's box leave behind; a whole pixel is 1.0) are dropped and counted (``polygon_specks_dropped``).
+
 COCO polygons of one annotation are a union, so they cannot express holes. :func:`crop_to_polygons`
 returns whether the mask has holes and leaves the choice (fall back to RLE, or fill) to the caller.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import cv2
@@ -21,11 +27,20 @@ from shapely.geometry import MultiPolygon, Polygon
 
 from .maskcrop import MaskCrop
 
-__all__ = ["crop_to_polygons", "crops_to_polygons", "filled_area"]
+__all__ = ["MIN_PART_AREA", "crop_to_polygons", "crops_to_polygons", "filled_area"]
+
+#: Polygon parts smaller than this (square pixels) are dropped: less than one pixel, so no pixel's centre
+#: is surely inside them.
+MIN_PART_AREA = 1.0
 
 
-def crop_to_polygons(crop: MaskCrop, tolerance: float = 0.3) -> tuple[list[list[float]], bool]:
-    """Polygons ``[[x1, y1, x2, y2, ...], ...]`` in image pixels of a crop's outer boundaries.
+def crop_to_polygons(crop: MaskCrop, tolerance: float = 0.3, report: Counter | None = None
+                     ) -> tuple[list[list[float]], bool]:
+    """Polygons ``[[x1, y1, x2, y2, ...], ...]`` in image pixels of a crop's outer boundaries, largest
+    first.
+
+    Args:
+        report: a Counter to add ``polygon_specks_dropped`` to (parts under :data:`MIN_PART_AREA`).
 
     Returns:
         ``(polygons, has_holes)``; ``polygons`` is empty when the mask is empty.
@@ -57,15 +72,10 @@ def crop_to_polygons(crop: MaskCrop, tolerance: float = 0.3) -> tuple[list[list[
     # A mitred corner of a diagonal run reaches up to ~0.2 px past the pixel edges: cut the polygons to the
     # crop's own pixel box, so they never leave the annotation's bbox (which holds the crop).
     merged = merged.intersection(shapely.box(*crop.xyxy))
-    out = []
-    for poly in _polygons(merged):
-        ring = np.asarray(poly.exterior.coords)[:-1]
-        if len(ring) >= 3 and poly.area > 0:
-            out.append([round(v, 2) for v in ring.reshape(-1).tolist()])  # Python floats: 5x faster
-    return out, has_holes
+    return _rings(merged, report), has_holes
 
 
-def crops_to_polygons(crops: Sequence[MaskCrop], tolerance: float = 0.3
+def crops_to_polygons(crops: Sequence[MaskCrop], tolerance: float = 0.3, report: Counter | None = None
                       ) -> list[tuple[list[list[float]], bool]]:
     """:func:`crop_to_polygons` of many crops, with the same result for each: the contours are found one
     crop at a time, but shapely's buffer, validity, simplify and intersection run once over all of them
@@ -120,16 +130,20 @@ def crops_to_polygons(crops: Sequence[MaskCrop], tolerance: float = 0.3
     bounds = np.array([crops[i].xyxy for i in order], dtype=np.float64).reshape(-1, 4)
     merged = shapely.intersection(merged, shapely.box(*bounds.T))
     for i, geom in zip(order, merged):
-        results[i] = (_rings(geom), holes[i])
+        results[i] = (_rings(geom, report), holes[i])
     return results
 
 
-def _rings(geom) -> list[list[float]]:
+def _rings(merged, report: Counter | None) -> list[list[float]]:
+    """The outlines of ``merged``'s polygons, largest first; parts under :data:`MIN_PART_AREA` dropped."""
     out = []
-    for poly in _polygons(geom):
+    for poly in sorted(_polygons(merged), key=lambda p: -p.area):
         ring = np.asarray(poly.exterior.coords)[:-1]
-        if len(ring) >= 3 and poly.area > 0:
-            out.append([round(v, 2) for v in ring.reshape(-1).tolist()])  # Python floats: 5x faster
+        if len(ring) < 3 or poly.area < MIN_PART_AREA:
+            if report is not None and poly.area > 0:
+                report["polygon_specks_dropped"] += 1
+            continue
+        out.append([round(v, 2) for v in ring.reshape(-1).tolist()])  # Python floats: 5x faster
     return out
 
 

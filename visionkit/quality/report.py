@@ -109,6 +109,20 @@ def _hist_svg(areas: list[float], lo: int, hi: int) -> str:
             f'role="img" aria-label="mask area histogram">{rects}</svg>')
 
 
+#: What data embedded in a ``<script>`` element must not hold as itself: ``<`` (``</script>`` ends the
+#: element, ``<!--<script>`` makes the parser swallow the rest of the page), ``>`` and ``&`` (for good
+#: measure, as Django's json_script and Go's html/template do), and U+2028/U+2029 (line terminators to
+#: JavaScript before ES2019). JSON's ``\uXXXX`` escapes read back as the same characters.
+#: https://html.spec.whatwg.org/multipage/scripting.html#restrictions-for-contents-of-script-elements
+_SCRIPT_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
+                                 "\u2029": "\\u2029"})
+
+
+def _script_json(value: Any) -> str:
+    """``value`` as JSON safe to put inside ``<script type="application/json">``."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).translate(_SCRIPT_ESCAPES)
+
+
 def _esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
@@ -309,8 +323,7 @@ def build_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = 
         + (_eval_section(ev) if ev else "")
         + _class_section(cats, data["annotations"], image_classes)
         + _failure_section(failures) + _warning_section(warned))
-    payload = json.dumps({"classes": classes, "images": entries, "order": order}, ensure_ascii=False,
-                         separators=(",", ":")).replace("</", "<\\/")
+    payload = _script_json({"classes": classes, "images": entries, "order": order})
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     values = {"BODY": body, "DATA": payload, "CARD": str(max(thumb_size, 160)), "THUMB": str(thumb_size),
               "DATE": date, "TITLE": _esc(run.resolve().name)}

@@ -9,6 +9,7 @@ as an :class:`ImageResult`, with the image's record for ``annotations.json``.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ class ImageResult:
     usage: dict | None = None  # tokens this image's requests used in this run (online and batch answers)
     reasked: bool = False  # its masks did not decode and it was asked again with the polygon prompt
     model_version: str | None = None  # the answer's modelVersion: the model that really answered
+    rotated: bool = False  # its file has an EXIF orientation: stored pixels are not upright
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,8 @@ def process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, o
     try:
         # The image first, in every mode: one that cannot be read (a FIFO, a link loop, a broken file)
         # fails here, before an answer is asked for, and the same way whether it would be replayed or paid.
-        size_wh = imageio.image_size(path)  # header only: the pixels are decoded for the overlay alone
+        *size_wh, orientation = imageio.image_header(path)  # header only: pixels are decoded for the overlay
+        size_wh = tuple(size_wh)
         large = imageio.large_image_note(size_wh)
         damage = _jpeg_damage(path)
         stage = "answer"
@@ -182,16 +185,19 @@ def process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, o
         return ImageResult(file_name, key, False, origin, attempts=attempts, stage=stage,
                            error=type(exc).__name__, usage=usage, reasked=reasked, model_version=version,
                            reason=f"internal error (please report it): {exc!r}"), None
-    overlay_error = "" if overlay is None else _write_overlay(out, key, path, dets, overlay, bool(damage))
+    glyphs: list[str] = []  # labels the font cannot draw: the image's warnings, shown and counted as such
+    overlay_error = "" if overlay is None else _write_overlay(out, key, path, dets, overlay, glyphs.append,
+                                                              bool(damage))
     record = {"file_name": file_name, "width": size_wh[0], "height": size_wh[1], "annotations": anns,
               "report": dict(report)}
     if points:
         record["points"] = points
-    notes = tuple(ParseWarning(None, None, n) for n in (note, large, damage) if n)
+    notes = (*(ParseWarning(None, None, n) for n in (note, large, damage) if n),
+             *(ParseWarning(None, "overlay", g) for g in glyphs))
     warnings = (*notes, *dets.warnings) if notes else dets.warnings
     return ImageResult(file_name, key, True, origin, detections=len(dets), warnings=warnings,
                        attempts=attempts, overlay_error=overlay_error, usage=usage, reasked=reasked,
-                       model_version=version), record
+                       model_version=version, rotated=orientation != 1), record
 
 
 def _jpeg_damage(path: Path) -> str | None:
@@ -211,7 +217,7 @@ def _jpeg_damage(path: Path) -> str | None:
 
 
 def _write_overlay(out: Path, key: str, image: Path, dets, overlay: tuple[str, int | None],
-                   damaged: bool = False) -> str:
+                   on_missing_glyphs: Callable[[str], None], damaged: bool = False) -> str:
     """Read the image (again: holding it through the request would cost far more memory than a second
     decode costs time), draw and write one overlay; returns "" or why it could not be done. A damaged
     JPEG is read by Pillow, which keeps libjpeg's complaint off stderr (it is on the image already)."""
@@ -219,7 +225,7 @@ def _write_overlay(out: Path, key: str, image: Path, dets, overlay: tuple[str, i
     try:
         source = np.asarray(imageio.open_upright(image).convert("RGB")) if damaged else image
         write_overlay(out / "overlays" / f"{key}{OVERLAY_FORMATS[fmt]}", source, dets, fmt=fmt,
-                      max_side=max_side)
+                      max_side=max_side, on_missing_glyphs=on_missing_glyphs)
     except VisionkitError as exc:
         return f"{type(exc).__name__}: {exc}"
     except Exception as exc:  # a drawing bug must not cost the image its annotations

@@ -32,7 +32,7 @@ from ..media import imageio
 from ..media.filekind import resolved
 from .keys import KEY_FILE, is_key_map
 
-__all__ = ["ImageList", "Inputs", "find_inputs", "is_output_folder"]
+__all__ = ["ImageList", "Inputs", "find_inputs", "is_output_folder", "no_images_error"]
 
 
 class ImageList(Sequence):
@@ -61,6 +61,16 @@ class Inputs:
     images: ImageList
     notices: list[str] = field(default_factory=list)
     found: int = 0  # images found before the filters
+    searched: list[str] = field(default_factory=list)  # the inputs, as given
+
+
+def no_images_error(found: Inputs) -> InputError:
+    """The error of a run whose inputs hold no image: it names the inputs, what was looked for, and why
+    files were left out."""
+    where = ", ".join(found.searched) or "(no inputs given)"
+    looked = ", ".join(sorted(imageio.IMAGE_SUFFIXES))
+    return InputError(f"no images found in {where} (looked for {looked})"
+                      + "".join(f"; {n}" for n in found.notices))
 
 
 def is_output_folder(folder: Path) -> bool:
@@ -85,8 +95,7 @@ def find_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike], out: st
     """
     if limit is not None and limit < 1:
         raise ConfigError(f"limit must be >= 1, got {limit}")
-    if isinstance(inputs, (str, os.PathLike)):
-        inputs = [inputs]
+    inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     out_dir = None if out is None else Path(out).resolve()
     pruned: list[Path] = []
 
@@ -132,7 +141,7 @@ def find_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike], out: st
                        + (f" (--glob {' '.join(glob)})" if glob else "")
                        + (f" (--exclude {' '.join(exclude)})" if exclude else "")
                        + (f" (--limit {limit})" if limit is not None else ""))
-    return Inputs(images, notices, found)
+    return Inputs(images, notices, found, [str(p) for p in inputs])
 
 
 def _refuse_same_names(images: ImageList) -> None:

@@ -34,6 +34,7 @@ def export(summary: LabelSummary, name: str, write: Callable[..., None], *args: 
         write(*args)
     except (ExportError, OSError) as exc:
         summary.export_errors.append(f"{name} could not be written: {exc}")
+        summary.unwritten.append(name)
 
 
 def write_failures(path: Path, summary: LabelSummary) -> None:

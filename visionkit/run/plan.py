@@ -26,7 +26,7 @@ from pathlib import Path
 from ..errors import InputError, VisionkitError
 from ..media import imageio
 from .answer_source import AnswerSource, RateLimiter, ResponseStore, request_record
-from .inputs import find_inputs
+from .inputs import find_inputs, no_images_error
 from .keys import run_keys, stem_owners
 
 __all__ = ["Plan", "PlannedImage", "image_tokens", "plan"]
@@ -97,7 +97,7 @@ def plan(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: s
         raise InputError(f"replay folder {replay_dir} does not exist")
     found = find_inputs(inputs, out, glob=glob, exclude=exclude, limit=limit)
     if not found.images:
-        raise InputError("no images found in the inputs" + "".join(f"; {n}" for n in found.notices))
+        raise no_images_error(found)
     store = ResponseStore(out / "responses")
     keys, _ = run_keys(found.images, out, store.owner)
     source = AnswerSource(replay_dir, store, None, RateLimiter(None), task, prompt, classes,
