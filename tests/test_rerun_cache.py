@@ -210,3 +210,23 @@ def test_annotations_json_equals_to_coco_also_when_kept(folder, tmp_path, option
     for _ in range(2):  # the first run, then the rerun from kept results
         run(images, replay, out, overlays=False, **options)
         assert without_date(out / "annotations.json") == expected
+
+
+def test_overlays_redrawn_since_are_drawn_again(folder, tmp_path, parses):
+    """`visionkit overlays` redrew them smaller: a rerun with the run's own settings draws them again."""
+    from visionkit.run.redraw import redraw_overlays
+
+    images, replay = folder
+    out = tmp_path / "o"
+    run(images, replay, out, overlay_max_side=64)
+    before = (out / "overlays" / "img00000.jpg").read_bytes()
+    redraw_overlays(out, replay=replay, overlay_max_side=32, processes=False)
+    assert (out / "overlays" / "img00000.jpg").read_bytes() != before
+    parses.clear()
+    run(images, replay, out, overlay_max_side=64)
+    assert len(parses) == 5 and (out / "overlays" / "img00000.jpg").read_bytes() == before
+    # a result kept from a run without overlays is redone when overlays are asked for and missing
+    run(images, replay, tmp_path / "p", overlays=False)
+    parses.clear()
+    run(images, replay, tmp_path / "p")
+    assert len(parses) == 5 and len(list((tmp_path / "p" / "overlays").iterdir())) == 5

@@ -10,7 +10,8 @@ companions) is streamed again. A result fits when all of these still hold:
 * the options that shape the annotations are the same: task, threshold, polygons, polygon holes, dedupe,
   and visionkit's version;
 * the image has the same size and mtime (its header gives the width and height; its pixels the overlay);
-* with overlays on, the overlay was written with the same format and size and is still there.
+* with overlays on, the overlay was written with the same format and size, and is still the file that
+  was written (its size and mtime: ``visionkit overlays`` may have redrawn it since).
 
 Anything else recomputes that image, and only that image: a changed ``--threshold`` re-parses every image,
 one new image is parsed alone. Failed images are never kept (a rerun tries them again).
@@ -129,9 +130,9 @@ class ResultCache:
             if (now is None or head.get("sig") != self._sig(now) or head.get("key") != key
                     or head.get("file") != file_name or head.get("image") != _image_id(image)):
                 return None
-            if self._overlay is not None and (head.get("overlay") != self._overlay
-                                              or not self._overlay_path(key).is_file()):
-                return None
+            if self._overlay is not None and (head.get("overlay") is None
+                                              or head["overlay"] != self._overlay_id(key)):
+                return None  # drawn with other settings, redrawn since (``visionkit overlays``), or gone
             if not (isinstance(head.get("labels"), dict) and isinstance(head.get("report"), dict)
                     and len(head["wh"]) == 2):
                 return None
@@ -157,7 +158,7 @@ class ResultCache:
                                  for a in record["annotations"]]
         return {"key": result.key, "file": result.file, "sig": None if found is None else self._sig(found),
                 "answer": found, "image": _image_id(image),
-                "overlay": self._overlay if self._overlay is not None and not result.overlay_error else None,
+                "overlay": None if result.overlay_error else self._overlay_id(result.key),
                 "detections": result.detections,
                 "warnings": [[w.index, w.field, w.reason] for w in result.warnings], "labels": labels,
                 "report": record.pop("report", {}), "wh": [record["width"], record["height"]],
@@ -192,8 +193,16 @@ class ResultCache:
     def warnings(head: dict) -> tuple[ParseWarning, ...]:
         return tuple(ParseWarning(*w) for w in head.get("warnings") or ())
 
-    def _overlay_path(self, key: str) -> Path:
-        return self.out / "overlays" / f"{key}{OVERLAY_FORMATS[self._overlay[0]]}"
+    def _overlay_id(self, key: str) -> list | None:
+        """``[format, max_side, size, mtime_ns]`` of the image's overlay as this run draws it, or None
+        (no overlays in this run, or the file is not there)."""
+        if self._overlay is None:
+            return None
+        try:
+            st = os.stat(self.out / "overlays" / f"{key}{OVERLAY_FORMATS[self._overlay[0]]}")
+        except OSError:
+            return None
+        return [*self._overlay, st.st_size, st.st_mtime_ns]
 
     def save(self, lines: Iterable[bytes]) -> None:
         """Write this run's lines, then the previous file's lines of the images this run did not look up
