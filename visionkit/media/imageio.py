@@ -34,7 +34,7 @@ from PIL import Image, ImageOps
 from ..errors import ConfigError, ExportError, InputError
 from .atomic import write_bytes_atomic
 from .fastread import read_jpeg_rgb, scaled_size
-from .filekind import IMAGE_SUFFIXES, OTHER_IMAGE_SUFFIXES, check_regular, iter_images
+from .filekind import IMAGE_SUFFIXES, OTHER_IMAGE_SUFFIXES, check_regular, image_names, iter_images
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -44,6 +44,7 @@ __all__ = [
     "ImageSource",
     "image_size",
     "image_header",
+    "image_names",
     "iter_images",
     "large_image_note",
     "open_upright",

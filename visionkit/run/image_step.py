@@ -67,6 +67,11 @@ class StepConfig:
     dedupe: float | None = None
     polygon_holes: str = "rle"
 
+    def options(self) -> dict:
+        """The options that shape an image's annotations (see :mod:`visionkit.run.results`)."""
+        return {"task": self.task, "threshold": self.threshold, "polygons": self.polygons,
+                "polygon_holes": self.polygon_holes, "dedupe": self.dedupe}
+
     def kwargs(self) -> dict:
         return {"out": self.out, "task": self.task, "threshold": self.threshold, "polygons": self.polygons,
                 "overlay": self.overlay, "dedupe": self.dedupe, "polygon_holes": self.polygon_holes}
@@ -74,21 +79,32 @@ class StepConfig:
 
 @dataclass(frozen=True)
 class ReplayAnswer:
-    """One image's replay file, found by the parent (which knows every image's stem), read by a worker."""
+    """One image's answer file, found by the parent (which knows every image's stem, and checked that a
+    saved response fits the request), read by a worker: a replay file, or with ``replay`` None a response
+    saved in ``OUT/responses`` (a batch run's collected answers)."""
 
-    replay: Path
+    replay: Path | None
     found: Path | None
     error: str = ""
+    batch: bool = False  # the run's client answers from batch jobs only: their answers are "batch"
 
     def get(self, path: Path, file_name: str, key: str) -> tuple[Any, str, int, str | None]:
         if self.found is None:
             raise InputError(self.error)
-        return read_answer(self.found), "replay", 0, None
+        answer = read_answer(self.found)
+        if self.replay is not None:
+            return answer, "replay", 0, None
+        # as AnswerSource.get: an answer a batch job saved is billed to this --batch run
+        return answer, "batch" if self.batch and saved_meta(answer).get("batch") else "cache", 0, None
 
 
-def replay_answer(source: AnswerSource, path: Path, file_name: str, key: str) -> ReplayAnswer:
-    """Find one image's replay file in ``source.replay`` for a worker; a missing one is reported when the
-    worker asks for the answer, so the image fails at the "answer" stage."""
+def replay_answer(source: AnswerSource, path: Path, file_name: str, key: str, found: Path | None = None
+                  ) -> ReplayAnswer:
+    """Find one image's replay file in ``source.replay`` for a worker (``found``: the parent found it, or
+    the saved response that fits); a missing one is reported when the worker asks for the answer, so the
+    image fails at the "answer" stage."""
+    if found is not None:
+        return ReplayAnswer(source.replay, found, batch=bool(getattr(source.client, "answers_only", False)))
     try:
         return ReplayAnswer(source.replay, source.replay_file(path, file_name, key))
     except InputError as exc:
