@@ -9,6 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import visionkit.run.image_step as image_step
 from visionkit import label
@@ -359,3 +361,43 @@ def test_the_cli_says_how_many_results_were_reused(folder, tmp_path, capsys):
     assert "reused" not in capsys.readouterr().out
     assert main(argv) == 0
     assert "0 from cache, 5 reused from kept results," in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple[Path, Path, Path, bytes]:
+    root = tmp_path_factory.mktemp("finished")
+    images, replay = write_labelled_folder(root / "data", 2, (96, 64), masks=2)
+    label([images], root / "o", replay=replay, processes=False, overlays=False)
+    return images, replay, root / "o", (root / "o" / RESULTS_NAME).read_bytes()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(at=st.integers(0, 10_000), cut=st.integers(0, 64), junk=st.binary(max_size=24))
+def test_any_damage_to_a_kept_line_is_a_miss_or_a_well_formed_hit(finished, at, cut, junk):
+    """Property: whatever bytes replace part of the kept file, a lookup never raises, and what it
+    returns is whole JSON whose annotation texts are each exactly one object's remainder."""
+    images, replay, out, kept = finished
+    at %= len(kept)
+    (out / RESULTS_NAME).write_bytes(kept[:at] + junk + kept[at + cut:])
+    assert _hits(out, images, replay) <= 2
+    (out / RESULTS_NAME).write_bytes(kept)
+    assert _hits(out, images, replay) == 2  # the undamaged file: every result fits
+
+
+def _hits(out: Path, images: Path, replay: Path) -> int:
+    from visionkit.run.image_step import StepConfig
+    from visionkit.run.pipeline import DEFAULT_THRESHOLD
+    from visionkit.run.results import ResultCache
+
+    options = StepConfig(out, "segment", DEFAULT_THRESHOLD, False, None).options()
+    cache = ResultCache(out, {**options, "answers_only": False}, None)
+    try:
+        for image in sorted(images.iterdir()):
+            hit = cache.lookup(image.stem, image.name, image, replay / f"{image.stem}.txt")
+            if hit is not None:
+                record = json.loads(hit[1])
+                for _, body in record["annotations"]:
+                    assert isinstance(json.loads("{" + body), dict)
+    finally:
+        cache.close()
+    return cache.hits
