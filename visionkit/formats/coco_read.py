@@ -18,7 +18,7 @@ own to load any COCO instances file. Per annotation:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -88,43 +88,49 @@ def has_mask(ann: Mapping) -> bool:
     return True
 
 
-def image_detections(img: Mapping, anns: list[Mapping], names: dict[int, str], with_score: bool
+def image_detections(img: Mapping, anns: list[Mapping], names: dict[int, str], with_score: bool, *,
+                     whats: Sequence[str] | None = None, error: type[VisionkitError] = ExportError
                      ) -> Detections:
-    """The Detections of one image from its annotations (see :func:`index_coco`)."""
+    """The Detections of one image from its annotations (see :func:`index_coco`).
+
+    Errors are ``error``, naming each annotation as ``whats[k]`` (default ``annotation <id>``).
+    """
     width, height = int(img["width"]), int(img["height"])
     xyxy, labels, scores, masks = [], [], [], []
-    for ann in anns:
+    for k, ann in enumerate(anns):
+        what = whats[k] if whats is not None else f"annotation {ann.get('id')}"
         try:
             x, y, w, h = (float(v) for v in ann["bbox"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise ExportError(f"annotation {ann.get('id')}: bbox must be [x, y, w, h] numbers") from exc
+            raise error(f"{what}: bbox must be [x, y, w, h] numbers") from exc
         box = np.clip([x, y, x + w, y + h], 0, [width, height, width, height])
         if not np.isfinite(box).all() or box[2] < box[0] or box[3] < box[1]:
-            raise ExportError(f"annotation {ann.get('id')}: bbox {ann['bbox']} is not a box in the image")
+            raise error(f"{what}: bbox {ann['bbox']} is not a box in the image")
         xyxy.append(box)
         labels.append(names[int(ann["category_id"])])
         scores.append(float(ann["score"]) if with_score else np.nan)
-        masks.append(_crop(ann, box, (width, height)))
+        masks.append(_crop(ann, box, (width, height), what, error))
     return Detections(np.asarray(xyxy, dtype=np.float64).reshape(-1, 4), labels, (width, height),
                       scores=np.asarray(scores) if with_score else None,
                       masks=tuple(masks) if any(m is not None for m in masks) else None)
 
 
-def _crop(ann: Mapping, box: np.ndarray, image_wh: tuple[int, int]) -> MaskCrop | None:
+def _crop(ann: Mapping, box: np.ndarray, image_wh: tuple[int, int], what: str,
+          error: type[VisionkitError]) -> MaskCrop | None:
     width, height = image_wh
     seg = ann.get("segmentation")
     snapped = snap_box(box, image_wh)
-    rle = segmentation_rle(ann, height, width)  # checks the segmentation first
+    rle = segmentation_rle(ann, height, width, error=error, what=what)  # checks the segmentation first
     if rle is None:
         return None
     if isinstance(seg, list) and len(seg) == 1 and _same_ring(list(map(float, seg[0])), box_polygon(snapped)):
         return None  # the box itself: a box-only annotation
     # The crop is the snapped box grown to the mask's own bounds, so no pixel is lost on reading.
-    return rle_to_crop(rle, grow=snapped, what=f"annotation {ann.get('id')}")
+    return rle_to_crop(rle, grow=snapped, what=what, error=error)
 
 
-def segmentation_rle(ann: Mapping, height: int, width: int, *, error: type[VisionkitError] = ExportError
-                     ) -> dict | None:
+def segmentation_rle(ann: Mapping, height: int, width: int, *, error: type[VisionkitError] = ExportError,
+                     what: str | None = None) -> dict | None:
     """An annotation's segmentation as compressed RLE ``{"size": [h, w], "counts": bytes}`` (what
     pycocotools takes), or None when it has none (empty, or no polygon with 3 points).
 
@@ -139,7 +145,7 @@ def segmentation_rle(ann: Mapping, height: int, width: int, *, error: type[Visio
     """
     from pycocotools import mask as mask_utils
 
-    what = f"annotation {ann.get('id', '?')}"
+    what = what or f"annotation {ann.get('id', '?')}"
     seg = ann.get("segmentation")
     if not seg:
         return None

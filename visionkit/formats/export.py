@@ -31,9 +31,9 @@ Category ids are the same in every split file, and fixed across runs with ``cate
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
-import json
 import os
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -44,43 +44,16 @@ from PIL import Image
 
 from ..core.detections import Detections
 from ..errors import ExportError, InputError, VisionkitError
-from ..media.atomic import write_bytes_atomic
-from .coco_read import has_mask, image_detections, index_coco
+from ..media.atomic import write_bytes_atomic, write_json_atomic
+from .export_runs import open_runs
 
-__all__ = ["FORMATS", "ExportSummary", "RunImage", "load_runs", "parse_split", "assign_splits",
-           "copy_upright", "export_dataset"]
+__all__ = ["FORMATS", "ExportSummary", "parse_split", "assign_splits", "copy_upright", "export_dataset"]
 
 #: ``format`` values of :func:`export_dataset`.
 FORMATS = ("coco", "yolo", "yolo-detect", "yolo-segment")
 _COPY_AS_IS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 _SAVE = {".jpg": ("JPEG", {"quality": 95}), ".jpeg": ("JPEG", {"quality": 95}), ".png": ("PNG", {}),
          ".bmp": ("BMP", {}), ".webp": ("WEBP", {"lossless": True})}
-
-
-@dataclass
-class RunImage:
-    """One labelled image of a run, ready to export. Its masks are decoded only when
-    :attr:`detections` is read (each time), so an export holds one image's masks at a time."""
-
-    file_name: str           # as in the run's annotations.json (relative to its input folder)
-    source: Path             # the input image
-    width: int
-    height: int
-    annotations: list        # its COCO annotations, as in the file
-    names: dict              # category id -> name
-    with_score: bool = False
-    points: list = field(default_factory=list)  # point annotations (formats.keypoints), with "label"
-    run: Path = Path(".")
-
-    @property
-    def labels(self) -> list[str]:
-        return [self.names[int(a["category_id"])] for a in self.annotations]
-
-    @property
-    def detections(self) -> Detections:
-        """Detections (labels are category names), decoded from the annotations now."""
-        return image_detections({"width": self.width, "height": self.height}, self.annotations, self.names,
-                                self.with_score)
 
 
 @dataclass
@@ -151,57 +124,6 @@ def assign_splits(names: Sequence[str], split: Mapping[str, float], seed: int = 
     return out
 
 
-def load_runs(runs: Sequence[str | os.PathLike], images_root: str | os.PathLike | None = None
-              ) -> list[RunImage]:
-    """Read the labelled images of run folders (see the module docstring for what they hold).
-
-    Raises:
-        ExportError: a run folder lacks ``annotations.json`` or has broken JSON, an image appears in two
-            runs, or the images cannot be located (no ``sources.json`` and no ``images_root``).
-    """
-    out: list[RunImage] = []
-    seen: dict[str, Path] = {}
-    for run in map(Path, runs):
-        dataset = _read_json(run / "annotations.json", "is it a `visionkit label` output folder?")
-        sources = None
-        if images_root is None:
-            data = _read_json(run / "sources.json", "pass the input folder the run was given (--images)")
-            sources = data.get("images") if isinstance(data, Mapping) else None
-            if not isinstance(sources, Mapping):
-                raise ExportError(f"{run / 'sources.json'}: expected {{'images': {{file_name: path}}}}")
-        points: dict[str, list] = {}
-        if (run / "keypoints.json").exists():
-            kp = _read_json(run / "keypoints.json", "")
-            kp_names = {c["id"]: c["name"] for c in kp.get("categories", [])}
-            kp_files = {i["id"]: i["file_name"] for i in kp.get("images", [])}
-            for ann in kp.get("annotations", []):
-                row = {k: v for k, v in ann.items() if k not in ("id", "image_id", "category_id")}
-                row["label"] = kp_names[ann["category_id"]]
-                points.setdefault(kp_files[ann["image_id"]], []).append(row)
-        entries, by_image, names, with_score = index_coco(dataset)
-        for img in entries:
-            name = img["file_name"]
-            if name in seen:
-                raise ExportError(f"{name} is in two runs ({seen[name]} and {run}); export them separately "
-                                  "or label the image once")
-            seen[name] = run
-            source = (Path(images_root) / name if images_root is not None
-                      else Path(sources.get(name, run / "?missing" / name)))
-            out.append(RunImage(name, source, int(img["width"]), int(img["height"]),
-                                by_image.get(int(img["id"]), []), names, with_score,
-                                points.get(name, []), run))
-    return out
-
-
-def _read_json(path: Path, hint: str) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ExportError(f"{path} not found{'; ' + hint if hint else ''}") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ExportError(f"cannot read {path}: {exc}") from exc
-
-
 def dest_name(file_name: str) -> str:
     """Where an image goes under ``images/<split>/``: its file name, HEIC/HEIF as ``.jpg``."""
     path = Path(file_name)
@@ -251,6 +173,11 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
                    on_image: Callable[[str, str | None], None] | None = None) -> ExportSummary:
     """Export labelled runs to a dataset folder (see the module docstring for layouts and rules).
 
+    The runs are read through :mod:`visionkit.formats.coco_stream`: checked first (a malformed file is
+    an InputError before anything is written), then streamed one image at a time, images in the runs'
+    order; the COCO files are written by :class:`~visionkit.formats.coco_write.CocoWriter`. Memory holds
+    a few hundred bytes per image, not its annotations.
+
     Args:
         runs: one run folder or several (``visionkit label --out`` folders).
         dest: the dataset folder; must be empty or absent.
@@ -263,14 +190,15 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
         on_image: called with ``(file_name, error or None)`` after each image.
 
     Returns:
-        An :class:`ExportSummary`. An image that cannot be copied is listed in ``failures`` and left out
-        (with its annotations); the others are exported.
+        An :class:`ExportSummary`. An image that cannot be copied or decoded is listed in ``failures`` and
+        left out (with its annotations); the others are exported.
 
     Raises:
         ExportError: bad options, a non-empty ``dest``, or runs that cannot be read.
+        InputError: a malformed run file (the message names the file, the index and the field).
     """
-    from ..media.atomic import write_json_atomic
-    from .coco import CategoryMap, check_polygon_holes, to_coco
+    from .coco import CategoryMap, check_polygon_holes
+    from .coco_write import CocoWriter
     from .keypoints import keypoints_dataset
     from .yolo import data_yaml, yolo_lines
 
@@ -282,89 +210,92 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
     dest = Path(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise ExportError(f"{dest} exists and is not an empty folder; choose a new --to folder")
-    images = load_runs([runs] if isinstance(runs, (str, os.PathLike)) else runs, images_root)
-    cats = CategoryMap(categories).fit(lbl for im in images for lbl in im.labels)
+    opened = open_runs([runs] if isinstance(runs, (str, os.PathLike)) else runs, images_root)
+    labels: Counter = Counter()
+    for run in opened:
+        labels.update(run.labels())
+    cats = CategoryMap(categories).fit(labels.elements())
     summary = ExportSummary(dest=dest, format=format)
-    summary.points = sum(len(im.points) for im in images)
+    summary.points = sum(len(rows) for run in opened for rows in run.points.values())
     # point categories: one list for every split, so ids agree between the split files
-    kp_cats = CategoryMap(categories).fit(p["label"] for im in images for p in im.points).categories
+    kp_cats = CategoryMap(categories).fit(p["label"] for run in opened for rows in run.points.values()
+                                          for p in rows).categories
     if format == "yolo":
-        masks = any(has_mask(a) for im in images for a in im.annotations)
-        format = "yolo-segment" if masks else "yolo-detect"
+        format = "yolo-segment" if any(run.coco.has_masks for run in opened) else "yolo-detect"
         summary.format = format
-    where = assign_splits([im.file_name for im in images], split, seed)
-    names_out: dict[tuple[str, str], str] = {}
-    per_split: dict[str, list[RunImage]] = {}
+    where = assign_splits([im.file_name for run in opened for im in run.coco.images], split, seed)
+    splits = ["train"] + [s for s in split if s != "train"]
+    class_of = {c["id"]: k for k, c in enumerate(cats.categories)}
+    # YOLO pairs images/<split>/a.jpg with labels/<split>/a.txt, so a.jpg and a.png would share (and merge
+    # into) one label file: for YOLO the taken name is the stem, for COCO the whole file name. Of the images
+    # that want one name, the first in file-name order gets it, whatever the order of the runs.
+    owner: dict[tuple[str, str], str] = {}
+    for run in opened:
+        for im in run.coco.images:
+            key = _name_key(im.file_name, where[im.file_name], format)
+            if key not in owner or im.file_name < owner[key]:
+                owner[key] = im.file_name
     try:
         dest.mkdir(parents=True, exist_ok=True)
+        for part in splits:
+            (dest / "images" / part).mkdir(parents=True, exist_ok=True)
+            (dest / ("annotations" if format == "coco" else "labels" / Path(part))).mkdir(parents=True,
+                                                                                          exist_ok=True)
     except OSError as exc:
         raise ExportError(f"cannot create {dest}: {exc}") from exc
-    for im in sorted(images, key=lambda i: i.file_name):
-        name, part = dest_name(im.file_name), where[im.file_name]
-        error = None
-        # YOLO pairs images/<split>/a.jpg with labels/<split>/a.txt, so a.jpg and a.png would share (and
-        # merge into) one label file: for YOLO the taken name is the stem, for COCO the whole file name.
-        key = (part, (Path(name).with_suffix("").as_posix() if format != "coco" else name).casefold())
-        if key in names_out:
-            taken = (f"its label file labels/{part}/{Path(name).with_suffix('.txt').as_posix()}"
-                     if format != "coco" else f"its dataset name {name}")
-            error = f"{taken} is taken by {names_out[key]}; rename one of the two images"
-        else:
-            try:
-                summary.reencoded += copy_upright(im.source, dest / "images" / part / name,
-                                                  (im.width, im.height))
-                names_out[key] = im.file_name
-                per_split.setdefault(part, []).append(im)
-            except VisionkitError as exc:
-                error = str(exc)
-            except OSError as exc:
-                error = f"cannot copy {im.source}: {exc}"
-        if error is not None:
-            summary.failures.append({"file": im.file_name, "run": str(im.run), "error": error})
-        if on_image is not None:
-            on_image(im.file_name, error)
-
     report: Counter = Counter()
     unmapped: Counter = Counter()
-    splits = ["train"] + [s for s in split if s != "train"]
+    points: dict[str, list] = {}
+    with contextlib.ExitStack() as stack:
+        writers = {part: stack.enter_context(CocoWriter(
+            dest / "annotations" / f"instances_{part}.json", cats, polygons=polygons,
+            polygon_holes=polygon_holes, info={"description": f"visionkit export, split {part}"}))
+            for part in splits} if format == "coco" else {}
+        for run in opened:
+            for record in run.records():
+                im = record.image
+                name, part = dest_name(im.file_name), where[im.file_name]
+                first = owner[_name_key(im.file_name, part, format)]
+                error = None
+                if first != im.file_name:
+                    taken = (f"its label file labels/{part}/{Path(name).with_suffix('.txt').as_posix()}"
+                             if format != "coco" else f"its dataset name {name}")
+                    error = f"{taken} is taken by {first}; rename one of the two images"
+                else:
+                    try:
+                        dets = run.coco.detections(record)
+                        summary.reencoded += copy_upright(run.source(im), dest / "images" / part / name,
+                                                          (im.width, im.height))
+                        summary.images[part] = summary.images.get(part, 0) + 1
+                        if format == "coco":
+                            summary.annotations += writers[part].add(name, (im.width, im.height), dets)
+                            if run.points.get(im.file_name):
+                                points.setdefault(part, []).append(
+                                    (name, im.width, im.height, run.points[im.file_name]))
+                        else:
+                            summary.annotations += _write_yolo_labels(
+                                dest / "labels" / part / Path(name).with_suffix(".txt"), dets, cats, class_of,
+                                format == "yolo-segment", report, unmapped, yolo_lines)
+                    except VisionkitError as exc:
+                        error = str(exc)
+                    except OSError as exc:
+                        error = f"cannot copy {run.source(im)}: {exc}"
+                if error is not None:
+                    summary.failures.append({"file": im.file_name, "run": str(run.folder), "error": error})
+                if on_image is not None:
+                    on_image(im.file_name, error)
+        for writer in writers.values():
+            info = writer.close()["visionkit"]
+            report.update(info)
+            unmapped.update(info.get("unmapped_labels", {}))
     for part in splits:
-        members = per_split.get(part, [])
-        summary.images[part] = len(members)
-        if format == "coco":
-            ds = to_coco(((dest_name(m.file_name), (m.width, m.height), m.detections) for m in members),
-                         cats.categories, polygons=polygons, polygon_holes=polygon_holes,
-                         info={"description": f"visionkit export, split {part}"})
-            write_json_atomic(dest / "annotations" / f"instances_{part}.json", ds)
-            summary.annotations += len(ds["annotations"])
-            report.update(ds["info"]["visionkit"])
-            unmapped.update(ds["info"]["visionkit"].get("unmapped_labels", {}))
-            kp_entries = [(dest_name(m.file_name), m.width, m.height, m.points) for m in members]
-            if any(m.points for m in members):
-                kp = keypoints_dataset(kp_entries, kp_cats)
-                write_json_atomic(dest / "annotations" / f"keypoints_{part}.json", kp)
-                summary.points_written += len(kp["annotations"])
-                unmapped.update(kp["info"]["visionkit"].get("unmapped_labels", {}))
-        else:
-            class_of = {}
-            for m in members:
-                for lbl in set(m.labels):
-                    cat = cats.lookup(lbl)
-                    if cat is not None:
-                        class_of[lbl] = [c["id"] for c in cats.categories].index(cat)
-                counts: Counter = Counter()
-                dets = m.detections
-                lines = yolo_lines(dets, class_of, segment=format == "yolo-segment", report=counts)
-                stem = Path(dest_name(m.file_name)).with_suffix(".txt")
-                write_bytes_atomic(dest / "labels" / part / stem, ("\n".join(lines) + "\n" if lines else "")
-                                   .encode("utf-8"))
-                summary.annotations += len(lines)
-                for key, n in counts.items():
-                    if key.startswith("unmapped:"):
-                        unmapped[key.split(":", 1)[1]] += n
-                    elif key != "unmapped":
-                        report[key] += n
-            (dest / "images" / part).mkdir(parents=True, exist_ok=True)
-            (dest / "labels" / part).mkdir(parents=True, exist_ok=True)
+        summary.images.setdefault(part, 0)
+        if points.get(part):
+            kp = keypoints_dataset(points[part], kp_cats)
+            write_json_atomic(dest / "annotations" / f"keypoints_{part}.json", kp)
+            summary.points_written += len(kp["annotations"])
+            unmapped.update(kp["info"]["visionkit"].get("unmapped_labels", {}))
+    summary.images = {part: summary.images[part] for part in splits}
     if format != "coco":
         write_bytes_atomic(dest / "data.yaml", data_yaml([c["name"] for c in cats.categories], splits)
                            .encode("utf-8"))
@@ -373,3 +304,28 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
     summary.report = {k: v for k, v in sorted(report.items()) if v}
     summary.unmapped = dict(sorted(unmapped.items()))
     return summary
+
+
+def _name_key(file_name: str, part: str, format: str) -> tuple[str, str]:
+    """The name an image takes in its split: its label file's stem for YOLO, its file name for COCO."""
+    name = dest_name(file_name)
+    return part, (Path(name).with_suffix("").as_posix() if format != "coco" else name).casefold()
+
+
+def _write_yolo_labels(path: Path, dets: Detections, cats, class_of: dict, segment: bool, report: Counter,
+                       unmapped: Counter, yolo_lines) -> int:
+    """Write one image's YOLO label file; returns its lines."""
+    classes = {}
+    for lbl in set(dets.labels.tolist()):
+        cat = cats.lookup(lbl)
+        if cat is not None:
+            classes[lbl] = class_of[cat]
+    counts: Counter = Counter()
+    lines = yolo_lines(dets, classes, segment=segment, report=counts)
+    write_bytes_atomic(path, ("\n".join(lines) + "\n" if lines else "").encode("utf-8"))
+    for key, n in counts.items():
+        if key.startswith("unmapped:"):
+            unmapped[key.split(":", 1)[1]] += n
+        elif key != "unmapped":
+            report[key] += n
+    return len(lines)
