@@ -54,8 +54,9 @@ def _run(cmd: list[str], code: Path) -> tuple[float, float]:
     """Run one command; returns (seconds, peak RSS in MB)."""
     env = dict(os.environ, PYTHONPATH=str(code))
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "visionkit", *cmd], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    # cwd=code: ``python -m`` puts the working folder first on sys.path, before PYTHONPATH
+    proc = subprocess.Popen([sys.executable, "-m", "visionkit", *cmd], env=env, cwd=code,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     stderr_chunks = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(scratch, ignore_errors=True)
     if len(sizes) > 1:
         lo, hi = min(sizes), max(sizes)
-        print(f"\n| command | " + " | ".join(f"{n:,} images" for n in sizes)
+        print("\n| command | " + " | ".join(f"{n:,} images" for n in sizes)
               + f" | RSS growth {lo:,} -> {hi:,} |")
         print("|---" * (len(sizes) + 2) + "|")
         for name in commands:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..core.maskcrop import MaskCrop
 from ..errors import InputError
-from ..formats.coco_read import rle_counts, rle_to_crop, segmentation_rle
+from ..formats.coco_read import rle_to_crop, rle_total, segmentation_rle
 from ..formats.coco_stream import CocoFile, dataset_path
 
 __all__ = ["DatasetSource", "ann_rle", "ann_to_crop", "category_names", "dataset_path", "images_by_id",
@@ -46,7 +46,7 @@ def ann_rle(ann: Mapping, width: int, height: int, *, what: str | None = None) -
     rle = segmentation_rle(ann, height, width, error=InputError, what=what)
     if rle is not None and isinstance(ann.get("segmentation"), Mapping):
         try:
-            covered = int(rle_counts(rle["counts"]).sum())
+            covered = rle_total(rle["counts"])
         except (ValueError, UnicodeEncodeError) as exc:
             raise InputError(f"{what}: {exc}") from exc
         if covered != height * width:
