@@ -30,6 +30,13 @@ def _no_api_env(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _own_model_cache(monkeypatch, tmp_path_factory):
+    """No test may read or write the real per-user model cache: each gets its own XDG_CACHE_HOME (outside
+    its tmp_path, so tests that list tmp_path see nothing extra)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+
+
 def png_b64(prob: np.ndarray, prefix: bool = True) -> str:
     """A uint8 (h, w) or (h, w, c) array as a base64 PNG string, like Gemini's mask field."""
     ok, buf = cv2.imencode(".png", prob)

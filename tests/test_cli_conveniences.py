@@ -97,7 +97,9 @@ def test_dry_run_sends_nothing_and_writes_nothing(tmp_path):
     text = stdout.getvalue()
     assert code == 0 and sent == 1
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before
-    lines = {line.split()[1]: line.split()[0] for line in text.splitlines() if line[:1] != "d"}
+    lines = {line.split()[1]: line.split()[0] for line in text.splitlines()
+             if line.split()[0] in ("request", "reuse", "replay", "fail")}
+    assert text.startswith("model    gemini-2.5-flash: routed; in the table")  # no key: registry only
     assert lines == {"big.png": "request", "p0.png": "reuse", "p1.png": "request"}
     # 2000x1000 is sent as 1024x512: crop unit 341, 4 x 2 tiles of 258 tokens, plus the prompt
     tokens = int(re.search(r"big.png  \(about ([\d,]+) input tokens", text).group(1).replace(",", ""))

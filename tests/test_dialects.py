@@ -115,13 +115,14 @@ def test_unknown_model_without_thinking_sends_none(fake):
     assert "thinkingConfig" not in fake.generate_requests[0].generation_config
 
 
-def test_without_allowed_values_the_retry_sends_no_thinking(fake):
-    # 2.5 Pro: budget 0 is rejected with no list of allowed values -> no thinkingConfig at all.
+def test_without_allowed_values_the_retry_sends_the_least_budget(fake):
+    # 2.5 Pro: budget 0 is rejected with no list of allowed values -> the least budget it may take (128),
+    # never "no thinkingConfig", which thinks at the model's default (issue 15).
     config = {"thinkingConfig": {"thinkingBudget": 0}}
     with client(fake, "gemini-2.5-pro") as c:
         c.annotate(rgb(), "detect", generation_config=config)
     sent = [r.generation_config.get("thinkingConfig") for r in fake.generate_requests]
-    assert sent == [{"thinkingBudget": 0}, None]
+    assert sent == [{"thinkingBudget": 0}, {"thinkingBudget": 128}]
 
 
 def test_other_400s_are_never_retried():
@@ -151,9 +152,11 @@ def test_the_retry_is_made_once_only():
 @pytest.mark.parametrize("message, sent, expected", [
     ("'minimal' is not a supported thinking level for this model. Allowed values are: medium, low, high.",
      {"thinkingLevel": "minimal"}, {"thinkingLevel": "low"}),
-    ("THINKING_LEVEL_MINIMAL is unsupported", {"thinkingLevel": "minimal"}, None),
-    ("Budget 0 is invalid. This model only works in thinking mode.", {"thinkingBudget": 0}, None),
-    ("Thinking level is not supported for this model.", {"thinkingLevel": "low"}, None),
+    # No list: the next level up, the least budget, a budget for a budget-only model; never "none" (issue 15).
+    ("THINKING_LEVEL_MINIMAL is unsupported", {"thinkingLevel": "minimal"}, {"thinkingLevel": "low"}),
+    ("Budget 0 is invalid. This model only works in thinking mode.", {"thinkingBudget": 0},
+     {"thinkingBudget": 128}),
+    ("Thinking level is not supported for this model.", {"thinkingLevel": "low"}, {"thinkingBudget": 0}),
     ("Allowed values are: HIGH, LOW. 'medium' is not a supported thinking level", {"thinkingLevel": "medium"},
      {"thinkingLevel": "low"}),
 ])

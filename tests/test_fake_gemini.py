@@ -153,7 +153,7 @@ def test_invalid_json_and_unknown_paths(server, http):
     r = http.post(server.base_url + MODEL_PATH, data=b"{not json",
                   headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and r.json()["error"]["status"] == "INVALID_ARGUMENT"
-    r = http.get(server.base_url + "/v1beta/models")
+    r = http.get(server.base_url + "/v1beta/tunedModels")
     assert r.status_code == 404 and r.json()["error"]["code"] == 404
     assert server.requests[-1].kind == "unknown"
 

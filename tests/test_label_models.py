@@ -74,7 +74,7 @@ def test_gemini_2_5_seg_tokens_are_reasked_as_polygons(tmp_path):
     assert len(first) == len(IMAGES) and all(r.generation_config["thinkingConfig"] == {"thinkingBudget": 0}
                                              for r in requests)
     _check_masks(tmp_path / "o")
-    assert "asked again with the polygon prompt" in err and "deprecated" in err
+    assert "asked again with the polygon prompt" in err and "is routed to" in err
     assert f"{len(IMAGES)} images asked again" in out
     # The saved response is the one used (the polygons), with both requests in its usage.
     saved = json.loads(next((tmp_path / "o" / "responses").glob("*.json")).read_text())

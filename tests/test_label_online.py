@@ -171,7 +171,8 @@ def test_key_appears_nowhere(tmp_path):
             mp.setenv("GEMINI_API_KEY", KEY)
             code = main(["label", str(images), "--out", str(tmp_path / "o2"), "--base-url", server.base_url],
                         stdout=io.StringIO(), stderr=err)
-    assert code == 1 and "API key not valid" in err.getvalue() and KEY not in err.getvalue()
+    # the key is checked before any image (issue 15): a configuration error, nothing was labelled
+    assert code == 2 and "API key not valid" in err.getvalue() and KEY not in err.getvalue()
 
 
 def test_kill_minus_9_then_resume(tmp_path):

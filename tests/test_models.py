@@ -32,20 +32,23 @@ def fake():
 
 # Each registry row, with an id it must match and what a request to it must carry.
 ROWS = [
+    ("gemini-4-argon", "Gemini 4 Argon", {"thinkingLevel": "low"}, "polygon", "ga"),
+    ("gemini-4-hydrogen", "Gemini 4 Hydrogen", {"thinkingLevel": "low"}, "polygon", "ga"),
+    ("gemini-4-neon", "Gemini 4 Neon", {"thinkingLevel": "low"}, "polygon", "ga"),
     ("gemini-3.1-flash-lite", "Gemini 3.x Flash-Lite", {"thinkingLevel": "minimal"}, "polygon", "ga"),
     ("gemini-3.5-flash-lite-preview-11-2026", "Gemini 3.x Flash-Lite", {"thinkingLevel": "minimal"},
      "polygon", "preview"),
     ("gemini-3.8-flash", "Gemini 3.8 Flash", {"thinkingLevel": "low"}, "polygon", "ga"),
-    ("gemini-3.7-flash", "Gemini 3.7 Flash", {"thinkingLevel": "low"}, "polygon", "ga"),
+    ("gemini-3.7-flash", "Gemini 3.7 Flash", {"thinkingLevel": "low"}, "polygon", "routed"),
     ("gemini-3.6-flash", "Gemini 3.6 Flash", {"thinkingLevel": "low"}, "polygon", "ga"),
-    ("gemini-3.5-flash", "Gemini 3.5 Flash", {"thinkingLevel": "low"}, "polygon", "ga"),
+    ("gemini-3.5-flash", "Gemini 3.5 Flash", {"thinkingLevel": "low"}, "polygon", "routed"),
     ("gemini-3-flash-preview", "Gemini 3 Flash (preview)", {"thinkingLevel": "minimal"}, "polygon",
      "preview"),
     ("gemini-3.1-pro-preview", "Gemini 3.1 Pro", {"thinkingLevel": "low"}, "polygon", "preview"),
     ("gemini-3-pro-preview", "Gemini 3 Pro", {"thinkingLevel": "low"}, "polygon", "preview"),
     ("gemini-2.5-flash-lite", "Gemini 2.5 Flash-Lite", {"thinkingBudget": 0}, "png", "ga"),
-    ("gemini-2.5-flash", "Gemini 2.5 Flash", {"thinkingBudget": 0}, "png", "deprecated"),
-    ("gemini-2.5-pro", "Gemini 2.5 Pro", {"thinkingBudget": 128}, "png", "deprecated"),
+    ("gemini-2.5-flash", "Gemini 2.5 Flash", {"thinkingBudget": 0}, "png", "routed"),
+    ("gemini-2.5-pro", "Gemini 2.5 Pro", {"thinkingBudget": 128}, "png", "routed"),
     ("gemini-robotics-er-2-preview", "Gemini Robotics-ER 2", None, "polygon", "preview"),
     ("gemini-4-ultra", "unknown model", None, "polygon", "unknown"),
     ("my-tuned-model", "unknown model", None, "polygon", "unknown"),
@@ -64,8 +67,9 @@ def test_every_row_is_covered_and_sourced():
         assert row.media in ("global", "per_part", "no", "unknown")
         if row.thinking == "level":
             assert row.least == {"thinkingLevel": row.least_level}
-        if row.status in ("retired", "deprecated"):
+        if row.status in ("retired", "deprecated", "routed"):
             assert row.replacements and row.date
+        assert (row.status == "routed") == (row.routed_to is not None)
     assert lookup(DEFAULT_MODEL).status == "ga" and "flash" in DEFAULT_MODEL
 
 
@@ -115,7 +119,7 @@ def test_default_model_and_env_override(fake, monkeypatch):
 def test_404_names_replacements(fake):
     fake.push_faults(Fault.status(404), Fault.status(404))
     with GeminiClient(api_key=KEY, base_url=fake.base_url, model="gemini-2.5-flash") as client, \
-            pytest.raises(NotFoundError, match="deprecated.*use gemini-3.8-flash"):
+            pytest.raises(NotFoundError, match="routed to gemini-3.5-flash-lite.*use gemini-3.5-flash-lite"):
         client.annotate(rgb(), "detect")
     with GeminiClient(api_key=KEY, base_url=fake.base_url, model="gemini-9-flash") as client, \
             pytest.raises(NotFoundError, match="retired .*gemini-3.8-flash"):

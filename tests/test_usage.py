@@ -91,14 +91,15 @@ def test_models_without_masks_are_said_once_up_front(tmp_path):
 
 
 def test_model_notices():
-    deprecated = SimpleNamespace(model="gemini-2.5-flash", info=lookup("gemini-2.5-flash"))
-    assert [n for n in model_notices(deprecated, "detect") if "deprecated" in n and "gemini-3.8-flash" in n]
+    routed = SimpleNamespace(model="gemini-2.5-flash", info=lookup("gemini-2.5-flash"))
+    assert [n for n in model_notices(routed, "detect") if "is routed to gemini-3.5-flash-lite" in n
+            and "gemini-3.8-flash" in n]
     assert model_notices(SimpleNamespace(model="gemini-3.8-flash", info=lookup("gemini-3.8-flash")),
                          "segment") == []
     assert model_notices(object(), "segment") == []
 
 
-def test_deprecated_model_is_said_once_in_the_cli(tmp_path, monkeypatch):
+def test_routed_model_is_said_once_in_the_cli(tmp_path, monkeypatch):
     from visionkit.testing.fake_gemini import FakeGemini
 
     monkeypatch.setenv("GEMINI_API_KEY", "AQ.notice-test-key-000")
@@ -107,7 +108,7 @@ def test_deprecated_model_is_said_once_in_the_cli(tmp_path, monkeypatch):
         code = main(["label", str(FIXTURES / "images" / "square_1024.png"), "--out", str(tmp_path / "o"),
                      "--task", "detect", "--model", "gemini-2.5-flash", "--base-url", fake.base_url,
                      "--no-overlays"], stdout=out, stderr=err)
-    assert code == 0 and err.getvalue().count("is deprecated") == 1
+    assert code == 0 and err.getvalue().count("is routed to") == 1
 
 
 def test_fake_gemini_command_line(tmp_path):

@@ -96,7 +96,7 @@ def parse_response(answer: str | bytes | Mapping, image_size: tuple[int, int],
         masks: decode masks; with False, mask fields are ignored (detection task).
         default_label: label given to items that have none (recorded as a warning).
         mask_order: ``"yx"`` or ``"xy"`` when the prompt stated the polygon point order (visionkit's
-            polygon prompt asks for ``[y, x]``); None: decided per item from its box (README).
+            polygon prompt asks for ``[y, x]``); None: decided per item from its box (docs/api.md).
 
     Returns:
         Detections with ``warnings`` listing every skipped, repaired or refused item.

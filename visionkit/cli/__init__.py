@@ -19,14 +19,14 @@ from typing import TextIO
 from .._version import __version__
 from ..errors import VisionkitError
 from ..run.pipeline import Aborted
-from . import batch, consensus, eval, export, label, overlays, report
+from . import batch, consensus, eval, export, label, models, overlays, report
 from ._help import ENVIRONMENT_AND_EXIT, HelpFormatter
 from ._warnings import plain_warnings
 
 __all__ = ["main", "build_parser"]
 
 #: The modules that add a command, in the order ``--help`` lists them.
-COMMANDS = (label, batch, consensus, eval, export, report, overlays)
+COMMANDS = (label, batch, consensus, eval, export, report, overlays, models)
 
 
 def build_parser() -> argparse.ArgumentParser:

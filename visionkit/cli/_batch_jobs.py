@@ -11,6 +11,7 @@ from typing import Any, TextIO
 from ..errors import ConfigError
 from ..media.atomic import write_json_atomic
 from ..run.batching import BatchStatus, answers_only, fingerprint, poll, submit
+from ..run.model_check import check_model
 
 __all__ = ["run_jobs"]
 
@@ -30,7 +31,7 @@ def _save_args(args: argparse.Namespace, client: Any) -> None:
     for name in _PATH_ARGS:
         if saved.get(name):
             saved[name] = str(Path(saved[name]).resolve())
-    for name in ("batch_collect_only",):
+    for name in ("batch_collect_only", "refresh_models"):
         saved.pop(name, None)
     write_json_atomic(Path(args.out) / "batch" / "run.json", saved, indent=1)
 
@@ -98,11 +99,17 @@ def run_jobs(args: argparse.Namespace, client_factory: Any, reporter: Any, stdou
     client = client_factory()
     try:
         if not getattr(args, "batch_collect_only", False):
+            refresh = getattr(args, "refresh_models", False)
+            fleet = check_model(client, refresh=refresh)  # a wrong key or model stops here: nothing written
+            if fleet is not None and not fleet.announced:  # said once, up front, even with -q (as online)
+                fleet.announced = True
+                for message in (fleet.line(), *fleet.notices):
+                    reporter.notice(message)
             Path(args.out).mkdir(parents=True, exist_ok=True)
             _save_args(args, client)
             st = submit(args.inputs, args.out, client=client, task=args.task, prompt=args.prompt,
                         classes=classes, max_requests=args.batch_max_requests,
-                        concurrency=args.concurrency, on_event=bar.event)
+                        concurrency=args.concurrency, on_event=bar.event, refresh_models=refresh)
             if args.no_wait:
                 for job in st.active:
                     stdout.write(f"{job.name or job.id}\t{job.state or job.step}\t{job.requests} requests\n")

@@ -13,8 +13,10 @@ from ..errors import ConfigError
 from ..formats.coco import load_categories
 from ..media.imageio import MAX_PIXELS, set_max_pixels
 from ..run.batching import DEFAULT_POLL_INTERVAL, MAX_POLL_INTERVAL, MAX_REQUESTS_PER_JOB
+from ..run.model_check import answered_by, dry_run_plan
 from ..run.pipeline import label
 from ..run.plan import plan
+from ..run.usage import run_cost
 from . import _batch_jobs
 from ._common import add_overlay_arguments, positive_int
 from ._report import Reporter
@@ -35,8 +37,12 @@ def add_label_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", help="comma-separated class names; constrains labels and fixes COCO ids "
                                      "(default: none, the model names what it finds)")
     p.add_argument("--model", default=None,
-                   help="Gemini model id (default: $VISIONKIT_MODEL, else gemini-3.8-flash; see the README's "
-                        "model table)")
+                   help="Gemini model id (default: $VISIONKIT_MODEL, else gemini-3.8-flash; see the "
+                        "model table in docs/models.md)")
+    p.add_argument("--refresh-models", action="store_true",
+                   help="learn the model's thinking setting again (models.get and text-only probes), "
+                        "ignoring what the per-user model cache remembers (default: use the cache; "
+                        "see 'visionkit models')")
     p.add_argument("--base-url", help="API base URL (default: $GEMINI_BASE_URL or Google's endpoint)")
     p.add_argument("--timeout", type=float, default=None,
                    help="seconds per request, also the deadline for a whole answer (default 60; 900 with "
@@ -149,7 +155,8 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
                         polygon_holes=args.polygon_holes, categories=categories,
                         on_notice=reporter.notice, on_interrupt=reporter.interrupt,
                         glob=args.glob, exclude=args.exclude, limit=args.limit,
-                        reask=not args.no_reask, prices=prices)
+                        reask=not args.no_reask, prices=prices,
+                        refresh_models=getattr(args, "refresh_models", False))
     finally:
         reporter.finish()
     _print_summary(summary, args, stdout)
@@ -157,7 +164,13 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
 
 def _dry_run(args: argparse.Namespace, classes: list[str] | None, stdout: TextIO) -> int:
-    """``--dry-run``: what would happen to each image; nothing is sent or written."""
+    """``--dry-run``: what would happen to each image; nothing is sent or written (with a key, models.get is
+    asked: it is free, and a wrong key or model stops here as it would stop the run)."""
+    if args.replay is None:
+        fleet = dry_run_plan(args.model, args.base_url, refresh=getattr(args, "refresh_models", False))
+        stdout.write(f"model    {fleet.line()}\n")
+        for notice in fleet.notices:
+            stdout.write(f"note     {notice}\n")
     result = plan(args.inputs, args.out, task=args.task, replay=args.replay, prompt=args.prompt,
                   classes=classes, model=args.model, max_side=args.max_side, glob=args.glob,
                   exclude=args.exclude, limit=args.limit,
@@ -192,13 +205,26 @@ def _print_summary(summary, args: argparse.Namespace, stdout: TextIO) -> None:
     if summary.points:
         stdout.write(f"{summary.points} points (pointing answers, no box) are not COCO instances: written as "
                      f"COCO keypoints to {summary.out / 'keypoints.json'}\n")
+    if summary.model_line:
+        stdout.write(f"model: {summary.model_line}\n")
+    for version, count in summary.answered_by.items():
+        if answered_by(summary.model, version):
+            stdout.write(f"{count} answers came from {version}, not {summary.model} (a routed id)\n")
     if summary.usage.requests:
         again = f", {summary.reasked} images asked again with the polygon prompt" if summary.reasked else ""
-        stdout.write(f"tokens: {summary.usage.describe()}{again} (in {summary.out / 'usage.json'})\n")
+        probes = (f", {summary.probe_usage.requests} of them text-only probes that learned the thinking "
+                  "setting"
+                  if summary.probe_usage.requests else "")
+        stdout.write(f"tokens: {summary.usage.describe()}{probes}{again} (in {summary.out / 'usage.json'})\n")
         prices = _prices(args)
         if prices is not None:
-            stdout.write(f"cost: ${summary.usage.cost(*prices):.4f} at ${prices[0]:g}/${prices[1]:g} per 1M "
-                         "input/output tokens (cached input counted at the full price)\n")
+            batch = bool(getattr(args, "batch", False))
+            where = (f"the images at the Batch API price, half of ${prices[0]:g}/${prices[1]:g} per 1M "
+                     "input/output tokens" + (", probes at the full price" if summary.probe_usage.requests
+                                              else "")) if batch else \
+                f"${prices[0]:g}/${prices[1]:g} per 1M input/output tokens"
+            stdout.write(f"cost: ${run_cost(summary, prices, batch):.4f} at {where} (cached input counted at "
+                         "the full price)\n")
     if summary.stopped:
         stdout.write(f"stopped early: {summary.stopped}\n")
     if summary.kept_previous:

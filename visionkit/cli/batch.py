@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..core.usage import Usage
 from ..errors import InputError
 from ..run.batching import DEFAULT_POLL_INTERVAL, cancel, poll, status
 from ._label import add_label_arguments
@@ -93,6 +94,7 @@ def _describe(job: Any) -> str:
         age = f"  submitted {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(job.submitted_at))}"
     extra = f"  ({job.error})" if job.error else ""
     extra += f"  {job.line_failures} lines failed" if job.step == "collected" and job.line_failures else ""
+    extra += f"  tokens: {Usage.of(job.usage).describe()}" if job.usage else ""
     head = f"{job.name or job.id}\t{job.step}\t{job.state or '-'}\t{job.requests} requests"
     return head + counts + age + extra
 
@@ -125,4 +127,11 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         stdout.write(_describe(job) + "\n")
     stdout.write(f"{len(st.jobs)} job(s), {len(st.active)} unfinished; {st.succeeded} of {st.requests} "
                  f"requests answered, {st.failed} failed\n")
+    tokens = Usage()
+    for job in st.jobs:
+        if job.usage:
+            tokens.add(Usage.of(job.usage))
+    stdout.write(f"tokens so far: {tokens.describe()} (the answers of collected jobs, billed at the Batch "
+                 "API "
+                 "price; a job's tokens are known once it is collected)\n")
     return 0

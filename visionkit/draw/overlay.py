@@ -192,7 +192,7 @@ def draw_overlay(image: np.ndarray, detections: Detections, *, alpha: float = 0.
                 warnings.warn(MissingGlyphWarning(
                     f"label {label!r}: the font {font_path or '(Pillow built-in, Latin only)'} cannot draw "
                     f"{missing!r}, which show as boxes; set VISIONKIT_FONT to a font that has them (see "
-                    "README, Fonts)"), stacklevel=1)  # attributed here: once per label, whoever draws
+                    "docs/cli.md, Fonts)"), stacklevel=1)  # attributed here: once per label, whoever draws
             tag = render_tag(text, colors[i], font_size, font_path, emoji_path)
             th, tw = tag.shape[:2]
             if has_box[i] or not has_point[i]:

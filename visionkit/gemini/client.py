@@ -78,7 +78,7 @@ DEFAULT_TIMEOUT = 60.0
 #: returning the first byte" (docker/docker-agent PR #4348), and Google gives it latency targets of minutes.
 FLEX_TIMEOUT = 900.0
 
-_CURRENT_HINT = "current models include gemini-3.8-flash, gemini-3.7-flash and gemini-3.1-flash-lite"
+_CURRENT_HINT = "current models include gemini-3.8-flash, gemini-3.6-flash and gemini-3.1-flash-lite"
 
 
 @dataclass(frozen=True)

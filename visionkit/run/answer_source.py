@@ -202,12 +202,16 @@ class AnswerSource:
                                       getattr(client, "media_resolution", None))
 
     def get(self, path: Path, file_name: str, key: str) -> tuple[Any, str, int, str | None]:
-        """``(answer, source, attempts, note)``; source is "replay", "cache" or "api"."""
+        """``(answer, source, attempts, note)``; source is "replay", "cache", "api" or "batch" (an answer a
+        batch job of this ``--batch`` run saved: billed to this run, see :mod:`visionkit.run.usage`)."""
         if self.replay is not None:
             return read_answer(self.replay_file(path, file_name, key)), "replay", 0, None
         answer, stale = self.store.load(key, self.request, path)
         if answer is not None:
-            return answer, "cache", 0, None
+            from .reask import saved_meta
+
+            batch = getattr(self.client, "answers_only", False) and saved_meta(answer).get("batch")
+            return answer, "batch" if batch else "cache", 0, None
         self.limiter.acquire()
         result = self.client.annotate(path, self.task, prompt=self.prompt, classes=self.classes)
         response, attempts, reasked = self._checked(result, path)

@@ -69,6 +69,7 @@ class JobRecord:
     result_file: str | None = None
     cleaned: bool = False
     warnings: list[str] = field(default_factory=list)
+    usage: dict = field(default_factory=dict)  # the usageMetadata of its answered lines, summed (core.usage)
     created: float = field(default_factory=time.time)
     submitted_at: float | None = None
     finished_at: float | None = None

@@ -18,6 +18,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from ..answers.parse import answer_text
+from ..core.usage import Usage
 from ..errors import (
     APIError,
     BatchError,
@@ -259,6 +260,7 @@ def collect_job(book: JobBook, client: Any, job: JobRecord, remote: Any, store: 
     else:
         outcomes = wire.iter_inlined(remote, order)
     errors: dict[str, str] = {}
+    billed = Usage()
     saved = unknown = superseded = 0
     for key, response, error in outcomes:
         entry = entries.pop(key, None) if key is not None else None
@@ -268,6 +270,7 @@ def collect_job(book: JobBook, client: Any, job: JobRecord, remote: Any, store: 
         if error is not None:
             errors[key] = line_reason(error)
             continue
+        billed.add(Usage.of(response.get("usageMetadata") if isinstance(response, dict) else None))
         try:
             answer_text(response)
         except (BlockedError, EmptyResponseError) as exc:  # not saved, as online: a rerun asks again
@@ -293,6 +296,7 @@ def collect_job(book: JobBook, client: Any, job: JobRecord, remote: Any, store: 
         errors[key] = "the job's results have no line for this image"
     book.write_errors(job, errors)
     job.line_failures, job.step, job.finished_at = len(errors), "collected", time.time()
+    job.usage = billed.to_json()  # what the job's answers billed: 'batch status' shows it
     if unknown:
         job.warnings.append(f"{unknown} result lines named no request of this job and were ignored")
     book.save()
@@ -308,7 +312,6 @@ def collect_job(book: JobBook, client: Any, job: JobRecord, remote: Any, store: 
 def _with_meta(response: dict, job: JobRecord) -> dict:
     """The response with visionkit's entry, as online mode saves it (usage, mask format and order), plus
     the job it came from."""
-    from ..core.usage import Usage
     from .reask import annotate_meta
 
     line = SimpleNamespace(response=response, mask_format=job.mask_format, mask_order=job.mask_order)
@@ -358,6 +361,8 @@ def cleanup(book: JobBook, client: Any, job: JobRecord, on_event: Callable[[str]
 class BatchAnswers:
     """A stand-in client for :func:`visionkit.label`: saved answers are used by the pipeline itself; this
     answers every other image with its batch error, and never sends a request."""
+
+    answers_only = True  # the label run counts the batch answers as billed, and sends no probe
 
     def __init__(self, client: Any, reasons: dict[str, tuple[str, str | None, str | None]], owns: bool,
                  answered: dict[str, JobRecord] | None = None):

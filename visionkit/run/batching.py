@@ -163,8 +163,12 @@ def submit(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, clien
            max_requests: int = MAX_REQUESTS_PER_JOB, max_file_bytes: int = MAX_FILE_BYTES,
            max_inline_bytes: int = MAX_INLINE_BYTES, glob: Sequence[str] = (), exclude: Sequence[str] = (),
            limit: int | None = None, concurrency: int = 4,
-           on_event: Callable[[str], None] | None = None) -> BatchStatus:
+           on_event: Callable[[str], None] | None = None, refresh_models: bool = False) -> BatchStatus:
     """Create batch jobs for the images that have no saved answer and are in no unfinished job.
+
+    First the key and the model are checked and the model's thinking setting is learned
+    (:mod:`visionkit.run.model_check`; ``refresh_models`` ignores the per-user cache), so every line carries
+    the least thinking the model accepts, and a wrong key or model stops before anything is built.
 
     Jobs recorded by an earlier run are resumed first: one whose create may have reached the API is looked
     up by name, never created again. Returns once every job exists (or a 429 says the project's batch
@@ -186,7 +190,13 @@ def submit(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, clien
         raise InputError(f"batch limits must be positive, got max_requests={max_requests}, "
                          f"max_file_bytes={max_file_bytes}")
     from ..gemini.request import plan_request
+    from .model_check import check_model
 
+    fleet = check_model(client, refresh=refresh_models)
+    if fleet is not None and not fleet.announced:
+        fleet.announced = True
+        for message in (fleet.line(), *fleet.notices):
+            note(on_event, message)
     plan = plan_request(task, client.model, client.options(prompt=prompt, classes=classes))  # fails now
     out = Path(out)
     images = find_inputs(inputs, out, glob=glob, exclude=exclude, limit=limit).images

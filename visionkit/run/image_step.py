@@ -44,8 +44,9 @@ class ImageResult:
     reason: str = ""
     fatal: bool = False
     overlay_error: str = ""  # set when the image succeeded but its overlay could not be drawn or written
-    usage: dict | None = None  # tokens this image's requests used in this run (online answers only)
+    usage: dict | None = None  # tokens this image's requests used in this run (online and batch answers)
     reasked: bool = False  # its masks did not decode and it was asked again with the polygon prompt
+    model_version: str | None = None  # the answer's modelVersion: the model that really answered
 
 
 @dataclass(frozen=True)
@@ -122,14 +123,15 @@ def process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, o
     ``overlay`` is ``(format, max_side)``, or None for no overlay. An overlay that cannot be drawn or
     written does not fail the image: its annotations are kept, and the result carries ``overlay_error``.
     """
-    stage, origin, attempts, usage, reasked = "answer", "", 0, None, False
+    stage, origin, attempts, usage, reasked, version = "answer", "", 0, None, False, None
     try:
         origin = "api" if source.replay is None else "replay"
         answer, origin, attempts, note = source.get(path, file_name, key)
         meta = saved_meta(answer)  # what visionkit noted beside the answer: usage, mask order
-        if origin == "api":
+        if origin in ("api", "batch"):
             usage = answer_usage(answer)
             reasked = bool(meta.get("reasked"))
+            version = answer.get("modelVersion") if isinstance(answer, dict) else None
         stage = "image"
         size_wh = imageio.image_size(path)  # header only: the pixels are decoded for the overlay alone
         large = imageio.large_image_note(size_wh)
@@ -153,10 +155,10 @@ def process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, o
             origin = "cache" if attempts == 0 else origin
         return ImageResult(file_name, key, False, origin, attempts=attempts, stage=stage,
                            error=type(exc).__name__, reason=str(exc), fatal=_is_fatal(exc), usage=usage,
-                           reasked=reasked), None
+                           reasked=reasked, model_version=version), None
     except Exception as exc:  # a bug must not stop the other images; it is reported as such
         return ImageResult(file_name, key, False, origin, attempts=attempts, stage=stage,
-                           error=type(exc).__name__, usage=usage, reasked=reasked,
+                           error=type(exc).__name__, usage=usage, reasked=reasked, model_version=version,
                            reason=f"internal error (please report it): {exc!r}"), None
     overlay_error = "" if overlay is None else _write_overlay(out, key, path, dets, overlay)
     record = {"file_name": file_name, "width": size_wh[0], "height": size_wh[1], "annotations": anns,
@@ -166,7 +168,8 @@ def process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, o
     notes = tuple(ParseWarning(None, None, n) for n in (note, large) if n)
     warnings = (*notes, *dets.warnings) if notes else dets.warnings
     return ImageResult(file_name, key, True, origin, detections=len(dets), warnings=warnings,
-                       attempts=attempts, overlay_error=overlay_error, usage=usage, reasked=reasked), record
+                       attempts=attempts, overlay_error=overlay_error, usage=usage, reasked=reasked,
+                       model_version=version), record
 
 
 def _write_overlay(out: Path, key: str, image: Path, dets, overlay: tuple[str, int | None]) -> str:

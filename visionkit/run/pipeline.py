@@ -58,12 +58,13 @@ from .answer_source import AnswerSource, RateLimiter, ResponseStore
 from .image_step import ImageResult, StepConfig, init_step, offline_step, process_one, replay_answer
 from .inputs import find_inputs
 from .keys import record_keys, run_keys, stem_owners
+from .model_check import answer_note, start_model
 from .outdir import clean_stale_temps, lock_output
 from .outputs import export, write_annotations, write_failures, write_keypoints, write_sources
 from .procpool import BrokenProcessPool, RestartingPool, usable_cpus
 from .spool import Spool
 from .summary import LabelSummary, Progress
-from .usage import model_notices, write_usage
+from .usage import write_usage
 from .warnings import WarningLog
 
 __all__ = ["PROCESS_MIN_IMAGES", "Aborted", "ImageResult", "LabelSummary", "Progress", "RateLimiter",
@@ -87,7 +88,8 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
           exclude: Sequence[str] = (), limit: int | None = None,
           on_notice: Callable[[str], None] | None = None,
           on_interrupt: Callable[[int], None] | None = None, processes: bool | None = None,
-          reask: bool = True, prices: tuple[float, float] | None = None) -> LabelSummary:
+          reask: bool = True, prices: tuple[float, float] | None = None,
+          refresh_models: bool = False) -> LabelSummary:
     """Label images and write COCO, overlays, raw responses and a failure report under ``out``.
 
     Args:
@@ -128,6 +130,7 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
             (see :mod:`visionkit.run.reask`); both requests count in the usage.
         prices: ``(USD per 1M input tokens, USD per 1M output tokens)``: ``OUT/usage.json`` then holds the
             run's cost too (see :mod:`visionkit.core.usage`).
+        refresh_models: ignore the per-user model cache (:mod:`visionkit.run.model_check`).
         processes: run the offline (replay) step on a pool of ``min(concurrency, CPUs)`` processes
             (see :mod:`visionkit.run.procpool`). None (default): when replaying at least
             :data:`PROCESS_MIN_IMAGES` images on 2 or more CPUs. The online path always uses threads.
@@ -177,8 +180,8 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         if replay_dir is None and client is None:
             client = client_factory()  # before anything is written: no API key stops the run here
             cleanup.callback(client.close)
-        if replay_dir is None:
-            for notice in model_notices(client, task):
+        if replay_dir is None:  # the key and the model, checked before anything is sent or written
+            for notice in start_model(client, task, summary, refresh=refresh_models):
                 _notify(summary, on_notice, notice)
         spool = _prepare_output(out, cleanup, summary, on_notice, overlays=overlays,
                                 online=replay_dir is None)
@@ -340,6 +343,8 @@ def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecu
                         alone = None
                     result, record = future.result()
                 summary.add(result)
+                if routed := answer_note(summary, result):  # modelVersion names another model
+                    _notify(summary, on_notice, routed)
                 if result.fatal and summary.stopped is None:
                     summary.stopped = f"{result.file}: {result.error}: {result.reason}"
                     for other in pending:

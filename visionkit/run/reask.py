@@ -9,7 +9,8 @@ that decodes more masks (the first one on a tie, or when the second request fail
 The answer kept is returned with a ``"visionkit"`` entry, saved with it in ``OUT/responses``::
 
     "visionkit": {"usage": {...summed over both requests...}, "requests": 2,
-                  "maskFormat": "polygon", "maskOrder": "yx", "reasked": "<why>"}
+                  "maskFormat": "polygon", "maskOrder": "yx", "reasked": "<why>",
+                  "answeredBy": "<the modelVersion>"}
 
 so the saved response is the one used, both requests count in the run's usage, and a later parse knows the
 polygon point order the prompt stated.
@@ -53,10 +54,12 @@ def _usage(result: Any) -> Usage:
 
 
 def annotate_meta(result: Any, usage: Usage, **extra: Any) -> dict:
-    """``result.response`` with its ``"visionkit"`` entry (usage, request count, mask format and order)."""
+    """``result.response`` with its ``"visionkit"`` entry (usage, request count, mask format and order,
+    and ``answeredBy``: the response's ``modelVersion``, the model that really answered)."""
     meta = {"usage": usage.to_json(), "requests": usage.requests,
             "maskFormat": getattr(result, "mask_format", None),
-            "maskOrder": getattr(result, "mask_order", None)}
+            "maskOrder": getattr(result, "mask_order", None),
+            "answeredBy": result.response.get("modelVersion")}
     meta.update(extra)
     return {**result.response, META_KEY: meta}
 
@@ -76,6 +79,11 @@ def reask(client: Any, path: Path, task: str, prompt: str | None, classes: Seque
     if not bad:
         return annotate_meta(first, usage), 0, None
     reason = f"{bad} of {bad + decoded} masks could not be decoded ({why.split(';')[0]})"
+    from ..gemini.fleet import answered_by
+
+    other = answered_by(getattr(client, "model", None), first.response.get("modelVersion"))
+    if other:  # a routed id: the model that answered may give another mask format than the one asked
+        reason += f" (the answer came from {other}, not {client.model})"
     try:
         second = client.annotate(path, task, classes=classes, mask_format="polygon", json_mode=False)
     except APIError as exc:

@@ -4,6 +4,7 @@ that :func:`visionkit.run.pipeline.label` returns, which adds up every image's
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +64,13 @@ class LabelSummary:
     usage: Usage = field(default_factory=Usage)  # tokens spent by this run's requests (see
                                                  # visionkit.core.usage)
     reasked: int = 0  # images asked again with the polygon prompt (their masks did not decode)
+    # -- the model (issue 15; see visionkit.run.model_check) --
+    model: str | None = None  # the model asked (online and batch runs)
+    model_line: str | None = None  # the up-front line: the model, its status, the thinking sent and why
+    image_usage: Usage = field(default_factory=Usage)  # the images' share of ``usage`` (the rest: probes)
+    probe_usage: Usage = field(default_factory=Usage)  # text-only probes that learned the thinking setting
+    batch_answers: int = 0  # answers of this --batch run's jobs (billed at the batch price)
+    answered_by: Counter = field(default_factory=Counter)  # modelVersion -> answers of this run
 
     @property
     def ok(self) -> bool:
@@ -75,9 +83,13 @@ class LabelSummary:
         self.retries += max(result.attempts - 1, 0)
         self.cached += result.source == "cache"
         self.requested += result.source == "api"
+        self.batch_answers += result.source == "batch"
         self.reasked += result.reasked
         if result.usage:
             self.usage.add(Usage.of(result.usage))
+            self.image_usage.add(Usage.of(result.usage))
+        if result.model_version:
+            self.answered_by[str(result.model_version)] += 1
         if result.ok:
             self.succeeded += 1
             self.detections += result.detections

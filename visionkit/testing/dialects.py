@@ -16,7 +16,15 @@ checks the client's table instead of repeating it):
 * **usageMetadata**: prompt tokens from the image's media resolution, thought tokens from the thinking
   level, candidate tokens from the answer's length;
 * **flex drops**: with ``serviceTier: flex``, every ``flex_drop_every``-th flex request is answered 503
-  UNAVAILABLE (a dropped request), so a client must retry it.
+  UNAVAILABLE (a dropped request), so a client must retry it;
+* **the fleet of December 2026** (GEMINI-API-FACTS section 9): Gemini 4 ids (``gemini-4-argon`` low|medium|
+  high, default medium; ``gemini-4-hydrogen`` and ``gemini-4-neon`` low|medium|high|xhigh, default high;
+  neon refuses any ``thinkingBudget`` and ``MINIMAL`` without listing what it allows), a ``gemini-4.N-flash-
+  exp`` id no table knows (refuses MINIMAL in the Vertex wording, no list), routed ids (``gemini-3.7-flash``
+  answers as ``gemini-3.8-flash``, ``gemini-3.5-flash`` as ``gemini-3.6-flash``: their ``modelVersion``),
+  a model that does not think (``gemma-*``: any thinkingConfig is a 400) and one without generateContent
+  (embeddings). Thought tokens are charged by level (:data:`THOUGHTS`), at the model's default level
+  when none is sent. Each dialect also describes its model for the Models API (:meth:`Dialects.resource`).
 
 Unknown ids (not in :data:`DIALECTS`) behave like :data:`UNKNOWN_DIALECT`: they accept no thinking field
 other than a ``thinkingLevel`` in ``low|medium|high``, which exercises the client's 400-learning path.
@@ -33,9 +41,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .fake_responses import error_body
+from .fake_responses import error_body, model_resource
 
-__all__ = ["DEFAULT_OBJECTS", "DIALECTS", "UNKNOWN_DIALECT", "Dialect", "Dialects"]
+__all__ = ["DEFAULT_OBJECTS", "DIALECTS", "LISTED", "THOUGHTS", "UNKNOWN_DIALECT", "Dialect", "Dialects"]
 
 
 @dataclass(frozen=True)
@@ -50,20 +58,41 @@ class Dialect:
     masks: str = "polygon"  # "polygon", "png"
     retired: bool = False
     image_tokens: int = 1120  # at the default media resolution
+    default_level: str | None = None  # the level a request without thinkingConfig thinks at (None: 512)
+    list_allowed: bool = True  # a refused level's 400 lists the allowed values (else Vertex wording)
+    thinks: bool = True  # False: any thinkingConfig is a 400
+    no_budget: bool = False  # any thinkingBudget is a 400 (levels only)
+    routed_to: str | None = None  # the model that really answers (its modelVersion)
+    methods: tuple[str, ...] = ("generateContent", "countTokens", "batchGenerateContent")
 
 
 _FLASH = ("medium", "low", "high")  # as the API lists them for 3.7/3.8 Flash (simonw/llm-gemini#145)
 
+_G4 = ("low", "medium", "high", "xhigh")
+
 #: The table: first match wins.
 DIALECTS: tuple[Dialect, ...] = (
     Dialect(r"gemini-3(\.\d+)?-flash-lite.*", ("minimal", "low", "medium", "high")),
+    Dialect(r"gemini-3\.7-flash.*", _FLASH, routed_to="gemini-3.8-flash"),
+    Dialect(r"gemini-3\.5-flash.*", _FLASH, routed_to="gemini-3.6-flash"),
     Dialect(r"gemini-3\.[5-9]-flash.*", _FLASH),
     Dialect(r"gemini-3-flash.*", ("minimal", "low", "medium", "high")),
     Dialect(r"gemini-3(\.\d+)?-pro.*", ("low", "medium", "high")),
     Dialect(r"gemini-2\.5-pro.*", budget=True, budget_zero=False, masks="png", image_tokens=258),
     Dialect(r"gemini-2\.5-flash.*", budget=True, budget_zero=True, masks="png", image_tokens=258),
     Dialect(r"gemini-2\.0-.*|gemini-1\.5-.*|gemini-robotics-er-1\..*", retired=True),
+    Dialect(r"gemini-4-argon.*", ("low", "medium", "high"), default_level="medium"),
+    Dialect(r"gemini-4-hydrogen.*", _G4, default_level="high"),
+    Dialect(r"gemini-4-neon.*", _G4, default_level="high", list_allowed=False, no_budget=True),
+    Dialect(r"gemini-4\.\d+-flash-exp.*", ("low", "medium", "high"), default_level="high", list_allowed=False,
+            no_budget=True),
+    Dialect(r"gemma-.*", thinks=False, image_tokens=258),
+    Dialect(r"(gemini-)?(text-)?embedding.*", methods=("embedContent", "countTokens")),
 )
+#: The ids ``GET /v1beta/models`` lists (with dialects).
+LISTED = ("gemini-3.8-flash", "gemini-3.6-flash", "gemini-3.5-flash-lite", "gemini-3.1-flash-lite",
+          "gemini-3.1-pro-preview", "gemini-2.5-flash-lite", "gemini-4-argon", "gemini-4-hydrogen",
+          "gemini-4-neon", "gemini-4.2-flash-exp", "gemma-3-27b-it", "gemini-embedding-2")
 #: Any other id: thinkingLevel low|medium|high only, polygons.
 UNKNOWN_DIALECT = Dialect(r".*", _FLASH)
 
@@ -73,7 +102,8 @@ DEFAULT_OBJECTS = (("cup", (100, 150, 600, 700)), ("plate", (200, 40, 450, 300))
 
 _MEDIA_TOKENS = {"MEDIA_RESOLUTION_LOW": 280, "MEDIA_RESOLUTION_MEDIUM": 560, "MEDIA_RESOLUTION_HIGH": 1120,
                  "MEDIA_RESOLUTION_ULTRA_HIGH": 2240}
-_THOUGHTS = {"minimal": 0, "low": 64, "medium": 256, "high": 1024}
+#: Thought tokens per request at each thinking level.
+THOUGHTS = {"minimal": 0, "low": 64, "medium": 256, "high": 1024, "xhigh": 4096}
 
 
 def octagon_yx(box: tuple[int, int, int, int]) -> list[list[int]]:
@@ -117,6 +147,7 @@ class Dialects:
         self.seg_tokens = seg_tokens
         self.flex_drop_every = flex_drop_every
         self.table = table
+        self.listed = LISTED  # the ids GET /v1beta/models lists
         self._lock = threading.Lock()
         self._flex_seen = 0
         self.flex_dropped = 0
@@ -134,11 +165,16 @@ class Dialects:
             return 404, error_body(404, f"models/{model} is not found for API version v1beta, or is not "
                                         "supported for generateContent. Call ListModels to see the list of "
                                         "available models and their supported methods.")
+        if "generateContent" not in d.methods:
+            return 404, error_body(404, f"models/{model} is not found for API version v1beta, or is not "
+                                        "supported for generateContent.")
         config = body.get("generationConfig") or {}
         thinking = config.get("thinkingConfig") if isinstance(config, Mapping) else None
         budget_0 = "Budget 0 is invalid. This model only works in thinking mode."
         if isinstance(thinking, Mapping) and thinking:
             level, budget = thinking.get("thinkingLevel"), thinking.get("thinkingBudget")
+            if not d.thinks:
+                return 400, error_body(400, f"Thinking is not enabled for models/{model}.")
             if level is not None and budget is not None:
                 return 400, error_body(400, "You can only set only one of thinking budget and thinking "
                                             "level.")
@@ -146,8 +182,14 @@ class Dialects:
                 if not d.levels:
                     return 400, error_body(400, "Thinking level is not supported for this model.")
                 if str(level).lower() not in d.levels:
+                    if not d.list_allowed:
+                        return 400, error_body(400, f"Thinking level THINKING_LEVEL_{str(level).upper()} is "
+                                                    "unsupported for this model.")
                     return 400, error_body(400, f"'{level}' is not a supported thinking level for this "
                                                 f"model. Allowed values are: {', '.join(d.levels)}.")
+            if budget is not None and d.no_budget:  # gemini-4-neon: any budget is a 400
+                return 400, error_body(400, "Thinking budget is not supported for this model. Use thinking "
+                                            "level instead.")
             if budget == 0 and not (d.budget and d.budget_zero):
                 return 400, error_body(400, budget_0)
         if body.get("serviceTier") == "flex" and self.flex_drop_every:
@@ -159,6 +201,19 @@ class Dialects:
                 return 503, error_body(503, "The service is currently unavailable on the flex tier; the "
                                             "request was dropped. Please try again later.")
         return None
+
+    def version(self, model: str) -> str:
+        """The ``modelVersion`` an answer from ``model`` carries: the model that really answers."""
+        return self.of(model).routed_to or model
+
+    def resource(self, model: str) -> dict | None:
+        """The Models API's description of ``model`` (None: 404, a retired id)."""
+        d = self.of(model)
+        if d.retired:
+            return None
+        if "generateContent" not in d.methods:
+            return model_resource(model, thinking=False, methods=d.methods)
+        return model_resource(model, thinking=d.thinks and bool(d.levels or d.budget))
 
     def answer(self, model: str, body: Mapping, text: str) -> dict:
         """The answer of ``model`` to a prompt ``text`` (see the module docstring), with usageMetadata."""
@@ -180,25 +235,33 @@ class Dialects:
         answer = json.dumps(items)
         return {"candidates": [{"content": {"role": "model", "parts": [{"text": answer}]},
                                 "finishReason": "STOP", "index": 0}],
-                "usageMetadata": self.usage(model, body, text, answer), "modelVersion": model}
+                "usageMetadata": self.usage(model, body, text, answer), "modelVersion": self.version(model)}
 
     def usage(self, model: str, body: Mapping, text: str, answer: str) -> dict:
         d = self.of(model)
         config = body.get("generationConfig") or {}
         image = d.image_tokens
         media = config.get("mediaResolution") if isinstance(config, Mapping) else None
+        has_image = False
         for content in body.get("contents") or []:
             for part in content.get("parts") or []:
                 if isinstance(part, Mapping) and isinstance(part.get("mediaResolution"), Mapping):
                     media = part["mediaResolution"].get("level") or media
+                has_image |= isinstance(part, Mapping) and any(k in part for k in (
+                    "inlineData", "inline_data", "fileData", "file_data"))
         if media in _MEDIA_TOKENS and d.levels:
             image = _MEDIA_TOKENS[media]
+        image = image if has_image else 0  # a text-only request (a probe) has no image tokens
         thinking = config.get("thinkingConfig") if isinstance(config, Mapping) else None
         thinking = thinking if isinstance(thinking, Mapping) else {}
-        if "thinkingLevel" in thinking:
-            thoughts = _THOUGHTS.get(str(thinking["thinkingLevel"]).lower(), 512)
+        if not d.thinks:
+            thoughts = 0
+        elif "thinkingLevel" in thinking:
+            thoughts = THOUGHTS.get(str(thinking["thinkingLevel"]).lower(), 512)
         elif "thinkingBudget" in thinking:
             thoughts = min(int(thinking["thinkingBudget"]), 512)
+        elif d.default_level is not None:
+            thoughts = THOUGHTS[d.default_level]
         else:
             thoughts = 512 if d.levels or not d.budget_zero else 0
         prompt = image + max(1, len(text) // 4)

@@ -21,9 +21,10 @@ Endpoints (wire format of ``visionkit.gemini.batch``):
 A job's state at creation is ``timeline[0]`` and at poll *n* ``timeline[n]`` (the last one repeats).
 ``state_style`` picks the names on the wire: ``"BATCH"`` (``BATCH_STATE_RUNNING``, what the API sends) or
 ``"JOB"`` (``JOB_STATE_RUNNING``, the SDK's names). When a job first reaches SUCCEEDED its requests are
-answered by the server's responder (``line_error(key, request)`` can fail chosen lines), into a result file
-(file input) or ``inlinedResponses`` (inline input). FAILED jobs carry an error; EXPIRED and CANCELLED
-jobs have no results. Every call is recorded in ``FakeGemini.requests`` with the kinds in :data:`KINDS`.
+answered as online requests are (the dialect, or the responder; ``line_error(key, request)`` can fail
+chosen lines), into a result file (file input) or ``inlinedResponses`` (inline input). FAILED jobs carry
+an error; EXPIRED and CANCELLED jobs have no results. Every call is recorded in ``FakeGemini.requests``
+with the kinds in :data:`KINDS`; each answered line goes to ``FakeGemini.log`` as a ``batch_line``.
 """
 
 from __future__ import annotations
@@ -39,8 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from .fake_http import reset
 from .fake_records import RecordedRequest, _Headers
-from .fake_responses import error_body, text_response
-from .faults import Fault
+from .fake_responses import error_body
 
 if TYPE_CHECKING:
     from .fake_http import Handler
@@ -316,7 +316,8 @@ class FakeBatch:
                                          path=f"/v1beta/models/{job.model}:generateContent", query={},
                                          headers=_Headers(), body_size=0, json=request)
                 record = self.fake._describe_generate(record, job.model)
-                response, error = self._respond(record)
+                self.fake._log(record)
+                response, error = self.fake._answer_line(record)
             outcomes.append((key, response if error is None else None, error))
         job.failed_lines = sum(1 for _, _, e in outcomes if e is not None)
         if job.input_file is None:
@@ -334,26 +335,6 @@ class FakeBatch:
         with self.fake._lock:
             self.fake._files[file_id] = {"meta": meta, "data": data, "polls": 0}
         job.result_file = f"files/{file_id}"
-
-    def _respond(self, record: RecordedRequest) -> tuple[dict | None, dict | None]:
-        try:
-            answer = self.fake.responder(record)
-        except Exception as exc:
-            self.fake.errors.append(exc)
-            return None, error_body(500, f"responder raised {exc!r}")["error"]
-        model = record.model or "gemini-2.5-flash"
-        if isinstance(answer, str):
-            return text_response(answer, model=model), None
-        if isinstance(answer, Fault):
-            if answer.kind == "status":
-                return None, error_body(answer.code, answer.message)["error"]
-            if answer.kind == "blocked":
-                return {"promptFeedback": {"blockReason": answer.reason},
-                        "usageMetadata": {"promptTokenCount": 300, "totalTokenCount": 300}}, None
-            if answer.kind == "finish":
-                return text_response(answer.text, answer.reason, model=model), None
-            return None, error_body(500, f"fault {answer.kind} inside a batch")["error"]
-        return answer, None
 
     def _list(self, query: Mapping[str, list[str]]) -> tuple[int, dict]:
         try:

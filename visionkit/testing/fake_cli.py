@@ -42,8 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="with --dialects, 2.5 models answer PNG-mask prompts with <seg_N> tokens")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer (default 0)")
     parser.add_argument("--log", action="store_true",
-                        help="print one line per generateContent request on stderr: model, thinking, "
-                             "mediaResolution, serviceTier and the prompt's start (default: off)")
+                        help="print one line per request on stderr: for generateContent requests and batch "
+                             "lines the model, thinking, mediaResolution, serviceTier, the prompt's start; "
+                             "for others (Models API, batch jobs, files) the method and path (default: off)")
     args = parser.parse_args(argv)
     responder = None
     if args.replay:
@@ -54,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         responder = ReplayResponder(args.images, args.replay, max_side=args.max_side)
     dialects: bool | Dialects = Dialects(seg_tokens=args.seg_tokens) if args.dialects else False
     server = FakeGemini(responder, latency=args.latency, dialects=dialects, port=args.port,
-                        fault_for=_log_request if args.log else None).start()
+                        log=log_request if args.log else None).start()
     print(server.base_url, flush=True)
     print(f"FakeGemini serving on {server.base_url}; try: GEMINI_API_KEY=any visionkit label IMAGES "
           f"--out OUT --base-url {server.base_url}   (Ctrl-C stops)", file=sys.stderr, flush=True)
@@ -69,12 +70,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 
-
-def _log_request(record) -> None:
-    """``fault_for`` hook that logs a request and injects nothing."""
+def log_request(record, stream=None) -> None:
+    """The ``--log`` line of one request (``FakeGemini(log=...)``): generateContent requests and batch lines
+    in full, the others by method and path."""
+    stream = stream or sys.stderr
+    if record.kind not in ("generate", "batch_line"):
+        extra = ""
+        if record.kind == "batch_create" and isinstance(record.json, dict):
+            lines = ((record.json.get("batch") or {}).get("inputConfig") or {}).get("requests") or {}
+            extra = f" ({len(lines.get('requests') or [])} inline lines)" if lines else " (file input)"
+        print(f"[{record.index}] {record.kind} {record.method} {record.path}{extra}", file=stream, flush=True)
+        return
     config = record.generation_config
     body = record.json if isinstance(record.json, dict) else {}
-    print(f"[{record.index}] {record.model} thinking={config.get('thinkingConfig')} "
+    where = "batch line" if record.kind == "batch_line" else f"[{record.index}]"
+    print(f"{where} {record.model} thinking={config.get('thinkingConfig')} "
           f"media={config.get('mediaResolution')} tier={body.get('serviceTier', '-')} "
-          f"image={record.image_wh} prompt={record.text[:90]!r}", file=sys.stderr, flush=True)
-    return None
+          f"image={record.image_wh} prompt={record.text[:90]!r}", file=stream, flush=True)

@@ -17,11 +17,15 @@ details}}``):
 * ``GET /v1beta/files/{id}`` -> the file, its ``state`` stepping through ``file_states``
   (default: PROCESSING on upload and on the first poll, then ACTIVE);
 * the Batch API (create, get, list, cancel, delete, file delete and download), scripted through
-  ``server.batch`` (:mod:`visionkit.testing.fake_batch`).
+  ``server.batch`` (:mod:`visionkit.testing.fake_batch`);
+* the Models API, ``GET /v1beta/models/{id}`` and ``GET /v1beta/models`` (free; no fault applies), from
+  the dialects or ``server.models`` (:mod:`visionkit.testing.fake_models`).
 
 Faults (:class:`Fault`) are queued with :meth:`FakeGemini.push_faults` and consumed, one per request, by
 the next generateContent requests; a ``fault_for(request)`` hook can fail chosen requests every time.
-Every request is recorded as a :class:`RecordedRequest` (:attr:`FakeGemini.requests`).
+Every request is recorded as a :class:`RecordedRequest` (:attr:`FakeGemini.requests`), and passed to
+``log(record)`` when one is given (``--log`` in the shell), batch lines included; the ``usageMetadata`` of
+every answer sent with status 200, online or as a batch line, is kept in :attr:`FakeGemini.billed`.
 
 The server is a ``ThreadingHTTPServer`` on 127.0.0.1 (port chosen by the OS) with daemon threads and
 HTTP/1.1 keep-alive, so it handles many concurrent connections from one ``requests`` pool.
@@ -57,6 +61,7 @@ from .dialects import Dialects
 from .fake_files import FilesEndpoints
 from .fake_generate import GenerateEndpoint
 from .fake_http import Handler, Server, send, send_json
+from .fake_models import MODEL_GET, ModelsEndpoints
 from .fake_records import RecordedRequest, _Headers
 from .fake_responses import (
     CANONICAL_STATUS,
@@ -86,7 +91,7 @@ _GENERATE = re.compile(r"^/v1beta/models/([^/:]+):generateContent$")
 _FILE = re.compile(r"^/v1beta/files/([a-z0-9-]+)$")
 
 
-class FakeGemini(GenerateEndpoint, FilesEndpoints):
+class FakeGemini(GenerateEndpoint, FilesEndpoints, ModelsEndpoints):
     """A local Gemini stand-in. Use as a context manager, or call :meth:`start` and :meth:`stop`.
 
     Args:
@@ -103,13 +108,17 @@ class FakeGemini(GenerateEndpoint, FilesEndpoints):
         dialects: True (or a :class:`~visionkit.testing.dialects.Dialects`) to enforce each model's rules
             and, with the default responder, answer as that model would.
         port: the port to bind (0: chosen by the OS).
+        models: Models API overrides, ``{id: resource}`` (None: 404); also ``server.models``.
+        log: ``log(record)`` is called with every request received and every batch line answered.
     """
 
     def __init__(self, responder: Callable[[RecordedRequest], Any] | None = None, *, latency: float = 0.0,
                  fault_for: Callable[[RecordedRequest], Fault | None] | None = None,
                  api_key: str | None = None,
                  file_states: tuple[str, ...] = ("PROCESSING", "PROCESSING", "ACTIVE"),
-                 dialects: bool | Dialects = False, port: int = 0):
+                 dialects: bool | Dialects = False, port: int = 0,
+                 models: Mapping[str, dict | None] | None = None,
+                 log: Callable[[RecordedRequest], None] | None = None):
         self.dialects = Dialects() if dialects is True else (dialects or None)
         self._default_answer = responder is None
         self.responder = responder or default_responder
@@ -131,6 +140,9 @@ class FakeGemini(GenerateEndpoint, FilesEndpoints):
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self.errors: list[BaseException] = []  # exceptions raised by the responder or fault_for
+        self.models: dict[str, dict | None] = dict(models or {})
+        self.log = log
+        self.billed: list[dict] = []  # usageMetadata of every 200 answer (online and batch lines)
         self.batch = fake_batch.FakeBatch(self)  # the Batch API endpoints (see visionkit.testing.fake_batch)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
@@ -221,6 +233,7 @@ class FakeGemini(GenerateEndpoint, FilesEndpoints):
             self._faults.clear()
             self._files.clear()
             self._uploads.clear()
+            self.billed.clear()
         self.batch.clear()
 
     # -- internals ---------------------------------------------------------------------------------------
@@ -261,6 +274,10 @@ class FakeGemini(GenerateEndpoint, FilesEndpoints):
             kind = "upload" if "upload_id" in query else "upload_start"
         elif h.command == "GET" and _FILE.match(path):
             kind = "file_get"
+        elif h.command == "GET" and MODEL_GET.match(path):
+            kind = "model_get"
+        elif h.command == "GET" and path == "/v1beta/models":
+            kind = "model_list"
         else:
             kind = self.batch.kind(h.command, path) or "unknown"
         record = RecordedRequest(index=self._next_index(), kind=kind, method=h.command, path=path,
@@ -285,6 +302,7 @@ class FakeGemini(GenerateEndpoint, FilesEndpoints):
                 record = replace(record, fault=fault)
         with self._lock:
             self._records.append(record)
+        self._log(record)
 
         if denied is not None:
             return self._send_json(h, *denied)
@@ -298,9 +316,28 @@ class FakeGemini(GenerateEndpoint, FilesEndpoints):
             return self._upload(h, headers, query, body)
         if kind == "file_get":
             return self._file_get(h, _FILE.match(path).group(1))
+        if kind == "model_get":
+            return self._model_get(h, MODEL_GET.match(path).group(1))
+        if kind == "model_list":
+            return self._model_list(h, query)
         if kind in fake_batch.KINDS:
             return self.batch.handle(h, record)
         return self._send_json(h, 404, error_body(404, f"Method not found: {h.command} {path}"))
+
+    def _log(self, record: RecordedRequest) -> None:
+        if self.log is None:
+            return
+        try:
+            self.log(record)
+        except Exception as exc:  # a broken hook must not break the server; kept for the test
+            self.errors.append(exc)
+
+    def _bill(self, answer: Any) -> None:
+        """Keep the usageMetadata of an answer sent with status 200."""
+        usage = answer.get("usageMetadata") if isinstance(answer, Mapping) else None
+        if isinstance(usage, Mapping):
+            with self._lock:
+                self.billed.append(dict(usage))
 
     def _check_key(self, headers: Mapping[str, str]) -> tuple[int, dict] | None:
         if self.api_key is None:

@@ -35,6 +35,7 @@ class GenerateEndpoint:
     _default_answer: bool
     _stopping: Any
     errors: list[BaseException]
+    _bill: Any
 
     def _describe_generate(self, record: RecordedRequest, model: str) -> RecordedRequest:
         image_wh = mime = uri = None
@@ -130,12 +131,15 @@ class GenerateEndpoint:
         except OSError:  # the client gave up
             h.close_connection = True
 
+    def _respond_to(self, record: RecordedRequest) -> Any:
+        """The model's dialect answers when dialects speak for the default responder, else the responder."""
+        if self.dialects is not None and self._default_answer and isinstance(record.json, Mapping):
+            return self.dialects.answer(record.model or "", record.json, record.text)
+        return self.responder(record)
+
     def _answer(self, h: Handler, record: RecordedRequest) -> None:
         try:
-            if self.dialects is not None and self._default_answer and isinstance(record.json, Mapping):
-                answer = self.dialects.answer(record.model or "", record.json, record.text)
-            else:
-                answer = self.responder(record)
+            answer = self._respond_to(record)
         except Exception as exc:
             self.errors.append(exc)
             return self._send_json(h, 500, error_body(500, f"responder raised {exc!r}"))
@@ -148,7 +152,35 @@ class GenerateEndpoint:
                            for p in (c.get("content") or {}).get("parts") or [] if isinstance(p, Mapping))
             answer = {**answer, "usageMetadata": self.dialects.usage(record.model or "", record.json,
                                                                      record.text, text)}
+        self._bill(answer)
         return self._send_json(h, 200, answer)
+
+    def _answer_line(self, record: RecordedRequest) -> tuple[dict | None, dict | None]:
+        """``(response, None)`` or ``(None, error)`` for one batch line: as online, the dialect's rules and
+        answer when dialects are on, else the responder's (a Fault becomes the line's error)."""
+        if self.dialects is not None and isinstance(record.json, Mapping):
+            rejected = self.dialects.reject(record.model or "", record.json)
+            if rejected is not None:
+                return None, rejected[1]["error"]
+        try:
+            answer = self._respond_to(record)
+        except Exception as exc:
+            self.errors.append(exc)
+            return None, error_body(500, f"responder raised {exc!r}")["error"]
+        model = record.model or "gemini-2.5-flash"
+        if isinstance(answer, str):
+            answer = text_response(answer, model=model)
+        elif isinstance(answer, Fault):
+            if answer.kind == "status":
+                return None, error_body(answer.code, answer.message)["error"]
+            if answer.kind == "blocked":
+                return {"promptFeedback": {"blockReason": answer.reason},
+                        "usageMetadata": {"promptTokenCount": 300, "totalTokenCount": 300}}, None
+            if answer.kind == "finish":
+                return text_response(answer.text, answer.reason, model=model), None
+            return None, error_body(500, f"fault {answer.kind} inside a batch")["error"]
+        self._bill(answer)
+        return answer, None
 
     def _send_fault_status(self, h: Handler, fault: Fault) -> None:
         details = []

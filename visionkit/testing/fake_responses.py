@@ -16,6 +16,7 @@ __all__ = [
     "default_mask",
     "default_responder",
     "error_body",
+    "model_resource",
     "text_response",
 ]
 
@@ -96,3 +97,15 @@ def default_responder(request: Any) -> dict:
     return answer_response(items, model=request.model or "gemini-2.5-flash")
 
 
+def model_resource(model: str, *, thinking: bool | None = False,
+                   methods: tuple[str, ...] = ("generateContent", "countTokens", "batchGenerateContent")
+                   ) -> dict:
+    """A Model resource as the API sends it (``thinking`` None leaves the field out)."""
+    resource: dict[str, Any] = {
+        "name": f"models/{model}", "baseModelId": model, "version": "001", "displayName": model,
+        "description": f"{model} (FakeGemini)", "inputTokenLimit": 1048576, "outputTokenLimit": 65536,
+        "supportedGenerationMethods": list(methods), "temperature": 1.0, "maxTemperature": 2.0,
+        "topP": 0.95, "topK": 64}
+    if thinking is not None:
+        resource["thinking"] = thinking
+    return resource
