@@ -342,3 +342,52 @@ def test_bad_truth_categories_name_the_truth_file(tmp_path, categories, match):
 def test_alias_to_a_missing_truth_category_is_a_config_error():
     with pytest.raises(ConfigError, match="alias 'kitty' points to 'lion'"):
         evaluate(dataset(OBJECTS, PRED_CATS), TRUTH, aliases={"kitty": "lion"})
+
+
+@pytest.mark.parametrize("iou_type", ["segm", "bbox"])
+def test_truth_of_a_tenth_of_the_images_equals_cocoeval(iou_type):
+    """Eval reads only the predictions of the images the truth names (the run is streamed); AP equals
+    pycocotools' COCOeval run by hand on those images' predictions."""
+    import visionkit as vk
+    from visionkit.core.maskcrop import MaskCrop
+
+    rng = np.random.default_rng(3)
+
+    def run(shift, with_scores):
+        items = []
+        for k in range(40):
+            wh = (64 + k % 3, 48)
+            boxes, labels, crops = [], [], []
+            for j in range(1 + k % 4):
+                x0, y0 = 4 + 9 * j + shift, 5 + 3 * j
+                boxes.append([x0, y0, x0 + 12, y0 + 10])
+                crops.append(MaskCrop(rng.random((10, 12)) > 0.3, x0, y0))
+                labels.append(["cat", "dog"][(j + k) % 2])
+            scores = rng.random(len(boxes)) if with_scores else None
+            items.append((f"d/img{k:02d}.png", wh, vk.Detections(np.array(boxes, float), labels, wh,
+                                                                  scores=scores, masks=tuple(crops))))
+        return vk.to_coco(items)
+
+    pred, full_truth = run(1, True), run(0, False)
+    keep = {i["id"] for i in full_truth["images"][::10]}
+    truth = {**full_truth, "images": [i for i in full_truth["images"] if i["id"] in keep],
+             "annotations": [a for a in full_truth["annotations"] if a["image_id"] in keep]}
+    got = evaluate(pred, truth, iou_type=iou_type, backend="pycocotools")
+    assert got["counts"]["joined_images"] == 4 and got["counts"]["predicted_images"] == 40
+
+    by_name = {i["file_name"]: i["id"] for i in truth["images"]}
+    pred_name = {i["id"]: i["file_name"] for i in pred["images"]}
+    rows = [{"image_id": by_name[pred_name[a["image_id"]]], "category_id": a["category_id"],
+             "score": a["score"], **({"bbox": a["bbox"]} if iou_type == "bbox" else
+                                     {"segmentation": a["segmentation"]})}
+            for a in pred["annotations"] if pred_name[a["image_id"]] in by_name]
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = copy.deepcopy(truth)
+        gt.createIndex()
+        ev = COCOeval(gt, gt.loadRes(rows), iou_type)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    assert got["stats"] == pytest.approx(list(ev.stats), abs=1e-12)
+    assert 0 < got["summary"]["AP"] < 1

@@ -92,14 +92,16 @@ def _read_json(path: Path, default: Any, problems: list[str], kind: type) -> Any
     return value
 
 
-def _overlays(folder: Path) -> dict[str, Path]:
-    """``{key: overlay path}`` for every file in ``overlays/`` (any extension; the newest one wins)."""
-    found: dict[str, Path] = {}
+def _overlays(folder: Path) -> dict[str, str]:
+    """``{key: file name}`` for every file in ``overlays/`` (any extension; the newest one wins). Names, not
+    paths: a str costs a fifth of a Path, per image."""
+    found: list[tuple[float, str]] = []
     if folder.is_dir():
-        for path in sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime):
-            if path.is_file() and not path.name.startswith("."):
-                found[path.stem] = path
-    return found
+        with os.scandir(folder) as entries:
+            found = [(e.stat().st_mtime, e.name) for e in entries
+                     if e.is_file() and not e.name.startswith(".")]
+    found.sort()
+    return {os.path.splitext(name)[0]: name for _, name in found}
 
 
 def _hist_svg(areas: np.ndarray, lo: int, hi: int) -> str:
@@ -204,13 +206,13 @@ def _eval_section(ev: dict) -> str:
 
 
 def _cards(coco: CocoFile, cats: dict[int, str], keys: dict, warnings_by_file: dict, f1: dict,
-           overlays: dict[str, Path], out: Path) -> Iterator[tuple[dict, Path | None, Any]]:
+           overlays: dict[str, str], folder: Path, out: Path) -> Iterator[tuple[dict, Path | None, Any]]:
     """``(card, overlay or None, mask areas by class)`` per image, streamed from the run."""
     class_index = {cat_id: pos for pos, cat_id in enumerate(sorted(cats))}
     for record in coco.records():
         name = record.image.file_name
         key = keys.get(name) or warnings_by_file.get(name, {}).get("key") or PurePosixPath(name).stem
-        overlay = overlays.get(key)
+        overlay = folder / overlays[key] if key in overlays else None
         classes = {int(a["category_id"]) for a in record.annotations}
         areas = [(int(a["category_id"]), float(a.get("area", 0))) for a in record.annotations
                  if a.get("segmentation")]  # masks only: a box's area is not a mask area
@@ -319,8 +321,9 @@ def build_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = 
     areas: dict[int, array] = {}
     done = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for card, (classes, card_areas), size, reused, problem in _bounded_map(
-                pool, thumb, _cards(coco, cats, keys, warnings_by_file, f1, overlays, out), 8 * workers):
+        cards = _cards(coco, cats, keys, warnings_by_file, f1, overlays, run / "overlays", out)
+        results = _bounded_map(pool, thumb, cards, 8 * workers)
+        for card, (classes, card_areas), size, reused, problem in results:
             images_with.update(classes)
             for cat_id, area in card_areas:
                 areas.setdefault(cat_id, array("d")).append(area)
