@@ -222,8 +222,8 @@ def rle_total(counts: bytes | str) -> int:
     if len(counts) > 1000:
         return int(rle_counts(counts).sum())
     data = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
-    runs: list[int] = []
-    x = k = 0
+    total = n = x = k = 0
+    last = second = 0  # the previous two values: from the fourth on, each is a difference to second
     for ch in data:
         c = ch - 48
         if not 0 <= c <= 63:
@@ -232,18 +232,21 @@ def rle_total(counts: bytes | str) -> int:
         k += 1
         if k > 12:
             raise ValueError("RLE counts hold a value too large")
-        if not c & 0x20:
-            if c & 0x10:
-                x |= -1 << (5 * k)
-            if len(runs) > 2:
-                x += runs[-2]
-            if x < 0:
-                raise ValueError("RLE counts decode to a negative run")
-            runs.append(x)
-            x = k = 0
+        if c & 0x20:
+            continue
+        if c & 0x10:
+            x |= -1 << (5 * k)
+        if n > 2:
+            x += second
+        if x < 0:
+            raise ValueError("RLE counts decode to a negative run")
+        total += x
+        second, last = last, x
+        n += 1
+        x = k = 0
     if k:
         raise ValueError("RLE counts end in the middle of a value")
-    return sum(runs)
+    return total
 
 
 def rle_to_crop(rle: Mapping, grow: tuple[int, int, int, int] | None = None, *, what: str = "RLE",

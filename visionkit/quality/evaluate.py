@@ -41,6 +41,7 @@ from pycocotools import mask as mask_utils
 
 from ..core.text import normalize_label
 from ..errors import ConfigError, InputError, VisionkitError
+from ..formats.coco_read import segmentation_rle
 from ..formats.coco_stream import CocoFile, ImageEntry
 from .datasets import DatasetSource, ann_rle, category_names, dataset_path
 
@@ -228,7 +229,7 @@ def _ious(dts: list[dict], gts: list[dict], iou_type: str, size: tuple[int, int]
     if iou_type == "bbox":
         return np.asarray(mask_utils.iou([d["bbox"] for d in dts], [g["bbox"] for g in gts], crowd))
     width, height = size
-    g_rles = [ann_rle(g, width, height) for g in gts]
+    g_rles = [segmentation_rle(g, height, width, error=InputError) for g in gts]  # checked by evaluate()
     g_rles = [r if r is not None else mask_utils.frPyObjects([list(g["bbox"])], height, width)[0]
               for r, g in zip(g_rles, gts)]
     return np.asarray(mask_utils.iou([d["segmentation"] for d in dts], g_rles, crowd))
