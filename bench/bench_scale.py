@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in sizes:
         root = _prepare(args.work, n, REPO)
         for name in commands:
-            scratch = args.work / f"scratch-{n}"
+            scratch = args.work / f"scratch-{n}-{os.getpid()}"  # two benches may share --work
             shutil.rmtree(scratch, ignore_errors=True)
             scratch.mkdir(parents=True)
             seconds, mb = _run(_command(name, root, scratch), args.code)
