@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import threading
@@ -116,3 +117,40 @@ def test_durable_controls_the_fsync_only(tmp_path, monkeypatch, durable, syncs):
         syncs = syncs[:1]  # a folder cannot be opened for fsync there
     assert calls == syncs
     assert target.read_bytes() == b"x" * 1000 and sorted(p.name for p in tmp_path.iterdir()) == ["o.jpg"]
+
+
+# -- issue 19 #12: what JSON cannot hold is an ExportError, and nothing is left on disk --------------------
+def _deep(n: int):
+    value: list = []
+    for _ in range(n):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("obj, message", [
+    ({"x": float("nan")}, "Out of range float values are not JSON compliant"),
+    ([1.0, float("inf")], "Out of range float values are not JSON compliant"),
+    ({"a": [{"b": -float("inf")}]}, "Out of range float values are not JSON compliant"),
+    (_deep(100_000), "nested too deeply"),
+    ({"x": {1, 2}}, "not JSON serializable"),
+    ({"label": "cup \ud83d"}, "surrogates not allowed"),
+])
+def test_json_that_cannot_be_written_is_an_export_error_and_no_file(tmp_path, obj, message):
+    from visionkit.media.atomic import write_json_atomic
+
+    target = tmp_path / "out.json"
+    with pytest.raises(ExportError, match=message):
+        write_json_atomic(target, obj)
+    assert list(tmp_path.iterdir()) == []
+    target.write_text("old")
+    with pytest.raises(ExportError):
+        write_json_atomic(target, obj)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"] and target.read_text() == "old"
+
+
+def test_finite_floats_and_the_empty_case_are_written(tmp_path):
+    from visionkit.media.atomic import write_json_atomic
+
+    for obj in ({}, [], {"x": 1e308, "y": -0.0, "z": [[[]]]}, _deep(200)):
+        write_json_atomic(tmp_path / "ok.json", obj)
+        assert json.loads((tmp_path / "ok.json").read_text()) == obj

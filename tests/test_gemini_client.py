@@ -506,9 +506,13 @@ def test_server_delay_beyond_max_total_wait_stops(make, fake, sleeps):
                                         (Fault.status(429), RateLimitError)])
 def test_retries_exhausted(make, fake, sleeps, fault, cls):
     fake.push_faults(*[fault] * 5)
+    # a 429 without a retry delay is paced by the client's shared throttle, not backed off per request,
+    # and counts against max_paced_attempts (issue 19, 10b)
+    paced = cls is RateLimitError
+    retry = RetryPolicy(max_attempts=3, max_paced_attempts=3, sleep=sleeps.append, rng=random.Random(0))
     with pytest.raises(cls, match="gave up after 3 attempts") as info:
-        make(max_attempts=3).annotate(rgb(), "detect")
-    assert len(fake.generate_requests) == 3 and len(sleeps) == 2
+        make(retry=retry).annotate(rgb(), "detect")
+    assert len(fake.generate_requests) == 3 and len(sleeps) == (0 if paced else 2)
     if cls is RateLimitError:
         assert info.value.per_day is False
         assert info.value.quota_id == "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
@@ -537,7 +541,8 @@ def test_max_retries_argument(fake, sleeps):
 @pytest.mark.parametrize("faults, max_attempts, cls, attempts", [
     ([Fault.status(503)] * 5, 3, ServerError, 3),  # retries used up
     ([Fault.status(503)] * 5, 1, ServerError, 1),
-    ([Fault.status(503), Fault.reset(), Fault.status(503), Fault.status(429)], 4, RateLimitError, 4),
+    ([Fault.status(503), Fault.reset(), Fault.status(503), Fault.status(429, retry_delay=0)], 4,
+     RateLimitError, 4),
     ([Fault.status(400)], 4, BadRequestError, 1),  # not retried
     ([Fault.status(503), Fault.status(404)], 4, NotFoundError, 2),
     ([Fault.status(429, retry_delay=30, quota_id=PER_DAY)], 4, RateLimitError, 1),

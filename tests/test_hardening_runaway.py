@@ -93,7 +93,7 @@ ONE_PIXEL = png_b64(np.full((1, 1), 255, np.uint8))
     ((100_000, 100_000), [BOX], 0),                        # the reported 158-byte answer: 10^10 pixels
     ((20_000, 20_000), [BOX], 0),                          # 4 * 10^8 > 2^27
     ((11_000, 11_000), [BOX], 1),                          # 1.21 * 10^8 <= 2^27: decoded
-    ((8_000, 6_000), [BOX] * 12, 11),                      # 12 * 4.8e7 > 2^29: the 12th is refused
+    ((8_000, 6_000), [BOX] * 12, 4),                       # 5 * 4.8e7 > 3 * 2^26: the 5th on are refused
     ((4_000, 3_000), [[0, 0, 100, 100]] * 50, 50),         # many small masks: all kept
 ], ids=["1e10", "4e8", "1.2e8", "answer-budget", "small"])
 def test_mask_memory_is_bounded_before_allocation(image_wh, boxes, kept, monkeypatch):
@@ -146,7 +146,7 @@ def decoded(monkeypatch):
 ], ids=["16bit-rgba", "8bit-rgb", "16bit-gray", "8bit-gray"])
 def test_a_png_declaring_too_many_decoded_bytes_is_refused_before_decoding(width, height, depth, colour,
                                                                             refused, decoded):
-    n = 10 if refused else 1
+    n = 5 if refused else 1  # 5 x 174 KB of base64: under the answer-length cap (parse.MAX_ANSWER_CHARS)
     answer = json.dumps([{"box_2d": [0, 0, 100, 100], "label": "x",
                           "mask": _png_header_bomb(width, height, depth, colour)}] * n)
     d = parse_response(answer, (200, 200))

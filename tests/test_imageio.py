@@ -6,6 +6,7 @@ import os
 import struct
 import sys
 import zlib
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -311,13 +312,15 @@ def touch(path: Path) -> Path:
 def test_iter_images_expands_folders_sorted_recursive(tmp_path):
     root = tmp_path / "photos"
     for rel in ("z.jpg", "B.JPEG", "sub/2.PNG", "sub/deeper/3.webp", "sub/notes.txt", ".hidden/4.jpg",
-                "._5.jpg", "6.heic", "7.bmp", "8.tiff"):
+                "._5.jpg", "6.heic", "7.bmp", "8.tiff", "9.gif", "sub/10.avif", "11.SVG"):
         touch(root / rel)
     single = touch(tmp_path / "other" / "one.Webp")
-    got = iter_images([root, str(single)])
+    skipped = Counter()
+    got = iter_images([root, str(single)], skipped=skipped)
     assert [(p.relative_to(r).as_posix(), r) for p, r in got] == [
-        ("6.heic", root), ("7.bmp", root), ("B.JPEG", root), ("sub/2.PNG", root),
-        ("sub/deeper/3.webp", root), ("z.jpg", root), ("one.Webp", single.parent)]
+        ("6.heic", root), ("7.bmp", root), ("8.tiff", root), ("9.gif", root), ("B.JPEG", root),
+        ("sub/2.PNG", root), ("sub/deeper/3.webp", root), ("z.jpg", root), ("one.Webp", single.parent)]
+    assert skipped == {".avif": 1, ".svg": 1}  # image formats not read: counted for one notice
 
 
 @pytest.mark.parametrize("inputs, expected", [
@@ -342,7 +345,8 @@ def test_iter_images_errors(tmp_path):
 
 
 def test_image_suffixes():
-    assert {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".heic", ".heif"} == set(IMAGE_SUFFIXES)
+    assert {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif"} == set(
+        IMAGE_SUFFIXES)
 
 
 # -- write_png_atomic ----------------------------------------------------------------------------------------

@@ -89,6 +89,30 @@ def test_a_full_disk_ends_with_a_summary_not_exit_2(tmp_path, monkeypatch, answe
 
 
 @needs_dev_full
+@pytest.mark.parametrize("previous, on_disk", [
+    (True, "NOT written; the file on disk is the previous one, unchanged (2 images, 2 annotations)"),
+    (False, "NOT written; there is no annotations.json on disk"),
+])
+def test_the_full_disk_summary_says_what_is_on_disk(tmp_path, monkeypatch, previous, on_disk):
+    """Issue 19 #14: it said '2/2 images labelled ... 0 annotations in out/annotations.json' although that
+    file was not written."""
+    photos = _images(tmp_path / "photos", 2)
+    out = tmp_path / "out"
+    replay = _answers(tmp_path / "good", {"p0": ONE_BOX, "p1": ONE_BOX})
+    if previous:
+        assert label([photos], out, replay=_answers(tmp_path / "old", {"p0": ONE_BOX, "p1": ONE_BOX})).ok
+    _Disk(monkeypatch, lambda path: path.name == "annotations.json")
+    stdout, stderr = io.StringIO(), io.StringIO()
+    code = main(["label", str(photos), "--out", str(out), "--replay", str(replay), "--no-overlays", "-q"],
+                stdout=stdout, stderr=stderr)
+    assert code == 1, stderr.getvalue()
+    line = stdout.getvalue().splitlines()[0]
+    assert line.startswith("2/2 images labelled, 0 failed; ") and f"annotations.json {on_disk}" in line
+    assert " annotations in " not in line
+    assert (out / "annotations.json").exists() == previous
+
+
+@needs_dev_full
 @pytest.mark.parametrize("disk_frees", [True, False])
 def test_answers_whose_save_failed_are_kept_and_saved_later(tmp_path, monkeypatch, disk_frees):
     photos = _images(tmp_path / "photos", 3)

@@ -317,3 +317,63 @@ def test_gallery_pages_load_as_the_reader_scrolls(tmp_path, browser):
     vk.write_json_atomic(run / "annotations.json", vk.to_coco(items[:600]))
     build_report(run)
     assert sorted(p.name for p in (index.parent / "pages").iterdir()) == ["00000.js", "00001.js"]
+
+
+# -- issue 19 #3: hostile text in the embedded data ----------------------------------------------------------
+HOSTILE = ["<!--<script>", "</script><img src=x onerror=window.pwned=1>", "a\u2028b\u2029c",
+           "&lt;b&gt; & <b>bold</b>", "<![CDATA[x]]>", "]]><!--"]
+
+
+@pytest.fixture
+def hostile_run(tmp_path) -> Path:
+    """Two images whose labels, file names, warnings and failure reasons are all hostile text."""
+    wh = (50, 40)
+    run = tmp_path / "run"
+    run.mkdir()
+    items = []
+    for k in range(2):
+        dets = vk.Detections(np.array([[1, 1, 20, 20], [5, 5, 30, 30], [2, 2, 9, 9]], float),
+                             HOSTILE[3 * k:3 * k + 3], wh)
+        items.append((f"{HOSTILE[k]}{k}.png", wh, dets))
+    vk.write_json_atomic(run / "annotations.json", vk.to_coco(items))
+    vk.write_json_atomic(run / "warnings.json", {"images": [
+        {"file": items[0][0], "key": "k0", "warnings": [{"index": 0, "field": "<!--", "reason": h}
+                                                        for h in HOSTILE]}]})
+    vk.write_json_atomic(run / "failures.json", [{"file": h + ".png", "stage": "<!--<script>", "error": h,
+                                                  "reason": h} for h in HOSTILE])
+    return run
+
+
+@pytest.mark.parametrize("char", ["<", ">", "&", "\u2028", "\u2029"])
+def test_embedded_data_holds_none_of_the_dangerous_characters(hostile_run, char):
+    index = build_report(hostile_run).path
+    html = index.read_text()
+    raw = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', html, re.S).group(1)
+    assert char not in raw
+    for page in (index.parent / "pages").iterdir():  # the card pages are scripts too
+        assert char not in page.read_text()
+    data = page_data(index)  # ... and reads back as the same text
+    assert sorted(data["classes"]) == sorted(HOSTILE) and data["images"][0]["f"] == HOSTILE[0] + "0.png"
+
+
+def test_hostile_text_in_chromium_is_shown_as_text(hostile_run, browser):
+    from selenium.webdriver.common.by import By
+
+    build_report(hostile_run)
+    browser.get_log("browser")
+    browser.get((hostile_run / "report" / "index.html").resolve().as_uri())
+    cards = lambda: browser.find_elements(By.CSS_SELECTOR, "#gallery .card")  # noqa: E731
+    assert wait_for(lambda: len(cards()) == 2), len(cards())
+    assert {c.get_attribute("data-file") for c in cards()} == {f"{HOSTILE[k]}{k}.png" for k in range(2)}
+    assert browser.execute_script("return window.pwned") is None  # nothing ran
+    assert browser.find_elements(By.CSS_SELECTOR, "img[src='x']") == []
+    badges = {b.get_attribute("textContent") for b in browser.find_elements(By.CSS_SELECTOR, ".card .badge")}
+    assert set(HOSTILE) <= badges
+    failures = browser.find_elements(By.CSS_SELECTOR, "#failure-table tr.failure")
+    assert [r.find_elements(By.TAG_NAME, "td")[3].get_attribute("textContent") for r in failures] == HOSTILE
+    warnings = browser.find_elements(By.CSS_SELECTOR, "#warning-table tr.warning")
+    assert [r.find_elements(By.TAG_NAME, "td")[2].get_attribute("textContent") for r in warnings] == HOSTILE
+    options = [o.get_attribute("textContent")
+               for o in browser.find_elements(By.CSS_SELECTOR, "#class-filter option")]
+    assert set(HOSTILE) <= set(options)
+    assert [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")] == []

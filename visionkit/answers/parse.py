@@ -48,7 +48,21 @@ from ..errors import InputError, MaskDecodeError, ParseError
 from .answer_json import INVALID, find_items
 from .response import extract_text, is_generate_response, json_kind
 
-__all__ = ["parse_response", "answer_text"]
+__all__ = ["MAX_ANSWER_CHARS", "MAX_ANSWER_ITEMS", "MAX_OUTPUT_TOKENS", "parse_response", "answer_text"]
+
+#: Gemini's largest output limit, in tokens: 65,536 for the 2.5 and 3 models ("Output token limit",
+#: https://ai.google.dev/gemini-api/docs/models), thinking included.
+MAX_OUTPUT_TOKENS = 65_536
+#: Longest answer text parsed, in characters: the output limit at 16 characters a token, four times
+#: the "about 4 characters" of an average token (https://ai.google.dev/gemini-api/docs/tokens); digits are
+#: a token each, so real JSON answers are denser still. A longer text is not an answer Gemini can give
+#: (a hostile or broken server, a wrong file), and is refused before it is scanned.
+MAX_ANSWER_CHARS = 16 * MAX_OUTPUT_TOKENS
+#: Most items read from one answer: the output limit at 16 tokens an item. The smallest item a model
+#: writes, ``{"box_2d": [1, 2, 3, 4], "label": "a"}``, is about 20 tokens (each digit, quote and bracket
+#: is one), so no real answer holds more. Items past it are dropped with one warning: each one costs
+#: validation and maybe a mask, and a hostile answer of tiny items would otherwise buy seconds of work.
+MAX_ANSWER_ITEMS = MAX_OUTPUT_TOKENS // 16
 
 # A generateContent response body names one of these keys near its start.
 _RESPONSE_KEY = re.compile(r'"(?:candidates|promptFeedback)"\s*:')
@@ -102,7 +116,8 @@ def parse_response(answer: str | bytes | Mapping, image_size: tuple[int, int],
         Detections with ``warnings`` listing every skipped, repaired or refused item.
 
     Raises:
-        ParseError: the answer has no JSON at all, or its JSON holds no detection list.
+        ParseError: the answer has no JSON at all, its JSON holds no detection list, or its text is over
+            :data:`MAX_ANSWER_CHARS`.
         BlockedError, EmptyResponseError: a full response that was blocked or has no text.
     """
     image_wh = _check_size(image_size)
@@ -110,15 +125,28 @@ def parse_response(answer: str | bytes | Mapping, image_size: tuple[int, int],
         raise InputError(f"mask_order must be 'yx', 'xy' or None, got {mask_order!r}")
     threshold = _check_threshold(threshold)
     text, notes = answer_text(answer)
+    if len(text) > MAX_ANSWER_CHARS:
+        raise ParseError(f"the answer text is {len(text):,} characters, over the limit of "
+                         f"{MAX_ANSWER_CHARS:,}: Gemini's output limit of {MAX_OUTPUT_TOKENS:,} tokens "
+                         "(https://ai.google.dev/gemini-api/docs/models) at 16 characters a token, 4 times "
+                         "the average; no real answer is that long, so it was not parsed",
+                         snippet=text[:80])
     found = find_items(text)
     warnings = [ParseWarning(None, None, note) for note in notes] + found.warnings
+    items = found.items
+    if len(items) > MAX_ANSWER_ITEMS:
+        warnings.append(ParseWarning(None, None, (
+            f"the answer has {len(items):,} items, more than the {MAX_ANSWER_ITEMS:,} that Gemini's output "
+            f"limit of {MAX_OUTPUT_TOKENS:,} tokens can hold; items {MAX_ANSWER_ITEMS:,} and later were "
+            "dropped")))
+        items = items[:MAX_ANSWER_ITEMS]
 
     boxes: list[list[float]] = []
     points: list[list[float] | None] = []
     labels: list[str] = []
     scores: list[float] = []
     raw_masks: list[tuple[int, int, Any]] = []  # (row, item index, mask value)
-    for index, item in enumerate(found.items):
+    for index, item in enumerate(items):
         if item is INVALID:  # not valid JSON: already reported by find_items
             continue
         row = _read_item(index, item, warnings, default_label)

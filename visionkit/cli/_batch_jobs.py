@@ -109,7 +109,9 @@ def run_jobs(args: argparse.Namespace, client_factory: Any, reporter: Any, stdou
             _save_args(args, client)
             st = submit(args.inputs, args.out, client=client, task=args.task, prompt=args.prompt,
                         classes=classes, max_requests=args.batch_max_requests,
-                        concurrency=args.concurrency, on_event=bar.event, refresh_models=refresh)
+                        concurrency=args.concurrency, on_event=bar.event, refresh_models=refresh,
+                        # the selection the label run below applies: never pay for an excluded image
+                        glob=args.glob, exclude=args.exclude, limit=args.limit)
             if args.no_wait:
                 for job in st.active:
                     stdout.write(f"{job.name or job.id}\t{job.state or job.step}\t{job.requests} requests\n")

@@ -14,6 +14,7 @@ from ..formats.coco import load_categories
 from ..media.imageio import MAX_PIXELS, set_max_pixels
 from ..run.batching import DEFAULT_POLL_INTERVAL, MAX_POLL_INTERVAL, MAX_REQUESTS_PER_JOB
 from ..run.model_check import answered_by, dry_run_plan
+from ..run.outdir import previous_counts
 from ..run.pipeline import label
 from ..run.plan import plan
 from ..run.usage import run_cost
@@ -193,8 +194,15 @@ def _dry_run(args: argparse.Namespace, classes: list[str] | None, stdout: TextIO
 def _print_summary(summary, args: argparse.Namespace, stdout: TextIO) -> None:
     report = summary.export_report
     dataset = summary.out / "annotations.json"
-    where = (f"{dataset} kept as it was" if summary.kept_previous
-             else f"{summary.annotations} annotations in {dataset}")
+    if summary.kept_previous:
+        where = f"{dataset} kept as it was"
+    elif "annotations.json" in summary.unwritten:  # say what IS on disk, not what was meant to be
+        previous = previous_counts(dataset)
+        where = (f"{dataset} NOT written; the file on disk is the previous one, unchanged "
+                 f"({len(previous)} images, {sum(previous.values())} annotations)" if previous is not None
+                 else f"{dataset} NOT written; there is no annotations.json on disk")
+    else:
+        where = f"{summary.annotations} annotations in {dataset}"
     stdout.write(f"{summary.succeeded}/{summary.total} images labelled, {summary.failed} failed; {where} "
                  f"({summary.requested} requested, {summary.cached} from cache, {summary.retries} retries, "
                  f"{summary.warnings} warnings, {summary.elapsed:.1f}s)\n")

@@ -13,6 +13,8 @@ points ``(x, y)``, sizes ``(width, height)``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 __all__ = [
@@ -22,6 +24,9 @@ __all__ = [
     "gemini_points_to_xy",
     "point_to_box_2d",
     "polygon_order",
+    "guess_polygon_order",
+    "OrderGuess",
+    "POLYGON_ORDER_TOLERANCE",
     "gemini_polygon_to_xy",
     "xyxy_to_xywh",
     "clip_xyxy",
@@ -106,29 +111,68 @@ def gemini_polygon_to_xy(points: np.ndarray, order: str, image_wh: tuple[int, in
     return pts * np.array([sx, sy])
 
 
-def polygon_order(points: np.ndarray, box_2d: np.ndarray | None, tolerance: float = 15.0) -> str:
-    """Decide whether a 0-1000 polygon's points are ``"yx"`` or ``"xy"``.
+#: Grid units by which the box is grown for the tie-break count of :func:`guess_polygon_order`.
+POLYGON_ORDER_TOLERANCE = 15.0
 
-    Rule: count the points that fall inside the item's ``box_2d`` (grown by ``tolerance`` grid units) when
-    read as ``[y, x]`` and when read as ``[x, y]``; the reading with more points inside wins. Without a box,
-    or on a tie, ``"yx"`` wins, because every other Gemini coordinate (``box_2d``, ``point``) is y first.
+
+@dataclass(frozen=True)
+class OrderGuess:
+    """What :func:`guess_polygon_order` decided, and on what evidence."""
+
+    order: str              # "yx" or "xy"
+    inside_yx: int          # points inside the box as given, read as [y, x]
+    inside_xy: int          # ... read as [x, y]
+    points: int
+    close: bool             # the two readings are too close to call with confidence
+
+    def note(self) -> str:
+        """The per-item warning of a close call."""
+        name = "[y, x]" if self.order == "yx" else "[x, y]"
+        return (f"polygon point order guessed as {name}: of its {self.points} points, {self.inside_yx} fall "
+                f"inside the item's box_2d read as [y, x] and {self.inside_xy} read as [x, y], too close to "
+                "be sure; a prompt that states the order avoids the guess")
+
+
+def guess_polygon_order(points: np.ndarray, box_2d: np.ndarray | None,
+                        tolerance: float = POLYGON_ORDER_TOLERANCE) -> OrderGuess:
+    """Decide whether a 0-1000 polygon's points are ``"yx"`` or ``"xy"`` (the rule the README states).
+
+    1. Count the points inside the item's ``box_2d`` as given (edges included) when read as ``[y, x]``
+       and when read as ``[x, y]``; the reading with more points inside wins.
+    2. On a tie, count again with the box grown by ``tolerance`` grid units on every side (points just
+       off an edge); more inside wins.
+    3. Still a tie, or no box: ``"yx"``, because every other Gemini coordinate (``box_2d``, ``point``) is
+       y first.
+
+    The call is ``close`` when the counts of step 1 differ by at most a quarter of the points: the caller
+    warns that the order was guessed.
 
     Args:
         points: ``(K, 2)`` array of 0-1000 values as given by the model.
         box_2d: ``[ymin, xmin, ymax, xmax]`` of the same item, or None.
     """
-    if box_2d is None:
-        return "yx"
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    ymin, xmin, ymax, xmax = (float(v) for v in box_2d)
+    n = len(pts)
+    if box_2d is None:
+        return OrderGuess("yx", 0, 0, n, True)
+    lo = np.array([float(box_2d[0]), float(box_2d[1])])  # ymin, xmin
+    hi = np.array([float(box_2d[2]), float(box_2d[3])])  # ymax, xmax
+    # how far each point lies outside the box (<= 0: inside, edges included), read each way round
+    off_yx = np.maximum(lo - pts, pts - hi).max(axis=1, initial=-np.inf)
+    off_xy = np.maximum(lo - pts[:, ::-1], pts[:, ::-1] - hi).max(axis=1, initial=-np.inf)
+    as_yx, as_xy = int(np.count_nonzero(off_yx <= 0)), int(np.count_nonzero(off_xy <= 0))
+    if as_yx == as_xy:
+        grown_yx, grown_xy = np.count_nonzero(off_yx <= tolerance), np.count_nonzero(off_xy <= tolerance)
+        order = "xy" if grown_xy > grown_yx else "yx"
+    else:
+        order = "xy" if as_xy > as_yx else "yx"
+    return OrderGuess(order, as_yx, as_xy, n, abs(as_yx - as_xy) <= n / 4)
 
-    def inside(ys: np.ndarray, xs: np.ndarray) -> int:
-        return int(np.count_nonzero((ys >= ymin - tolerance) & (ys <= ymax + tolerance)
-                                    & (xs >= xmin - tolerance) & (xs <= xmax + tolerance)))
 
-    as_yx = inside(pts[:, 0], pts[:, 1])
-    as_xy = inside(pts[:, 1], pts[:, 0])
-    return "xy" if as_xy > as_yx else "yx"
+def polygon_order(points: np.ndarray, box_2d: np.ndarray | None,
+                  tolerance: float = POLYGON_ORDER_TOLERANCE) -> str:
+    """``"yx"`` or ``"xy"``: the order :func:`guess_polygon_order` decides."""
+    return guess_polygon_order(points, box_2d, tolerance).order
 
 
 def xyxy_to_xywh(xyxy: np.ndarray) -> np.ndarray:

@@ -6,9 +6,9 @@ Forms understood (anything else raises :class:`~visionkit.errors.MaskDecodeError
   in any PNG mode (grayscale, palette, RGB, RGBA, 16-bit). It covers the item's box. It is resized to the
   integer pixel box of :func:`visionkit.core.boxes.gemini_to_pixel_box` and binarized at ``> threshold``.
 * **Polygon** (newer models): ``[[a, b], ...]`` 0-1000 points (or a flat ``[a, b, a, b, ...]``, or a list
-  of such polygons), axis order decided by :func:`visionkit.core.boxes.polygon_order`. Pixels whose centre
-  lies
-  inside are set; the crop is the polygon's own bounds (it may reach outside the box).
+  of such polygons), axis order decided by :func:`visionkit.core.boxes.guess_polygon_order` (a close
+  call is noted, and becomes the item's warning). Pixels whose centre lies inside are set; the crop is
+  the polygon's own bounds (it may reach outside the box).
 * **Boolean grid**: a 2-D JSON list of booleans (or 0/1) covering the box, or a flat list of booleans whose
   length is a perfect square. Resized like a PNG map.
 * ``<start_of_mask><seg_N>...<end_of_mask>`` tokens: no public decoder exists, so these are refused by name.
@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 
 from ..errors import MaskDecodeError
-from .boxes import gemini_polygon_to_xy, polygon_order
+from .boxes import gemini_polygon_to_xy, guess_polygon_order
 from .maskcrop import MaskCrop
 from .maskpng import MAX_MASK_DECODED_BYTES, MAX_MASK_SIDE, decode_png_probability, probability_view
 
@@ -60,8 +60,11 @@ __all__ = [
 DEFAULT_THRESHOLD = 127
 #: Largest mask crop, in pixels (one byte each while it is built): about 11585 x 11585.
 MAX_MASK_PIXELS = 2**27
-#: Largest total of mask crop pixels in one answer; masks past it are dropped with a warning.
-MAX_ANSWER_MASK_PIXELS = 2**29
+#: Largest total of mask crop pixels in one answer (192 MiB of bool crops); masks past it are dropped with
+#: a warning. About 16 masks the size of a 12 MP image: a hostile 3 KB answer of 45 full-image triangles
+#: on 4000x3000 held 539 MB with 2**29 and stays under 230 MB with this (issue 19 #11), while 100 honest
+#: masks of objects in a 12 MP photo use a fraction of it.
+MAX_ANSWER_MASK_PIXELS = 3 * 2**26
 #: Polygon masks with more points (all rings together) are thinned to this many before filling.
 MAX_POLYGON_POINTS = 1000
 
@@ -260,9 +263,10 @@ def decode_mask(value: object, *, box_2d: np.ndarray, pixel_box: Sequence[int], 
         image_wh: ``(width, height)`` of the original image.
         threshold: binarization threshold for probability maps.
         notes: a list to append remarks to about a mask that was decoded with a change (a polygon
-            thinned to :data:`MAX_POLYGON_POINTS`).
+            thinned to :data:`MAX_POLYGON_POINTS`) or a guess (a close polygon axis order).
         order: ``"yx"`` or ``"xy"`` when the polygon point order is known (stated in the prompt); None:
-            decided from the box by :func:`~visionkit.core.boxes.polygon_order`.
+            decided from the box by :func:`~visionkit.core.boxes.guess_polygon_order`, and a close call
+            noted in ``notes``.
 
     Raises:
         MaskDecodeError: the value cannot be decoded; the message says what was expected.
@@ -290,7 +294,11 @@ def decode_mask(value: object, *, box_2d: np.ndarray, pixel_box: Sequence[int], 
         if notes is not None and before > MAX_POLYGON_POINTS:
             notes.append(f"polygon has {before} points, over the limit of {MAX_POLYGON_POINTS}; thinned to "
                          f"{sum(len(p) for p in polygons)} evenly spaced points before filling")
-        order = order or polygon_order(np.concatenate(polygons), box_2d)
+        if order is None:
+            guess = guess_polygon_order(np.concatenate(polygons), box_2d)
+            order = guess.order
+            if guess.close and notes is not None:
+                notes.append(guess.note())
         return polygon_to_crop([gemini_polygon_to_xy(p, order, image_wh) for p in polygons], image_wh)
     raise MaskDecodeError(f"mask is a JSON {type(value).__name__}; expected a base64 PNG string, a polygon "
                           "list or a boolean grid")

@@ -31,10 +31,9 @@ Drawing rules (coordinates as in :mod:`visionkit.core.detections`):
 
 Text is rendered with Pillow (any Unicode the font covers; see :mod:`visionkit.draw.fonts` for the font
 lookup and emoji). Each distinct tag is rendered once into a small patch, kept in a bounded LRU cache,
-and pasted with numpy; the image itself is never converted to PIL. A label with characters that the font
-cannot draw (CJK or emoji without a font that has them, which would show as boxes) raises a
-:class:`MissingGlyphWarning` naming the label and the characters, once per label and font (Python's
-default warning filter shows each message once).
+and pasted with numpy; the image itself is never converted to PIL. A label the font cannot draw (boxes
+instead of CJK or emoji) raises a :class:`MissingGlyphWarning` naming the characters, or is passed to
+``on_missing_glyphs`` (a label run makes it the image's warning).
 """
 
 from __future__ import annotations
@@ -45,6 +44,7 @@ import os
 import unicodedata
 import warnings
 import zlib
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -109,7 +109,8 @@ def _text_color(bg: tuple[int, int, int]) -> tuple[int, int, int]:
 def draw_overlay(image: np.ndarray, detections: Detections, *, alpha: float = 0.45,
                  draw_masks: bool = True, draw_boxes: bool = True, draw_labels: bool = True,
                  show_scores: bool = True, thickness: int | None = None,
-                 font: str | os.PathLike | None = None, font_size: int | None = None) -> np.ndarray:
+                 font: str | os.PathLike | None = None, font_size: int | None = None,
+                 on_missing_glyphs: Callable[[str], None] | None = None) -> np.ndarray:
     """Draw ``detections`` on a copy of ``image``.
 
     Args:
@@ -122,9 +123,9 @@ def draw_overlay(image: np.ndarray, detections: Detections, *, alpha: float = 0.
         thickness: box outline width in pixels (>= 1); default ``max(1, round(min(W, H) / 400))``.
         font: a TrueType/OpenType font file; default: :func:`visionkit.draw.fonts.find_font`'s lookup.
         font_size: text size in pixels (>= 1); default ``max(10, round(min(W, H) * 0.022))``.
+        on_missing_glyphs: called with the message instead of a :class:`MissingGlyphWarning`.
 
-    Returns:
-        A new C-contiguous RGB ``uint8 (H, W, 3)`` array.
+    Returns: a new C-contiguous RGB ``uint8 (H, W, 3)`` array.
 
     Raises:
         InputError: the image is not RGB uint8 (H, W, 3), its size differs from ``detections.image_wh``,
@@ -189,10 +190,13 @@ def draw_overlay(image: np.ndarray, detections: Detections, *, alpha: float = 0.
                 continue
             missing = _missing_glyphs(text, font_path, emoji_path)
             if missing:
-                warnings.warn(MissingGlyphWarning(
-                    f"label {label!r}: the font {font_path or '(Pillow built-in, Latin only)'} cannot draw "
-                    f"{missing!r}, which show as boxes; set VISIONKIT_FONT to a font that has them (see "
-                    "docs/cli.md, Fonts)"), stacklevel=1)  # attributed here: once per label, whoever draws
+                message = (f"label {label!r}: the font {font_path or '(Pillow built-in, Latin only)'} "
+                           f"cannot draw {missing!r}, which show as boxes; set VISIONKIT_FONT to a font "
+                           "that has them (see docs/cli.md, Fonts)")
+                if on_missing_glyphs is None:  # attributed here: once per label, whoever draws
+                    warnings.warn(MissingGlyphWarning(message), stacklevel=1)
+                else:
+                    on_missing_glyphs(message)
             tag = render_tag(text, colors[i], font_size, font_path, emoji_path)
             th, tw = tag.shape[:2]
             if has_box[i] or not has_point[i]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -128,8 +129,10 @@ def _scale_crop(crop: MaskCrop, sx: float, sy: float, width: int, height: int) -
 
 
 def write_overlay(path: str | os.PathLike, image: str | os.PathLike | np.ndarray, detections: Detections, *,
-                  fmt: str = DEFAULT_OVERLAY_FORMAT, max_side: int | None = DEFAULT_OVERLAY_MAX_SIDE) -> None:
+                  fmt: str = DEFAULT_OVERLAY_FORMAT, max_side: int | None = DEFAULT_OVERLAY_MAX_SIDE,
+                  on_missing_glyphs: Callable[[str], None] | None = None) -> None:
     """Draw ``detections`` on ``image`` (a file, read upright, or an RGB array) and write ``path``.
+    ``on_missing_glyphs``: as in :func:`~visionkit.draw.overlay.draw_overlay`.
 
     The image is shrunk so its longest side is at most ``max_side`` (None or 0: full size) BEFORE
     drawing; the encoded file is written atomically. ``path`` should end with the format's suffix.
@@ -148,7 +151,8 @@ def write_overlay(path: str | os.PathLike, image: str | os.PathLike | np.ndarray
             cv2.resize(image, target, interpolation=cv2.INTER_AREA)
     else:
         rgb = read_rgb(image, max_side=max_side)
-    drawn = draw_overlay(rgb, scale_detections(detections, (rgb.shape[1], rgb.shape[0])))
+    drawn = draw_overlay(rgb, scale_detections(detections, (rgb.shape[1], rgb.shape[0])),
+                         on_missing_glyphs=on_missing_glyphs)
     del rgb
     data = encode_image(drawn, fmt, reuse=True)
     del drawn

@@ -7,12 +7,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any, NamedTuple
 
 from ..errors import InputError
+from ..media.paths import check_name
 
-__all__ = ["MAX_PIXELS", "MAX_SIDE", "Checker", "ImageEntry", "check_file_name"]
+__all__ = ["MAX_PIXELS", "MAX_SIDE", "Checker", "ImageEntry"]
 
 #: An image side, and an image's pixels: what a mask of the image may cost to decode (a 2^28-pixel
 #: image is 16384 x 16384; pycocotools keeps run lengths as 32-bit integers).
@@ -45,21 +45,6 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def check_file_name(name: Any) -> str | None:
-    """Why ``name`` cannot be an image's ``file_name`` (None when it can): it must be a non-empty string,
-    a relative path that stays inside its folder (no ``..`` part, not absolute, no drive, no NUL)."""
-    if not isinstance(name, str) or not name.strip():
-        return "a non-empty string"
-    if "\x00" in name:
-        return "a name without NUL characters"
-    posix, win = PurePosixPath(name), PureWindowsPath(name)
-    if posix.is_absolute() or win.is_absolute() or win.drive or name.startswith(("/", "\\")):
-        return "a relative path (not absolute), inside the folder"
-    if ".." in posix.parts or ".." in win.parts:
-        return "a path inside the folder (no '..' part)"
-    return None
-
-
 class Checker:
     """The record checks, shared by streamed files and loaded dicts."""
 
@@ -79,9 +64,7 @@ class Checker:
                 raise self.fail(f"{where}.{key}", "a value; the field is missing")
         if not _is_int(img["id"]):
             raise self.fail(f"{where}.id", "an integer", img["id"])
-        reason = check_file_name(img["file_name"])
-        if reason is not None:
-            raise self.fail(f"{where}.file_name", reason, img["file_name"])
+        check_name(img["file_name"], file=self.name, field=f"{where}.file_name")  # a path under a folder
         size = []
         for key in ("width", "height"):
             v = img[key]

@@ -37,8 +37,8 @@ Passes over a file:
 
 Limits: an image side is 1 to 2^16 pixels and ``width * height`` at most 2^28 (16384 x 16384), and
 polygon points lie within an image's size of the image, so no record can make a decode allocate more
-than an image's worth of pixels. A ``file_name`` must be a relative path inside its folder (no
-``..`` part, not absolute), since export, report and redraw turn it into a path.
+than an image's worth of pixels. A ``file_name`` must be a relative path inside its folder
+(:func:`visionkit.media.paths.check_name`), since export and report turn it into a path.
 """
 
 from __future__ import annotations
@@ -55,11 +55,10 @@ import ijson
 
 from ..core.detections import Detections
 from ..errors import InputError
-from .coco_checks import MAX_PIXELS, MAX_SIDE, Checker, ImageEntry, check_file_name
+from .coco_checks import MAX_PIXELS, MAX_SIDE, Checker, ImageEntry
 from .coco_read import has_mask, image_detections
 
-__all__ = ["CocoFile", "ImageEntry", "ImageRecord", "MAX_PIXELS", "MAX_SIDE", "check_file_name",
-           "dataset_path"]
+__all__ = ["CocoFile", "ImageEntry", "ImageRecord", "MAX_PIXELS", "MAX_SIDE", "dataset_path"]
 
 class ImageRecord(NamedTuple):
     """An image with its annotations (dicts as in the file) and their indices in ``annotations``."""

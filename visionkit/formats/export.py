@@ -45,6 +45,7 @@ from PIL import Image
 from ..core.detections import Detections
 from ..errors import ExportError, InputError, VisionkitError
 from ..media.atomic import write_bytes_atomic, write_json_atomic
+from ..media.paths import safe_join
 from .export_runs import open_runs
 
 __all__ = ["FORMATS", "ExportSummary", "parse_split", "assign_splits", "copy_upright", "export_dataset"]
@@ -264,8 +265,9 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
                 else:
                     try:
                         dets = run.coco.detections(record)
-                        summary.reencoded += copy_upright(run.source(im), dest / "images" / part / name,
-                                                          (im.width, im.height))
+                        field = f"images[{im.pos}].file_name"
+                        target = safe_join(dest, f"images/{part}/{name}", file=run.coco.name, field=field)
+                        summary.reencoded += copy_upright(run.source(im), target, (im.width, im.height))
                         summary.images[part] = summary.images.get(part, 0) + 1
                         if format == "coco":
                             summary.annotations += writers[part].add(name, (im.width, im.height), dets)
@@ -273,9 +275,10 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
                                 points.setdefault(part, []).append(
                                     (name, im.width, im.height, run.points[im.file_name]))
                         else:
+                            stem = Path(name).with_suffix(".txt").as_posix()
                             summary.annotations += _write_yolo_labels(
-                                dest / "labels" / part / Path(name).with_suffix(".txt"), dets, cats, class_of,
-                                format == "yolo-segment", report, unmapped, yolo_lines)
+                                safe_join(dest, f"labels/{part}/{stem}", file=run.coco.name, field=field),
+                                dets, cats, class_of, format == "yolo-segment", report, unmapped, yolo_lines)
                     except VisionkitError as exc:
                         error = str(exc)
                     except OSError as exc:

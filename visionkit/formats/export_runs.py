@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ExportError, InputError
+from ..media.paths import safe_join
 from .coco_stream import CocoFile, ImageEntry, ImageRecord
 
 __all__ = ["Run", "open_runs"]
@@ -34,7 +35,8 @@ class Run:
     def source(self, image: ImageEntry) -> Path:
         """Where the input image of ``image`` is."""
         if self.images_root is not None:
-            return self.images_root / image.file_name
+            return safe_join(self.images_root, image.file_name, file=self.coco.name,
+                             field=f"images[{image.pos}].file_name")
         return Path(self.sources.get(image.file_name, self.folder / "?missing" / image.file_name))
 
     def labels(self) -> Counter:

@@ -12,8 +12,11 @@ The wait before retry ``n`` (1-based) is exponential backoff with jitter, capped
 * ``"none"``: exactly ``min(max_delay, base_delay * 2**(n-1))``.
 
 When the server says how long to wait (``RetryInfo.retryDelay`` in the error body's ``details``, or the
-``Retry-After`` header), the wait is at least that long. A server delay longer than ``max_total_wait``
-stops the retries at once, and so does a wait that would push the total time slept past it.
+``Retry-After`` header), the wait is at least that long. A 429 that does not say (a :class:`Failed` with
+``paced``) is not backed off per request: the transport's shared pace (:mod:`.throttle`) spaces the next
+attempt of every thread, and such attempts use ``max_paced_attempts`` instead of ``max_attempts``. A
+server delay longer than ``max_total_wait`` stops the retries at once, and so does a wait that would push
+the total time slept past it.
 
 Every :class:`~visionkit.errors.APIError` raised by :meth:`RetryPolicy.run` carries ``attempts`` (int): the
 number of HTTP attempts made, including the failed last one (1 = not retried). It is set as an attribute
@@ -113,11 +116,14 @@ class Failed:
         error: the error to raise if this attempt is the last one (its ``__cause__`` already set).
         server_delay: seconds the server asked to wait (RetryInfo or Retry-After), or None.
         reason: a short description for logs and the ``on_retry`` callback ("HTTP 503 UNAVAILABLE").
+        paced: a 429 without a delay: the sender's shared pace (:class:`~.throttle.Throttle`) spaces the
+            next attempt, so it is retried without a backoff of its own.
     """
 
     error: APIError
     server_delay: float | None = None
     reason: str = ""
+    paced: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,10 +131,13 @@ class RetryPolicy:
     """Retry settings and the retry loop. Immutable, so one policy can serve many threads.
 
     Attributes:
-        max_attempts: attempts in total, including the first (1 = no retry).
+        max_attempts: attempts in total, including the first (1 = no retry), not counting paced ones.
         base_delay: the first backoff cap, in seconds; doubled after each retry.
         max_delay: the largest backoff wait, in seconds (a longer server-requested delay is still honoured).
         max_total_wait: the most time slept over all retries of one request; past it, the error is raised.
+            Paced attempts (429 without a delay) stop once this long has passed since the first of them.
+        max_paced_attempts: attempts answered 429 without a delay (not billed) allowed for one request,
+            besides ``max_attempts`` (a policy with ``max_attempts=1`` retries nothing, paced or not).
         jitter: "full", "equal", "decorrelated" or "none" (see the module docstring).
         retry_statuses: HTTP statuses that are retried.
         sleep: the sleep function (inject a recorder in tests).
@@ -139,6 +148,7 @@ class RetryPolicy:
     base_delay: float = 1.0
     max_delay: float = 60.0
     max_total_wait: float = 300.0
+    max_paced_attempts: int = 30
     jitter: str = "full"
     retry_statuses: frozenset[int] = RETRYABLE_STATUSES
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
@@ -147,6 +157,8 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
             raise ConfigError(f"max_attempts must be an int >= 1, got {self.max_attempts!r}")
+        if not isinstance(self.max_paced_attempts, int) or self.max_paced_attempts < 1:
+            raise ConfigError(f"max_paced_attempts must be an int >= 1, got {self.max_paced_attempts!r}")
         for name in ("base_delay", "max_delay", "max_total_wait"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
@@ -195,7 +207,8 @@ class RetryPolicy:
         """
         waited = 0.0
         previous: float | None = None
-        attempt = 0
+        attempt = paced = 0
+        paced_since = 0.0
         while True:
             attempt += 1
             try:
@@ -208,9 +221,18 @@ class RetryPolicy:
             error = _set_attempts(outcome.error, attempt)
             if not self.is_retryable(error):
                 raise error
-            if attempt >= self.max_attempts:
+            if outcome.paced and outcome.server_delay is None and self.max_attempts > 1:
+                paced += 1
+                paced_since = paced_since or time.monotonic()
+                if paced >= self.max_paced_attempts or time.monotonic() - paced_since > self.max_total_wait:
+                    raise _amend(error, f"gave up after {attempt} attempts, {paced} of them answered 429 "
+                                        "without a retry delay")
+                if on_retry is not None:
+                    on_retry(attempt, 0.0, outcome.reason or type(error).__name__)
+                continue  # the sender's shared pace spaces the next attempt
+            if attempt - paced >= self.max_attempts:
                 raise _amend(error, f"gave up after {attempt} attempt{'s' if attempt > 1 else ''}")
-            delay = self.backoff(attempt, previous)
+            delay = self.backoff(attempt - paced, previous)
             server = outcome.server_delay
             if server is not None:
                 if server > self.max_total_wait:

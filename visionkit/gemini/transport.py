@@ -5,7 +5,8 @@
   exception message or ``repr``; redirects are not followed (``requests`` would forward the header).
 * **Key echoes.** Everything the server sends is redacted before anyone sees it: the body (so labels,
   saved responses, ``api_status``, ``api_message`` and error snippets), and any run of 8 or more
-  characters that also occurs in the key (:func:`redact_key`), not only the whole key.
+  characters that also occurs in the key, not only the whole key, in clear, JSON-escaped, URL- or
+  HTML-encoded, or split over text parts (:mod:`~visionkit.gemini.redact`).
 * **Whole-request deadline.** ``timeout`` bounds each socket read, but a server dripping one byte at a time
   never trips it. Each attempt therefore has a deadline of ``deadline`` seconds (default: the read
   timeout) counted from the moment its request has been sent: the wait for the status line and headers
@@ -55,7 +56,9 @@ from ..errors import (
 )
 from .deadline import Watchdog
 from .decoding import Decoder
+from .redact import MIN_KEY_FRAGMENT, redact_key, redact_split_parts
 from .retry import Failed, RetryPolicy, parse_retry_after, quota_ids, retry_info_delay
+from .throttle import Throttle
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -75,9 +78,6 @@ KEY_ENV_VARS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 MAX_CONNECT_TIMEOUT = 10.0
 #: Largest DECODED response body accepted (64 MiB); larger bodies fail the request and are never saved.
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
-#: Shortest run of key characters that is redacted wherever it appears.
-MIN_KEY_FRAGMENT = 8
-_REDACTED = "[redacted]"
 _CHUNK = 64 * 1024
 
 #: What one attempt may raise from the network (ResponseError, the size cap, is not among them).
@@ -88,52 +88,15 @@ _STATUS_CLASSES: dict[int, type[HTTPStatusError]] = {400: BadRequestError, 401: 
                                                      404: NotFoundError}
 
 
-def redact_key(text: str | bytes, key: str, min_run: int = MIN_KEY_FRAGMENT) -> Any:
-    """``text`` (str or bytes) with every run of ``min_run``+ characters that also occurs in ``key``
-    replaced by ``[redacted]``, not only the whole key.
-
-    Every ``min_run``-long piece of the key is searched for (``str.find``/``bytes.find``, C speed, so a
-    60 MB body costs a few hundred ms at worst); overlapping or touching hits merge into one redaction.
-    """
-    if not text or not key:
-        return text
-    as_bytes = isinstance(text, (bytes, bytearray))
-    needle_key: Any = key.encode("utf-8") if as_bytes else key
-    mark: Any = _REDACTED.encode() if as_bytes else _REDACTED
-    if len(needle_key) < min_run:  # not a real key (test stand-ins): only the whole key, as a whole
-        return text.replace(needle_key, mark) if needle_key in text else text
-    run = min_run
-    grams = {needle_key[i:i + run] for i in range(len(needle_key) - run + 1)}
-    hits = []
-    for gram in grams:
-        at = text.find(gram)
-        while at != -1:
-            hits.append((at, at + run))
-            at = text.find(gram, at + 1)
-    if not hits:
-        return text
-    hits.sort()
-    merged = [list(hits[0])]
-    for start, end in hits[1:]:
-        if start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    out, last = [], 0
-    for start, end in merged:
-        out.append(text[last:start])
-        out.append(mark)
-        last = end
-    out.append(text[last:])
-    return (b"" if as_bytes else "").join(out)
-
-
 def resolve_key(api_key: str | None) -> str:
     candidates = [("api_key argument", api_key)] + [(name, os.environ.get(name)) for name in KEY_ENV_VARS]
     found = [(where, value.strip()) for where, value in candidates if value and value.strip()]
     if not found:
-        raise ConfigError("no Gemini API key: pass api_key=... or set the GEMINI_API_KEY (or GOOGLE_API_KEY) "
-                          "environment variable; get a key at https://aistudio.google.com/apikey")
+        # Worded for the command line as well as for Python (where GeminiClient(api_key=...) also works,
+        # as its docstring says): `pass api_key=...` means nothing to a CLI user.
+        raise ConfigError("no Gemini API key: set the GEMINI_API_KEY (or GOOGLE_API_KEY) environment "
+                          "variable, e.g. export GEMINI_API_KEY=...; get a key at "
+                          "https://aistudio.google.com/apikey")
     where, key = found[0]
     if where in KEY_ENV_VARS and len(found) > 1 and found[1][1] != key:
         logger.warning("both %s and %s are set to different keys; using %s", where, found[1][0], where)
@@ -240,6 +203,7 @@ class Transport:
         self.max_body_bytes = int(max_body_bytes)
         self.user_agent = user_agent
         self.closed = False
+        self.throttle = Throttle()  # one pace for every thread after a 429 without a delay (.throttle)
 
     def redact(self, text: str) -> str:
         return redact_key(text, self._api_key)
@@ -247,7 +211,9 @@ class Transport:
     def redact_body(self, body: bytes, what: str, warn: bool = True) -> bytes:
         """``body`` with every echo of (a run of) the key redacted; the same object when there was none.
         ``warn``: log a warning when something was redacted."""
-        clean = redact_key(body, self._api_key) if len(self._api_key) >= MIN_KEY_FRAGMENT else body
+        clean = body
+        if len(self._api_key) >= MIN_KEY_FRAGMENT:
+            clean = redact_split_parts(redact_key(body, self._api_key), self._api_key)
         if clean is not body and warn:
             logger.warning("the server echoed (part of) the API key in its answer (%s); redacted", what)
         return clean
@@ -352,7 +318,8 @@ class Transport:
             cls = _STATUS_CLASSES.get(status, ServerError if status >= 500 else HTTPStatusError)
             error = cls(self.redact(message), **common)
         response.close()
-        return Failed(error, server_delay, f"HTTP {status}" + (f" {api_status}" if api_status else ""))
+        return Failed(error, server_delay, f"HTTP {status}" + (f" {api_status}" if api_status else ""),
+                      paced=status == 429 and server_delay is None and not error.per_day)
 
     def request(self, method: str, url: str, *, headers: Mapping[str, str] | None = None,
                 data: Any = None, what: str = "", not_found_hint: str = "",
@@ -377,6 +344,7 @@ class Transport:
             logger.debug("%s %s (%s)", method, url, what)
             if hasattr(data, "seek"):
                 data.seek(0)
+            started = self.throttle.acquire()
             watchdog = Watchdog(self.deadline)
             try:
                 with watchdog:  # the session's DeadlineAdapter arms it once the request is sent
@@ -394,7 +362,11 @@ class Transport:
             except _NETWORK_ERRORS as exc:
                 return self._attempt_failure(exc, what, watchdog)
             if 200 <= response.status_code < 300:
+                self.throttle.succeeded()
                 return response
-            return self.status_failure(response, what, not_found_hint)
+            failed = self.status_failure(response, what, not_found_hint)
+            if failed.paced:
+                self.throttle.throttled(started)
+            return failed
 
         return (retry or self.retry).run(send, on_retry=self._notify_retry)

@@ -96,13 +96,21 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, durable: bool = 
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None = None) -> Path:
-    """Write JSON to ``path`` atomically: a temp file in the same folder, fsync, then ``os.replace``."""
+    """Write JSON to ``path`` atomically: a temp file in the same folder, fsync, then ``os.replace``.
+
+    Raises:
+        ExportError: naming the path, when ``obj`` is not JSON: a value of another type, a string that is
+            not UTF-8 (a lone surrogate), NaN or an infinity (``json`` would write the non-JSON tokens
+            ``NaN``/``Infinity``, which strict readers refuse: RFC 8259 section 6), or nesting deeper than
+            the encoder can follow. Nothing is written then, not even a temp file.
+    """
     try:
-        # encoded here, so a string that is not UTF-8 (a lone surrogate) is an ExportError, not a crash
-        # half way through the temp file
-        data = json.dumps(obj, ensure_ascii=False, indent=indent).encode("utf-8")
-    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+        # encoded here, before any file is opened, so nothing half-written is ever left behind
+        data = json.dumps(obj, ensure_ascii=False, indent=indent, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError; so is allow_nan's
         raise ExportError(f"cannot write {path}: {exc}") from exc
+    except RecursionError:
+        raise ExportError(f"cannot write {path}: the data is nested too deeply to encode as JSON") from None
     with atomic_open(path, "wb") as fh:
         fh.write(data)
     return Path(path)

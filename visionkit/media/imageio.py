@@ -5,8 +5,10 @@ or for baseline JPEGs read by :func:`read_rgb` the same transposes in :mod:`visi
 because
 Gemini's coordinates refer to the image as it is displayed, and so do visionkit's boxes.
 
-Supported files: jpg, jpeg, png, webp, bmp, and heic/heif when the optional ``pillow-heif`` package is
-installed (``pip install visionkit[heif]``). Every failure to read an input is an
+Supported files: jpg, jpeg, png, webp, bmp, tif/tiff and gif (the first frame of a multi-page or animated
+file), and heic/heif when the optional ``pillow-heif`` package is installed (``pip install visionkit[heif]``).
+Only regular files are opened (:mod:`visionkit.media.filekind`): a FIFO, socket, device or link loop is an
+:class:`~visionkit.errors.InputError`, never a hang. Every failure to read an input is an
 :class:`~visionkit.errors.InputError` that names the file and says what was expected.
 
 High bit depths: 16-bit gray (``I;16``), 32-bit integer (``I``) and float (``F``) images are reduced to
@@ -23,7 +25,6 @@ from __future__ import annotations
 import os
 import struct
 import threading
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Union
 
@@ -33,11 +34,13 @@ from PIL import Image, ImageOps
 from ..errors import ConfigError, ExportError, InputError
 from .atomic import write_bytes_atomic
 from .fastread import read_jpeg_rgb, scaled_size
+from .filekind import IMAGE_SUFFIXES, OTHER_IMAGE_SUFFIXES, check_regular, iter_images
 
 __all__ = [
     "IMAGE_SUFFIXES",
     "LARGE_PIXELS",
     "MAX_PIXELS",
+    "OTHER_IMAGE_SUFFIXES",
     "ImageSource",
     "image_size",
     "iter_images",
@@ -48,15 +51,13 @@ __all__ = [
     "write_png_atomic",
 ]
 
-#: File suffixes (lower case, with the dot) treated as images when a folder is searched.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".heic", ".heif"})
 
 #: Largest accepted image, in pixels (about 179 megapixels; 2 x Pillow's default warning limit).
 MAX_PIXELS = 2 * 89_478_485
 
 _HEIF_SUFFIXES = frozenset({".heic", ".heif"})
 _HEIF_HINT = "HEIC/HEIF images need the pillow-heif package: pip install visionkit[heif]"
-_EXPECTED = "a readable jpg, jpeg, png, webp, bmp or heic/heif image"
+_EXPECTED = "a readable jpg, jpeg, png, webp, bmp, tif, gif or heic/heif image"
 
 #: What :func:`open_upright` accepts: a file path, a PIL image or a uint8 array.
 ImageSource = Union[str, "os.PathLike[str]", Image.Image, np.ndarray]
@@ -121,10 +122,7 @@ def _open_file(path: Path) -> Image.Image:
     """Open ``path`` lazily (header only). Raises InputError naming the file."""
     if path.suffix.lower() in _HEIF_SUFFIXES and not _heif_available():
         raise InputError(f"{path}: {_HEIF_HINT}")
-    if not path.exists():
-        raise InputError(f"{path}: file not found (expected {_EXPECTED})")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, not an image file")
+    check_regular(path, _EXPECTED)  # a FIFO or device would block Image.open for ever
     try:
         im = Image.open(path)
     except Image.DecompressionBombError as exc:
@@ -323,56 +321,6 @@ def _png_late_exif(path: Path) -> bytes | None:
                 f.seek(length + 4, os.SEEK_CUR)  # the chunk's data and CRC
     except OSError:
         return None
-
-
-def iter_images(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
-                prune: Callable[[Path], bool] | None = None) -> list[tuple[Path, Path]]:
-    """Expand files and folders into ``(path, root)`` pairs, in a stable order.
-
-    A folder is searched recursively for files whose suffix (any case) is in :data:`IMAGE_SUFFIXES`; its
-    files are sorted by their path relative to the folder, and ``root`` is the folder. Names starting with
-    ``.`` (hidden files and folders, macOS ``._*`` files) are skipped, and so is every sub-folder for which
-    ``prune(folder)`` is true (the folders given as inputs are not asked). A file given directly has its
-    parent as ``root``. A file reached twice is listed once, at its first position.
-
-    Raises:
-        InputError: an input does not exist, or a file given directly is not an image type.
-    """
-    if isinstance(inputs, (str, os.PathLike)):
-        inputs = [inputs]
-    found: list[tuple[Path, Path]] = []
-    seen: set[Path] = set()
-
-    def add(path: Path, root: Path) -> None:
-        key = path.resolve()
-        if key not in seen:
-            seen.add(key)
-            found.append((path, root))
-
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            for file in _walk(path, prune):
-                add(file, path)
-        elif path.is_file():
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                raise InputError(f"{path}: not an image file (expected one of "
-                                 f"{', '.join(sorted(IMAGE_SUFFIXES))})")
-            add(path, path.parent)
-        else:
-            raise InputError(f"{path}: no such file or folder")
-    return found
-
-
-def _walk(folder: Path, prune: Callable[[Path], bool] | None = None) -> list[Path]:
-    files = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")
-                       and (prune is None or not prune(Path(dirpath) / d))]
-        for name in filenames:
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
-                files.append(Path(dirpath) / name)
-    return sorted(files, key=lambda p: p.relative_to(folder).as_posix())
 
 
 def write_png_atomic(path: str | os.PathLike[str], rgb: np.ndarray) -> None:

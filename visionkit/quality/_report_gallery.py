@@ -8,7 +8,11 @@ page files, and :func:`visionkit.quality.report.build_report` holds one short JS
 the cards' objects.
 
 Every piece of data in a script is JSON with ``<``, ``>``, ``&``, U+2028 and U+2029 escaped, so no label
-or file name can end a script element, open an HTML comment, or break a line in a JavaScript string.
+or file name can end a script element (``</script>``), open an HTML comment that swallows the rest of the
+page (``<!--<script>``), or break a line in a JavaScript string (U+2028/U+2029 before ES2019); ``>`` and
+``&`` for good measure, as Django's json_script and Go's html/template do. JSON's ``\\uXXXX`` escapes read
+back as the same characters.
+https://html.spec.whatwg.org/multipage/scripting.html#restrictions-for-contents-of-script-elements
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from ..answers.parse import answer_text
 from ..answers.response import load_response
 from ..errors import BlockedError, ConfigError, EmptyResponseError, ExportError, InputError, ParseError
 from ..media.atomic import write_bytes_atomic, write_json_atomic
+from ..media.filekind import check_regular
 
 __all__ = ["AnswerSource", "RateLimiter", "ResponseStore", "find_replay", "read_answer"]
 
@@ -72,8 +73,8 @@ def read_answer(path: Path) -> Any:
 
 
 def image_facts(path: Path, with_digest: bool = True) -> dict:
+    stat = check_regular(path)  # a FIFO would block the digest's read for ever
     try:
-        stat = path.stat()
         facts: dict[str, Any] = {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
         if with_digest:
             digest = hashlib.sha256()

@@ -30,6 +30,7 @@ from ..errors import (
     VisionkitError,
 )
 from ..media.atomic import write_json_atomic
+from ..media.filekind import resolved
 from .answer_source import RECORD_DIR, ResponseStore
 from .batch_book import JobBook, JobRecord, KeyEntry
 
@@ -126,14 +127,14 @@ def build_jobs(book: JobBook, client: Any, todo: list[tuple[str, Path]], task: s
     try:
         for key, path, made in _lines(client, todo, task, prompt, classes, workers):
             if isinstance(made, BaseException):
-                unsent[str(path.resolve())] = f"not submitted: {type(made).__name__}: {made}"
+                unsent[str(resolved(path))] = f"not submitted: {type(made).__name__}: {made}"
                 note(on_event, f"{path}: not submitted: {made}")
                 continue
             stat, line = made
             if len(line) > max_file_bytes:
-                unsent[str(path.resolve())] = (f"not submitted: its request is {len(line)} bytes, more than "
+                unsent[str(resolved(path))] = (f"not submitted: its request is {len(line)} bytes, more than "
                                                f"a batch input file may hold ({max_file_bytes})")
-                note(on_event, f"{path}: {unsent[str(path.resolve())]}")
+                note(on_event, f"{path}: {unsent[str(resolved(path))]}")
                 continue
             if job is not None and (count >= max_requests or job.bytes + len(line) > max_file_bytes):
                 finish()
@@ -145,7 +146,7 @@ def build_jobs(book: JobBook, client: Any, todo: list[tuple[str, Path]], task: s
                 stream = open(book.file(job, ".jsonl.part"), "wb")  # noqa: SIM115 (closed in finish)
                 keys = open(book.file(job, ".keys.jsonl.part"), "w", encoding="utf-8")  # noqa: SIM115
             stream.write(line)
-            entry = KeyEntry(key, str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+            entry = KeyEntry(key, str(resolved(path)), stat.st_size, stat.st_mtime_ns)
             keys.write(json.dumps(asdict(entry), ensure_ascii=False) + "\n")
             job.bytes += len(line)
             count += 1
@@ -376,7 +377,7 @@ class BatchAnswers:
 
     def annotate(self, image: Any, task: str, prompt: str | None = None,
                  classes: Sequence[str] | None = None, **_: Any) -> Any:
-        where = str(Path(image).resolve())
+        where = str(resolved(image))
         job_record = self._answered.get(where)
         if job_record is not None:  # its answer is saved, but the pipeline found it does not fit this run
             reason, job, state = self._mismatch(job_record, task, prompt, classes), job_record.name, \

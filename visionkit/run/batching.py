@@ -61,6 +61,7 @@ from ..errors import (
     TransportError,
     VisionkitError,
 )
+from ..media.filekind import resolved
 from .answer_source import ResponseStore, request_record
 from .batch_book import JobBook, JobRecord
 from .batch_steps import BatchAnswers, build_jobs, cleanup, note, refresh, submit_ready
@@ -183,7 +184,7 @@ def submit(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, clien
         BatchError: a create failed in a way that may have created the job; rerun to find out.
         APIError: the API refused a job (the error says why); nothing was created for it.
     """
-    from .inputs import find_inputs
+    from .inputs import find_inputs, no_images_error
     from .keys import record_keys, run_keys
 
     if max_requests < 1 or max_file_bytes < 1:
@@ -199,9 +200,10 @@ def submit(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, clien
             note(on_event, message)
     plan = plan_request(task, client.model, client.options(prompt=prompt, classes=classes))  # fails now
     out = Path(out)
-    images = find_inputs(inputs, out, glob=glob, exclude=exclude, limit=limit).images
+    found = find_inputs(inputs, out, glob=glob, exclude=exclude, limit=limit)
+    images = found.images
     if not images:
-        raise InputError("no images found in the inputs")
+        raise no_images_error(found)
     store = ResponseStore(out / "responses")
     with _lock(out):  # one run per folder: two at once could both create a job for the same images
         keys, known = run_keys(images, out, store.owner)
@@ -316,7 +318,7 @@ def answers_only(out: str | os.PathLike, client: Any, *, owns: bool = False) -> 
     for job in book.jobs:  # later jobs overwrite earlier ones
         errors = book.errors(job) if job.step == "collected" else {}
         for entry in book.keys(job):
-            where = str(Path(entry.path).resolve())
+            where = str(resolved(entry.path))
             answered.pop(where, None)
             if job.step == "collected":
                 if entry.key in errors:

@@ -9,9 +9,12 @@ as an :class:`ImageResult`, with the image's record for ``annotations.json``.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..answers.parse import parse_response
 from ..core.detections import ParseWarning
@@ -20,6 +23,7 @@ from ..errors import AuthError, BadRequestError, InputError, NotFoundError, Rate
 from ..formats.coco import image_annotations
 from ..formats.keypoints import point_annotations
 from ..media import imageio
+from ..media.jpegcheck import jpeg_damage
 from .answer_source import AnswerSource, read_answer
 from .reask import saved_meta
 from .usage import answer_usage
@@ -123,8 +127,14 @@ def process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, o
     ``overlay`` is ``(format, max_side)``, or None for no overlay. An overlay that cannot be drawn or
     written does not fail the image: its annotations are kept, and the result carries ``overlay_error``.
     """
-    stage, origin, attempts, usage, reasked, version = "answer", "", 0, None, False, None
+    stage, origin, attempts, usage, reasked, version = "image", "", 0, None, False, None
     try:
+        # The image first, in every mode: one that cannot be read (a FIFO, a link loop, a broken file)
+        # fails here, before an answer is asked for, and the same way whether it would be replayed or paid.
+        size_wh = imageio.image_size(path)  # header only: the pixels are decoded for the overlay alone
+        large = imageio.large_image_note(size_wh)
+        damage = _jpeg_damage(path)
+        stage = "answer"
         origin = "api" if source.replay is None else "replay"
         answer, origin, attempts, note = source.get(path, file_name, key)
         meta = saved_meta(answer)  # what visionkit noted beside the answer: usage, mask order
@@ -132,9 +142,6 @@ def process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, o
             usage = answer_usage(answer)
             reasked = bool(meta.get("reasked"))
             version = answer.get("modelVersion") if isinstance(answer, dict) else None
-        stage = "image"
-        size_wh = imageio.image_size(path)  # header only: the pixels are decoded for the overlay alone
-        large = imageio.large_image_note(size_wh)
         stage = "parse"
         order = meta.get("maskOrder") if meta.get("maskOrder") in ("yx", "xy") else None
         dets = parse_response(answer, size_wh, threshold, mask_order=order,
@@ -160,25 +167,47 @@ def process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, o
         return ImageResult(file_name, key, False, origin, attempts=attempts, stage=stage,
                            error=type(exc).__name__, usage=usage, reasked=reasked, model_version=version,
                            reason=f"internal error (please report it): {exc!r}"), None
-    overlay_error = "" if overlay is None else _write_overlay(out, key, path, dets, overlay)
+    glyphs: list[str] = []  # labels the font cannot draw: the image's warnings, shown and counted as such
+    overlay_error = "" if overlay is None else _write_overlay(out, key, path, dets, overlay, glyphs.append,
+                                                              bool(damage))
     record = {"file_name": file_name, "width": size_wh[0], "height": size_wh[1], "annotations": anns,
               "report": dict(report)}
     if points:
         record["points"] = points
-    notes = tuple(ParseWarning(None, None, n) for n in (note, large) if n)
+    notes = (*(ParseWarning(None, None, n) for n in (note, large, damage) if n),
+             *(ParseWarning(None, "overlay", g) for g in glyphs))
     warnings = (*notes, *dets.warnings) if notes else dets.warnings
     return ImageResult(file_name, key, True, origin, detections=len(dets), warnings=warnings,
                        attempts=attempts, overlay_error=overlay_error, usage=usage, reasked=reasked,
                        model_version=version), record
 
 
-def _write_overlay(out: Path, key: str, image: Path, dets, overlay: tuple[str, int | None]) -> str:
+def _jpeg_damage(path: Path) -> str | None:
+    """A warning when libjpeg complains about this JPEG's data (see :mod:`visionkit.media.jpegcheck`);
+    raises InputError when the file does not decode at all (cut short), in every mode alike."""
+    complaint = jpeg_damage(path)
+    if complaint is None:
+        return None
+    try:
+        imageio.open_upright(path).close()
+    except InputError as exc:
+        raise InputError(f"{path}: the JPEG data is cut short or damaged beyond decoding (libjpeg: "
+                         f"{complaint}); the file may be incomplete (an interrupted download or "
+                         "copy)") from exc
+    return (f"the JPEG data is damaged (libjpeg: {complaint}); it decodes, but parts of the image may be "
+            "grey or shifted, so the answer and the overlay may be wrong there")
+
+
+def _write_overlay(out: Path, key: str, image: Path, dets, overlay: tuple[str, int | None],
+                   on_missing_glyphs: Callable[[str], None], damaged: bool = False) -> str:
     """Read the image (again: holding it through the request would cost far more memory than a second
-    decode costs time), draw and write one overlay; returns "" or why it could not be done."""
+    decode costs time), draw and write one overlay; returns "" or why it could not be done. A damaged
+    JPEG is read by Pillow, which keeps libjpeg's complaint off stderr (it is on the image already)."""
     fmt, max_side = overlay
     try:
-        write_overlay(out / "overlays" / f"{key}{OVERLAY_FORMATS[fmt]}", image, dets, fmt=fmt,
-                      max_side=max_side)
+        source = np.asarray(imageio.open_upright(image).convert("RGB")) if damaged else image
+        write_overlay(out / "overlays" / f"{key}{OVERLAY_FORMATS[fmt]}", source, dets, fmt=fmt,
+                      max_side=max_side, on_missing_glyphs=on_missing_glyphs)
     except VisionkitError as exc:
         return f"{type(exc).__name__}: {exc}"
     except Exception as exc:  # a drawing bug must not cost the image its annotations

@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import fnmatch
 import os
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError, InputError
 from ..media import imageio
+from ..media.filekind import resolved
 from .keys import KEY_FILE, is_key_map
 
-__all__ = ["Inputs", "find_inputs", "is_output_folder"]
+__all__ = ["Inputs", "find_inputs", "is_output_folder", "no_images_error"]
 
 
 @dataclass
@@ -39,6 +41,16 @@ class Inputs:
     images: list[tuple[Path, Path]]
     notices: list[str] = field(default_factory=list)
     found: int = 0  # images found before the filters
+    searched: list[str] = field(default_factory=list)  # the inputs, as given
+
+
+def no_images_error(found: Inputs) -> InputError:
+    """The error of a run whose inputs hold no image: it names the inputs, what was looked for, and why
+    files were left out."""
+    where = ", ".join(found.searched) or "(no inputs given)"
+    looked = ", ".join(sorted(imageio.IMAGE_SUFFIXES))
+    return InputError(f"no images found in {where} (looked for {looked})"
+                      + "".join(f"; {n}" for n in found.notices))
 
 
 def is_output_folder(folder: Path) -> bool:
@@ -63,13 +75,12 @@ def find_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike], out: st
     """
     if limit is not None and limit < 1:
         raise ConfigError(f"limit must be >= 1, got {limit}")
-    if isinstance(inputs, (str, os.PathLike)):
-        inputs = [inputs]
+    inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     out_dir = None if out is None else Path(out).resolve()
     pruned: list[Path] = []
 
     def prune(folder: Path) -> bool:
-        real = folder.resolve()
+        real = resolved(folder)
         if (out_dir is not None and real == out_dir) or is_output_folder(folder):
             pruned.append(folder)
             return True
@@ -77,11 +88,12 @@ def find_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike], out: st
 
     named, under_out = [], []
     for item in inputs:
-        if out_dir is not None and _inside(Path(item).resolve(), out_dir):
+        if out_dir is not None and _inside(resolved(item), out_dir):
             under_out.append(Path(item))
         else:
             named.append(item)
-    images = imageio.iter_images(named, prune=prune) if named else []
+    skipped: Counter = Counter()
+    images = imageio.iter_images(named, prune=prune, skipped=skipped) if named else []
     found = len(images)
     images = [(p, r) for p, r in images if _keep(p.relative_to(r).as_posix(), glob, exclude)]
     _refuse_same_names(images)
@@ -92,25 +104,31 @@ def find_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike], out: st
         where = ", ".join(str(p) for p in [*under_out, *pruned])
         notices.append(f"skipped visionkit output folders (the --out folder and earlier runs' outputs are "
                        f"never read as input): {where}")
+    if skipped:
+        kinds = ", ".join(f"{n} {suffix}" for suffix, n in sorted(skipped.items()))
+        total = sum(skipped.values())
+        notices.append(f"skipped {total} file{'s' if total != 1 else ''} in image formats visionkit does not "
+                       f"read ({kinds}); it reads {', '.join(sorted(imageio.IMAGE_SUFFIXES))}: convert them "
+                       "to one of these to label them")
     if len(images) < found:
         notices.append(f"using {len(images)} of the {found} images found"
                        + (f" (--glob {' '.join(glob)})" if glob else "")
                        + (f" (--exclude {' '.join(exclude)})" if exclude else "")
                        + (f" (--limit {limit})" if limit is not None else ""))
-    return Inputs(images, notices, found)
+    return Inputs(images, notices, found, [str(p) for p in inputs])
 
 
 def _refuse_same_names(images: Sequence[tuple[Path, Path]]) -> None:
     """Raise InputError when two images from different input roots share a relative name (casefolded)."""
     first: dict[str, tuple[Path, Path]] = {}
-    resolved: dict[Path, Path] = {}
+    real_roots: dict[Path, Path] = {}
     for path, root in images:
         rel = path.relative_to(root).as_posix()
-        real_root = resolved.setdefault(root, root.resolve())
+        real_root = real_roots.setdefault(root, root.resolve())
         other = first.setdefault(rel.casefold(), (path, real_root))
         if other[1] == real_root:
             continue
-        a, b = other[0].resolve(), path.resolve()
+        a, b = resolved(other[0]), resolved(path)
         try:
             common = f" ({os.path.commonpath([a, b])})"
         except ValueError:  # different drives on Windows

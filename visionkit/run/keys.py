@@ -25,8 +25,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
-from ..errors import ExportError
+from ..errors import ExportError, InputError
 from ..media.atomic import atomic_open
+from ..media.paths import check_name
 
 __all__ = ["KEY_FILE", "assign_keys", "load_key_map", "record_keys", "run_keys", "save_key_map",
            "stem_owners"]
@@ -35,17 +36,27 @@ KEY_FILE = "keys.json"
 _SIGNATURE = "visionkit keys"
 
 
-def load_key_map(out: Path) -> dict[str, str] | None:
-    """The recorded ``{file_name: key}`` of ``out``, or None when the folder has none (or it is unreadable:
-    the keys are then assigned afresh, which is what a folder without a map gets anyway)."""
+def load_key_map(out_dir: Path) -> dict[str, str] | None:
+    """The recorded ``{file_name: key}`` of ``out_dir``, or None when the folder has none (or it is
+    unreadable: the keys are then assigned afresh, which is what a folder without a map gets anyway).
+
+    Raises:
+        InputError: a key that would leave the folder as a file name (``../x``, ``/x``, ``a/b``).
+    """
     try:
-        data = json.loads((Path(out) / KEY_FILE).read_text(encoding="utf-8"))
+        data = json.loads((Path(out_dir) / KEY_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     keys = data.get("keys") if isinstance(data, dict) and data.get("format") == _SIGNATURE else None
     if not isinstance(keys, dict):
         return None
-    return {str(f): str(k) for f, k in keys.items() if isinstance(k, str) and k}
+    out = {str(f): k for f, k in keys.items() if isinstance(k, str) and k}
+    for f, k in out.items():  # a key becomes a file name: overlays/<key>.jpg, responses/<key>.json
+        check_name(k, file=Path(out_dir) / KEY_FILE, field=f"keys[{f!r}]")
+        if "/" in k or "\\" in k:
+            raise InputError(f"{Path(out_dir) / KEY_FILE}: keys[{f!r}]: {k!r} holds a path separator; "
+                             "expected a plain file name (keys join folders with '__')")
+    return out
 
 
 def save_key_map(out: Path, keys: Mapping[str, str]) -> None:

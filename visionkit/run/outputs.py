@@ -17,6 +17,7 @@ from ..errors import ExportError
 from ..formats.coco import CategoryMap, assemble, finish_annotation
 from ..formats.keypoints import keypoints_dataset
 from ..media.atomic import atomic_open, write_json_atomic
+from ..media.filekind import resolved
 from .outdir import keep_previous, previous_counts, write_index
 from .summary import LabelSummary
 
@@ -30,6 +31,7 @@ def export(summary: LabelSummary, name: str, write: Callable[..., None], *args: 
         write(*args)
     except (ExportError, OSError) as exc:
         summary.export_errors.append(f"{name} could not be written: {exc}")
+        summary.unwritten.append(name)
 
 
 def _records(spool, offsets: dict[int, tuple[int, int]]) -> Iterator[dict]:
@@ -99,7 +101,7 @@ def write_annotations(path: Path, spool, offsets: dict[int, tuple[int, int]], la
 def write_sources(path: Path, images: list[tuple[Path, Path]]) -> None:
     """Record where each input image is (``file_name`` -> absolute path), for ``visionkit export``."""
     write_json_atomic(path, {"version": 1, "images": {
-        p.relative_to(root).as_posix(): str(p.resolve()) for p, root in images}}, indent=1)
+        p.relative_to(root).as_posix(): str(resolved(p)) for p, root in images}}, indent=1)
 
 
 def write_keypoints(path: Path, spool, offsets: dict[int, tuple[int, int]], categories: list | None,

@@ -53,10 +53,9 @@ from ..core.tasks import check_task
 from ..draw.overlay_files import DEFAULT_OVERLAY_FORMAT, DEFAULT_OVERLAY_MAX_SIDE, check_overlay_options
 from ..errors import ConfigError, ExportError, InputError
 from ..formats.coco import CategoryMap, check_polygon_holes
-from ..media import imageio
 from .answer_source import AnswerSource, RateLimiter, ResponseStore
 from .image_step import ImageResult, StepConfig, init_step, offline_step, process_one, replay_answer
-from .inputs import find_inputs
+from .inputs import find_inputs, no_images_error
 from .keys import record_keys, run_keys, stem_owners
 from .model_check import answer_note, start_model
 from .outdir import clean_stale_temps, lock_output
@@ -93,7 +92,8 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
     """Label images and write COCO, overlays, raw responses and a failure report under ``out``.
 
     Args:
-        inputs: image files and/or folders (searched recursively for jpg, jpeg, png, webp, bmp, heic).
+        inputs: image files and/or folders (searched recursively for jpg, jpeg, png, webp, bmp, tif, gif,
+            heic).
         out: output folder (created).
         task: ``"detect"`` (boxes) or ``"segment"`` (boxes and masks).
         replay: a folder of recorded answers, ``<key>.json`` (full response) or ``<key>.txt`` (text), used
@@ -163,9 +163,7 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
     found = find_inputs(inputs, out, glob=glob, exclude=exclude, limit=limit)
     images = found.images
     if not images:
-        raise InputError("no images found in the inputs (looked for "
-                         f"{', '.join(sorted(imageio.IMAGE_SUFFIXES))})"
-                         + "".join(f"; {n}" for n in found.notices))
+        raise no_images_error(found)
     store = ResponseStore(out / "responses")
     if replay_dir is None and client is None and client_factory is None:
         raise ConfigError("online labeling needs a Gemini client; to label from recorded answers "

@@ -26,7 +26,7 @@ from pathlib import Path
 from ..errors import InputError, VisionkitError
 from ..media import imageio
 from .answer_source import AnswerSource, RateLimiter, ResponseStore, request_record
-from .inputs import find_inputs
+from .inputs import find_inputs, no_images_error
 from .keys import run_keys, stem_owners
 
 __all__ = ["Plan", "PlannedImage", "image_tokens", "plan"]
@@ -97,7 +97,7 @@ def plan(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: s
         raise InputError(f"replay folder {replay_dir} does not exist")
     found = find_inputs(inputs, out, glob=glob, exclude=exclude, limit=limit)
     if not found.images:
-        raise InputError("no images found in the inputs" + "".join(f"; {n}" for n in found.notices))
+        raise no_images_error(found)
     store = ResponseStore(out / "responses")
     keys, _ = run_keys(found.images, out, store.owner)
     source = AnswerSource(replay_dir, store, None, RateLimiter(None), task, prompt, classes,
@@ -115,13 +115,14 @@ def plan(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: s
 def _plan_one(source: AnswerSource, path: Path, file_name: str, key: str, model: str,
               max_side: int | None, prompt_tokens: int, media_resolution: str | None) -> PlannedImage:
     try:
+        size_wh = imageio.image_size(path)  # as the label run does: an unreadable image fails first
         if source.replay is not None:
             found = source.replay_file(path, file_name, key)
             return PlannedImage(file_name, key, "replay", str(found))
         answer, stale = source.store.load(key, source.request, path)
         if answer is not None:
             return PlannedImage(file_name, key, "reuse", str(source.store.path(key)))
-        tokens = image_tokens(imageio.image_size(path), model, max_side, media_resolution) + prompt_tokens
+        tokens = image_tokens(size_wh, model, max_side, media_resolution) + prompt_tokens
         return PlannedImage(file_name, key, "request", stale or "", tokens)
     except VisionkitError as exc:
         return PlannedImage(file_name, key, "fail", str(exc))

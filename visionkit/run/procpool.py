@@ -9,7 +9,8 @@ Start method: ``fork`` when the calling process has a single OS thread (cheapest
 imported modules), else ``forkserver`` with :mod:`visionkit.run.pipeline` preloaded, else ``spawn`` (macOS,
 Windows); :func:`start_method` says why. A forkserver or spawn worker does not run the caller's script
 again (see :func:`_main_script_hidden`). Workers ignore SIGINT: Ctrl-C reaches the parent, which drops the
-queued work; the images in flight finish.
+queued work; the images in flight finish. Workers end as soon as the run process ends, even by ``kill -9``
+(:func:`_watch_run`), and with them the forkserver and the resource tracker.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import select
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -97,8 +100,41 @@ def _main_script_hidden() -> Iterator[None]:
                 del main.__spec__
 
 
-def _init_worker(initializer: Callable[..., None] | None, initargs: tuple) -> None:
+def _watch_run(pid: int) -> None:
+    """End this worker at once when the run process ``pid`` ends, however it ends (``kill -9`` too).
+
+    A worker blocks on its call queue, whose write end it holds itself, so it never sees the run go; and
+    with ``forkserver`` the worker is the forkserver's child, so ``PR_SET_PDEATHSIG`` (which watches the
+    direct parent) would not fire. The worker waits on a pidfd of the run instead (Linux 5.3+,
+    ``os.pidfd_open``: readable when that process exits; https://man7.org/linux/man-pages/man2/pidfd_open.2.html),
+    elsewhere it polls the pid once a second. Once every worker is gone, the forkserver (which lives while
+    a holder of its "alive" pipe does) and the resource tracker (while a holder of its pipe does) see EOF
+    and exit too, so a killed run leaves no process behind.
+    """
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(1)  # the run is already gone
+    except (AttributeError, OSError):  # not Linux, or an old kernel
+        fd = None
+    if fd is not None:
+        select.select([fd], [], [])
+        os._exit(1)
+    while True:
+        time.sleep(1.0)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except OSError:  # EPERM: it exists, owned by someone else (the pid was reused): the run is gone
+            os._exit(1)
+
+
+def _init_worker(initializer: Callable[..., None] | None, initargs: tuple,
+                 run_pid: int | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if run_pid is not None:
+        threading.Thread(target=_watch_run, args=(run_pid,), name="visionkit-run-watch", daemon=True).start()
     if initializer is not None:
         initializer(*initargs)
 
@@ -116,7 +152,7 @@ class RestartingPool:
 
     def _new(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(self.workers, mp_context=self._ctx, initializer=_init_worker,
-                                   initargs=self._init)
+                                   initargs=(*self._init, os.getpid()))
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         with self._starting():

@@ -20,6 +20,7 @@ from ..core.masks import DEFAULT_THRESHOLD
 from ..core.tasks import check_task
 from ..draw.overlay_files import DEFAULT_OVERLAY_FORMAT, DEFAULT_OVERLAY_MAX_SIDE, check_overlay_options
 from ..errors import ConfigError, InputError
+from ..media.paths import check_name
 from .answer_source import AnswerSource, RateLimiter, ResponseStore
 from .image_step import ImageResult, StepConfig, init_step, offline_step, process_one, replay_answer
 from .keys import load_key_map
@@ -48,13 +49,15 @@ def _sources(out: Path) -> dict[str, Path]:
     path = out / "sources.json"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        images = data["images"]
-        return {str(name): Path(p) for name, p in images.items()}
+        images = {str(name): Path(p) for name, p in data["images"].items()}
     except FileNotFoundError:
         raise InputError(f"{out} is not a finished label run: {path} is missing (run visionkit label "
                          "first; overlays are drawn from its record of the images)") from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InputError(f"cannot read {path}: expected {{\"images\": {{file_name: path}}}} ({exc})") from exc
+    for name in images:  # names relative to the input folder, as `label` wrote them
+        check_name(name, file=path, field=f"images[{name!r}]")
+    return images
 
 
 def redraw_overlays(out: str | os.PathLike, *, replay: str | os.PathLike | None = None,

@@ -60,6 +60,7 @@ class LabelSummary:
     lost_images: list[str] = field(default_factory=list)  # had annotations before, have none now
     previous_note: str | None = None  # set when an older, fuller annotations.previous.json was kept instead
     export_errors: list[str] = field(default_factory=list)  # outputs that could not be written (full disk)
+    unwritten: list[str] = field(default_factory=list)  # their file names ("annotations.json", ...)
     unsaved: int = 0  # paid answers that could not be saved, even when retried at the end
     usage: Usage = field(default_factory=Usage)  # tokens spent by this run's requests (see
                                                  # visionkit.core.usage)

@@ -9,7 +9,9 @@ Besides statuses, resets and slow answers, the hostile-server kinds of issue 11:
 * :meth:`Fault.gzip_bomb`: ``Content-Encoding: gzip`` whose body inflates to ``size`` bytes (1 GiB by
   default from about 1 MB on the wire: 16 MiB gzip members, repeated);
 * :meth:`Fault.echo_key`: the request's own ``x-goog-api-key`` echoed back, in an error ``status``, an
-  error ``message``, an HTML page (at offset 70) or a detection label;
+  error ``message``, an HTML page (at offset 70) or a detection label; in a 200 answer also encoded
+  (issue 19): JSON-escaped in a label or in ``modelVersion``, split over 5-character text parts, or
+  percent-encoded in a label;
 * :meth:`Fault.oversize`: a valid generateContent answer of ``size`` bytes, uncompressed.
 """
 
@@ -23,7 +25,10 @@ from dataclasses import dataclass
 __all__ = ["ECHO_PLACES", "Fault", "bomb_body", "echo_body", "oversize_body"]
 
 #: Where :meth:`Fault.echo_key` puts the key.
-ECHO_PLACES = ("status", "message", "html", "label")
+ECHO_PLACES = ("status", "message", "html", "label", "label-escaped", "label-split", "label-percent",
+               "model-version-escaped")
+#: The places of :data:`ECHO_PLACES` that answer 200 with a detection.
+_ECHO_ANSWERS = ("label", "label-escaped", "label-split", "label-percent", "model-version-escaped")
 
 @dataclass(frozen=True)
 class Fault:
@@ -93,7 +98,7 @@ class Fault:
         """Echo the request's API key back: ``where`` is one of :data:`ECHO_PLACES`."""
         if where not in ECHO_PLACES:
             raise ValueError(f"where must be one of {', '.join(ECHO_PLACES)}, got {where!r}")
-        default = 200 if where in ("html", "label") else 400
+        default = 200 if where == "html" or where in _ECHO_ANSWERS else 400
         return Fault("echo", code=code if code is not None else default, reason=where)
 
     @staticmethod
@@ -132,16 +137,32 @@ def echo_body(where: str, key: str, code: int) -> tuple[bytes, str]:
         page = "<html><head><title>Error</title></head><body><p>Upstream proxy said: request key "
         page = page[:70].ljust(70, " ") + key + " was rejected</p></body></html>"
         return page.encode(), "text/html; charset=UTF-8"
-    if where == "label":
-        items = [{"box_2d": [100, 100, 500, 500], "label": f"cup {key}"}]
-        body = {"candidates": [{"content": {"role": "model", "parts": [{"text": json.dumps(items)}]},
-                                "finishReason": "STOP", "index": 0}]}
-        return json.dumps(body).encode(), "application/json; charset=UTF-8"
+    if where in _ECHO_ANSWERS:
+        return _echo_answer(where, key), "application/json; charset=UTF-8"
     error = {"code": code, "message": f"API key {key} not valid. Please pass a valid API key.",
              "status": "INVALID_ARGUMENT"}
     if where == "status":
         error = {"code": code, "message": "Request contains an invalid argument.", "status": key}
     return json.dumps({"error": error}).encode(), "application/json; charset=UTF-8"
+
+
+def _echo_answer(where: str, key: str) -> bytes:
+    """A 200 generateContent answer with ``key`` in a label or in ``modelVersion``, as ``where`` says."""
+    escaped = "".join(f"\\u{ord(c):04x}" for c in key)
+    label = {"label": key, "label-escaped": escaped, "label-percent": "".join(f"%{ord(c):02X}" for c in key)
+             }.get(where, "")
+    text = '[{"box_2d": [100, 100, 500, 500], "label": "cup ' + label + '"}]'
+    parts = [{"text": text}]
+    if where == "label-split":  # 5 characters a part: no part holds 8 of the key
+        head, tail = text.split('cup ', 1)
+        pieces = [key[i:i + 5] for i in range(0, len(key), 5)]
+        parts = [{"text": head + "cup "}, *({"text": p} for p in pieces), {"text": tail}]
+    body = {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP",
+                            "index": 0}], "modelVersion": "MODEL_VERSION"}
+    # json.dumps escapes the backslashes of the label's escapes (a JSON text inside JSON, as Gemini's is);
+    # modelVersion gets its escapes at the body's own level
+    version = escaped if where == "model-version-escaped" else "gemini-2.5-flash"
+    return json.dumps(body).replace("MODEL_VERSION", version).encode()
 
 
 def oversize_body(size: int) -> bytes:

@@ -3,6 +3,7 @@ holding the most detections is the answer (the full rule is in :mod:`visionkit.a
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import json
 import re
@@ -23,6 +24,11 @@ _MEMBER_LIST = re.compile(r'^\s*"[^"\n]{1,64}"\s*:')
 _LITERAL = re.compile(r"(?:null|true|false)\s*[,\]]")
 _SCALAR_THEN_COMMA = re.compile(r"(?:null|true|false|-?\d[\d.eE+-]*)\s*,")
 _OPEN = re.compile(r"[\[{]")
+_BRACE_RUN = re.compile(r"\{+")
+# Once the decode budget is spent and an "other" candidate is had, only these brackets can still add a
+# candidate (the start of items or of an object, as _looks_like_items says): the scan jumps between them
+# with one regex search instead of a loop iteration per bracket ("[[[[...", '["["["...').
+_ITEMS_START = re.compile(r'\[(?=\s*(?:\{|(?:null|true|false|-?\d[\d.eE+-]*)\s*,))|\{(?=\s*")')
 _DECODER = json.JSONDecoder()
 _MISSING = object()
 _MAX_DECODE_ATTEMPTS = 32
@@ -164,8 +170,16 @@ def _prose_candidates(text: str, skip: dict[int, int]) -> list[_Candidate]:
     pos = attempts = 0
     n = len(text)
     have_other = False
+    skip_starts = sorted(skip)
     while True:
-        match = _OPEN.search(text, pos)
+        if have_other and attempts >= _MAX_DECODE_ATTEMPTS:
+            match = _ITEMS_START.search(text, pos)
+            k = bisect.bisect_left(skip_starts, pos)
+            if k < len(skip_starts) and (match is None or skip_starts[k] < match.start()):
+                pos = skip[skip_starts[k]]  # a fenced block that decoded lies between: passed over
+                continue
+        else:
+            match = _OPEN.search(text, pos)
         if match is None:
             break
         i = match.start()
@@ -175,6 +189,10 @@ def _prose_candidates(text: str, skip: dict[int, int]) -> list[_Candidate]:
         pos = i + 1
         nxt = WS.match(text, i + 1).end()
         ch = text[nxt] if nxt < n else ""
+        if ch == "{" and match.group() == "{" and nxt == i + 1:
+            # a run of "{{{{": none starts an object; one regex match jumps to its last brace
+            pos = _BRACE_RUN.match(text, i).end() - 1
+            continue
         if match.group() == "{":
             if nxt < n and ch not in '"}':
                 continue

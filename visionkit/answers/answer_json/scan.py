@@ -12,6 +12,9 @@ __all__ = ["TOKEN", "WS", "array_children", "matching_close", "member_arrays", "
 # (The string is written as an unrolled loop, ``[^"\\]*(?:\\.[^"\\]*)*``: an alternation per character is
 # some 20x slower on long base64 mask strings.)
 TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|"|[\[\]{}]', re.DOTALL)
+# The same, with a run of one bracket kind as one token ("[[[[" is one match, not four): a long run of
+# brackets costs one regex step, not a Python loop iteration per bracket.
+RUN_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|"|\[+|\]+|\{+|\}+', re.DOTALL)
 WS = re.compile(r"\s*")
 _SCALAR_END = re.compile(r"[,\]}\s]")
 # After a member's key string: `: [`.
@@ -22,17 +25,31 @@ def matching_close(s: str, i: int) -> int | None:
     """End index (exclusive) of the bracket at ``s[i]``, matching bracket types, or None if the text ends
     first. String-aware; a closer of the wrong type is junk inside the value (``[{...}, }, {...}]``), not
     its end."""
-    stack: list[str] = []
-    for m in TOKEN.finditer(s, i):
+    stack: list[list] = []  # [closer, how many], run-length encoded
+    for m in RUN_TOKEN.finditer(s, i):
         tok = m.group()
-        if tok == '"':  # unterminated string: the text ends inside it
-            return None
-        if tok in "[{":
-            stack.append("]" if tok == "[" else "}")
-        elif tok in "]}" and tok == stack[-1]:
-            stack.pop()
-            if not stack:
-                return m.end()
+        kind = tok[0]
+        if kind == '"':
+            if tok == '"':  # unterminated string: the text ends inside it
+                return None
+            continue
+        if kind in "[{":
+            closer = "]" if kind == "[" else "}"
+            if stack and stack[-1][0] == closer:
+                stack[-1][1] += len(tok)
+            else:
+                stack.append([closer, len(tok)])
+        else:  # a run of closers: each closes the innermost open bracket when it is of its kind, and is
+            left, at = len(tok), m.start()  # junk inside the value when it is not
+            while left and stack[-1][0] == kind:
+                take = min(left, stack[-1][1])
+                stack[-1][1] -= take
+                left -= take
+                at += take
+                if not stack[-1][1]:
+                    stack.pop()
+                    if not stack:
+                        return at
     return None
 
 
@@ -44,21 +61,17 @@ def skip_value(s: str, i: int) -> int | None:
     ch = s[i]
     if ch in "[{":
         depth = 0
-        pos = i
-        while True:
-            m = TOKEN.search(s, pos)
-            if m is None:
-                return None
+        for m in RUN_TOKEN.finditer(s, i):
             tok = m.group()
             if tok == '"':  # unterminated string: the text ends inside it
                 return None
-            if tok in "[{":
-                depth += 1
-            elif tok in "]}":
-                depth -= 1
-                if depth == 0:
-                    return m.end()
-            pos = m.end()
+            if tok[0] in "[{":
+                depth += len(tok)
+            elif tok[0] in "]}":
+                if len(tok) >= depth:
+                    return m.start() + depth
+                depth -= len(tok)
+        return None
     if ch == '"':
         m = TOKEN.match(s, i)
         return None if m is None or m.group() == '"' else m.end()

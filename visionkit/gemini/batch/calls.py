@@ -101,7 +101,9 @@ def create_job(client: GeminiClient, display_name: str, *, file_name: str | None
         payload = inline
     policy = _CreatePolicy(max_attempts=client.retry.max_attempts, base_delay=client.retry.base_delay,
                            max_delay=client.retry.max_delay, max_total_wait=client.retry.max_total_wait,
-                           jitter=client.retry.jitter, sleep=client.retry.sleep, rng=client.retry.rng)
+                           jitter=client.retry.jitter, sleep=client.retry.sleep, rng=client.retry.rng,
+                           # a 429 here means the batch quota is full: as many tries as before, not more
+                           max_paced_attempts=client.retry.max_attempts)
     try:
         response, _ = client._request("POST", _url(client, f"models/{model}:batchGenerateContent"),
                                       headers={"Content-Type": "application/json"}, data=payload,

@@ -1,0 +1,140 @@
+"""What an input path is, before anything opens it: only regular files are read.
+
+Opening a FIFO (named pipe) for reading waits for a writer, for ever; a character device such as
+``/dev/zero`` never ends; a socket cannot be opened. A symbolic link that leads back to itself makes
+``open`` fail with ``ELOOP`` and ``Path.resolve`` raise ``RuntimeError`` (Python 3.10-3.12). So every image
+path is checked with one ``os.stat`` (:func:`check_regular`) before it is opened, and resolved with
+:func:`resolved`, which never raises: such a file is one failed image with a reason, never a hang or an
+aborted run.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections import Counter
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from ..errors import InputError
+
+__all__ = ["IMAGE_SUFFIXES", "OTHER_IMAGE_SUFFIXES", "check_regular", "iter_images", "resolved"]
+
+#: File suffixes (lower case, with the dot) treated as images when a folder is searched.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic",
+                            ".heif"})
+
+#: Suffixes of image formats visionkit does not read: counted when a folder is searched, so a run can say
+#: how many such files it skipped.
+OTHER_IMAGE_SUFFIXES = frozenset({".avif", ".jxl", ".jp2", ".j2k", ".svg", ".psd", ".ico", ".tga", ".exr",
+                                  ".hdr", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raw",
+                                  ".ppm", ".pgm", ".pbm", ".pnm"})
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def check_regular(path: str | os.PathLike, expected: str = "an image file") -> os.stat_result:
+    """``os.stat(path)`` when ``path`` is (a link to) a regular file; else an :class:`InputError` naming
+    the file and what it is: missing, a broken link, a link loop, a folder, a FIFO, a socket or a device."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            try:
+                target = f" {os.readlink(path)!r}"
+            except OSError:
+                target = ""
+            raise InputError(f"{path}: a broken symbolic link (its target{target} does not exist); "
+                             f"expected {expected}") from None
+        raise InputError(f"{path}: file not found (expected {expected})") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputError(f"{path}: a symbolic link loop (following it leads back to a link already "
+                             f"followed), not {expected}") from None
+        raise InputError(f"{path}: cannot read it ({exc.strerror or exc}); expected {expected}") from None
+    if stat.S_ISREG(st.st_mode):
+        return st
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{path}: is a folder, not an image file")
+    raise InputError(f"{path}: is {_kind(st.st_mode)}, not a regular file; only regular files are read "
+                     f"(reading this one could wait for ever); expected {expected}")
+
+
+def resolved(path: str | os.PathLike) -> Path:
+    """``Path(path).resolve()``, or the absolute path as it is when it cannot be resolved (a symbolic link
+    loop raises ``RuntimeError`` on Python 3.10-3.12): the file then fails where it is opened, alone."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(path))
+
+
+def iter_images(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
+                prune: Callable[[Path], bool] | None = None,
+                skipped: Counter | None = None) -> list[tuple[Path, Path]]:
+    """Expand files and folders into ``(path, root)`` pairs, in a stable order.
+
+    A folder is searched recursively for files whose suffix (any case) is in :data:`IMAGE_SUFFIXES`; its
+    files are sorted by their path relative to the folder, and ``root`` is the folder. Names starting with
+    ``.`` (hidden files and folders, macOS ``._*`` files) are skipped, and so is every sub-folder for which
+    ``prune(folder)`` is true (the folders given as inputs are not asked). A file given directly has its
+    parent as ``root``. A file reached twice is listed once, at its first position. Entries are listed by
+    name, not opened: a FIFO, a device or a symbolic link loop with an image suffix is listed, and fails
+    alone when it is read (:func:`check_regular`).
+
+    ``skipped``, when given, counts the files found in folders whose suffix names an image format that is
+    not supported (:data:`OTHER_IMAGE_SUFFIXES`, e.g. ``{".avif": 2}``), so the caller can say so once.
+
+    Raises:
+        InputError: an input does not exist, or a file given directly is not an image type.
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    found: list[tuple[Path, Path]] = []
+    seen: set[Path] = set()
+
+    def add(path: Path, root: Path) -> None:
+        key = resolved(path)
+        if key not in seen:
+            seen.add(key)
+            found.append((path, root))
+
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            for file in _walk(path, prune, skipped):
+                add(file, path)
+        elif os.path.lexists(path):  # a file, or a FIFO, device, broken link or link loop: fails when read
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                raise InputError(f"{path}: not an image file (expected one of "
+                                 f"{', '.join(sorted(IMAGE_SUFFIXES))})")
+            add(path, path.parent)
+        else:
+            raise InputError(f"{path}: no such file or folder")
+    return found
+
+
+def _walk(folder: Path, prune: Callable[[Path], bool] | None = None,
+          skipped: Counter | None = None) -> list[Path]:
+    files = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")
+                       and (prune is None or not prune(Path(dirpath) / d))]
+        for name in filenames:
+            if name.startswith("."):
+                continue
+            suffix = os.path.splitext(name)[1].lower()
+            if suffix in IMAGE_SUFFIXES:
+                files.append(Path(dirpath) / name)
+            elif skipped is not None and suffix in OTHER_IMAGE_SUFFIXES:
+                skipped[suffix] += 1
+    return sorted(files, key=lambda p: p.relative_to(folder).as_posix())
