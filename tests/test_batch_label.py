@@ -404,6 +404,29 @@ def test_record_that_cannot_be_read_is_never_replaced(tmp_path):
     assert (tmp_path / "batch" / "jobs.json").read_text() == "{not json"
 
 
+@pytest.mark.parametrize("job_id, ok", [
+    ("visionkit-1a2b3c4d-1", True),
+    ("../../victim", False),
+    ("/tmp/victim", False),
+    ("sub/x", False),
+    ("", False),
+    (7, False),
+    ("a" * 129, False),
+])
+def test_a_hand_edited_job_id_never_names_a_file_outside_the_batch_folder(tmp_path, job_id, ok):
+    from visionkit.errors import InputError
+
+    (tmp_path / "batch").mkdir()
+    record = {"version": 1, "run_id": "1a2b3c4d", "counter": 1,
+              "jobs": [{"id": job_id, "step": "built", "request": {}, "model": "m"}]}
+    (tmp_path / "batch" / "jobs.json").write_text(json.dumps(record))
+    if ok:
+        assert JobBook(tmp_path).jobs[0].id == job_id
+        return
+    with pytest.raises(InputError, match=r"jobs\[0\]\.id: .* is not a job id"):
+        JobBook(tmp_path)
+
+
 def test_a_second_run_cannot_create_jobs_while_one_waits_but_status_and_cancel_work(server, tmp_path):
     import threading
 

@@ -9,7 +9,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 MARKER = re.compile(r"^(<{7} |>{7} |={7}$)", re.MULTILINE)
 SUFFIXES = {".py", ".md", ".toml", ".cfg", ".txt", ".yaml", ".yml", ".html", ".js", ".css", ".ipynb", ""}
-SKIP = {".git", ".ci-venv", ".venv", "build", "dist", "__pycache__", ".pytest_cache", ".ruff_cache"}
+SKIP = {".git", ".ci-venv", ".ci-tools", ".venv", "build", "dist", "__pycache__", ".pytest_cache",
+        ".ruff_cache"}
 
 
 def _text_files():

@@ -210,6 +210,8 @@ def _print_summary(summary, args: argparse.Namespace, stdout: TextIO) -> None:
         where = "--categories" if args.categories else "--classes"
         stdout.write(f"dropped {report['unmapped_detections']} detections with labels outside {where}: "
                      f"{report['unmapped_labels']}\n")
+    if summary.rotation_notice():
+        stdout.write(f"{summary.rotation_notice()}\n")
     if summary.points:
         stdout.write(f"{summary.points} points (pointing answers, no box) are not COCO instances: written as "
                      f"COCO keypoints to {summary.out / 'keypoints.json'}\n")

@@ -1,4 +1,5 @@
-"""``visionkit export DIR... --to DEST --format {coco,yolo,yolo-detect,yolo-segment} [--split ...]``."""
+"""``visionkit export DIR... --to DEST --format {coco,yolo,yolo-detect,yolo-segment,label-studio,hf}
+[--split ...]``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``visionkit export``."""
-    p = sub.add_parser("export", help="turn labelled run folders into a dataset folder (COCO or YOLO)",
+    p = sub.add_parser("export", help="turn labelled run folders into a dataset folder (COCO, YOLO, "
+                                      "Label Studio, Hugging Face)",
                        description="Export one or more `visionkit label` output folders (annotations.json + "
                                    "sources.json) into a self-contained dataset folder with upright image "
                                    "copies.")
@@ -21,7 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--to", required=True, metavar="DEST", help="the dataset folder (must be empty or absent)")
     p.add_argument("--format", choices=FORMATS, default="coco",
                    help="coco: images/ + annotations/instances_<split>.json; yolo-detect / yolo-segment: "
-                        "Ultralytics images/, labels/, data.yaml; yolo: segment when the run has masks "
+                        "Ultralytics images/, labels/, dataset.yaml (= data.yaml); yolo: segment when the "
+                        "run has masks; label-studio: images/, tasks_<split>.json with predictions, "
+                        "config.xml; hf: a Hugging Face imagefolder, <split>/ with metadata.jsonl "
                         "(default coco)")
     p.add_argument("--split", metavar="NAME=FRAC[,...]", default="",
                    help="seeded random split, e.g. val=0.2 or val=0.1,test=0.1; the rest is train "
@@ -35,10 +39,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="the input folder the runs were given, when their sources.json is missing or the "
                         "images moved (default: the paths in DIR/sources.json)")
     p.add_argument("--polygons", action="store_true",
-                   help="COCO: write polygon segmentations instead of RLE (default RLE)")
+                   help="COCO: write polygon segmentations instead of RLE (default RLE); label-studio: "
+                        "masks as polygons instead of brush RLE")
     p.add_argument("--polygon-holes", choices=("rle", "fill"), default="rle",
                    help="COCO with --polygons: a mask with holes stays RLE ('rle') or has its holes filled "
                         "('fill') (default rle)")
+    p.add_argument("--ls-root", metavar="DIR",
+                   help="label-studio: Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, a folder "
+                        "holding DEST; image URLs are relative to it (default: DEST itself)")
     p.add_argument("-q", "--quiet", action="store_true", help="no per-image failure lines")
     p.set_defaults(func=run)
 
@@ -52,10 +60,12 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
     s = export_dataset(args.runs, args.to, format=args.format, split=args.split, seed=args.seed,
                        categories=categories, images_root=args.images, polygons=args.polygons,
-                       polygon_holes=args.polygon_holes, on_image=on_image)
+                       polygon_holes=args.polygon_holes, ls_root=args.ls_root, on_image=on_image)
     splits = ", ".join(f"{n} {k}" for k, n in s.images.items())
     stdout.write(f"{sum(s.images.values())} images ({splits}), {s.annotations} annotations written to "
                  f"{s.dest} as {s.format}; {s.reencoded} images re-encoded upright\n")
+    for note in s.notes:
+        stdout.write(f"note: {note}\n")
     if s.report:
         stdout.write("notes: " + ", ".join(f"{k} {v}" for k, v in s.report.items()) + "\n")
     if s.unmapped:

@@ -6,11 +6,18 @@ coordinates: ``[0, 0, 1, 0, 1, 1, 0, 1]`` covers the first pixel), then simplifi
 (``tolerance`` in pixels, topology preserved), and cut to the crop's pixel box. Every polygon written is
 valid, has at least 3 points and lies inside the crop's box.
 
+A mask in several parts gives several polygons, LARGEST FIRST: readers that keep only the first polygon of
+an annotation (label-studio-converter's COCO import, sahi) then get the object's body, not a speck.
+Parts of less than :data:`MIN_PART_AREA` square pixels (slivers that simplification and the cut to the
+crop's box leave behind; a whole pixel is 1.0) are dropped and counted (``polygon_specks_dropped``).
+
 COCO polygons of one annotation are a union, so they cannot express holes. :func:`crop_to_polygons`
 returns whether the mask has holes and leaves the choice (fall back to RLE, or fill) to the caller.
 """
 
 from __future__ import annotations
+
+from collections import Counter
 
 import cv2
 import numpy as np
@@ -19,11 +26,20 @@ from shapely.geometry import MultiPolygon, Polygon
 
 from .maskcrop import MaskCrop
 
-__all__ = ["crop_to_polygons", "filled_area"]
+__all__ = ["MIN_PART_AREA", "crop_to_polygons", "filled_area"]
+
+#: Polygon parts smaller than this (square pixels) are dropped: less than one pixel, so no pixel's centre
+#: is surely inside them.
+MIN_PART_AREA = 1.0
 
 
-def crop_to_polygons(crop: MaskCrop, tolerance: float = 0.3) -> tuple[list[list[float]], bool]:
-    """Polygons ``[[x1, y1, x2, y2, ...], ...]`` in image pixels of a crop's outer boundaries.
+def crop_to_polygons(crop: MaskCrop, tolerance: float = 0.3, report: Counter | None = None
+                     ) -> tuple[list[list[float]], bool]:
+    """Polygons ``[[x1, y1, x2, y2, ...], ...]`` in image pixels of a crop's outer boundaries, largest
+    first.
+
+    Args:
+        report: a Counter to add ``polygon_specks_dropped`` to (parts under :data:`MIN_PART_AREA`).
 
     Returns:
         ``(polygons, has_holes)``; ``polygons`` is empty when the mask is empty.
@@ -56,10 +72,13 @@ def crop_to_polygons(crop: MaskCrop, tolerance: float = 0.3) -> tuple[list[list[
     # crop's own pixel box, so they never leave the annotation's bbox (which holds the crop).
     merged = merged.intersection(shapely.box(*crop.xyxy))
     out = []
-    for poly in _polygons(merged):
+    for poly in sorted(_polygons(merged), key=lambda p: -p.area):
         ring = np.asarray(poly.exterior.coords)[:-1]
-        if len(ring) >= 3 and poly.area > 0:
-            out.append([round(float(v), 2) for v in ring.reshape(-1)])
+        if len(ring) < 3 or poly.area < MIN_PART_AREA:
+            if report is not None and poly.area > 0:
+                report["polygon_specks_dropped"] += 1
+            continue
+        out.append([round(float(v), 2) for v in ring.reshape(-1)])
     return out, has_holes
 
 

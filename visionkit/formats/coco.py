@@ -197,7 +197,7 @@ def _segment(crop, image_wh: tuple[int, int], polygons: bool, polygon_holes: str
     if polygons:
         from ..core.polygons import crop_to_polygons  # shapely is imported only when polygons are asked
 
-        polys, has_holes = crop_to_polygons(crop)
+        polys, has_holes = crop_to_polygons(crop, report=report)
         if polys and not (has_holes and polygon_holes == "rle"):
             if has_holes:
                 report["holes_filled"] += 1

@@ -12,7 +12,12 @@ Layouts written under ``dest`` (which must be empty or absent):
 * ``coco``: ``images/<split>/<file_name>`` + ``annotations/instances_<split>.json`` (and
   ``annotations/keypoints_<split>.json`` for points, see :mod:`visionkit.formats.keypoints`);
 * ``yolo-detect`` / ``yolo-segment`` (Ultralytics): ``images/<split>/...``, ``labels/<split>/<stem>.txt``
-  and ``data.yaml`` (see :mod:`visionkit.formats.yolo`); ``yolo`` picks segment when the run has masks.
+  and ``dataset.yaml`` (FiftyOne's default name) with an identical ``data.yaml`` (see
+  :mod:`visionkit.formats.yolo`); ``yolo`` picks segment when the run has masks;
+* ``label-studio``: ``images/<split>/...``, ``tasks.json`` (pre-annotations) and ``config.xml`` (see
+  :mod:`visionkit.formats.label_studio`);
+* ``hf`` (Hugging Face ``imagefolder``): ``<split>/<file_name>`` + ``<split>/metadata.jsonl`` and a
+  ``README.md`` naming the classes (see :mod:`visionkit.formats.hf`).
 
 Images are copied UPRIGHT: a file with an EXIF orientation other than 1 is re-encoded with the rotation
 applied and the orientation tag removed (JPEG at quality 95, other formats lossless), because
@@ -23,39 +28,47 @@ HEIC/HEIF files become ``.jpg`` (trainers cannot read HEIC).
 Split: every image goes to ``train`` unless ``split`` asks for more, e.g. ``{"val": 0.2}``: each image's
 split comes from a hash of ``(seed, file_name)`` alone (see :func:`assign_splits`), so the same image + the
 same seed = the same split, whatever else is in the runs: a run that grows never moves an image between
-splits. The split sizes are the fractions on average, not exactly.
+splits. The split sizes are the fractions on average, not exactly. No split is ever written EMPTY (an empty
+``val`` folder stops Ultralytics' training): a named split that no image fell into is not written, and the
+YOLO ``dataset.yaml`` points it at ``images/train`` (Ultralytics' own convention when there is no val);
+if ``train`` itself would be empty, the image nearest to train's range moves there. Both are stated in
+:attr:`ExportSummary.notes`.
 
 Category ids are the same in every split file, and fixed across runs with ``categories`` (see
 :func:`visionkit.formats.coco.load_categories`); labels outside it are dropped and reported.
+
+Reading: the runs go through the one reader, :mod:`visionkit.formats.coco_stream` (via
+:mod:`visionkit.formats.export_runs`): each ``annotations.json`` is checked first (a malformed one is an
+InputError naming the file, the index and the field, before anything is written), then streamed one image
+at a time when a split's labels are written, in the runs' order; COCO split files are written by
+:class:`~visionkit.formats.coco_write.CocoWriter`. Memory holds a small tuple per image, not its
+annotations. An image whose mask does not decode (RLE counts that do not cover the image) is listed in the
+failures and its copied file removed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
 import os
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
-
 from ..core.detections import Detections
-from ..errors import ExportError, InputError, VisionkitError
-from ..media.atomic import write_bytes_atomic, write_json_atomic
+from ..errors import ExportError, VisionkitError
+from ..media.atomic import write_bytes_atomic
 from ..media.paths import safe_join
-from .export_runs import open_runs
+from .coco_stream import ImageEntry
+from .export_runs import Run, open_runs
+from .splits import assign_splits, parse_split, train_never_empty
+from .upright import copy_upright, dest_name
 
-__all__ = ["FORMATS", "ExportSummary", "parse_split", "assign_splits", "copy_upright", "export_dataset"]
+__all__ = ["FORMATS", "ExportSummary", "parse_split", "assign_splits", "copy_upright", "export_dataset",
+           "image_folder"]
 
 #: ``format`` values of :func:`export_dataset`.
-FORMATS = ("coco", "yolo", "yolo-detect", "yolo-segment")
-_COPY_AS_IS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-_SAVE = {".jpg": ("JPEG", {"quality": 95}), ".jpeg": ("JPEG", {"quality": 95}), ".png": ("PNG", {}),
-         ".bmp": ("BMP", {}), ".webp": ("WEBP", {"lossless": True})}
-
+FORMATS = ("coco", "yolo", "yolo-detect", "yolo-segment", "label-studio", "hf")
 
 @dataclass
 class ExportSummary:
@@ -71,113 +84,21 @@ class ExportSummary:
     report: dict = field(default_factory=dict)       # holes_filled, parts_merged, box_only, ...
     unmapped: dict = field(default_factory=dict)     # label -> detections dropped (not in categories)
     failures: list = field(default_factory=list)     # [{file, run, error}] images not exported
+    empty_splits: list = field(default_factory=list)  # named splits no image fell into (not written)
+    notes: list = field(default_factory=list)        # what the user should hear once (empty splits, ...)
 
     @property
     def ok(self) -> bool:
         return not self.failures
 
 
-def parse_split(text: str | None) -> dict[str, float]:
-    """``"val=0.2"`` or ``"val=0.1,test=0.1"`` -> ``{"val": 0.2, ...}``; None or ``""`` -> ``{}``."""
-    out: dict[str, float] = {}
-    for part in (text or "").split(","):
-        if not part.strip():
-            continue
-        name, sep, value = part.partition("=")
-        name = name.strip()
-        try:
-            frac = float(value)
-        except ValueError:
-            frac = -1.0
-        if not sep or not name or not 0 < frac < 1:
-            raise ExportError(f"split {part.strip()!r}: expected NAME=FRACTION with 0 < FRACTION < 1, "
-                              "e.g. val=0.2")
-        if name == "train" or name in out or not name.replace("-", "").replace("_", "").isalnum():
-            raise ExportError(f"split {part.strip()!r}: the name must be a new word other than 'train' "
-                              "(train takes the images left over)")
-        out[name] = frac
-    if sum(out.values()) >= 1:
-        raise ExportError(f"split fractions {out} add up to 1 or more; train would be empty")
-    return out
-
-
-def assign_splits(names: Sequence[str], split: Mapping[str, float], seed: int = 0) -> dict[str, str]:
-    """``name -> split`` for every name, each image on its own: same name + same seed = same split.
-
-    An image's place is ``u``, the first 8 bytes of ``sha256(f"{seed}:{name}")`` as a fraction in
-    ``[0, 1)``; the named splits take consecutive ranges of ``u`` in the order given (``val=0.2`` is
-    ``u < 0.2``) and ``train`` takes the rest. So adding or removing images never moves the others (a run
-    that grows keeps its val images in val), raising a fraction only moves images from ``train`` into that
-    split, and the input order does not matter. The sizes are ``n * fraction`` on average, not exactly
-    (for 100 images at 0.2 the val split holds 20 +- 4, one standard deviation).
-    """
-    out = {}
-    for name in names:
-        digest = hashlib.sha256(f"{seed}:{name}".encode("utf-8", "surrogatepass")).digest()
-        u = int.from_bytes(digest[:8], "big") / 2.0 ** 64
-        edge, where = 0.0, "train"
-        for split_name, frac in split.items():
-            edge += frac
-            if u < edge:
-                where = split_name
-                break
-        out[name] = where
-    return out
-
-
-def dest_name(file_name: str) -> str:
-    """Where an image goes under ``images/<split>/``: its file name, HEIC/HEIF as ``.jpg``."""
-    path = Path(file_name)
-    return path.with_suffix(".jpg").as_posix() if path.suffix.lower() not in _COPY_AS_IS else path.as_posix()
-
-
-def copy_upright(source: Path, dest: Path, expected_wh: tuple[int, int]) -> bool:
-    """Copy an image so its pixels are upright (EXIF applied, orientation removed). Returns True when it
-    was re-encoded, False when copied byte for byte.
-
-    Raises:
-        InputError: the source cannot be read, or its upright size differs from ``expected_wh`` (the
-            image changed since it was labelled).
-    """
-    from ..media import imageio
-
-    size = imageio.image_size(source)
-    if size != tuple(expected_wh):
-        raise InputError(f"{source}: upright size {size[0]}x{size[1]} differs from the annotations' "
-                         f"{expected_wh[0]}x{expected_wh[1]}; the image changed since it was labelled")
-    suffix = source.suffix.lower()
-    with Image.open(source) as im:
-        try:
-            orientation = im.getexif().get(0x0112, 1)
-        except Exception:  # a broken EXIF block: exif_transpose cannot use it either
-            orientation = 1
-    if suffix in _COPY_AS_IS and orientation in (1, None):
-        write_bytes_atomic(dest, source.read_bytes())
-        return False
-    upright = imageio.open_upright(source)  # exif_transpose: pixels turned, orientation tag dropped
-    fmt, options = _SAVE.get(dest.suffix.lower(), _SAVE[".jpg"])
-    if fmt == "JPEG" and upright.mode not in ("RGB", "L"):
-        upright = upright.convert("RGB")
-    exif = upright.getexif()
-    exif.pop(0x0112, None)
-    buf = io.BytesIO()
-    upright.save(buf, format=fmt, exif=exif.tobytes(), **options)
-    write_bytes_atomic(dest, buf.getvalue())
-    return True
-
-
 def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: str | os.PathLike, *,
                    format: str = "coco", split: Mapping[str, float] | str | None = None, seed: int = 0,
                    categories: Sequence[str | Mapping] | None = None,
                    images_root: str | os.PathLike | None = None, polygons: bool = False,
-                   polygon_holes: str = "rle",
+                   polygon_holes: str = "rle", ls_root: str | os.PathLike | None = None,
                    on_image: Callable[[str, str | None], None] | None = None) -> ExportSummary:
     """Export labelled runs to a dataset folder (see the module docstring for layouts and rules).
-
-    The runs are read through :mod:`visionkit.formats.coco_stream`: checked first (a malformed file is
-    an InputError before anything is written), then streamed one image at a time, images in the runs'
-    order; the COCO files are written by :class:`~visionkit.formats.coco_write.CocoWriter`. Memory holds
-    a few hundred bytes per image, not its annotations.
 
     Args:
         runs: one run folder or several (``visionkit label --out`` folders).
@@ -187,148 +108,231 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
         seed: the split's random seed.
         categories: fixed categories (names or ``{id, name}`` dicts); default: the runs' labels, sorted.
         images_root: where the input images are, when the runs have no (or outdated) ``sources.json``.
-        polygons, polygon_holes: COCO segmentation choice, as in :func:`visionkit.formats.coco.to_coco`.
+        polygons, polygon_holes: COCO segmentation choice, as in :func:`visionkit.formats.coco.to_coco`;
+            for ``label-studio``, ``polygons`` writes masks as polygons instead of brush RLE.
+        ls_root: ``label-studio``: Label Studio's local-files document root, a folder holding ``dest``
+            (default ``dest`` itself); the tasks' image URLs are relative to it.
         on_image: called with ``(file_name, error or None)`` after each image.
 
     Returns:
-        An :class:`ExportSummary`. An image that cannot be copied or decoded is listed in ``failures`` and
-        left out (with its annotations); the others are exported.
+        An :class:`ExportSummary`. An image that cannot be copied is listed in ``failures`` and left out
+        (with its annotations); the others are exported.
 
     Raises:
         ExportError: bad options, a non-empty ``dest``, or runs that cannot be read.
         InputError: a malformed run file (the message names the file, the index and the field).
     """
     from .coco import CategoryMap, check_polygon_holes
-    from .coco_write import CocoWriter
-    from .keypoints import keypoints_dataset
-    from .yolo import data_yaml, yolo_lines
 
     if format not in FORMATS:
         raise ExportError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
     check_polygon_holes(polygon_holes)
     split = parse_split(split) if isinstance(split, str) or split is None else dict(split)
     parse_split(",".join(f"{k}={v}" for k, v in split.items()))  # the same checks for a dict
+    if format == "label-studio" and ls_root is not None:
+        from .label_studio import relative_to_root
+
+        relative_to_root(Path(dest), Path(ls_root))  # dest outside the root: ExportError before any write
+    if format == "hf":
+        from .hf import split_folder
+
+        for name in split:
+            split_folder(name)  # a name datasets' imagefolder would not see as a split: ExportError now
     dest = Path(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise ExportError(f"{dest} exists and is not an empty folder; choose a new --to folder")
     opened = open_runs([runs] if isinstance(runs, (str, os.PathLike)) else runs, images_root)
+    images = [(k, im) for k, run in enumerate(opened) for im in run.coco.images]
     labels: Counter = Counter()
     for run in opened:
         labels.update(run.labels())
     cats = CategoryMap(categories).fit(labels.elements())
     summary = ExportSummary(dest=dest, format=format)
     summary.points = sum(len(rows) for run in opened for rows in run.points.values())
-    # point categories: one list for every split, so ids agree between the split files
-    kp_cats = CategoryMap(categories).fit(p["label"] for run in opened for rows in run.points.values()
-                                          for p in rows).categories
     if format == "yolo":
         format = "yolo-segment" if any(run.coco.has_masks for run in opened) else "yolo-detect"
         summary.format = format
-    where = assign_splits([im.file_name for run in opened for im in run.coco.images], split, seed)
-    splits = ["train"] + [s for s in split if s != "train"]
-    class_of = {c["id"]: k for k, c in enumerate(cats.categories)}
-    # YOLO pairs images/<split>/a.jpg with labels/<split>/a.txt, so a.jpg and a.png would share (and merge
-    # into) one label file: for YOLO the taken name is the stem, for COCO the whole file name. Of the images
-    # that want one name, the first in file-name order gets it, whatever the order of the runs.
-    owner: dict[tuple[str, str], str] = {}
-    for run in opened:
-        for im in run.coco.images:
-            key = _name_key(im.file_name, where[im.file_name], format)
-            if key not in owner or im.file_name < owner[key]:
-                owner[key] = im.file_name
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-        for part in splits:
-            (dest / "images" / part).mkdir(parents=True, exist_ok=True)
-            (dest / ("annotations" if format == "coco" else "labels" / Path(part))).mkdir(parents=True,
-                                                                                          exist_ok=True)
-    except OSError as exc:
-        raise ExportError(f"cannot create {dest}: {exc}") from exc
+    where = assign_splits([im.file_name for _, im in images], split, seed)
+    moved = train_never_empty(where, seed)
+    if moved is not None:
+        summary.notes.append(f"no image fell into train with --split {_split_text(split)}; {moved} was moved "
+                             "there, so train is not empty")
+    per_split = _copy_images(opened, images, where, dest, format, summary, on_image)
+
     report: Counter = Counter()
     unmapped: Counter = Counter()
-    points: dict[str, list] = {}
-    with contextlib.ExitStack() as stack:
-        writers = {part: stack.enter_context(CocoWriter(
-            dest / "annotations" / f"instances_{part}.json", cats, polygons=polygons,
-            polygon_holes=polygon_holes, info={"description": f"visionkit export, split {part}"}))
-            for part in splits} if format == "coco" else {}
-        for run in opened:
-            for record in run.records():
-                im = record.image
-                name, part = dest_name(im.file_name), where[im.file_name]
-                first = owner[_name_key(im.file_name, part, format)]
-                error = None
-                if first != im.file_name:
-                    taken = (f"its label file labels/{part}/{Path(name).with_suffix('.txt').as_posix()}"
-                             if format != "coco" else f"its dataset name {name}")
-                    error = f"{taken} is taken by {first}; rename one of the two images"
-                else:
-                    try:
-                        dets = run.coco.detections(record)
-                        field = f"images[{im.pos}].file_name"
-                        target = safe_join(dest, f"images/{part}/{name}", file=run.coco.name, field=field)
-                        summary.reencoded += copy_upright(run.source(im), target, (im.width, im.height))
-                        summary.images[part] = summary.images.get(part, 0) + 1
-                        if format == "coco":
-                            summary.annotations += writers[part].add(name, (im.width, im.height), dets)
-                            if run.points.get(im.file_name):
-                                points.setdefault(part, []).append(
-                                    (name, im.width, im.height, run.points[im.file_name]))
-                        else:
-                            stem = Path(name).with_suffix(".txt").as_posix()
-                            summary.annotations += _write_yolo_labels(
-                                safe_join(dest, f"labels/{part}/{stem}", file=run.coco.name, field=field),
-                                dets, cats, class_of, format == "yolo-segment", report, unmapped, yolo_lines)
-                    except VisionkitError as exc:
-                        error = str(exc)
-                    except OSError as exc:
-                        error = f"cannot copy {run.source(im)}: {exc}"
-                if error is not None:
-                    summary.failures.append({"file": im.file_name, "run": str(run.folder), "error": error})
-                if on_image is not None:
-                    on_image(im.file_name, error)
-        for writer in writers.values():
-            info = writer.close()["visionkit"]
-            report.update(info)
-            unmapped.update(info.get("unmapped_labels", {}))
+    splits = ["train"] + [s for s in split if s != "train"]
+    summary.empty_splits = [s for s in splits[1:] if not per_split.get(s)]
+    for part in summary.empty_splits:
+        summary.notes.append(f"no image fell into {part} ({len(images)} images, --split "
+                             f"{_split_text(split)}), so no {part} split was written"
+                             + _EMPTY_SPLIT_NOTE.get(format, ""))
     for part in splits:
-        summary.images.setdefault(part, 0)
-        if points.get(part):
-            kp = keypoints_dataset(points[part], kp_cats)
-            write_json_atomic(dest / "annotations" / f"keypoints_{part}.json", kp)
-            summary.points_written += len(kp["annotations"])
-            unmapped.update(kp["info"]["visionkit"].get("unmapped_labels", {}))
-    summary.images = {part: summary.images[part] for part in splits}
-    if format != "coco":
-        write_bytes_atomic(dest / "data.yaml", data_yaml([c["name"] for c in cats.categories], splits)
-                           .encode("utf-8"))
-    report.pop("unmapped_labels", None)
-    report.pop("unmapped_detections", None)
+        members = per_split.get(part, [])
+        summary.images[part] = len(members)
+        if part in summary.empty_splits:
+            continue
+        counts: Counter = Counter()
+        items = _items(opened, members, dest, format, part, summary, on_image)
+        summary.annotations += _write_split(format, dest, part, items, members, opened, cats, counts,
+                                            polygons=polygons, polygon_holes=polygon_holes,
+                                            categories=categories, summary=summary, ls_root=ls_root)
+        for key, n in counts.items():
+            if key.startswith("unmapped:"):
+                unmapped[key.split(":", 1)[1]] += n
+            elif key not in ("unmapped", "unmapped_labels", "unmapped_detections"):
+                report[key] += n
+    names = [c["name"] for c in cats.categories]
+    if format.startswith("yolo"):
+        from .yolo import data_yaml
+
+        text = data_yaml(names, splits, summary.empty_splits).encode("utf-8")
+        write_bytes_atomic(dest / "dataset.yaml", text)  # FiftyOne's YOLOv5 importer's default name
+        write_bytes_atomic(dest / "data.yaml", text)     # the name Ultralytics' docs use
+    elif format == "hf":
+        from .hf import hf_readme
+
+        write_bytes_atomic(dest / "README.md", hf_readme(names).encode("utf-8"))
+    elif format == "label-studio":
+        from .label_studio import write_config
+
+        write_config(dest, names, polygons=polygons)
     summary.report = {k: v for k, v in sorted(report.items()) if v}
     summary.unmapped = dict(sorted(unmapped.items()))
     return summary
 
 
-def _name_key(file_name: str, part: str, format: str) -> tuple[str, str]:
-    """The name an image takes in its split: its label file's stem for YOLO, its file name for COCO."""
-    name = dest_name(file_name)
-    return part, (Path(name).with_suffix("").as_posix() if format != "coco" else name).casefold()
+_EMPTY_SPLIT_NOTE = {
+    "yolo-detect": "; dataset.yaml points it at images/train (Ultralytics' convention when there is no val)",
+    "yolo-segment": "; dataset.yaml points it at images/train (Ultralytics' convention when there is no val)",
+    "coco": "; evaluate on annotations/instances_train.json",
+    "hf": "; the dataset has no such split",
+}
 
 
-def _write_yolo_labels(path: Path, dets: Detections, cats, class_of: dict, segment: bool, report: Counter,
-                       unmapped: Counter, yolo_lines) -> int:
-    """Write one image's YOLO label file; returns its lines."""
-    classes = {}
-    for lbl in set(dets.labels.tolist()):
-        cat = cats.lookup(lbl)
-        if cat is not None:
-            classes[lbl] = class_of[cat]
-    counts: Counter = Counter()
-    lines = yolo_lines(dets, classes, segment=segment, report=counts)
-    write_bytes_atomic(path, ("\n".join(lines) + "\n" if lines else "").encode("utf-8"))
-    for key, n in counts.items():
-        if key.startswith("unmapped:"):
-            unmapped[key.split(":", 1)[1]] += n
-        elif key != "unmapped":
-            report[key] += n
-    return len(lines)
+def _split_text(split: Mapping[str, float]) -> str:
+    return ",".join(f"{k}={v:g}" for k, v in split.items())
+
+
+def image_folder(format: str, part: str) -> str:
+    """Where a format keeps a split's images, under the dataset folder: ``<split>`` for ``hf``, else
+    ``images/<split>``."""
+    return part if format == "hf" else f"images/{part}"
+
+
+_Member = tuple[int, ImageEntry]  # (run index, image)
+
+
+def _copy_images(opened: list[Run], images: list[_Member], where: Mapping[str, str], dest: Path, format: str,
+                 summary: ExportSummary, on_image: Callable[[str, str | None], None] | None
+                 ) -> dict[str, list[_Member]]:
+    """Copy every image upright into its split's folder; failures go to ``summary.failures``."""
+    names_out: dict[tuple[str, str], str] = {}
+    per_split: dict[str, list[_Member]] = {}
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"cannot create {dest}: {exc}") from exc
+    yolo = format.startswith("yolo")
+    for k, im in sorted(images, key=lambda m: m[1].file_name):
+        run = opened[k]
+        name, part = dest_name(im.file_name), where[im.file_name]
+        error = None
+        # YOLO pairs images/<split>/a.jpg with labels/<split>/a.txt, so a.jpg and a.png would share (and
+        # merge into) one label file: for YOLO the taken name is the stem, for the others the file name.
+        key = (part, (Path(name).with_suffix("").as_posix() if yolo else name).casefold())
+        if key in names_out:
+            taken = (f"its label file labels/{part}/{Path(name).with_suffix('.txt').as_posix()}"
+                     if yolo else f"its dataset name {name}")
+            error = f"{taken} is taken by {names_out[key]}; rename one of the two images"
+        else:
+            try:
+                target = safe_join(dest, f"{image_folder(format, part)}/{name}", file=run.coco.name,
+                                   field=f"images[{im.pos}].file_name")
+                summary.reencoded += copy_upright(run.source(im), target, (im.width, im.height))
+                names_out[key] = im.file_name
+                per_split.setdefault(part, []).append((k, im))
+            except VisionkitError as exc:
+                error = str(exc)
+            except OSError as exc:
+                error = f"cannot copy {im.file_name}: {exc}"
+        if error is not None:
+            summary.failures.append({"file": im.file_name, "run": str(run.folder), "error": error})
+        if on_image is not None:
+            on_image(im.file_name, error)
+    return per_split
+
+
+def _items(opened: list[Run], members: list[_Member], dest: Path, format: str, part: str,
+           summary: ExportSummary, on_image: Callable[[str, str | None], None] | None
+           ) -> Iterator[tuple[str, tuple[int, int], Detections]]:
+    """``(dataset name, (width, height), Detections)`` of a split's images, streamed from the runs in
+    their order, one image decoded at a time. An image whose masks do not decode is taken out: listed in
+    the failures (and given to ``on_image``), its copied file removed."""
+    wanted: dict[int, set[int]] = {}
+    for k, im in members:
+        wanted.setdefault(k, set()).add(im.pos)
+    for k in sorted(wanted):
+        run = opened[k]
+        for record in run.records(wanted[k]):
+            im = record.image
+            try:
+                dets = run.coco.detections(record)
+            except VisionkitError as exc:
+                summary.failures.append({"file": im.file_name, "run": str(run.folder), "error": str(exc)})
+                summary.images[part] -= 1
+                with contextlib.suppress(OSError, VisionkitError):
+                    safe_join(dest, f"{image_folder(format, part)}/{dest_name(im.file_name)}",
+                              file=run.coco.name, field=f"images[{im.pos}].file_name").unlink()
+                if on_image is not None:
+                    on_image(im.file_name, str(exc))
+                continue
+            yield dest_name(im.file_name), (im.width, im.height), dets
+
+
+def _write_split(format: str, dest: Path, part: str, items: Iterator, members: list[_Member],
+                 opened: list[Run], cats, report: Counter, *, polygons: bool, polygon_holes: str, categories,
+                 summary: ExportSummary, ls_root=None) -> int:
+    """Write one split's labels in ``format`` from ``items`` (see :func:`_items`); returns the instances
+    written. Counts go to ``report`` (``unmapped:<label>`` for labels outside the categories)."""
+    if format == "coco":
+        from ..media.atomic import write_json_atomic
+        from .coco import CategoryMap
+        from .coco_write import CocoWriter
+        from .keypoints import keypoints_dataset
+
+        (dest / "annotations").mkdir(parents=True, exist_ok=True)
+        written = 0
+        with CocoWriter(dest / "annotations" / f"instances_{part}.json", cats, polygons=polygons,
+                        polygon_holes=polygon_holes, info={"description": f"visionkit export, split {part}"}
+                        ) as writer:
+            for name, wh, dets in items:
+                written += writer.add(name, wh, dets)
+            info = writer.close()["visionkit"]
+        report.update({k: v for k, v in info.items() if isinstance(v, int)})
+        report.update({f"unmapped:{k}": n for k, n in info.get("unmapped_labels", {}).items()})
+        points = [(dest_name(im.file_name), im.width, im.height, opened[k].points[im.file_name])
+                  for k, im in members if opened[k].points.get(im.file_name)]
+        if points:
+            # point categories: one list for every split, so ids agree between the split files
+            kp_cats = CategoryMap(categories).fit(p["label"] for run in opened for rows in run.points.values()
+                                                  for p in rows).categories
+            kp = keypoints_dataset(points, kp_cats)
+            write_json_atomic(dest / "annotations" / f"keypoints_{part}.json", kp)
+            summary.points_written += len(kp["annotations"])
+            report.update({f"unmapped:{k}": n
+                           for k, n in kp["info"]["visionkit"].get("unmapped_labels", {}).items()})
+        return written
+    if format == "hf":
+        from .hf import write_metadata
+
+        return write_metadata(dest / part, items, cats, report)
+    if format == "label-studio":
+        from .label_studio import write_split_tasks
+
+        return write_split_tasks(dest, part, items, cats, report, polygons=polygons,
+                                 root=None if ls_root is None else Path(ls_root))
+    from .yolo import write_labels
+
+    return write_labels(dest / "labels" / part, items, cats, segment=format == "yolo-segment", report=report,
+                        source=", ".join(sorted({opened[k].coco.name for k, _ in members})))

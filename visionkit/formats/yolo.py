@@ -25,15 +25,18 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
 from ..core.detections import Detections
 from ..errors import InputError
+from ..media.atomic import write_bytes_atomic
+from ..media.paths import safe_join
 from .instances import box_polygon, clip_crop_to_box, snap_box
 
-__all__ = ["yolo_lines", "merge_parts", "data_yaml", "read_yolo_labels"]
+__all__ = ["yolo_lines", "merge_parts", "data_yaml", "write_labels", "read_yolo_labels"]
 
 
 def merge_parts(parts: Sequence[np.ndarray]) -> np.ndarray:
@@ -90,7 +93,7 @@ def _instance_ring(detections: Detections, i: int, box: tuple[int, int, int, int
         crop, cut = clip_crop_to_box(crop, box)
         if cut:
             report["masks_clipped"] += 1
-        polys, has_holes = crop_to_polygons(crop) if crop.area() else ([], False)
+        polys, has_holes = crop_to_polygons(crop, report=report) if crop.area() else ([], False)
         if polys and has_holes:
             report["holes_filled"] += 1
     if not polys:
@@ -99,32 +102,53 @@ def _instance_ring(detections: Detections, i: int, box: tuple[int, int, int, int
     rings = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polys]
     if len(rings) > 1:
         report["parts_merged"] += 1
-        # largest part first, so the bridges start from the main body
-        rings.sort(key=lambda r: -_area(r))
-        return merge_parts(rings)
+        return merge_parts(rings)  # largest part first (crop_to_polygons' order): bridges start from the body
     return rings[0]
 
 
-def _area(ring: np.ndarray) -> float:
-    x, y = ring[:, 0], ring[:, 1]
-    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
-
-
-def data_yaml(names: Sequence[str], splits: Sequence[str]) -> str:
-    """Ultralytics ``data.yaml`` text. ``path`` is left out, so Ultralytics takes the folder holding this
-    file: the dataset can be moved. Without a ``val`` split, ``val`` is the train images."""
+def data_yaml(names: Sequence[str], splits: Sequence[str], empty: Sequence[str] = ()) -> str:
+    """Ultralytics / FiftyOne ``dataset.yaml`` text. ``path`` is left out, so Ultralytics and FiftyOne take
+    the folder holding this file: the dataset can be moved. Without a ``val`` split, or when a split is
+    ``empty`` (no image fell into it), it points at the train images: an empty folder stops Ultralytics
+    ("No images found"), and FiftyOne's importer reads the ``val`` split by default."""
     def q(text: str) -> str:
         return json.dumps(text, ensure_ascii=False)  # a JSON string is a valid YAML double-quoted scalar
 
     lines = ["# Ultralytics YOLO dataset written by visionkit export", ]
     for split in splits:
-        lines.append(f"{split}: {q(f'images/{split}')}")
+        if split in empty:
+            lines.append(f"{split}: {q('images/train')}  # no image fell into {split}")
+        else:
+            lines.append(f"{split}: {q(f'images/{split}')}")
     if "val" not in splits:
         lines.append(f"val: {q('images/train')}  # no val split was asked for (--split val=0.2 makes one)")
     lines.append(f"nc: {len(names)}")
     lines.append("names:")
     lines.extend(f"  {i}: {q(name)}" for i, name in enumerate(names))
     return "\n".join(lines) + "\n"
+
+
+def write_labels(folder: Path, items: Iterable[tuple[str, tuple[int, int], Detections]], cats, *,
+                 segment: bool, report: Counter, source: str = "the annotations") -> int:
+    """Write ``folder/<stem>.txt`` for every ``(file_name, (width, height), Detections)`` item (an empty
+    file for an image without instances). Class ``i`` is ``cats.categories[i]`` (a
+    :class:`~visionkit.formats.coco.CategoryMap`). Returns the lines written.
+
+    Raises:
+        InputError: naming ``source`` (where the file names come from), when a name would write outside
+            ``folder`` (see :func:`visionkit.media.paths.safe_join`).
+    """
+    index = {c["id"]: i for i, c in enumerate(cats.categories)}
+    written = 0
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, _wh, dets in items:
+        class_of = {lbl: index[cats.lookup(lbl)] for lbl in set(dets.labels.tolist())
+                    if cats.lookup(lbl) is not None}
+        lines = yolo_lines(dets, class_of, segment=segment, report=report)
+        target = safe_join(folder, Path(name).with_suffix(".txt").as_posix(), file=source, field="file_name")
+        write_bytes_atomic(target, ("\n".join(lines) + "\n" if lines else "").encode("utf-8"))
+        written += len(lines)
+    return written
 
 
 def read_yolo_labels(text: str, image_wh: tuple[int, int], names: Sequence[str], *,

@@ -43,6 +43,7 @@ __all__ = [
     "OTHER_IMAGE_SUFFIXES",
     "ImageSource",
     "image_size",
+    "image_header",
     "iter_images",
     "large_image_note",
     "open_upright",
@@ -270,7 +271,13 @@ def read_rgb(source: ImageSource, max_side: int | None = None) -> np.ndarray:
 
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
-    """``(width, height)`` of the UPRIGHT image at ``path``, read from the header and EXIF only.
+    """``(width, height)`` of the UPRIGHT image at ``path``: :func:`image_header` without the orientation."""
+    return image_header(path)[:2]
+
+
+def image_header(path: str | os.PathLike[str]) -> tuple[int, int, int]:
+    """``(width, height, orientation)``: the UPRIGHT size of the image at ``path`` and its EXIF orientation
+    tag (1 = stored upright), read from the header and EXIF only.
 
     Pixels are not decoded, so this is cheap even for large files (for a PNG whose ``eXIf`` chunk is not
     before the pixel data, the chunks are walked with seeks, without decompressing them). Orientations
@@ -298,7 +305,7 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
             orientation = 1
     if orientation in (5, 6, 7, 8):
         width, height = height, width
-    return int(width), int(height)
+    return int(width), int(height), int(orientation) if orientation in range(1, 9) else 1
 
 
 def _png_late_exif(path: Path) -> bytes | None:

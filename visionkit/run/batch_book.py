@@ -26,6 +26,7 @@ The record holds no secret: the API key is never written anywhere.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -94,6 +95,11 @@ class KeyEntry:
     mtime_ns: int
 
 
+#: A job id as :meth:`JobBook.new_job` makes it; it becomes file names in ``OUT/batch``, so a hand-edited
+#: record cannot turn it into a path (``../x``, an absolute path) out of the folder.
+_JOB_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+
+
 class JobBook:
     """The jobs recorded in ``OUT/batch`` (one process at a time)."""
 
@@ -116,6 +122,11 @@ class JobBook:
             bad = [j.step for j in self.jobs if j.step not in _STEPS]
             if bad:
                 raise InputError(f"the batch job record {self.path} has an unknown step {bad[0]!r}")
+            for i, job in enumerate(self.jobs):  # an id names files in OUT/batch: never a path out of it
+                if not isinstance(job.id, str) or not _JOB_ID.fullmatch(job.id):
+                    raise InputError(f"{self.path}: jobs[{i}].id: {job.id!r} is not a job id; expected "
+                                     "letters, digits, '.', '_' or '-' (like 'visionkit-1a2b3c4d-1'), since "
+                                     "it names the job's files in the batch folder")
 
     def save(self) -> None:
         """Write ``jobs.json`` atomically (a reader sees the old or the new record, never half)."""

@@ -51,6 +51,7 @@ class ImageResult:
     usage: dict | None = None  # tokens this image's requests used in this run (online and batch answers)
     reasked: bool = False  # its masks did not decode and it was asked again with the polygon prompt
     model_version: str | None = None  # the answer's modelVersion: the model that really answered
+    rotated: bool = False  # its file has an EXIF orientation: stored pixels are not upright
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,8 @@ def process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, o
     try:
         # The image first, in every mode: one that cannot be read (a FIFO, a link loop, a broken file)
         # fails here, before an answer is asked for, and the same way whether it would be replayed or paid.
-        size_wh = imageio.image_size(path)  # header only: the pixels are decoded for the overlay alone
+        *size_wh, orientation = imageio.image_header(path)  # header only: pixels are decoded for the overlay
+        size_wh = tuple(size_wh)
         large = imageio.large_image_note(size_wh)
         damage = _jpeg_damage(path)
         stage = "answer"
@@ -179,7 +181,7 @@ def process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, o
     warnings = (*notes, *dets.warnings) if notes else dets.warnings
     return ImageResult(file_name, key, True, origin, detections=len(dets), warnings=warnings,
                        attempts=attempts, overlay_error=overlay_error, usage=usage, reasked=reasked,
-                       model_version=version), record
+                       model_version=version, rotated=orientation != 1), record
 
 
 def _jpeg_damage(path: Path) -> str | None:

@@ -72,6 +72,7 @@ class LabelSummary:
     probe_usage: Usage = field(default_factory=Usage)  # text-only probes that learned the thinking setting
     batch_answers: int = 0  # answers of this --batch run's jobs (billed at the batch price)
     answered_by: Counter = field(default_factory=Counter)  # modelVersion -> answers of this run
+    rotated: int = 0  # images whose files carry an EXIF rotation (see rotation_notice)
 
     @property
     def ok(self) -> bool:
@@ -86,6 +87,7 @@ class LabelSummary:
         self.requested += result.source == "api"
         self.batch_answers += result.source == "batch"
         self.reasked += result.reasked
+        self.rotated += result.rotated
         if result.usage:
             self.usage.add(Usage.of(result.usage))
             self.image_usage.add(Usage.of(result.usage))
@@ -102,3 +104,12 @@ class LabelSummary:
             self.failed += 1
             self.failures.append({"file": result.file, "key": result.key, "stage": result.stage,
                                   "error": result.error, "reason": result.reason})
+
+    def rotation_notice(self) -> str | None:
+        """What a run folder is not, said once (``visionkit label``'s summary prints it) when it matters: a
+        dataset loader reading the original files. None when no image carries an EXIF rotation."""
+        if not self.rotated:
+            return None
+        return (f"{self.rotated} images carry an EXIF rotation: annotations.json describes them upright, but "
+                "loaders that read the original files through this run folder (torchvision's CocoDetection, "
+                "datumaro) see them sideways; `visionkit export` writes upright copies for them")

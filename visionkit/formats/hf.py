@@ -1,0 +1,113 @@
+"""Hugging Face ``datasets`` ``imagefolder``: ``<split>/<file_name>`` + ``<split>/metadata.jsonl``.
+
+``datasets.load_dataset("imagefolder", data_dir=DEST)`` gives one row per image with the columns
+``image``, ``image_id``, ``width``, ``height`` and ``objects``, a dict of lists with one entry per
+instance (the layout of the Hub's object-detection datasets, e.g. ``cppe-5``):
+
+* ``id``: the instance id (unique in the split);
+* ``bbox``: ``[x, y, width, height]`` in pixels (COCO xywh), the box snapped outward to whole pixels as
+  in the COCO export (:mod:`visionkit.formats.instances`);
+* ``category``: the class index, ``0 .. n-1`` in the order of ``DEST/README.md`` (the same order as the
+  YOLO ``names``). ``imagefolder`` reads it as a plain integer; to get names, cast it to a ``ClassLabel``
+  (the README written beside the data shows how);
+* ``area``: the mask's pixel count, or the box area for a box-only detection;
+* ``segmentation``: the mask as COCO compressed RLE, ``{"size": [height, width], "counts": str}``
+  (``pycocotools.mask.decode`` after ``counts.encode()``); a box-only detection's mask is its box, as
+  in the COCO export. RLE keeps holes and every part, and gives every row the same Arrow type.
+
+Split folders: ``datasets`` recognises only the names ``train``, ``validation`` (``val``, ``valid``,
+``dev``) and ``test`` (``eval``, ...) (``datasets.data_files.SPLIT_KEYWORDS``); a folder with another
+name would be skipped without a word, so other split names are refused.
+See https://huggingface.co/docs/datasets/image_dataset#object-detection for the metadata layout.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from ..core.detections import Detections
+from ..errors import ExportError
+from ..media.atomic import write_bytes_atomic
+
+__all__ = ["SPLIT_NAMES", "split_folder", "metadata_rows", "write_metadata", "hf_readme"]
+
+#: Split folder names ``datasets`` maps to a split (``datasets.data_files.SPLIT_KEYWORDS``).
+SPLIT_NAMES = ("train", "training", "validation", "valid", "dev", "val", "test", "testing", "eval",
+               "evaluation")
+
+
+def split_folder(name: str) -> str:
+    """The folder of split ``name``; raises ExportError for a name ``datasets`` would not load."""
+    if name not in SPLIT_NAMES:
+        raise ExportError(f"split {name!r}: the hf format's split names are {', '.join(SPLIT_NAMES)} "
+                          "(datasets' imagefolder skips other folders), e.g. --split val=0.2")
+    return name
+
+
+def metadata_rows(items: Iterable[tuple[str, tuple[int, int], Detections]], cats,
+                  report: Counter | None = None) -> list[dict]:
+    """One ``metadata.jsonl`` row per ``(file_name, (width, height), Detections)`` item.
+
+    ``cats`` is a :class:`~visionkit.formats.coco.CategoryMap`; detections whose label it lacks are left
+    out and counted in ``report`` (``unmapped:<label>``), like the other exports.
+    """
+    from .coco import image_annotations
+    from .coco_read import segmentation_rle
+
+    report = Counter() if report is None else report
+    index = {c["id"]: i for i, c in enumerate(cats.categories)}
+    rows, next_id = [], 1
+    for image_id, (name, (width, height), dets) in enumerate(items, start=1):
+        objects: dict[str, list] = {"id": [], "bbox": [], "category": [], "area": [], "segmentation": []}
+        for ann in image_annotations(dets, report=report):
+            cat = cats.lookup(ann["label"])
+            if cat is None:
+                report[f"unmapped:{ann['label']}"] += 1
+                continue
+            rle = segmentation_rle(ann, height, width)  # the box-only polygon too: one type for Arrow
+            objects["id"].append(next_id)
+            objects["bbox"].append(ann["bbox"])
+            objects["category"].append(index[cat])
+            objects["area"].append(ann["area"])
+            objects["segmentation"].append({"size": [int(v) for v in rle["size"]],
+                                            "counts": rle["counts"].decode("ascii")})
+            next_id += 1
+        rows.append({"file_name": Path(name).as_posix(), "image_id": image_id, "width": int(width),
+                     "height": int(height), "objects": objects})
+    return rows
+
+
+def write_metadata(folder: Path, items: Iterable[tuple[str, tuple[int, int], Detections]], cats,
+                   report: Counter) -> int:
+    """Write ``folder/metadata.jsonl``; returns the instances written."""
+    rows = metadata_rows(items, cats, report)
+    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    write_bytes_atomic(folder / "metadata.jsonl", text.encode("utf-8"))
+    return sum(len(r["objects"]["id"]) for r in rows)
+
+
+def hf_readme(names: Sequence[str]) -> str:
+    """The dataset card: the class names in index order and how to load them as a ``ClassLabel``."""
+    listing = "\n".join(f"- {i}: {name}" for i, name in enumerate(names))
+    return f"""# visionkit export (Hugging Face imagefolder)
+
+Load it with
+
+```python
+import datasets
+ds = datasets.load_dataset("imagefolder", data_dir="path/to/this/folder")
+names = {json.dumps(list(names), ensure_ascii=False)}
+features = ds["train"].features.copy()
+features["objects"]["category"] = datasets.List(datasets.ClassLabel(names=names))
+ds = ds.cast(features)  # objects.category now carries the class names
+```
+
+`objects.bbox` is COCO `[x, y, width, height]` in pixels; `objects.segmentation` is COCO compressed RLE.
+
+## Classes (objects.category)
+
+{listing}
+"""
