@@ -15,8 +15,9 @@ Every command runs as its own subprocess (``python -m visionkit ...``); its peak
 ``ru_maxrss`` from ``os.wait4`` (the largest resident set of that process, or of a child it waited
 for: ``label``'s worker processes are counted only when larger than the main process). Sizes that are
 missing are made first and not timed; ``label`` is timed on a fresh folder, ``rerun`` on the finished one.
-The table gives, per command and size, the peak RSS, the time per image, and the growth of the peak RSS
-per image between the smallest and the largest size (what the flat-memory targets of issue 18 bound).
+The table gives, per command and size, the peak RSS, the wall and CPU time per image (the command's own
+CPU, worker processes it waited for included), and the growth of the peak RSS per image between the
+smallest and the largest size (what the flat-memory targets of issue 18 bound).
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ def _answers(root: Path, count: int, variant: int) -> tuple[Path, Path]:
     return images, replay
 
 
-def _run(cmd: list[str], code: Path) -> tuple[float, float]:
-    """Run one command; returns (seconds, peak RSS in MB)."""
+def _run(cmd: list[str], code: Path) -> tuple[float, float, float]:
+    """Run one command; returns (seconds, peak RSS in MB, CPU seconds: the command's own, user + system,
+    which a loaded machine disturbs less than the wall time)."""
     env = dict(os.environ, PYTHONPATH=str(code))
     start = time.perf_counter()
     # cwd=code: ``python -m`` puts the working folder first on sys.path, before PYTHONPATH
@@ -63,7 +65,7 @@ def _run(cmd: list[str], code: Path) -> tuple[float, float]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode not in (0, 1):
         raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}:\n{stderr_chunks.decode()[-2000:]}")
-    return seconds, usage.ru_maxrss / 1024
+    return seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def _prepare(work: Path, n: int, code: Path) -> Path:
@@ -124,10 +126,10 @@ def main(argv: list[str] | None = None) -> int:
             scratch = args.work / f"scratch-{n}-{os.getpid()}"  # two benches may share --work
             shutil.rmtree(scratch, ignore_errors=True)
             scratch.mkdir(parents=True)
-            seconds, mb = _run(_command(name, root, scratch), args.code)
+            seconds, mb, cpu = _run(_command(name, root, scratch), args.code)
             table[name][n] = (seconds, mb)
             print(f"{name:20s} {n:>7,d} images: peak RSS {mb:8.1f} MB, {1000 * seconds / n:7.2f} ms/image "
-                  f"(load {os.getloadavg()[0]:.2f})", flush=True)
+                  f"wall, {1000 * cpu / n:7.2f} ms/image CPU (load {os.getloadavg()[0]:.2f})", flush=True)
             shutil.rmtree(scratch, ignore_errors=True)
     if len(sizes) > 1:
         lo, hi = min(sizes), max(sizes)
