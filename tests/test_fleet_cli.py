@@ -265,3 +265,17 @@ def test_a_reask_after_a_routed_answer_says_which_model_answered(tmp_path):
     assert "asked again with the polygon prompt" in err
     assert "(the answer came from gemini-3.5-flash-lite, not gemini-2.5-flash)" in err
     assert "requested gemini-2.5-flash, answered by gemini-3.5-flash-lite" in err
+
+
+def test_a_batch_rerun_from_kept_results_bills_the_same(fake, tmp_path):
+    """Kept results (OUT/.results.jsonl) carry a batch answer's usage: a rerun re-parses nothing and its
+    usage.json counts the batch answers as the first run did."""
+    code, out, err = label(fake, tmp_path / "o", "gemini-4-neon", "--batch", "--poll-interval", "0.001")
+    assert code == 0, err + out
+    first = json.loads((tmp_path / "o" / "usage.json").read_text())
+    assert (tmp_path / "o" / ".results.jsonl").is_file()
+    code, out, err = label(fake, tmp_path / "o", "gemini-4-neon", "--batch", "--poll-interval", "0.001")
+    assert code == 0, err + out
+    again = json.loads((tmp_path / "o" / "usage.json").read_text())
+    assert again["batch_answers"] == first["batch_answers"] == len(IMAGES)
+    assert again["images"] == first["images"]

@@ -76,8 +76,8 @@ def test_label_replay_writes_coco_overlays_and_failures(dataset, tmp_path):
             assert im.format == "JPEG" and im.size == ((200, 100) if key == "a" else (48, 64))
     assert sorted(p.name for p in (out / "overlays").iterdir()) == ["a.jpg", "b.jpg"]
     # replay mode asks nothing, so it saves no responses
-    assert sorted(p.name for p in out.iterdir()) == [".annotations.index.json", ".visionkit.lock",
-                                                     "annotations.json", "failures.json",
+    assert sorted(p.name for p in out.iterdir()) == [".annotations.index.json", ".results.jsonl",
+                                                     ".visionkit.lock", "annotations.json", "failures.json",
                                                      "keys.json", "overlays", "sources.json", "warnings.json"]
     warned = json.loads((out / "warnings.json").read_text())["images"]  # b's undecodable mask, kept
     assert [(w["file"], w["key"], w["warnings"][0]["field"]) for w in warned] == [("sub/b.jpg", "b", "mask")]

@@ -18,6 +18,7 @@ returns whether the mask has holes and leaves the choice (fall back to RLE, or f
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -26,7 +27,7 @@ from shapely.geometry import MultiPolygon, Polygon
 
 from .maskcrop import MaskCrop
 
-__all__ = ["MIN_PART_AREA", "crop_to_polygons", "filled_area"]
+__all__ = ["MIN_PART_AREA", "crop_to_polygons", "crops_to_polygons", "filled_area"]
 
 #: Polygon parts smaller than this (square pixels) are dropped: less than one pixel, so no pixel's centre
 #: is surely inside them.
@@ -71,6 +72,70 @@ def crop_to_polygons(crop: MaskCrop, tolerance: float = 0.3, report: Counter | N
     # A mitred corner of a diagonal run reaches up to ~0.2 px past the pixel edges: cut the polygons to the
     # crop's own pixel box, so they never leave the annotation's bbox (which holds the crop).
     merged = merged.intersection(shapely.box(*crop.xyxy))
+    return _rings(merged, report), has_holes
+
+
+def crops_to_polygons(crops: Sequence[MaskCrop], tolerance: float = 0.3, report: Counter | None = None
+                      ) -> list[tuple[list[list[float]], bool]]:
+    """:func:`crop_to_polygons` of many crops, with the same result for each: the contours are found one
+    crop at a time, but shapely's buffer, validity, simplify and intersection run once over all of them
+    (its vectorised functions, the same GEOS operations with the same parameters), which saves the
+    Python overhead of a dozen calls per mask: a YOLO-segment export spent half its time there."""
+    results: list[tuple[list[list[float]], bool]] = [([], False)] * len(crops)
+    shapes: list = []  # one per outer contour, with the crop it belongs to
+    owner: list[int] = []
+    rings: list[np.ndarray] = []
+    ring_at: list[int] = []  # positions in ``shapes`` still to be made polygons, vectorised
+    holes = [False] * len(crops)
+    for i, crop in enumerate(crops):
+        data = crop.data
+        if data.size == 0 or not data.any():
+            continue
+        padded = np.pad(data.astype(np.uint8), 1)
+        contours, hierarchy = cv2.findContours(padded, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+        holes[i] = bool((hierarchy[0][:, 3] >= 0).any())
+        offset = np.array([crop.x0 - 0.5, crop.y0 - 0.5])
+        for contour, links in zip(contours, hierarchy[0]):
+            if links[3] >= 0:
+                continue
+            pts = contour.reshape(-1, 2).astype(np.float64) + offset
+            owner.append(i)
+            if len(pts) == 1:
+                shapes.append(shapely.Point(pts[0]))
+            elif len(pts) == 2:
+                shapes.append(shapely.LineString(pts))
+            else:
+                ring_at.append(len(shapes))
+                rings.append(pts)
+                shapes.append(None)
+    if not shapes:
+        return results
+    if rings:
+        made = shapely.polygons(shapely.linearrings(np.concatenate(rings),
+                                                    indices=np.repeat(np.arange(len(rings)),
+                                                                      [len(r) for r in rings])))
+        bad = ~shapely.is_valid(made)
+        if bad.any():
+            made[bad] = shapely.make_valid(made[bad])
+        for at, geom in zip(ring_at, made):
+            shapes[at] = geom
+    grown = shapely.buffer(np.array(shapes, dtype=object), 0.5, quad_segs=16, join_style="mitre",
+                           cap_style="square", mitre_limit=5.0)
+    per_crop: dict[int, list] = {}
+    for i, geom in zip(owner, grown):
+        per_crop.setdefault(i, []).append(geom)
+    order = list(per_crop)
+    merged = np.array([shapely.union_all(g) if len(g) > 1 else g[0] for g in per_crop.values()], dtype=object)
+    merged = shapely.simplify(merged, tolerance, preserve_topology=True)
+    bounds = np.array([crops[i].xyxy for i in order], dtype=np.float64).reshape(-1, 4)
+    merged = shapely.intersection(merged, shapely.box(*bounds.T))
+    for i, geom in zip(order, merged):
+        results[i] = (_rings(geom, report), holes[i])
+    return results
+
+
+def _rings(merged, report: Counter | None) -> list[list[float]]:
+    """The outlines of ``merged``'s polygons, largest first; parts under :data:`MIN_PART_AREA` dropped."""
     out = []
     for poly in sorted(_polygons(merged), key=lambda p: -p.area):
         ring = np.asarray(poly.exterior.coords)[:-1]
@@ -78,8 +143,8 @@ def crop_to_polygons(crop: MaskCrop, tolerance: float = 0.3, report: Counter | N
             if report is not None and poly.area > 0:
                 report["polygon_specks_dropped"] += 1
             continue
-        out.append([round(float(v), 2) for v in ring.reshape(-1)])
-    return out, has_holes
+        out.append([round(v, 2) for v in ring.reshape(-1).tolist()])  # Python floats: 5x faster
+    return out
 
 
 def _polygons(geom) -> list[Polygon]:

@@ -110,8 +110,12 @@ class CategoryMap:
         if self.fixed:
             return self
         spellings: dict[str, Counter] = {}
+        seen: dict[str, Counter] = {}  # label -> its spellings' Counter: each distinct label normalised once
         for label in labels:
-            spellings.setdefault(normalize_label(label), Counter())[str(label).strip()] += 1
+            counter = seen.get(label)
+            if counter is None:
+                counter = seen[label] = spellings.setdefault(normalize_label(label), Counter())
+            counter[str(label).strip()] += 1
         names = sorted(min(c, key=lambda s: (-c[s], s)) for c in spellings.values())
         start = max((c["id"] for c in self._cats), default=0)
         for offset, name in enumerate(n for n in names if normalize_label(n) not in self._index):

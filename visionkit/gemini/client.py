@@ -43,6 +43,7 @@ from .models import DEFAULT_MODEL, MODEL_ENV_VAR, lookup, resolve_model, status_
 from .prompts import check_task
 from .request import RequestOptions, as_contents, build_request, plan_request
 from .retry import RetryPolicy, _set_attempts
+from .session import EnvOnceSession
 from .thinking import AUTO, ThinkingMemory, thinking_fix
 from .transport import (
     DEFAULT_BASE_URL,
@@ -183,7 +184,7 @@ class GeminiClient:
         self.thinking = ThinkingMemory()
         self._owns_session = session is None
         if session is None:
-            session = requests.Session()
+            session = EnvOnceSession()  # reads the proxy/CA/netrc environment once, not per request
             adapter = DeadlineAdapter(pool_connections=4, pool_maxsize=max(1, pool_size))
             session.mount("https://", adapter)
             session.mount("http://", adapter)

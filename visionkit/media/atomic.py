@@ -13,13 +13,14 @@ import contextlib
 import json
 import os
 import secrets
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from ..errors import ExportError
 
-__all__ = ["atomic_open", "write_bytes_atomic", "write_json_atomic"]
+__all__ = ["SyncBatch", "atomic_open", "write_bytes_atomic", "write_json_atomic"]
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 
@@ -114,3 +115,51 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None =
     with atomic_open(path, "wb") as fh:
         fh.write(data)
     return Path(path)
+
+
+class SyncBatch:
+    """Many atomic writes made durable together: each file is written and renamed into place at once (a
+    reader never sees half a file), and :meth:`sync` flushes them all with ONE ``syncfs`` per file system
+    (Linux) instead of an fsync of each file and its folder, which cost more than writing 10,000 small
+    label files. Where ``syncfs`` is missing, each write is durable on its own, as
+    :func:`write_bytes_atomic`. ``syncfs``: https://man7.org/linux/man-pages/man2/sync.2.html
+    """
+
+    def __init__(self) -> None:
+        self._syncfs = _syncfs()
+        self._folders: dict[int, Path] = {}  # st_dev -> one folder written on that file system
+
+    def write_bytes(self, path: str | os.PathLike, data: bytes) -> Path:
+        path = Path(path)
+        write_bytes_atomic(path, data, durable=self._syncfs is None)
+        if self._syncfs is not None and len(self._folders) < 8:  # one folder per file system suffices
+            with contextlib.suppress(OSError):
+                self._folders.setdefault(os.stat(path.parent).st_dev, path.parent)
+        return path
+
+    def sync(self) -> None:
+        """Make every file written so far durable. Raises ExportError when the file system reports an
+        error writing them back."""
+        for folder in self._folders.values():
+            fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            try:
+                if self._syncfs(fd) != 0:
+                    import ctypes
+
+                    err = ctypes.get_errno()
+                    raise ExportError(f"cannot write the files in {folder}: {os.strerror(err)}")
+            finally:
+                os.close(fd)
+        self._folders.clear()
+
+
+def _syncfs() -> Any:
+    """libc's ``syncfs``, or None (not Linux, or a libc without it)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None

@@ -21,6 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .jpegcheck import decode_checked
+
 __all__ = ["read_jpeg_rgb", "scaled_size"]
 
 # stored -> upright, per the EXIF orientation tag (the same transposes as PIL's exif_transpose)
@@ -48,27 +50,40 @@ def scaled_size(size_wh: tuple[int, int], max_side: int | None) -> tuple[int, in
 
 
 def read_jpeg_rgb(path: Path, stored_wh: tuple[int, int], orientation: int,
-                  max_side: int | None = None) -> np.ndarray | None:
+                  max_side: int | None = None, checked: list[str] | None = None) -> np.ndarray | None:
     """The upright RGB ``uint8 (H, W, 3)`` image of the JPEG at ``path`` (stored size ``stored_wh``,
     EXIF ``orientation``), shrunk to :func:`scaled_size` when ``max_side`` is given; None when OpenCV
-    cannot be trusted with this file (see the module docstring)."""
+    cannot be trusted with this file (see the module docstring).
+
+    The decode is libjpeg-turbo's through simplejpeg when installed (the same pixels as OpenCV's, in RGB,
+    about 25% faster here), strict: ``checked`` (when given) then receives libjpeg's complaint about the
+    data, or "" when there was none (see :mod:`visionkit.media.jpegcheck`), so a caller that draws the
+    image needs no separate check. Without simplejpeg, OpenCV decodes and ``checked`` stays empty."""
     data = np.fromfile(path, dtype=np.uint8)
     if data.size < 4 or data[-2] != 0xFF or data[-1] != 0xD9:
         return None
     upright_wh = stored_wh if orientation < 5 else (stored_wh[1], stored_wh[0])
     target_wh = scaled_size(upright_wh, max_side)
-    flags = cv2.IMREAD_COLOR
+    flags, scale = cv2.IMREAD_COLOR, 1
     if target_wh != upright_wh:
         for factor, reduced in _REDUCED:
             # the reduced decode is ceil(size / factor); keep it at least as large as the target
             if -(-max(stored_wh) // factor) >= max(target_wh):
-                flags = reduced
+                flags, scale = reduced, factor
                 break
-    rgb = cv2.imdecode(data, flags | cv2.IMREAD_IGNORE_ORIENTATION)
+    # the same 1/scale decode as OpenCV's reduced flags: ceil(size / scale) on each side
+    min_wh = (-(-stored_wh[0] // scale), -(-stored_wh[1] // scale))
+    rgb, complaint = decode_checked(data, "RGB", scale, min_wh)
+    if rgb is not None and checked is not None:
+        checked.append(complaint or "")
+    if rgb is None:  # no simplejpeg, or libjpeg cannot decode it: OpenCV's reader, as before
+        rgb = cv2.imdecode(data, flags | cv2.IMREAD_IGNORE_ORIENTATION)
+        if rgb is None or rgb.ndim != 3 or rgb.shape[2] != 3:
+            return None
+        cv2.cvtColor(rgb, cv2.COLOR_BGR2RGB, dst=rgb)  # in place: no second frame
     del data
-    if rgb is None or rgb.ndim != 3 or rgb.shape[2] != 3:
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
         return None
-    cv2.cvtColor(rgb, cv2.COLOR_BGR2RGB, dst=rgb)  # in place: no second frame
     if orientation in _ORIENT:
         rgb = _ORIENT[orientation](rgb)
     if (rgb.shape[1], rgb.shape[0]) != target_wh:

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from ..errors import InputError
 
-__all__ = ["IMAGE_SUFFIXES", "OTHER_IMAGE_SUFFIXES", "check_regular", "iter_images", "resolved"]
+__all__ = ["IMAGE_SUFFIXES", "OTHER_IMAGE_SUFFIXES", "check_regular", "image_names", "iter_images",
+           "resolved"]
 
 #: File suffixes (lower case, with the dot) treated as images when a folder is searched.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic",
@@ -97,44 +98,64 @@ def iter_images(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
     Raises:
         InputError: an input does not exist, or a file given directly is not an image type.
     """
+    return [(root / name, root) for root, names in image_names(inputs, prune=prune, skipped=skipped)
+            for name in names]
+
+
+def image_names(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
+                prune: Callable[[Path], bool] | None = None,
+                skipped: Counter | None = None) -> list[tuple[Path, list[str]]]:
+    """:func:`iter_images` as ``[(root, [name relative to root, posix, ...]), ...]``: one string an image
+    instead of two paths, so listing a million images costs tens of MB, not a GB. A file is told apart
+    from one reached before by its resolved path; ``os.walk`` does not enter linked folders, so only a
+    file that is itself a link is resolved (a ``realpath`` of every file cost a stat per path component)."""
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
-    found: list[tuple[Path, Path]] = []
-    seen: set[Path] = set()
+    found: list[tuple[Path, list[str]]] = []
+    seen: set[str] = set()
 
-    def add(path: Path, root: Path) -> None:
-        key = resolved(path)
-        if key not in seen:
-            seen.add(key)
-            found.append((path, root))
+    def add(names: list[str], name: str, real: str) -> None:
+        if real not in seen:
+            seen.add(real)
+            names.append(name)
 
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            for file in _walk(path, prune, skipped):
-                add(file, path)
+            names: list[str] = []
+            real_root = str(resolved(path))
+            for name, link in _walk(path, prune, skipped):
+                add(names, name, str(resolved(path / name)) if link
+                    else os.path.join(real_root, *name.split("/")))
+            found.append((path, names))
         elif os.path.lexists(path):  # a file, or a FIFO, device, broken link or link loop: fails when read
             if path.suffix.lower() not in IMAGE_SUFFIXES:
                 raise InputError(f"{path}: not an image file (expected one of "
                                  f"{', '.join(sorted(IMAGE_SUFFIXES))})")
-            add(path, path.parent)
+            names = []
+            add(names, path.name, str(resolved(path)))
+            found.append((path.parent, names))
         else:
             raise InputError(f"{path}: no such file or folder")
     return found
 
 
 def _walk(folder: Path, prune: Callable[[Path], bool] | None = None,
-          skipped: Counter | None = None) -> list[Path]:
+          skipped: Counter | None = None) -> list[tuple[str, bool]]:
+    """``(posix path relative to folder, is a symbolic link)`` of the images under ``folder``, sorted."""
     files = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")
                        and (prune is None or not prune(Path(dirpath) / d))]
+        rel = os.path.relpath(dirpath, folder)
+        prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
         for name in filenames:
             if name.startswith("."):
                 continue
             suffix = os.path.splitext(name)[1].lower()
             if suffix in IMAGE_SUFFIXES:
-                files.append(Path(dirpath) / name)
+                files.append((prefix + name, os.path.islink(os.path.join(dirpath, name))))
             elif skipped is not None and suffix in OTHER_IMAGE_SUFFIXES:
                 skipped[suffix] += 1
-    return sorted(files, key=lambda p: p.relative_to(folder).as_posix())
+    files.sort()
+    return files

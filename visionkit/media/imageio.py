@@ -34,7 +34,7 @@ from PIL import Image, ImageOps
 from ..errors import ConfigError, ExportError, InputError
 from .atomic import write_bytes_atomic
 from .fastread import read_jpeg_rgb, scaled_size
-from .filekind import IMAGE_SUFFIXES, OTHER_IMAGE_SUFFIXES, check_regular, iter_images
+from .filekind import IMAGE_SUFFIXES, OTHER_IMAGE_SUFFIXES, check_regular, image_names, iter_images
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -44,6 +44,7 @@ __all__ = [
     "ImageSource",
     "image_size",
     "image_header",
+    "image_names",
     "iter_images",
     "large_image_note",
     "open_upright",
@@ -226,7 +227,8 @@ def _to_8bit(im: Image.Image) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(out))  # 2-D uint8: mode "L"
 
 
-def read_rgb(source: ImageSource, max_side: int | None = None) -> np.ndarray:
+def read_rgb(source: ImageSource, max_side: int | None = None,
+             checked: list[str] | None = None) -> np.ndarray:
     """The upright image as a new RGB ``uint8 (H, W, 3)`` array (alpha is dropped, gray is replicated).
 
     Args:
@@ -234,6 +236,8 @@ def read_rgb(source: ImageSource, max_side: int | None = None) -> np.ndarray:
         max_side: when given (> 0), the image is shrunk (never grown) so its longest side is at most this,
             to :func:`visionkit.media.fastread.scaled_size` (``cv2.INTER_AREA``). A JPEG file is then decoded
             at a reduced size directly, so the full-size frame is never held.
+        checked: when given, receives libjpeg's complaint about a JPEG file's data ("" for none) if the
+            decode checked it (see :func:`visionkit.media.fastread.read_jpeg_rgb`); it stays empty if not.
 
     Baseline JPEG files are decoded by OpenCV (:mod:`visionkit.media.fastread`: one frame instead of Pillow's
     three); everything else, and any JPEG OpenCV cannot be trusted with, by Pillow.
@@ -252,7 +256,7 @@ def read_rgb(source: ImageSource, max_side: int | None = None) -> np.ndarray:
                     fast = False
             stored_wh = im.size
         if fast and 1 <= orientation <= 8:
-            rgb = read_jpeg_rgb(path, stored_wh, orientation, max_side)
+            rgb = read_jpeg_rgb(path, stored_wh, orientation, max_side, checked)
             if rgb is not None:
                 return rgb
     im = open_upright(source)

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..answers.parse import answer_text
 from ..answers.response import load_response
 from ..errors import BlockedError, ConfigError, EmptyResponseError, ExportError, InputError, ParseError
-from ..media.atomic import write_bytes_atomic, write_json_atomic
+from ..media.atomic import SyncBatch, write_bytes_atomic, write_json_atomic
 from ..media.filekind import check_regular
 
 __all__ = ["AnswerSource", "RateLimiter", "ResponseStore", "find_replay", "read_answer"]
@@ -29,22 +30,31 @@ __all__ = ["AnswerSource", "RateLimiter", "ResponseStore", "find_replay", "read_
 RECORD_DIR = ".request"
 
 
-def find_replay(replay: Path, key: str, stem: str) -> Path | None:
-    """``replay/<key>.json`` or ``.txt`` (then the same for the bare stem), or None.
+def find_replay(replay: Path, key: str, stem: str, listing: Container[str] | None = None) -> Path | None:
+    """``replay/<key>.json`` or ``.txt`` (then the same for the bare stem), or None. ``listing``: the
+    names of the files in ``replay``, when the caller listed it once: a listed name needs no stat (one
+    not listed is still looked for, as a case-insensitive file system may hold it under another case).
 
     The bare-stem fallback is for answers named after the file (``x.txt`` for ``sub/x.jpg``); callers must
     use it only when exactly one image of the run has that stem (see :meth:`AnswerSource.get`).
     """
-    for name in dict.fromkeys((key, stem)):
-        for suffix in (".json", ".txt"):
-            candidate = replay / f"{name}{suffix}"
-            if candidate.is_file():
-                return candidate
+    candidates = [f"{name}{suffix}" for name in dict.fromkeys((key, stem)) for suffix in (".json", ".txt")]
+    for candidate in candidates if listing is not None else ():
+        if candidate in listing:
+            return replay / candidate
+    for candidate in candidates:
+        if (replay / candidate).is_file():
+            return replay / candidate
     return None
 
 
-def _exact_replay(replay: Path, key: str) -> Path | None:
-    return find_replay(replay, key, key)
+def _files_in(folder: Path) -> frozenset[str]:
+    """The names of the files in ``folder`` (one ``scandir``), or an empty set when it cannot be read."""
+    try:
+        with os.scandir(folder) as entries:
+            return frozenset(e.name for e in entries if e.is_file())
+    except OSError:
+        return frozenset()
 
 
 def request_record(task: str, prompt: str | None, classes: Sequence[str] | None, model: str | None,
@@ -106,6 +116,12 @@ class ResponseStore:
     def load(self, key: str, request: dict, image: Path) -> tuple[Any | None, str | None]:
         """``(answer, None)`` when a saved answer fits this request and image; ``(None, why)`` when one is
         saved but stale; ``(None, None)`` when none is saved."""
+        saved, stale = self.check(key, request, image)
+        return (None, stale) if saved is None else (read_answer(saved), None)
+
+    def check(self, key: str, request: dict, image: Path) -> tuple[Path | None, str | None]:
+        """What :meth:`load` decides, without reading the answer: ``(its file, None)`` when a saved answer
+        fits, ``(None, why)`` when one is saved but stale, ``(None, None)`` when none is saved."""
         saved = self.path(key)
         if not saved.is_file():
             return None, None
@@ -126,7 +142,7 @@ class ResponseStore:
                     return None, "the saved answer was for another version of the image"
                 if "response_sha256" in record and record["response_sha256"] != _file_digest(saved):
                     return None, "the saved answer does not match its request record"
-        return read_answer(saved), None
+        return saved, None
 
     def owner(self, key: str, images: dict[str, Path]) -> str | None:
         """Which of ``images`` (``{file_name: path}``) the response saved under ``key`` was asked about,
@@ -145,13 +161,20 @@ class ResponseStore:
                 continue
         return matches[0] if len(matches) == 1 else None
 
-    def save(self, key: str, request: dict, image: Path, response: dict) -> None:
+    def save(self, key: str, request: dict, image: Path, response: dict, batch: SyncBatch | None = None
+             ) -> None:
         """Save a response and its request record as one unit: the record (written first) holds the
         response's SHA-256, so a response that is not the one its record describes (another process wrote
-        one of the two) is never reused. Raises ExportError naming the file (a full disk)."""
+        one of the two) is never reused. Raises ExportError naming the file (a full disk). With ``batch``,
+        both are written through it: durable only once the caller calls ``batch.sync()``."""
         body = json.dumps(response, ensure_ascii=False).encode("utf-8")
         record = {"request": request, "image": image_facts(image),
                   "response_sha256": hashlib.sha256(body).hexdigest()}
+        if batch is not None:
+            batch.write_bytes(self.folder / RECORD_DIR / f"{key}.json",
+                              json.dumps(record, ensure_ascii=False).encode("utf-8"))
+            batch.write_bytes(self.path(key), body)
+            return
         write_json_atomic(self.folder / RECORD_DIR / f"{key}.json", record)
         write_bytes_atomic(self.path(key), body)
 
@@ -195,6 +218,8 @@ class AnswerSource:
         self._unsaved: dict[str, tuple[Path, dict]] = {}
         self._unsaved_lock = threading.Lock()
         self._replayed_keys: dict[str, str] | None = None
+        # the replay folder's file names, listed once: a stat per candidate name cost more, per image
+        self._listing = _files_in(replay) if replay is not None else None
         self.task, self.prompt, self.classes = task, prompt, classes
         self.reask = reask  # ask once more with the polygon prompt when masks do not decode
         # What the saved answers must have been asked with (see visionkit.run.answer_source).
@@ -262,6 +287,19 @@ class AnswerSource:
             self._replayed_keys = found or {}
         return self._replayed_keys
 
+    def answer_file(self, path: Path, file_name: str, key: str) -> Path | None:
+        """The file :meth:`get` would read this image's answer from without sending a request (the replay
+        file, or a saved response that fits), or None (there is none: it would fail, or ask)."""
+        try:
+            if self.replay is not None:
+                return self.replay_file(path, file_name, key)
+            with self._unsaved_lock:
+                if key in self._unsaved:
+                    return None  # the answer on disk (if any) is not the one this run used
+            return self.store.check(key, self.request, path)[0]
+        except (InputError, OSError):
+            return None
+
     def unsaved_count(self) -> int:
         with self._unsaved_lock:
             return len(self._unsaved)
@@ -291,11 +329,12 @@ class AnswerSource:
         ``RUN/keys.json`` says), else ``<key>.json``/``.txt``, else ``<stem>.json``/``.txt`` when no other
         image has that stem."""
         recorded = self._replay_keys().get(file_name)
-        found = _exact_replay(self.replay, recorded) if recorded else None
-        found = found or _exact_replay(self.replay, key)
+        found = find_replay(self.replay, recorded, recorded, self._listing) if recorded else None
+        found = found or find_replay(self.replay, key, key, self._listing)
         if found is not None:
             return found
-        fallback = _exact_replay(self.replay, path.stem) if path.stem != key else None
+        stem = path.stem
+        fallback = find_replay(self.replay, stem, stem, self._listing) if stem != key else None
         owners = self.stem_owners.get(path.stem.casefold(), ())
         if fallback is not None and len(owners) > 1:
             names = " or ".join(f for f, _ in owners)

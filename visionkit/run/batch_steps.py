@@ -29,7 +29,7 @@ from ..errors import (
     RateLimitError,
     VisionkitError,
 )
-from ..media.atomic import write_json_atomic
+from ..media.atomic import SyncBatch, write_json_atomic
 from ..media.filekind import resolved
 from .answer_source import RECORD_DIR, ResponseStore
 from .batch_book import JobBook, JobRecord, KeyEntry
@@ -263,6 +263,7 @@ def collect_job(book: JobBook, client: Any, job: JobRecord, remote: Any, store: 
     errors: dict[str, str] = {}
     billed = Usage()
     saved = unknown = superseded = 0
+    synced = SyncBatch()  # the answers are made durable together (one syncfs), not with 4 fsyncs each
     for key, response, error in outcomes:
         entry = entries.pop(key, None) if key is not None else None
         if entry is None:
@@ -291,10 +292,11 @@ def collect_job(book: JobBook, client: Any, job: JobRecord, remote: Any, store: 
         if _superseded(store, key, job):
             superseded += 1  # a later run with other settings already saved a paid answer: keep it
             continue
-        store.save(key, job.request, path, _with_meta(response, job))
+        store.save(key, job.request, path, _with_meta(response, job), batch=synced)
         saved += 1
     for key in entries:
         errors[key] = "the job's results have no line for this image"
+    synced.sync()  # every saved answer on disk before the job is recorded as collected
     book.write_errors(job, errors)
     job.line_failures, job.step, job.finished_at = len(errors), "collected", time.time()
     job.usage = billed.to_json()  # what the job's answers billed: 'batch status' shows it
@@ -363,7 +365,7 @@ class BatchAnswers:
     """A stand-in client for :func:`visionkit.label`: saved answers are used by the pipeline itself; this
     answers every other image with its batch error, and never sends a request."""
 
-    answers_only = True  # the label run counts the batch answers as billed, and sends no probe
+    answers_only = True  # the run bills the batch answers, sends no probe, labels on worker processes
 
     def __init__(self, client: Any, reasons: dict[str, tuple[str, str | None, str | None]], owns: bool,
                  answered: dict[str, JobRecord] | None = None):

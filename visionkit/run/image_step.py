@@ -23,7 +23,7 @@ from ..errors import AuthError, BadRequestError, InputError, NotFoundError, Rate
 from ..formats.coco import image_annotations
 from ..formats.keypoints import point_annotations
 from ..media import imageio
-from ..media.jpegcheck import jpeg_damage
+from ..media.jpegcheck import ends_with_eoi, jpeg_damage
 from .answer_source import AnswerSource, read_answer
 from .reask import saved_meta
 from .usage import answer_usage
@@ -67,6 +67,11 @@ class StepConfig:
     dedupe: float | None = None
     polygon_holes: str = "rle"
 
+    def options(self) -> dict:
+        """The options that shape an image's annotations (see :mod:`visionkit.run.results`)."""
+        return {"task": self.task, "threshold": self.threshold, "polygons": self.polygons,
+                "polygon_holes": self.polygon_holes, "dedupe": self.dedupe}
+
     def kwargs(self) -> dict:
         return {"out": self.out, "task": self.task, "threshold": self.threshold, "polygons": self.polygons,
                 "overlay": self.overlay, "dedupe": self.dedupe, "polygon_holes": self.polygon_holes}
@@ -74,21 +79,32 @@ class StepConfig:
 
 @dataclass(frozen=True)
 class ReplayAnswer:
-    """One image's replay file, found by the parent (which knows every image's stem), read by a worker."""
+    """One image's answer file, found by the parent (which knows every image's stem, and checked that a
+    saved response fits the request), read by a worker: a replay file, or with ``replay`` None a response
+    saved in ``OUT/responses`` (a batch run's collected answers)."""
 
-    replay: Path
+    replay: Path | None
     found: Path | None
     error: str = ""
+    batch: bool = False  # the run's client answers from batch jobs only: their answers are "batch"
 
     def get(self, path: Path, file_name: str, key: str) -> tuple[Any, str, int, str | None]:
         if self.found is None:
             raise InputError(self.error)
-        return read_answer(self.found), "replay", 0, None
+        answer = read_answer(self.found)
+        if self.replay is not None:
+            return answer, "replay", 0, None
+        # as AnswerSource.get: an answer a batch job saved is billed to this --batch run
+        return answer, "batch" if self.batch and saved_meta(answer).get("batch") else "cache", 0, None
 
 
-def replay_answer(source: AnswerSource, path: Path, file_name: str, key: str) -> ReplayAnswer:
-    """Find one image's replay file in ``source.replay`` for a worker; a missing one is reported when the
-    worker asks for the answer, so the image fails at the "answer" stage."""
+def replay_answer(source: AnswerSource, path: Path, file_name: str, key: str, found: Path | None = None
+                  ) -> ReplayAnswer:
+    """Find one image's replay file in ``source.replay`` for a worker (``found``: the parent found it, or
+    the saved response that fits); a missing one is reported when the worker asks for the answer, so the
+    image fails at the "answer" stage."""
+    if found is not None:
+        return ReplayAnswer(source.replay, found, batch=bool(getattr(source.client, "answers_only", False)))
     try:
         return ReplayAnswer(source.replay, source.replay_file(path, file_name, key))
     except InputError as exc:
@@ -135,7 +151,10 @@ def process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, o
         *size_wh, orientation = imageio.image_header(path)  # header only: pixels are decoded for the overlay
         size_wh = tuple(size_wh)
         large = imageio.large_image_note(size_wh)
-        damage = _jpeg_damage(path)
+        # libjpeg's complaints: from the overlay's decode when one is drawn (no decode just for the check);
+        # a JPEG cut short (no EOI), which may not decode at all, is checked here, before it is paid for
+        late_check = overlay is not None and ends_with_eoi(path)
+        damage = None if late_check else _jpeg_damage(path)
         stage = "answer"
         origin = "api" if source.replay is None else "replay"
         answer, origin, attempts, note = source.get(path, file_name, key)
@@ -170,8 +189,17 @@ def process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, o
                            error=type(exc).__name__, usage=usage, reasked=reasked, model_version=version,
                            reason=f"internal error (please report it): {exc!r}"), None
     glyphs: list[str] = []  # labels the font cannot draw: the image's warnings, shown and counted as such
-    overlay_error = "" if overlay is None else _write_overlay(out, key, path, dets, overlay, glyphs.append,
-                                                              bool(damage))
+    overlay_error = ""
+    if overlay is not None:
+        try:
+            rgb, overlay_error, late = _read_overlay_image(path, overlay[1], bool(damage), late_check)
+        except InputError as exc:  # the early check's failure, found by the overlay's decode
+            return ImageResult(file_name, key, False, origin, attempts=attempts, stage="image",
+                               error=type(exc).__name__, reason=str(exc), usage=usage, reasked=reasked,
+                               model_version=version), None
+        damage = damage or late
+        if rgb is not None:
+            overlay_error = _write_overlay(out, key, rgb, dets, overlay, glyphs.append)
     record = {"file_name": file_name, "width": size_wh[0], "height": size_wh[1], "annotations": anns,
               "report": dict(report)}
     if points:
@@ -187,8 +215,12 @@ def process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, o
 def _jpeg_damage(path: Path) -> str | None:
     """A warning when libjpeg complains about this JPEG's data (see :mod:`visionkit.media.jpegcheck`);
     raises InputError when the file does not decode at all (cut short), in every mode alike."""
-    complaint = jpeg_damage(path)
-    if complaint is None:
+    return _damage_note(path, jpeg_damage(path))
+
+
+def _damage_note(path: Path, complaint: str | None) -> str | None:
+    """The warning for libjpeg's ``complaint`` about ``path``, or InputError when Pillow cannot decode it."""
+    if not complaint:
         return None
     try:
         imageio.open_upright(path).close()
@@ -200,14 +232,34 @@ def _jpeg_damage(path: Path) -> str | None:
             "grey or shifted, so the answer and the overlay may be wrong there")
 
 
-def _write_overlay(out: Path, key: str, image: Path, dets, overlay: tuple[str, int | None],
-                   on_missing_glyphs: Callable[[str], None], damaged: bool = False) -> str:
-    """Read the image (again: holding it through the request would cost far more memory than a second
-    decode costs time), draw and write one overlay; returns "" or why it could not be done. A damaged
-    JPEG is read by Pillow, which keeps libjpeg's complaint off stderr (it is on the image already)."""
+def _read_overlay_image(image: Path, max_side: int | None, damaged: bool, check: bool
+                        ) -> tuple[np.ndarray | None, str, str | None]:
+    """Read the image for its overlay (again: holding it through the request would cost far more memory
+    than a second decode costs time): (pixels or None, "" or why they could not be read, and with
+    ``check`` the damage warning from the same decode, as :func:`_jpeg_damage`, which raises InputError
+    when the file does not decode at all). A JPEG known to be damaged is read by Pillow, which keeps
+    libjpeg's complaint off stderr (it is on the image already); the fast read does too."""
+    checked: list[str] = []
+    rgb, error = None, ""
+    try:
+        rgb = np.asarray(imageio.open_upright(image).convert("RGB")) if damaged else \
+            imageio.read_rgb(image, max_side=max_side, checked=checked)
+    except VisionkitError as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # a reading bug must not cost the image its annotations
+        error = f"internal error drawing the overlay (please report it): {exc!r}"
+    if not check:
+        return rgb, error, None
+    # not decoded by libjpeg here (another format, or a JPEG left to Pillow): the separate check
+    return rgb, error, _damage_note(image, checked[0] if checked else jpeg_damage(image))
+
+
+def _write_overlay(out: Path, key: str, source: np.ndarray, dets, overlay: tuple[str, int | None],
+                   on_missing_glyphs: Callable[[str], None]) -> str:
+    """Draw and write one overlay of ``source`` (read by :func:`_read_overlay_image`); returns "" or why
+    it could not be done."""
     fmt, max_side = overlay
     try:
-        source = np.asarray(imageio.open_upright(image).convert("RGB")) if damaged else image
         write_overlay(out / "overlays" / f"{key}{OVERLAY_FORMATS[fmt]}", source, dets, fmt=fmt,
                       max_side=max_side, on_missing_glyphs=on_missing_glyphs)
     except VisionkitError as exc:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,14 +32,33 @@ from ..media import imageio
 from ..media.filekind import resolved
 from .keys import KEY_FILE, is_key_map
 
-__all__ = ["Inputs", "find_inputs", "is_output_folder", "no_images_error"]
+__all__ = ["ImageList", "Inputs", "find_inputs", "is_output_folder", "no_images_error"]
+
+
+class ImageList(Sequence):
+    """The ``(path, root)`` pairs of a run, held as one name string an image (its ``file_name``) plus the
+    index of its input folder, and made into paths when asked for: a million images fit in tens of MB."""
+
+    def __init__(self, roots: Sequence[Path], root_of: array, names: list[str]):
+        self.roots = list(roots)
+        self.root_of = root_of  # index into roots, by image
+        self.names = names  # path relative to its root, posix: the image's file_name
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return ImageList(self.roots, self.root_of[index], self.names[index])
+        root = self.roots[self.root_of[index]]
+        return root / self.names[index], root
 
 
 @dataclass
 class Inputs:
     """The images a run reads, as ``(path, root)`` pairs, and what was left out."""
 
-    images: list[tuple[Path, Path]]
+    images: ImageList
     notices: list[str] = field(default_factory=list)
     found: int = 0  # images found before the filters
     searched: list[str] = field(default_factory=list)  # the inputs, as given
@@ -93,9 +113,15 @@ def find_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike], out: st
         else:
             named.append(item)
     skipped: Counter = Counter()
-    images = imageio.iter_images(named, prune=prune, skipped=skipped) if named else []
-    found = len(images)
-    images = [(p, r) for p, r in images if _keep(p.relative_to(r).as_posix(), glob, exclude)]
+    roots, root_of, names, found = [], array("I"), [], 0
+    for root, listed in (imageio.image_names(named, prune=prune, skipped=skipped) if named else []):
+        found += len(listed)
+        kept = [n for n in listed if _keep(n, glob, exclude)] if glob or exclude else listed
+        if not roots or roots[-1] != root:  # files given one by one share their folder
+            roots.append(root)
+        root_of.extend([len(roots) - 1] * len(kept))
+        names.extend(kept)
+    images = ImageList(roots, root_of, names)
     _refuse_same_names(images)
     if limit is not None:
         images = images[:limit]
@@ -118,17 +144,17 @@ def find_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike], out: st
     return Inputs(images, notices, found, [str(p) for p in inputs])
 
 
-def _refuse_same_names(images: Sequence[tuple[Path, Path]]) -> None:
+def _refuse_same_names(images: ImageList) -> None:
     """Raise InputError when two images from different input roots share a relative name (casefolded)."""
-    first: dict[str, tuple[Path, Path]] = {}
-    real_roots: dict[Path, Path] = {}
-    for path, root in images:
-        rel = path.relative_to(root).as_posix()
-        real_root = real_roots.setdefault(root, root.resolve())
-        other = first.setdefault(rel.casefold(), (path, real_root))
-        if other[1] == real_root:
+    real_roots = [resolved(root) for root in images.roots]
+    if len(set(real_roots)) < 2:
+        return  # one input folder: its names are unique
+    first: dict[str, int] = {}  # casefolded name -> the first image with it
+    for index, rel in enumerate(images.names):
+        other = first.setdefault(rel.casefold(), index)
+        if real_roots[images.root_of[other]] == real_roots[images.root_of[index]]:
             continue
-        a, b = resolved(other[0]), resolved(path)
+        a, b = resolved(images[other][0]), resolved(images[index][0])
         try:
             common = f" ({os.path.commonpath([a, b])})"
         except ValueError:  # different drives on Windows

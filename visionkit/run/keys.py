@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 from ..errors import ExportError, InputError
@@ -87,11 +87,17 @@ def assign_keys(file_names: Sequence[str], known: Mapping[str, str] | None = Non
     ``known`` files keep their keys. ``owner_of(stem, files)`` (migration only) may name which of several
     new files sharing ``stem`` keeps the bare stem. Updates nothing; the caller records the result.
     """
-    known = dict(known or {})
+    known = known or {}
+    if all(f in known for f in file_names):  # a rerun of the same images: nothing to assign
+        return [known[f] for f in file_names]
     taken = {k.casefold() for k in known.values()}
-    everyone = list(dict.fromkeys([*known, *file_names]))
-    stems = Counter(PurePosixPath(f).stem.casefold() for f in everyone)
-    bare = Counter(_candidates(f)[1].casefold() for f in everyone)
+
+    def everyone() -> Iterator[str]:  # the known files, then the new ones (not held as a list)
+        yield from known
+        yield from (f for f in file_names if f not in known)
+
+    stems = Counter(PurePosixPath(f).stem.casefold() for f in everyone())
+    bare = Counter(_candidates(f)[1].casefold() for f in everyone())
     owners: dict[str, str] = {}
     if owner_of is not None:
         groups: dict[str, list[str]] = {}
@@ -146,20 +152,34 @@ def run_keys(images: Sequence[tuple[Path, Path]], out: Path,
     """The key of each ``(path, root)`` image of a run into ``out``, and the folder's recorded map (None
     when it has none). ``saved_owner(key, {file_name: path})`` names the image a response saved under
     ``key`` belongs to; it is asked only to migrate a folder written before ``keys.json`` existed."""
-    names = [path.relative_to(root).as_posix() for path, root in images]
+    names = getattr(images, "names", None) or [path.relative_to(root).as_posix() for path, root in images]
     known = load_key_map(out)
     owner_of = None
     if known is None and saved_owner is not None:
-        paths = dict(zip(names, (path for path, _ in images)))
+        where: dict[str, int] = {}  # file_name -> position, made on the first shared stem only
 
         def owner_of(stem: str, files: list[str]) -> str | None:
-            return saved_owner(stem, {f: paths[f] for f in files})
+            if not where:
+                where.update((n, i) for i, n in enumerate(names))
+            return saved_owner(stem, {f: images[where[f]][0] for f in files})
     return assign_keys(names, known, owner_of), known
 
 
+def _stem(file_name: str) -> str:
+    """``PurePosixPath(file_name).stem``, without making a path (a million of them add up)."""
+    name = file_name.rpartition("/")[2]
+    dot = name.rfind(".")
+    return name[:dot] if 0 < dot < len(name) - 1 else name
+
+
 def stem_owners(images: Sequence[tuple[Path, Path]], keys: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
-    """``{stem.casefold(): [(file_name, key), ...]}``: which images a bare-stem replay answer could mean."""
+    """``{stem.casefold(): [(file_name, key), ...]}``: which images a bare-stem replay answer could mean.
+    Only stems that several images share are listed (an absent stem has at most one image)."""
+    names = getattr(images, "names", None) or [path.relative_to(root).as_posix() for path, root in images]
+    counts = Counter(_stem(n).casefold() for n in names)
     owners: dict[str, list[tuple[str, str]]] = {}
-    for (path, root), key in zip(images, keys):
-        owners.setdefault(path.stem.casefold(), []).append((path.relative_to(root).as_posix(), key))
+    for name, key in zip(names, keys):
+        stem = _stem(name).casefold()
+        if counts[stem] > 1:
+            owners.setdefault(stem, []).append((name, key))
     return owners

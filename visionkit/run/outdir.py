@@ -21,14 +21,15 @@ import secrets
 import shutil
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from ..errors import ConfigError, ExportError
 from ..media.atomic import atomic_open
+from .spool import Spool
 
 __all__ = ["INDEX_NAME", "LOCK_NAME", "PREVIOUS_NAME", "clean_stale_temps", "keep_copy", "keep_previous",
-           "lock_output", "previous_counts", "write_index"]
+           "lock_output", "prepare_output", "previous_counts", "write_index"]
 
 PREVIOUS_NAME = "annotations.previous.json"
 
@@ -36,13 +37,16 @@ PREVIOUS_NAME = "annotations.previous.json"
 INDEX_NAME = ".annotations.index.json"
 
 
-def write_index(path: Path, counts: dict[str, int]) -> None:
-    """Record ``{file_name: annotation count}`` of the COCO file just written at ``path``, with its size
-    and mtime, so the next run reads the counts without parsing the whole file."""
+def write_index(path: Path, counts: Iterable[tuple[str, int]]) -> None:
+    """Record ``{file_name: annotation count}`` (``counts``: the pairs, streamed) of the COCO file just
+    written at ``path``, with its size and mtime, so the next run reads the counts without parsing the
+    whole file."""
     stat = path.stat()
     with atomic_open(path.with_name(INDEX_NAME)) as fh:
-        json.dump({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "counts": counts}, fh,
-                  ensure_ascii=False)
+        fh.write(f'{{"size": {stat.st_size}, "mtime_ns": {stat.st_mtime_ns}, "counts": {{')
+        for n, (name, count) in enumerate(counts):
+            fh.write(f'{", " if n else ""}{json.dumps(name, ensure_ascii=False)}: {int(count)}')
+        fh.write("}}")
 
 
 def _indexed_counts(path: Path) -> dict[str, int] | None:
@@ -207,3 +211,26 @@ def _write_holder(fd: int) -> None:
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
         os.write(fd, info)
+
+
+def prepare_output(out: Path, cleanup: contextlib.ExitStack, notify: Callable[[str], None], *, overlays: bool,
+                   online: bool) -> Spool:
+    """Create a run's output folders, lock them for the run (released by ``cleanup``), remove stale temp
+    files; returns the run's spool. ``notify`` hears what the user should know."""
+    try:
+        for sub in (["overlays"] if overlays else []) + (["responses"] if online else []):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"cannot write to the output folder {out}: {exc}") from exc
+    if cleanup.enter_context(lock_output(out)):
+        removed = clean_stale_temps(out)  # safe only under the lock: no other run is writing here
+        if removed:
+            notify(f"removed {removed} temp files left in {out} by an interrupted run")
+    else:
+        notify(f"the file system of {out} has no file locks: this run is not protected from another one "
+               "writing there at the same time")
+    try:
+        return cleanup.enter_context(Spool(out))
+    except OSError as exc:
+        raise ExportError(f"cannot write to the output folder {out}: {exc}") from exc

@@ -39,12 +39,11 @@ written at the end are :mod:`visionkit.run.outputs`, and what the run reports is
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +57,11 @@ from .image_step import ImageResult, StepConfig, init_step, offline_step, proces
 from .inputs import find_inputs, no_images_error
 from .keys import record_keys, run_keys, stem_owners
 from .model_check import answer_note, start_model
-from .outdir import clean_stale_temps, lock_output
-from .outputs import export, write_annotations, write_failures, write_keypoints, write_sources
+from .outdir import prepare_output
+from .outputs import export, save_unsaved, write_annotations, write_failures, write_keypoints, write_sources
 from .procpool import BrokenProcessPool, RestartingPool, usable_cpus
-from .spool import Spool
+from .results import ResultCache
+from .spool import Records, Spool
 from .summary import LabelSummary, Progress
 from .usage import write_usage
 from .warnings import WarningLog
@@ -181,19 +181,24 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         if replay_dir is None:  # the key and the model, checked before anything is sent or written
             for notice in start_model(client, task, summary, refresh=refresh_models):
                 _notify(summary, on_notice, notice)
-        spool = _prepare_output(out, cleanup, summary, on_notice, overlays=overlays,
-                                online=replay_dir is None)
+        spool = prepare_output(out, cleanup, lambda n: _notify(summary, on_notice, n), overlays=overlays,
+                               online=replay_dir is None)
         keys, known_keys = run_keys(images, out, store.owner)
-        record_keys(out, (p.relative_to(r).as_posix() for p, r in images), keys, known_keys)
+        names = images.names  # each image's file_name
+        record_keys(out, names, keys, known_keys)
+        del known_keys  # the recorded map: not needed again (a million entries would stay for nothing)
         source = AnswerSource(replay_dir, store, client, RateLimiter(rpm), task, prompt, classes,
                               stem_owners=stem_owners(images, keys), reask=reask)
         step = StepConfig(out=out, task=task, threshold=threshold, polygons=polygons,
                           overlay=(overlay_format, overlay_max_side) if overlays else None, dedupe=dedupe,
                           polygon_holes=polygon_holes)
         workers = min(concurrency, usable_cpus())
+        # A client that never sends a request (a batch run's collected answers) is offline too.
+        answers_only = getattr(client, "answers_only", False) is True
+        offline = replay_dir is not None or answers_only
         if processes is None:
-            processes = replay_dir is not None and len(images) >= PROCESS_MIN_IMAGES and workers >= 2
-        if processes and replay_dir is not None:
+            processes = offline and len(images) >= PROCESS_MIN_IMAGES and workers >= 2
+        if processes and offline:
             if overlays:  # imported once here, so forked workers inherit it instead of each importing it
                 from ..draw import overlay  # noqa: F401
             pool = RestartingPool(max(workers, 1), init_step, (step,))
@@ -202,8 +207,10 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
             pool = ThreadPoolExecutor(max_workers=concurrency)
             window = concurrency * 2
         cleanup.callback(lambda: pool.shutdown(wait=not aborted))
+        cache = cleanup.enter_context(contextlib.closing(  # a batch run's results are kept apart (usage)
+            ResultCache(out, {**step.options(), "answers_only": answers_only}, step.overlay)))
         try:
-            _run(images, keys, pool, window, source, spool, summary, categories, started, step,
+            _run(images, names, keys, pool, window, source, spool, summary, categories, started, step, cache,
                  on_image=warning_log.wrap(on_image), on_progress=on_progress, fixed_categories=fixed,
                  on_interrupt=on_interrupt, on_notice=on_notice)
         except BaseException as exc:
@@ -214,7 +221,7 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
             if isinstance(exc, KeyboardInterrupt) and not aborted:
                 source.retry_unsaved()  # answers held in memory get a last chance to reach the disk
             raise
-        _save_unsaved(source, summary, on_notice)
+        save_unsaved(source, summary, lambda n: _notify(summary, on_notice, n))
         write_failures(out / "failures.json", summary)
         if replay_dir is None:
             export(summary, "usage.json", write_usage, out / "usage.json", summary, client, prices)
@@ -223,47 +230,10 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
     return summary
 
 
-def _prepare_output(out: Path, cleanup: contextlib.ExitStack, summary: LabelSummary,
-                    on_notice: Callable[[str], None] | None, *, overlays: bool, online: bool) -> Spool:
-    """Create the output folders, lock them for this run, remove stale temp files; returns the spool."""
-    try:
-        for sub in (["overlays"] if overlays else []) + (["responses"] if online else []):
-            (out / sub).mkdir(parents=True, exist_ok=True)
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ExportError(f"cannot write to the output folder {out}: {exc}") from exc
-    if cleanup.enter_context(lock_output(out)):
-        removed = clean_stale_temps(out)  # safe only under the lock: no other run is writing here
-        if removed:
-            _notify(summary, on_notice, f"removed {removed} temp files left in {out} by an interrupted run")
-    else:
-        _notify(summary, on_notice, f"the file system of {out} has no file locks: this run is not protected "
-                                    "from another one writing there at the same time")
-    try:
-        return cleanup.enter_context(Spool(out))
-    except OSError as exc:
-        raise ExportError(f"cannot write to the output folder {out}: {exc}") from exc
-
-
-def _save_unsaved(source: AnswerSource, summary: LabelSummary,
-                  on_notice: Callable[[str], None] | None) -> None:
-    """Retry saving the answers whose save failed during the run (they were used from memory)."""
-    held = source.unsaved_count()
-    if not held:
-        return
-    left, why = source.retry_unsaved()
-    summary.unsaved = left
-    if left:
-        _notify(summary, on_notice, f"{left} of {held} paid answers could not be saved ({why}); they were "
-                                    "used for this run's annotations, but a rerun will ask for them again")
-    else:
-        _notify(summary, on_notice, f"{held} answers could not be saved when they arrived; they were kept in "
-                                    "memory and are now saved")
-
-
-def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecutor | RestartingPool,
-         window: int, source: AnswerSource, spool: Spool, summary: LabelSummary, categories: CategoryMap,
-         started: float, step: StepConfig, *,
+def _run(images: list[tuple[Path, Path]], names: list[str], keys: list[str],
+         pool: ThreadPoolExecutor | RestartingPool, window: int, source: AnswerSource, spool: Spool,
+         summary: LabelSummary, categories: CategoryMap,
+         started: float, step: StepConfig, cache: ResultCache, *,
          on_image: Callable[[ImageResult], None] | None,
          on_progress: Callable[[Progress], None] | None, fixed_categories: list | None = None,
          on_interrupt: Callable[[int], None] | None = None,
@@ -271,7 +241,7 @@ def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecu
     """Process every image on ``pool``, spool the results, then write ``annotations.json``."""
     labels: Counter = Counter()
     report: Counter = Counter()
-    offsets: dict[int, tuple[int, int]] = {}
+    records = Records(spool, names)
     out = step.out
     in_process = isinstance(pool, RestartingPool)
     # Images in flight when a worker died: each is retried ALONE, so the one that kills its worker is
@@ -281,15 +251,23 @@ def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecu
 
     def work(index: int) -> tuple[ImageResult, dict | None]:
         path, root = images[index]
-        return process_one(path, path.relative_to(root).as_posix(), keys[index], source=source,
+        return process_one(images[index][0], names[index], keys[index], source=source,
                             **step.kwargs())
 
-    def submit(index: int):
+    answers: dict[int, Path | None] = {}  # the answer file of each image in flight
+
+    def submit(index: int) -> Future:
+        path, file_name = images[index][0], names[index]
+        found = answers[index] = source.answer_file(path, file_name, keys[index])
+        kept = cache.lookup(keys[index], file_name, path, found)  # an unchanged image is not redone
+        if kept is not None:
+            origin = "replay" if source.replay else "cache"
+            return _done(cache.kept_result(kept[0], file_name, origin), kept)
         if not in_process:
             return pool.submit(work, index)
-        path, root = images[index]
-        file_name = path.relative_to(root).as_posix()
-        answer = replay_answer(source, path, file_name, keys[index])
+        if found is None and source.replay is None:  # no saved answer: the client says why (a batch error)
+            return _done(*work(index))
+        answer = replay_answer(source, path, file_name, keys[index], found)
         return pool.submit(offline_step, path, file_name, keys[index], answer)
 
     def progress() -> None:
@@ -331,9 +309,8 @@ def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecu
                         suspects.append(index)
                         continue
                     alone = None
-                    path, root = images[index]
                     result, record = ImageResult(
-                        path.relative_to(root).as_posix(), keys[index], False, "replay", stage="worker",
+                        names[index], keys[index], False, "replay", stage="worker",
                         error="WorkerDied", reason="the worker process labelling this image died, also when "
                         "it was the only image in flight (out of memory, or a crash in native code)"), None
                 else:
@@ -347,10 +324,15 @@ def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecu
                     summary.stopped = f"{result.file}: {result.error}: {result.reason}"
                     for other in pending:
                         other.cancel()  # queued work is dropped; requests in flight finish
+                found = answers.pop(index, None)
                 if record is not None:
-                    labels.update(a["label"] for a in record["annotations"])
-                    report.update(record.pop("report"))
-                    offsets[index] = spool.append((json.dumps(record, ensure_ascii=False) + "\n").encode())
+                    path = images[index][0] if isinstance(record, dict) else None  # None: kept as it was
+                    if result.source == "api":  # the answer was asked for in this run: where it was saved
+                        found = source.answer_file(path, result.file, result.key)
+                    line, head = cache.spool_line(result, record, path, found)
+                    labels.update(head["labels"])
+                    report.update(head["report"])
+                    records.add(index, line, *head["wh"], head["points"])
                     if spool.fallback and spool.fallback not in summary.notices:
                         _notify(summary, on_notice, spool.fallback)
                 if on_image is not None:
@@ -360,17 +342,26 @@ def _run(images: list[tuple[Path, Path]], keys: list[str], pool: ThreadPoolExecu
         _finish_in_flight(pending, on_interrupt)
         raise
     for index in sorted(not_attempted + list(range(next_index, len(images)))):
-        path, root = images[index]
         summary.add(ImageResult(
-            path.relative_to(root).as_posix(), keys[index], False, "", stage="not attempted", error="Stopped",
+            names[index], keys[index], False, "", stage="not attempted", error="Stopped",
             reason=f"the run stopped after a failure that would repeat for every image ({summary.stopped})"))
     spool.flush()
-    export(summary, "annotations.json", write_annotations, out / "annotations.json", spool, offsets, labels,
-            report, categories, summary)
+    export(summary, "annotations.json", write_annotations, out / "annotations.json", records, labels, report,
+           categories, summary)
     if summary.kept_previous is None:  # else the previous dataset's companions stay with it
-        export(summary, "sources.json", write_sources, out / "sources.json", images)
-        export(summary, "keypoints.json", write_keypoints, out / "keypoints.json", spool, offsets,
-                fixed_categories, summary)
+        export(summary, "sources.json", write_sources, out / "sources.json", images, names)
+        export(summary, "keypoints.json", write_keypoints, out / "keypoints.json", records, fixed_categories,
+               summary)
+    if records:  # kept for the next run (a run where nothing succeeded keeps the previous results)
+        with contextlib.suppress(ExportError, OSError):
+            cache.save(records.line(i) for i in records.indices())
+
+
+def _done(result: ImageResult, record: dict | tuple | None) -> Future:
+    """A future that is already done: an image finished without the pool."""
+    future: Future = Future()
+    future.set_result((result, record))
+    return future
 
 
 class Aborted(KeyboardInterrupt):

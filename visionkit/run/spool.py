@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import tempfile
+from array import array
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["Spool"]
+__all__ = ["Records", "Spool"]
 
 
 def _write_all(fh, data: bytes) -> None:
@@ -80,3 +83,48 @@ class Spool:
         self._fh = memory
         with contextlib.suppress(OSError):
             old.close()
+
+
+class Records:
+    """Which images have a record in the spool, where, and their sizes: compact arrays indexed by the
+    image's position in the run (about 30 bytes an image, instead of a dict entry and tuple each), so
+    ``annotations.json`` can list the images without reading every record twice."""
+
+    def __init__(self, spool: Spool, names: Sequence[str]):
+        self.spool = spool
+        self.names = names  # each image's file_name, by index
+        count = len(names)
+        self._start = array("q", bytes(8 * count))
+        self._size = array("q", bytes(8 * count))  # 0: no record
+        self._wh = array("q", bytes(16 * count))
+        self._points = array("q")  # indices of the records that hold points (rare)
+        self.count = 0
+
+    def add(self, index: int, line: bytes, width: int, height: int, points: bool) -> None:
+        """Append image ``index``'s record (``line``, JSON) to the spool; ``points``: it holds points."""
+        self._start[index], self._size[index] = self.spool.append(line)
+        self._wh[2 * index], self._wh[2 * index + 1] = int(width), int(height)
+        if points:
+            self._points.append(index)
+        self.count += 1
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def indices(self) -> Iterator[int]:
+        """The images with a record, in input order."""
+        return (i for i, size in enumerate(self._size) if size)
+
+    def image(self, index: int) -> tuple[str, int, int]:
+        """``(file_name, width, height)`` of a recorded image."""
+        return self.names[index], self._wh[2 * index], self._wh[2 * index + 1]
+
+    def line(self, index: int) -> bytes:
+        return self.spool.read_at(self._start[index], self._size[index])
+
+    def read(self, index: int) -> dict:
+        return json.loads(self.line(index))
+
+    def with_points(self) -> Iterator[dict]:
+        """The records that hold points, in input order."""
+        return (self.read(i) for i in sorted(self._points))

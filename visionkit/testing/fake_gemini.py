@@ -49,6 +49,7 @@ import contextlib
 import json
 import re
 import socket
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -352,3 +353,7 @@ class FakeGemini(GenerateEndpoint, FilesEndpoints, ModelsEndpoints):
                 {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
                  "domain": "googleapis.com"}])
         return None
+
+
+if __name__ == "__main__":  # the shell entry point is the package's: the CLI imports this module
+    sys.exit("run the fake with 'python -m visionkit.testing' (see visionkit/testing/fake_cli.py)")

@@ -1,0 +1,232 @@
+"""Incremental reruns (``OUT/.results.jsonl``, :mod:`visionkit.run.results`): a rerun re-parses only what
+changed, and writes what a run from scratch writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+import visionkit.run.image_step as image_step
+from visionkit import label
+from visionkit.run.results import RESULTS_NAME
+from visionkit.testing.synthetic import segment_answer, write_labelled_folder
+
+
+@pytest.fixture
+def parses(monkeypatch) -> list[str]:
+    """The answers parsed in this process (runs use threads, processes=False, so every parse is seen)."""
+    seen: list[str] = []
+    real = image_step.parse_response
+
+    def counting(answer, *args, **kwargs):
+        seen.append(answer if isinstance(answer, str) else json.dumps(answer))
+        return real(answer, *args, **kwargs)
+
+    monkeypatch.setattr(image_step, "parse_response", counting)
+    return seen
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> tuple[Path, Path]:
+    images, replay = write_labelled_folder(tmp_path / "data", 5, (96, 64), masks=3)
+    # a warning to keep: one answer with a mask that does not decode
+    bad = json.loads(segment_answer(2, seed=9).split("\n", 1)[1].rsplit("\n", 1)[0])
+    bad[1]["mask"] = "data:image/png;base64,@@@"
+    (replay / "img00004.txt").write_text("```json\n" + json.dumps(bad) + "\n```", encoding="utf-8")
+    return images, replay
+
+
+def run(images: Path, replay: Path, out: Path, **options):
+    return label([images], out, replay=replay, processes=False, **options)
+
+
+def without_date(path: Path) -> dict:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["info"].pop("date_created")
+    return data
+
+
+def test_a_rerun_parses_nothing_and_writes_the_same_files(folder, tmp_path, parses):
+    images, replay = folder
+    first = run(images, replay, tmp_path / "o")
+    assert len(parses) == 5 and first.warnings >= 1
+    saved = {name: (tmp_path / "o" / name).read_bytes() for name in ("warnings.json", "sources.json",
+                                                                       "keys.json", "failures.json")}
+    coco = without_date(tmp_path / "o" / "annotations.json")
+    overlays = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "o" / "overlays").iterdir()}
+    parses.clear()
+    again = run(images, replay, tmp_path / "o")
+    assert parses == []
+    assert without_date(tmp_path / "o" / "annotations.json") == coco
+    for name, data in saved.items():
+        assert (tmp_path / "o" / name).read_bytes() == data, name
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "o" / "overlays").iterdir()} == overlays
+    for field in ("succeeded", "failed", "detections", "annotations", "warnings", "export_report"):
+        assert getattr(again, field) == getattr(first, field), field
+    # and equal to a run from scratch, byte for byte but the date
+    run(images, replay, tmp_path / "fresh")
+    assert without_date(tmp_path / "fresh" / "annotations.json") == coco
+
+
+def test_only_what_changed_is_recomputed(folder, tmp_path, parses):
+    images, replay = folder
+    out = tmp_path / "o"
+    run(images, replay, out)
+    # one more image: only it is parsed
+    shutil.copy(images / "img00000.jpg", images / "new.jpg")
+    (replay / "new.txt").write_text(segment_answer(2, seed=42), encoding="utf-8")
+    parses.clear()
+    summary = run(images, replay, out)
+    assert len(parses) == 1 and summary.succeeded == 6
+    # an answer touched but unchanged: not parsed (its hash is the same); one changed: parsed
+    os.utime(replay / "img00001.txt", ns=(1, 1))
+    (replay / "img00002.txt").write_text(segment_answer(1, seed=77), encoding="utf-8")
+    parses.clear()
+    run(images, replay, out)
+    assert parses == [segment_answer(1, seed=77)]
+    # a touched image: its size may have changed, so it is redone
+    os.utime(images / "img00003.jpg", ns=(2, 2))
+    parses.clear()
+    run(images, replay, out)
+    assert len(parses) == 1
+    # a deleted overlay is drawn again
+    (out / "overlays" / "img00000.jpg").unlink()
+    parses.clear()
+    run(images, replay, out)
+    assert len(parses) == 1 and (out / "overlays" / "img00000.jpg").is_file()
+    # the result equals a run from scratch
+    run(images, replay, tmp_path / "fresh")
+    assert without_date(out / "annotations.json") == without_date(tmp_path / "fresh" / "annotations.json")
+
+
+@pytest.mark.parametrize("change", [{"threshold": 200}, {"polygons": True}, {"dedupe": 0.5},
+                                    {"task": "detect"}, {"overlay_format": "png"}, {"overlay_max_side": 32}])
+def test_an_option_that_shapes_the_result_recomputes_it(folder, tmp_path, parses, change):
+    images, replay = folder
+    run(images, replay, tmp_path / "o")
+    parses.clear()
+    run(images, replay, tmp_path / "o", **change)
+    assert len(parses) == 5
+    run(images, replay, tmp_path / "fresh", **change)
+    assert without_date(tmp_path / "o" / "annotations.json") == \
+        without_date(tmp_path / "fresh" / "annotations.json")
+    parses.clear()
+    run(images, replay, tmp_path / "o", **change)  # and the new results are kept in turn
+    assert parses == []
+
+
+def test_options_that_do_not_shape_it_keep_it(folder, tmp_path, parses):
+    images, replay = folder
+    run(images, replay, tmp_path / "o")
+    parses.clear()
+    run(images, replay, tmp_path / "o", overlays=False, concurrency=1)
+    run(images, replay, tmp_path / "o")  # the overlays are still there, drawn with the same settings
+    assert parses == []
+    # a subset run keeps the others' results for later
+    run(images, replay, tmp_path / "o", limit=2)
+    run(images, replay, tmp_path / "o")
+    assert parses == []
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty", "wrong-key", "not-an-object"])
+def test_a_damaged_results_file_is_only_a_miss(folder, tmp_path, parses, damage):
+    images, replay = folder
+    out = tmp_path / "o"
+    run(images, replay, out)
+    coco = without_date(out / "annotations.json")
+    path = out / RESULTS_NAME
+    lines = path.read_bytes().splitlines(keepends=True)
+    if damage == "garbage":
+        lines[0] = b'{"_vk": {"key": "img00000", "sig": \xff\xfe}\n'
+    elif damage == "truncated":
+        lines[-1] = lines[-1][: len(lines[-1]) // 2]
+    elif damage == "empty":
+        lines = []
+    elif damage == "wrong-key":  # a line filed under another image's key
+        lines[0] = lines[0].replace(b'"key": "img00000"', b'"key": "img00001"', 1)
+    else:
+        lines[0] = b'{"_vk": [1, 2, 3]}\n'
+    path.write_bytes(b"".join(lines))
+    parses.clear()
+    summary = run(images, replay, out)
+    assert summary.ok or summary.failed == 0
+    assert 1 <= len(parses) <= 5
+    assert without_date(out / "annotations.json") == coco
+
+
+def test_a_result_kept_under_other_options_is_not_used(folder, tmp_path, parses):
+    """The kept line of another folder (other threshold) copied in: its signature does not match."""
+    images, replay = folder
+    run(images, replay, tmp_path / "a", threshold=250)
+    run(images, replay, tmp_path / "b")
+    shutil.copy(tmp_path / "a" / RESULTS_NAME, tmp_path / "b" / RESULTS_NAME)
+    coco = without_date(tmp_path / "b" / "annotations.json")
+    parses.clear()
+    run(images, replay, tmp_path / "b")
+    assert len(parses) == 5 and without_date(tmp_path / "b" / "annotations.json") == coco
+
+
+def test_failed_images_are_tried_again(folder, tmp_path, parses):
+    images, replay = folder
+    (replay / "img00003.txt").unlink()
+    first = run(images, replay, tmp_path / "o")
+    assert first.failed == 1
+    (replay / "img00003.txt").write_text(segment_answer(2, seed=5), encoding="utf-8")
+    parses.clear()
+    again = run(images, replay, tmp_path / "o")
+    assert again.failed == 0 and len(parses) == 1
+
+
+def test_process_pool_reruns_use_the_kept_results(folder, tmp_path):
+    images, replay = folder
+    first = label([images], tmp_path / "o", replay=replay, processes=True, concurrency=2)
+    before = (tmp_path / "o" / RESULTS_NAME).read_bytes()
+    again = label([images], tmp_path / "o", replay=replay, processes=True, concurrency=2)
+    assert again.succeeded == first.succeeded == 5
+    assert (tmp_path / "o" / RESULTS_NAME).read_bytes() == before
+
+
+@pytest.mark.parametrize("options", [{}, {"polygons": True, "classes": ["cup", "plate"]}])
+def test_annotations_json_equals_to_coco_also_when_kept(folder, tmp_path, options):
+    """The oracle: to_coco of the same answers. annotations.json is streamed from kept JSON text, so a
+    rerun must write exactly what to_coco makes (unmapped labels dropped and counted, polygons)."""
+    from PIL import Image
+
+    from visionkit import parse_response, to_coco
+
+    images, replay = folder
+    items = []
+    for path in sorted(images.iterdir()):
+        with Image.open(path) as im:
+            wh = im.size
+        items.append((path.name, wh, parse_response((replay / f"{path.stem}.txt").read_text(), wh)))
+    expected = to_coco(items, options.get("classes"), polygons=options.get("polygons", False))
+    expected["info"].pop("date_created")
+    out = tmp_path / "o"
+    for _ in range(2):  # the first run, then the rerun from kept results
+        run(images, replay, out, overlays=False, **options)
+        assert without_date(out / "annotations.json") == expected
+
+
+def test_overlays_redrawn_since_are_drawn_again(folder, tmp_path, parses):
+    """`visionkit overlays` redrew them smaller: a rerun with the run's own settings draws them again."""
+    from visionkit.run.redraw import redraw_overlays
+
+    images, replay = folder
+    out = tmp_path / "o"
+    run(images, replay, out, overlay_max_side=64)
+    before = (out / "overlays" / "img00000.jpg").read_bytes()
+    redraw_overlays(out, replay=replay, overlay_max_side=32, processes=False)
+    assert (out / "overlays" / "img00000.jpg").read_bytes() != before
+    parses.clear()
+    run(images, replay, out, overlay_max_side=64)
+    assert len(parses) == 5 and (out / "overlays" / "img00000.jpg").read_bytes() == before
+    # a result kept from a run without overlays is redone when overlays are asked for and missing
+    run(images, replay, tmp_path / "p", overlays=False)
+    parses.clear()
+    run(images, replay, tmp_path / "p")
+    assert len(parses) == 5 and len(list((tmp_path / "p" / "overlays").iterdir())) == 5

@@ -1,0 +1,220 @@
+"""``OUT/.results.jsonl``: every image's finished result, kept so that a rerun re-parses nothing it need not.
+
+A rerun with the same options on a finished folder finds each image here, checks that the result still
+fits, and copies it to the new run instead of parsing the answer again; only ``annotations.json`` (and its
+companions) is streamed again. A result fits when all of these still hold:
+
+* the answer is the same: the SHA-256 of the replay file or saved response (a file whose size and mtime
+  are unchanged is not hashed again, as ``git`` trusts its index; a saved response must also still fit the
+  request, as :meth:`visionkit.run.answer_source.ResponseStore.load` decides);
+* the options that shape the annotations are the same: task, threshold, polygons, polygon holes, dedupe,
+  and visionkit's version;
+* the image has the same size and mtime (its header gives the width and height; its pixels the overlay);
+* with overlays on, the overlay was written with the same format and size, and is still the file that
+  was written (its size and mtime: ``visionkit overlays`` may have redrawn it since).
+
+Anything else recomputes that image, and only that image: a changed ``--threshold`` re-parses every image,
+one new image is parsed alone. Failed images are never kept (a rerun tries them again).
+
+Each line is one image's spool record (see :mod:`visionkit.run.spool`) with a head first::
+
+    {"_vk": {"key": "x", "sig": "...", "answer": [size, mtime_ns, sha256], "image": [size, mtime_ns],
+             "overlay": ["jpg", 2048] | null, "detections": 3, "warnings": [[index, field, reason], ...]},
+     "file_name": "a/x.jpg", "width": 640, "height": 480, "annotations": [...], "report": {...}}
+
+The file is written at the end of a run, atomically; a run killed before that leaves the previous file,
+whose results are still checked one by one, so nothing stale is ever used. A line that cannot be read is a
+miss, never an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from json.decoder import scanstring
+from pathlib import Path
+from typing import Any
+
+from .._version import __version__
+from ..core.detections import ParseWarning
+from ..draw.overlay_files import OVERLAY_FORMATS
+from ..media.atomic import atomic_open
+from .image_step import ImageResult
+
+__all__ = ["RESULTS_NAME", "ResultCache", "answer_id"]
+
+RESULTS_NAME = ".results.jsonl"
+_FORMAT = 2  # part of every signature: bump it when what a line holds changes, so old lines miss
+_HEAD = b'{"_vk": '
+_decoder = json.JSONDecoder()
+_encode = json.JSONEncoder(ensure_ascii=False).encode  # one encoder, not one per call as json.dumps makes
+_KEY_AT = len('{"_vk": {"key": "')
+
+
+def answer_id(path: Path, known: Any = None) -> list | None:
+    """``[size, mtime_ns, sha256]`` of an answer file; ``known`` (such a list from an earlier run) saves
+    the hashing when the size and mtime are unchanged. None when the file cannot be read."""
+    try:
+        stat = os.stat(path)
+        if isinstance(known, list) and len(known) == 3 and known[:2] == [stat.st_size, stat.st_mtime_ns]:
+            return known
+        with open(path, "rb") as fh:
+            digest = hashlib.sha256(fh.read()).hexdigest()
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns, digest]
+
+
+def _image_id(path: Path) -> list | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def _head(line: bytes) -> dict:
+    head, _ = _decoder.raw_decode(line.decode("utf-8"), len(_HEAD))
+    if not isinstance(head, dict):
+        raise TypeError("the head is not an object")
+    return head
+
+
+class ResultCache:
+    """The previous run's kept results (read) and the heads of this run's fresh ones (made).
+
+    ``options``: what shapes an image's annotations (task, threshold, ...); ``overlay``: ``(format,
+    max_side)``, or None when the run draws no overlays. Used from the run's main thread only.
+    """
+
+    def __init__(self, out: Path, options: dict, overlay: tuple[str, int | None] | None):
+        self.out = Path(out)
+        self.path = self.out / RESULTS_NAME
+        self._options = json.dumps([_FORMAT, __version__, options], sort_keys=True).encode()
+        self._overlay = None if overlay is None else list(overlay)
+        self._index: dict[str, int] = {}  # key -> offset of its line in the previous file
+        self._fh = None
+        self.hits = 0
+        try:
+            self._fh = open(self.path, "rb")  # noqa: SIM115 - closed by close()
+            self._scan()
+        except OSError:
+            self._index.clear()
+
+    def _scan(self) -> None:
+        offset = 0
+        for line in self._fh:
+            if line.startswith(_HEAD) and line.endswith(b"\n"):
+                with contextlib.suppress(ValueError):  # the key alone: the whole head is read when asked for
+                    self._index[scanstring(line[:4096].decode("utf-8", "replace"), _KEY_AT)[0]] = offset
+            offset += len(line)
+
+    def _sig(self, answer: list) -> str:
+        return hashlib.sha256(self._options + str(answer[2]).encode()).hexdigest()[:32]
+
+    def lookup(self, key: str, file_name: str, image: Path, answer: Path | None) -> tuple[dict, bytes] | None:
+        """``(head, line)`` of this image's kept result when it still fits (see the module doc), else
+        None. Each key is looked up once per run."""
+        offset = self._index.pop(key, None)
+        if offset is None or answer is None or self._fh is None:
+            return None
+        try:
+            self._fh.seek(offset)
+            line = self._fh.readline()
+            head = _head(line)
+            kept = head.get("answer")
+            now = answer_id(answer, kept)
+            if (now is None or head.get("sig") != self._sig(now) or head.get("key") != key
+                    or head.get("file") != file_name or head.get("image") != _image_id(image)):
+                return None
+            if self._overlay is not None and (head.get("overlay") is None
+                                              or head["overlay"] != self._overlay_id(key)):
+                return None  # drawn with other settings, redrawn since (``visionkit overlays``), or gone
+            if not (isinstance(head.get("labels"), dict) and isinstance(head.get("report"), dict)
+                    and len(head["wh"]) == 2):
+                return None
+            if now is not kept:  # the same answer in a touched file: record its new size and mtime
+                head["answer"] = now
+                line = self.line(head, json.loads(line))
+        except (OSError, ValueError, TypeError, AttributeError):
+            return None
+        self.hits += 1
+        return head, line
+
+    def head(self, result: ImageResult, record: dict, image: Path, answer: Path | None) -> dict:
+        """The head of a fresh result whose answer was read from ``answer`` (None: not from a file). It
+        holds what the run needs of an image without reading its whole record: its labels (counted), its
+        export report, its size and whether it has points."""
+        found = None if answer is None else answer_id(answer)
+        labels: dict[str, int] = {}
+        for ann in record["annotations"]:
+            labels[ann["label"]] = labels.get(ann["label"], 0) + 1
+        # each annotation as [label, its JSON without the label and the opening brace]: annotations.json
+        # gets the text as it is, after its ids (see visionkit.run.outputs.write_annotations)
+        record["annotations"] = [[a["label"], _encode({k: v for k, v in a.items() if k != "label"})[1:]]
+                                 for a in record["annotations"]]
+        return {"key": result.key, "file": result.file, "sig": None if found is None else self._sig(found),
+                "answer": found, "image": _image_id(image),
+                "overlay": None if result.overlay_error else self._overlay_id(result.key),
+                "detections": result.detections,
+                "warnings": [[w.index, w.field, w.reason] for w in result.warnings], "labels": labels,
+                "report": record.pop("report", {}), "wh": [record["width"], record["height"]],
+                "points": bool(record.get("points")),
+                # a batch answer's tokens are billed to every --batch run that uses it (run.usage)
+                "batch": [result.usage, result.model_version] if result.source == "batch" else None}
+
+    def kept_result(self, head: dict, file_name: str, origin: str) -> ImageResult:
+        """The :class:`ImageResult` of a kept result (``origin``: "replay" or "cache")."""
+        batch = head.get("batch")
+        usage, version = batch if isinstance(batch, list) and len(batch) == 2 else (None, None)
+        return ImageResult(file_name, head["key"], True, "batch" if batch else origin,
+                           detections=int(head.get("detections") or 0), warnings=self.warnings(head),
+                           usage=usage, model_version=version)
+
+    def spool_line(self, result: ImageResult, record: dict | tuple[dict, bytes], image: Path,
+                   answer: Path | None) -> tuple[bytes, dict]:
+        """``(line, head)`` of a finished image: a kept ``(head, line)`` as it is, or a fresh record with
+        its head (``answer``: the file its answer was read from)."""
+        if isinstance(record, tuple):
+            return record[1], record[0]
+        head = self.head(result, record, image, answer)
+        return self.line(head, record), head
+
+    @staticmethod
+    def line(head: dict, record: dict) -> bytes:
+        """One line of the file: ``record`` (a spool record) with ``head`` first."""
+        record.pop("_vk", None)
+        return (_encode({"_vk": head, **record}) + "\n").encode("utf-8")
+
+    @staticmethod
+    def warnings(head: dict) -> tuple[ParseWarning, ...]:
+        return tuple(ParseWarning(*w) for w in head.get("warnings") or ())
+
+    def _overlay_id(self, key: str) -> list | None:
+        """``[format, max_side, size, mtime_ns]`` of the image's overlay as this run draws it, or None
+        (no overlays in this run, or the file is not there)."""
+        if self._overlay is None:
+            return None
+        try:
+            st = os.stat(self.out / "overlays" / f"{key}{OVERLAY_FORMATS[self._overlay[0]]}")
+        except OSError:
+            return None
+        return [*self._overlay, st.st_size, st.st_mtime_ns]
+
+    def save(self, lines: Iterable[bytes]) -> None:
+        """Write this run's lines, then the previous file's lines of the images this run did not look up
+        (not among its inputs), atomically. Not fsynced: a lost file only costs a recompute."""
+        with atomic_open(self.path, "wb", durable=False) as fh:
+            for line in lines:
+                fh.write(line)
+            if self._fh is not None:
+                for offset in self._index.values():
+                    self._fh.seek(offset)
+                    fh.write(self._fh.readline())
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
