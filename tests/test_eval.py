@@ -16,6 +16,7 @@ from pycocotools.cocoeval import COCOeval
 
 from visionkit import ConfigError, InputError
 from visionkit.cli import main
+from visionkit.formats.coco_checks import ImageEntry
 from visionkit.quality.evaluate import evaluate
 
 SIZES = {"a.png": (200, 100), "sub/b.jpg": (100, 150)}
@@ -169,9 +170,12 @@ def test_segm_skips_boxes_without_masks():
 
 
 @pytest.mark.parametrize("mutate, match", [
-    (lambda p, t: p["images"][0].update(width=201), "a.png: predicted on a 201x100 image"),
-    (lambda p, t: t["annotations"][0].pop("area"), "annotations\\[0\\] has no 'area'"),
-    (lambda p, t: p.pop("categories"), "no 'categories' list"),
+    (lambda p, t: p["images"][0].update(width=201), r"annotations\[0\]\.segmentation\.size: expected the "
+     r"image's \[height, width\] \[100, 201\]"),
+    (lambda p, t: (p["images"][0].update(width=201), [a.pop("segmentation") for a in p["annotations"]]),
+     "a.png: predicted on a 201x100 image"),
+    (lambda p, t: t["annotations"][0].pop("area"), r"annotations\[0\]\.area: expected a value"),
+    (lambda p, t: p.pop("categories"), r"annotations\[0\]\.category_id: expected the id of a category"),
 ])
 def test_bad_inputs_are_named(mutate, match):
     pred, truth = dataset(OBJECTS, PRED_CATS), copy.deepcopy(TRUTH)
@@ -185,7 +189,7 @@ def test_bad_files_and_options(tmp_path):
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(InputError, match="results list"):
         evaluate(tmp_path / "results.json", TRUTH)
-    with pytest.raises(InputError, match="not a readable JSON"):
+    with pytest.raises(InputError, match="broken.json is not valid JSON"):
         evaluate(tmp_path / "broken.json", TRUTH)
     with pytest.raises(InputError, match="a run folder needs annotations.json"):
         evaluate(tmp_path, TRUTH)
@@ -235,7 +239,7 @@ def test_polygon_and_uncompressed_rle_predictions_match_compressed_rle():
 # ---- joining predicted images onto truth images: never two predicted images onto one truth image ----
 
 def _named(names):
-    return {"images": [{"id": k + 1, "file_name": n, "width": 10, "height": 10} for k, n in enumerate(names)]}
+    return [ImageEntry(k + 1, n, 10, 10, k) for k, n in enumerate(names)]
 
 
 @pytest.mark.parametrize("pred_names, truth_names, joined, unmatched", [
@@ -253,8 +257,8 @@ def test_join_images_table(pred_names, truth_names, joined, unmatched):
     from visionkit.quality.evaluate import _join_images
     pred, truth = _named(pred_names), _named(truth_names)
     got, left = _join_images(pred, truth)
-    by_pred = {i["id"]: i["file_name"] for i in pred["images"]}
-    by_truth = {i["id"]: i["file_name"] for i in truth["images"]}
+    by_pred = {i.pos: i.file_name for i in pred}
+    by_truth = {i.pos: i.file_name for i in truth}
     assert {by_pred[p]: by_truth[t] for p, t in got.items()} == joined
     assert len(set(got.values())) == len(got)  # each truth image joined at most once
     assert left == unmatched
@@ -278,7 +282,8 @@ def test_two_predicted_images_are_not_joined_onto_one_truth_image():
 def test_a_file_name_listed_twice_is_refused():
     pred = dataset(OBJECTS, PRED_CATS)
     pred["images"][1]["file_name"] = "a.png"
-    with pytest.raises(InputError, match="the predictions dict lists the image 'a.png' twice"):
+    with pytest.raises(InputError, match=r"the predictions dict: images\[1\]\.file_name: .*'a.png' is listed "
+                       r"twice"):
         evaluate(pred, TRUTH)
 
 
@@ -312,8 +317,10 @@ def test_truth_with_category_id_0(kind, iou_type):
 
 
 @pytest.mark.parametrize("categories, match", [
-    ([{"id": 1, "name": "cat"}, {"id": 1, "name": "dog"}], "category id 1 is used twice"),
-    ([{"id": "one", "name": "cat"}, {"id": 2, "name": "dog"}], r"categories\[0\] has id 'one'"),
+    ([{"id": 1, "name": "cat"}, {"id": 1, "name": "dog"}], r"categories\[1\]\.id: expected an id no other "
+     r"category has \(1 is 'cat' too\)"),
+    ([{"id": "one", "name": "cat"}, {"id": 2, "name": "dog"}], r"categories\[0\]\.id: expected an integer; "
+     "got 'one'"),
     ([{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}, {"id": 3, "name": "Cats"}], None),
 ])
 def test_bad_truth_categories_name_the_truth_file(tmp_path, categories, match):
@@ -335,3 +342,52 @@ def test_bad_truth_categories_name_the_truth_file(tmp_path, categories, match):
 def test_alias_to_a_missing_truth_category_is_a_config_error():
     with pytest.raises(ConfigError, match="alias 'kitty' points to 'lion'"):
         evaluate(dataset(OBJECTS, PRED_CATS), TRUTH, aliases={"kitty": "lion"})
+
+
+@pytest.mark.parametrize("iou_type", ["segm", "bbox"])
+def test_truth_of_a_tenth_of_the_images_equals_cocoeval(iou_type):
+    """Eval reads only the predictions of the images the truth names (the run is streamed); AP equals
+    pycocotools' COCOeval run by hand on those images' predictions."""
+    import visionkit as vk
+    from visionkit.core.maskcrop import MaskCrop
+
+    rng = np.random.default_rng(3)
+
+    def run(shift, with_scores):
+        items = []
+        for k in range(40):
+            wh = (64 + k % 3, 48)
+            boxes, labels, crops = [], [], []
+            for j in range(1 + k % 4):
+                x0, y0 = 4 + 9 * j + shift, 5 + 3 * j
+                boxes.append([x0, y0, x0 + 12, y0 + 10])
+                crops.append(MaskCrop(rng.random((10, 12)) > 0.3, x0, y0))
+                labels.append(["cat", "dog"][(j + k) % 2])
+            scores = rng.random(len(boxes)) if with_scores else None
+            items.append((f"d/img{k:02d}.png", wh, vk.Detections(np.array(boxes, float), labels, wh,
+                                                                  scores=scores, masks=tuple(crops))))
+        return vk.to_coco(items)
+
+    pred, full_truth = run(1, True), run(0, False)
+    keep = {i["id"] for i in full_truth["images"][::10]}
+    truth = {**full_truth, "images": [i for i in full_truth["images"] if i["id"] in keep],
+             "annotations": [a for a in full_truth["annotations"] if a["image_id"] in keep]}
+    got = evaluate(pred, truth, iou_type=iou_type, backend="pycocotools")
+    assert got["counts"]["joined_images"] == 4 and got["counts"]["predicted_images"] == 40
+
+    by_name = {i["file_name"]: i["id"] for i in truth["images"]}
+    pred_name = {i["id"]: i["file_name"] for i in pred["images"]}
+    rows = [{"image_id": by_name[pred_name[a["image_id"]]], "category_id": a["category_id"],
+             "score": a["score"], **({"bbox": a["bbox"]} if iou_type == "bbox" else
+                                     {"segmentation": a["segmentation"]})}
+            for a in pred["annotations"] if pred_name[a["image_id"]] in by_name]
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = copy.deepcopy(truth)
+        gt.createIndex()
+        ev = COCOeval(gt, gt.loadRes(rows), iou_type)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    assert got["stats"] == pytest.approx(list(ev.stats), abs=1e-12)
+    assert 0 < got["summary"]["AP"] < 1

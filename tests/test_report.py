@@ -40,15 +40,24 @@ def run(tmp_path_factory) -> Path:
     return out
 
 
-def page_data(html: str) -> dict:
+def page_data(index: Path) -> dict:
+    """The data the page embeds, plus ``images``: every card of every page file, in order."""
+    html = index.read_text()
     raw = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', html, re.S).group(1)
-    return json.loads(raw.replace("<\\/", "</"))
+    data = json.loads(raw)
+    data["images"] = []
+    for n in range(data["pages"]):
+        text = (index.parent / "pages" / f"{n:05d}.js").read_text()
+        prefix = f"vkReportPage({n},"
+        assert text.startswith(prefix) and text.endswith(");\n")
+        data["images"] += json.loads(text[len(prefix):-3])
+    return data
 
 
 def test_report_files(run):
     html = (run / "report" / "index.html").read_text()
     ds = json.loads((run / "annotations.json").read_text())
-    data = page_data(html)
+    data = page_data(run / "report" / "index.html")
     assert [e["f"] for e in data["images"]] != [i["file_name"] for i in ds["images"]]  # reordered
     f1 = [e["e"] for e in data["images"]]
     assert f1 == sorted(f1) and data["order"].startswith("worst F1 first")
@@ -84,7 +93,7 @@ def test_overlays_found_by_glob_any_format(tmp_path):
     overlay.rename(overlay.with_suffix(".webp"))  # whatever format the run wrote
     summary = build_report(tmp_path / "run")
     assert summary.thumbnails == 1
-    entry = page_data(summary.path.read_text())["images"][0]
+    entry = page_data(summary.path)["images"][0]
     assert entry["o"] == "../overlays/a.webp" and entry["t"] == "thumbs/a.jpg"
 
 
@@ -95,11 +104,12 @@ def test_escaping_and_no_overlays(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     vk.write_json_atomic(run / "annotations.json", vk.to_coco([(evil + ".png", wh, dets)]))
-    html = build_report(run).path.read_text()
+    index = build_report(run).path
+    html = index.read_text()
     assert "</script><img" not in html  # the data cannot close its script element
     markup = re.sub(r'<script type="application/json".*?</script>', "", html, flags=re.S)
     assert "<img src=x" not in markup and "&lt;img src=x" in markup  # HTML parts are escaped
-    data = page_data(html)
+    data = page_data(index)
     assert data["classes"] == [evil] and data["images"][0]["f"] == evil + ".png"
     assert data["images"][0]["t"] is None  # no overlay: a card without a picture
 
@@ -261,8 +271,52 @@ def test_eval_scores_join_by_base_name(tmp_path):
     vk.write_json_atomic(run / "eval.json", {"summary": {"AP": 0.5}, "per_class": [], "notes": [],
                                              "images": [{"file_name": "b.png", "f1": 1.0},
                                                         {"file_name": "a.png", "f1": 0.25}]})
-    data = page_data(build_report(run).path.read_text())
+    data = page_data(build_report(run).path)
     assert [(e["f"], e["e"]) for e in data["images"]] == [("sub/a.png", 0.25), ("b.png", 1.0)]
+
+
+def test_gallery_pages_load_as_the_reader_scrolls(tmp_path, browser):
+    """1,200 images are 3 card pages beside a page that embeds none of the cards; scrolling loads them all,
+    and a class only the last page has is found by the filter (pages load until its 2 images are shown)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    browser.get_log("browser")
+    wh = (64, 48)
+    cup = vk.Detections(np.array([[1, 1, 20, 20]], float), ["cup"], wh)
+    zebra = vk.Detections(np.array([[1, 1, 20, 20]], float), ["zebra"], wh)
+    run = tmp_path / "big"
+    run.mkdir()
+    items = [(f"{k:05d}.png", wh, zebra if k in (1100, 1150) else cup) for k in range(1200)]
+    vk.write_json_atomic(run / "annotations.json", vk.to_coco(items))
+    index = build_report(run).path
+    assert sorted(p.name for p in (index.parent / "pages").iterdir()) == ["00000.js", "00001.js", "00002.js"]
+    html = index.read_text()
+    assert "00007.png" not in html and len(html) < 20_000  # no card in the page itself
+    assert [e["f"] for e in page_data(index)["images"]] == [f for f, _, _ in items]
+
+    cards = lambda: browser.find_elements(By.CSS_SELECTOR, "#gallery .card")  # noqa: E731
+    browser.get(index.resolve().as_uri())
+    assert wait_for(lambda: len(cards()) > 0)
+    assert len(cards()) < 1200 and browser.find_element(By.ID, "match-count").text == "1200"
+    for _ in range(100):
+        browser.execute_script("window.scrollTo(0, document.body.scrollHeight)")
+        if wait_for(lambda: len(cards()) == 1200, timeout=0.3):
+            break
+    assert len(cards()) == 1200
+    assert [c.get_attribute("data-file") for c in cards()[-3:]] == ["01197.png", "01198.png", "01199.png"]
+
+    browser.get(index.resolve().as_uri())  # fresh: only the first page is loaded
+    assert wait_for(lambda: len(cards()) > 0)
+    Select(browser.find_element(By.ID, "class-filter")).select_by_visible_text("zebra")
+    assert browser.find_element(By.ID, "match-count").text == "2"
+    assert wait_for(lambda: [c.get_attribute("data-file") for c in cards()] == ["01100.png", "01150.png"])
+    assert [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")] == []
+
+    # a smaller rebuild leaves no stale page behind
+    vk.write_json_atomic(run / "annotations.json", vk.to_coco(items[:600]))
+    build_report(run)
+    assert sorted(p.name for p in (index.parent / "pages").iterdir()) == ["00000.js", "00001.js"]
 
 
 # -- issue 19 #3: hostile text in the embedded data ----------------------------------------------------------
@@ -292,10 +346,13 @@ def hostile_run(tmp_path) -> Path:
 
 @pytest.mark.parametrize("char", ["<", ">", "&", "\u2028", "\u2029"])
 def test_embedded_data_holds_none_of_the_dangerous_characters(hostile_run, char):
-    html = build_report(hostile_run).path.read_text()
+    index = build_report(hostile_run).path
+    html = index.read_text()
     raw = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', html, re.S).group(1)
     assert char not in raw
-    data = page_data(html)  # ... and reads back as the same text
+    for page in (index.parent / "pages").iterdir():  # the card pages are scripts too
+        assert char not in page.read_text()
+    data = page_data(index)  # ... and reads back as the same text
     assert sorted(data["classes"]) == sorted(HOSTILE) and data["images"][0]["f"] == HOSTILE[0] + "0.png"
 
 

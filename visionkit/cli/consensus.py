@@ -54,18 +54,12 @@ def _check_out(runs: list[str], out: Path, overwrite: bool) -> None:
 
 
 def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from ..errors import ExportError
     from ..media.atomic import write_json_atomic
-    from ..quality.consensus import consensus
+    from ..quality.consensus import write_consensus
 
     out = Path(args.out)
     _check_out(args.runs, out, args.overwrite)
-    dataset, report = consensus(args.runs, iou=args.iou)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ExportError(f"cannot create the output folder {out}: {exc}") from exc
-    write_json_atomic(out / "annotations.json", dataset)
+    report = write_consensus(args.runs, out / "annotations.json", iou=args.iou)
     write_json_atomic(out / "consensus.json", report, indent=2)
     votes = ", ".join(f"{k} of {len(args.runs)}: {n}" for k, n in report["votes"].items()) or "none"
     stdout.write(f"{report['objects']} objects in {report['images']} images from {len(args.runs)} runs "

@@ -36,56 +36,39 @@ if ``train`` itself would be empty, the image nearest to train's range moves the
 
 Category ids are the same in every split file, and fixed across runs with ``categories`` (see
 :func:`visionkit.formats.coco.load_categories`); labels outside it are dropped and reported.
+
+Reading: the runs go through the one reader, :mod:`visionkit.formats.coco_stream` (via
+:mod:`visionkit.formats.export_runs`): each ``annotations.json`` is checked first (a malformed one is an
+InputError naming the file, the index and the field, before anything is written), then streamed one image
+at a time when a split's labels are written, in the runs' order; COCO split files are written by
+:class:`~visionkit.formats.coco_write.CocoWriter`. Memory holds a small tuple per image, not its
+annotations. An image whose mask does not decode (RLE counts that do not cover the image) is listed in the
+failures and its copied file removed.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.detections import Detections
 from ..errors import ExportError, VisionkitError
 from ..media.atomic import write_bytes_atomic
-from ..media.paths import check_name, safe_join
-from .coco_read import has_mask, image_detections, index_coco
+from ..media.paths import safe_join
+from .coco_stream import ImageEntry
+from .export_runs import Run, open_runs
 from .splits import assign_splits, parse_split, train_never_empty
 from .upright import copy_upright, dest_name
 
-__all__ = ["FORMATS", "ExportSummary", "RunImage", "load_runs", "parse_split", "assign_splits",
-           "copy_upright", "export_dataset", "image_folder"]
+__all__ = ["FORMATS", "ExportSummary", "parse_split", "assign_splits", "copy_upright", "export_dataset",
+           "image_folder"]
 
 #: ``format`` values of :func:`export_dataset`.
 FORMATS = ("coco", "yolo", "yolo-detect", "yolo-segment", "label-studio", "hf")
-
-@dataclass
-class RunImage:
-    """One labelled image of a run, ready to export. Its masks are decoded only when
-    :attr:`detections` is read (each time), so an export holds one image's masks at a time."""
-
-    file_name: str           # as in the run's annotations.json (relative to its input folder)
-    source: Path             # the input image
-    width: int
-    height: int
-    annotations: list        # its COCO annotations, as in the file
-    names: dict              # category id -> name
-    with_score: bool = False
-    points: list = field(default_factory=list)  # point annotations (formats.keypoints), with "label"
-    run: Path = Path(".")
-
-    @property
-    def labels(self) -> list[str]:
-        return [self.names[int(a["category_id"])] for a in self.annotations]
-
-    @property
-    def detections(self) -> Detections:
-        """Detections (labels are category names), decoded from the annotations now."""
-        return image_detections({"width": self.width, "height": self.height}, self.annotations, self.names,
-                                self.with_score)
-
 
 @dataclass
 class ExportSummary:
@@ -107,60 +90,6 @@ class ExportSummary:
     @property
     def ok(self) -> bool:
         return not self.failures
-
-
-def load_runs(runs: Sequence[str | os.PathLike], images_root: str | os.PathLike | None = None
-              ) -> list[RunImage]:
-    """Read the labelled images of run folders (see the module docstring for what they hold).
-
-    Raises:
-        ExportError: a run folder lacks ``annotations.json`` or has broken JSON, an image appears in two
-            runs, or the images cannot be located (no ``sources.json`` and no ``images_root``).
-    """
-    out: list[RunImage] = []
-    seen: dict[str, Path] = {}
-    for run in map(Path, runs):
-        dataset = _read_json(run / "annotations.json", "is it a `visionkit label` output folder?")
-        sources = None
-        if images_root is None:
-            data = _read_json(run / "sources.json", "pass the input folder the run was given (--images)")
-            sources = data.get("images") if isinstance(data, Mapping) else None
-            if not isinstance(sources, Mapping):
-                raise ExportError(f"{run / 'sources.json'}: expected {{'images': {{file_name: path}}}}")
-        points: dict[str, list] = {}
-        if (run / "keypoints.json").exists():
-            kp = _read_json(run / "keypoints.json", "")
-            kp_names = {c["id"]: c["name"] for c in kp.get("categories", [])}
-            kp_files = {i["id"]: i["file_name"] for i in kp.get("images", [])}
-            for ann in kp.get("annotations", []):
-                row = {k: v for k, v in ann.items() if k not in ("id", "image_id", "category_id")}
-                row["label"] = kp_names[ann["category_id"]]
-                points.setdefault(kp_files[ann["image_id"]], []).append(row)
-        entries, by_image, names, with_score = index_coco(dataset)
-        for k, img in enumerate(entries):
-            # the name becomes a path under DEST (and under images_root): refused when it would leave it
-            name = check_name(img.get("file_name"), file=run / "annotations.json",
-                              field=f"images[{k}].file_name")
-            if name in seen:
-                raise ExportError(f"{name} is in two runs ({seen[name]} and {run}); export them separately "
-                                  "or label the image once")
-            seen[name] = run
-            source = (safe_join(images_root, name, file=run / "annotations.json",
-                                field=f"images[{k}].file_name") if images_root is not None
-                      else Path(sources.get(name, run / "?missing" / name)))
-            out.append(RunImage(name, source, int(img["width"]), int(img["height"]),
-                                by_image.get(int(img["id"]), []), names, with_score,
-                                points.get(name, []), run))
-    return out
-
-
-def _read_json(path: Path, hint: str) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ExportError(f"{path} not found{'; ' + hint if hint else ''}") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ExportError(f"cannot read {path}: {exc}") from exc
 
 
 def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: str | os.PathLike, *,
@@ -191,6 +120,7 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
 
     Raises:
         ExportError: bad options, a non-empty ``dest``, or runs that cannot be read.
+        InputError: a malformed run file (the message names the file, the index and the field).
     """
     from .coco import CategoryMap, check_polygon_holes
 
@@ -211,20 +141,23 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
     dest = Path(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise ExportError(f"{dest} exists and is not an empty folder; choose a new --to folder")
-    images = load_runs([runs] if isinstance(runs, (str, os.PathLike)) else runs, images_root)
-    cats = CategoryMap(categories).fit(lbl for im in images for lbl in im.labels)
+    opened = open_runs([runs] if isinstance(runs, (str, os.PathLike)) else runs, images_root)
+    images = [(k, im) for k, run in enumerate(opened) for im in run.coco.images]
+    labels: Counter = Counter()
+    for run in opened:
+        labels.update(run.labels())
+    cats = CategoryMap(categories).fit(labels.elements())
     summary = ExportSummary(dest=dest, format=format)
-    summary.points = sum(len(im.points) for im in images)
+    summary.points = sum(len(rows) for run in opened for rows in run.points.values())
     if format == "yolo":
-        masks = any(has_mask(a) for im in images for a in im.annotations)
-        format = "yolo-segment" if masks else "yolo-detect"
+        format = "yolo-segment" if any(run.coco.has_masks for run in opened) else "yolo-detect"
         summary.format = format
-    where = assign_splits([im.file_name for im in images], split, seed)
+    where = assign_splits([im.file_name for _, im in images], split, seed)
     moved = train_never_empty(where, seed)
     if moved is not None:
         summary.notes.append(f"no image fell into train with --split {_split_text(split)}; {moved} was moved "
                              "there, so train is not empty")
-    per_split = _copy_images(images, where, dest, format, summary, on_image)
+    per_split = _copy_images(opened, images, where, dest, format, summary, on_image)
 
     report: Counter = Counter()
     unmapped: Counter = Counter()
@@ -240,9 +173,10 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
         if part in summary.empty_splits:
             continue
         counts: Counter = Counter()
-        summary.annotations += _write_split(format, dest, part, members, cats, counts, polygons=polygons,
-                                            polygon_holes=polygon_holes, categories=categories,
-                                            images=images, summary=summary, ls_root=ls_root)
+        items = _items(opened, members, dest, format, part, summary, on_image)
+        summary.annotations += _write_split(format, dest, part, items, members, opened, cats, counts,
+                                            polygons=polygons, polygon_holes=polygon_holes,
+                                            categories=categories, summary=summary, ls_root=ls_root)
         for key, n in counts.items():
             if key.startswith("unmapped:"):
                 unmapped[key.split(":", 1)[1]] += n
@@ -286,18 +220,22 @@ def image_folder(format: str, part: str) -> str:
     return part if format == "hf" else f"images/{part}"
 
 
-def _copy_images(images: list[RunImage], where: Mapping[str, str], dest: Path, format: str,
+_Member = tuple[int, ImageEntry]  # (run index, image)
+
+
+def _copy_images(opened: list[Run], images: list[_Member], where: Mapping[str, str], dest: Path, format: str,
                  summary: ExportSummary, on_image: Callable[[str, str | None], None] | None
-                 ) -> dict[str, list[RunImage]]:
+                 ) -> dict[str, list[_Member]]:
     """Copy every image upright into its split's folder; failures go to ``summary.failures``."""
     names_out: dict[tuple[str, str], str] = {}
-    per_split: dict[str, list[RunImage]] = {}
+    per_split: dict[str, list[_Member]] = {}
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ExportError(f"cannot create {dest}: {exc}") from exc
     yolo = format.startswith("yolo")
-    for im in sorted(images, key=lambda i: i.file_name):
+    for k, im in sorted(images, key=lambda m: m[1].file_name):
+        run = opened[k]
         name, part = dest_name(im.file_name), where[im.file_name]
         error = None
         # YOLO pairs images/<split>/a.jpg with labels/<split>/a.txt, so a.jpg and a.png would share (and
@@ -309,49 +247,82 @@ def _copy_images(images: list[RunImage], where: Mapping[str, str], dest: Path, f
             error = f"{taken} is taken by {names_out[key]}; rename one of the two images"
         else:
             try:
-                target = safe_join(dest, f"{image_folder(format, part)}/{name}",
-                                   file=im.run / "annotations.json", field="file_name")
-                summary.reencoded += copy_upright(im.source, target, (im.width, im.height))
+                target = safe_join(dest, f"{image_folder(format, part)}/{name}", file=run.coco.name,
+                                   field=f"images[{im.pos}].file_name")
+                summary.reencoded += copy_upright(run.source(im), target, (im.width, im.height))
                 names_out[key] = im.file_name
-                per_split.setdefault(part, []).append(im)
+                per_split.setdefault(part, []).append((k, im))
             except VisionkitError as exc:
                 error = str(exc)
             except OSError as exc:
-                error = f"cannot copy {im.source}: {exc}"
+                error = f"cannot copy {im.file_name}: {exc}"
         if error is not None:
-            summary.failures.append({"file": im.file_name, "run": str(im.run), "error": error})
+            summary.failures.append({"file": im.file_name, "run": str(run.folder), "error": error})
         if on_image is not None:
             on_image(im.file_name, error)
     return per_split
 
 
-def _write_split(format: str, dest: Path, part: str, members: list[RunImage], cats, report: Counter, *,
-                 polygons: bool, polygon_holes: str, categories, images: list[RunImage],
+def _items(opened: list[Run], members: list[_Member], dest: Path, format: str, part: str,
+           summary: ExportSummary, on_image: Callable[[str, str | None], None] | None
+           ) -> Iterator[tuple[str, tuple[int, int], Detections]]:
+    """``(dataset name, (width, height), Detections)`` of a split's images, streamed from the runs in
+    their order, one image decoded at a time. An image whose masks do not decode is taken out: listed in
+    the failures (and given to ``on_image``), its copied file removed."""
+    wanted: dict[int, set[int]] = {}
+    for k, im in members:
+        wanted.setdefault(k, set()).add(im.pos)
+    for k in sorted(wanted):
+        run = opened[k]
+        for record in run.records(wanted[k]):
+            im = record.image
+            try:
+                dets = run.coco.detections(record)
+            except VisionkitError as exc:
+                summary.failures.append({"file": im.file_name, "run": str(run.folder), "error": str(exc)})
+                summary.images[part] -= 1
+                with contextlib.suppress(OSError, VisionkitError):
+                    safe_join(dest, f"{image_folder(format, part)}/{dest_name(im.file_name)}",
+                              file=run.coco.name, field=f"images[{im.pos}].file_name").unlink()
+                if on_image is not None:
+                    on_image(im.file_name, str(exc))
+                continue
+            yield dest_name(im.file_name), (im.width, im.height), dets
+
+
+def _write_split(format: str, dest: Path, part: str, items: Iterator, members: list[_Member],
+                 opened: list[Run], cats, report: Counter, *, polygons: bool, polygon_holes: str, categories,
                  summary: ExportSummary, ls_root=None) -> int:
-    """Write one split's labels in ``format``; returns the instances written. Counts go to ``report``
-    (``unmapped:<label>`` for labels outside the categories)."""
-    items = ((dest_name(m.file_name), (m.width, m.height), m.detections) for m in members)
+    """Write one split's labels in ``format`` from ``items`` (see :func:`_items`); returns the instances
+    written. Counts go to ``report`` (``unmapped:<label>`` for labels outside the categories)."""
     if format == "coco":
         from ..media.atomic import write_json_atomic
-        from .coco import CategoryMap, to_coco
+        from .coco import CategoryMap
+        from .coco_write import CocoWriter
         from .keypoints import keypoints_dataset
 
-        ds = to_coco(items, cats.categories, polygons=polygons, polygon_holes=polygon_holes,
-                     info={"description": f"visionkit export, split {part}"})
-        write_json_atomic(dest / "annotations" / f"instances_{part}.json", ds)
-        info = ds["info"]["visionkit"]
+        (dest / "annotations").mkdir(parents=True, exist_ok=True)
+        written = 0
+        with CocoWriter(dest / "annotations" / f"instances_{part}.json", cats, polygons=polygons,
+                        polygon_holes=polygon_holes, info={"description": f"visionkit export, split {part}"}
+                        ) as writer:
+            for name, wh, dets in items:
+                written += writer.add(name, wh, dets)
+            info = writer.close()["visionkit"]
         report.update({k: v for k, v in info.items() if isinstance(v, int)})
         report.update({f"unmapped:{k}": n for k, n in info.get("unmapped_labels", {}).items()})
-        if any(m.points for m in members):
+        points = [(dest_name(im.file_name), im.width, im.height, opened[k].points[im.file_name])
+                  for k, im in members if opened[k].points.get(im.file_name)]
+        if points:
             # point categories: one list for every split, so ids agree between the split files
-            kp_cats = CategoryMap(categories).fit(p["label"] for im in images for p in im.points).categories
-            kp = keypoints_dataset([(dest_name(m.file_name), m.width, m.height, m.points) for m in members],
-                                   kp_cats)
+            kp_cats = CategoryMap(categories).fit(p["label"] for run in opened for rows in run.points.values()
+                                                  for p in rows).categories
+            kp = keypoints_dataset(points, kp_cats)
             write_json_atomic(dest / "annotations" / f"keypoints_{part}.json", kp)
             summary.points_written += len(kp["annotations"])
             report.update({f"unmapped:{k}": n
                            for k, n in kp["info"]["visionkit"].get("unmapped_labels", {}).items()})
-        return len(ds["annotations"])
+        return written
     if format == "hf":
         from .hf import write_metadata
 
@@ -364,4 +335,4 @@ def _write_split(format: str, dest: Path, part: str, members: list[RunImage], ca
     from .yolo import write_labels
 
     return write_labels(dest / "labels" / part, items, cats, segment=format == "yolo-segment", report=report,
-                        source=", ".join(sorted({str(m.run / "annotations.json") for m in members})))
+                        source=", ".join(sorted({opened[k].coco.name for k, _ in members})))

@@ -85,8 +85,8 @@ def _heif_available() -> bool:
 def _check_pixels(size_wh: tuple[int, int], name: str) -> None:
     width, height = size_wh
     if width * height > MAX_PIXELS:
-        raise InputError(f"{name}: image is {width}x{height} = {width * height / 1e6:.0f} megapixels, more "
-                         f"than the limit of {MAX_PIXELS / 1e6:.0f} (a possible decompression bomb); "
+        raise InputError(f"{name}: image is {width}x{height} = {width * height:,} pixels, more than the "
+                         f"limit of {MAX_PIXELS:,} (a possible decompression bomb); "
                          "downscale it first, or raise the limit (--max-pixels, imageio.set_max_pixels)")
 
 

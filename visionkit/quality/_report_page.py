@@ -1,8 +1,9 @@
 """The static page of :mod:`visionkit.quality.report`: inline CSS and JavaScript, no CDN, no server.
 
-The gallery is drawn by the script from the JSON embedded in the page, a chunk of cards at a time as the
-reader scrolls (so 10,000 images stay usable), with ``loading="lazy"`` thumbnails. Everything else is
-plain HTML rendered in Python.
+The gallery is drawn by the script a chunk of cards at a time as the reader scrolls, from card pages
+(``pages/NNNNN.js``, see :mod:`visionkit.quality._report_gallery`) loaded one by one as they are needed,
+with ``loading="lazy"`` thumbnails. The page embeds only the class names and the filter counts. Everything
+else is plain HTML rendered in Python.
 """
 
 PAGE = """<!DOCTYPE html>
@@ -50,6 +51,7 @@ __BODY__
 </div>
 <div id="gallery"></div>
 <div id="sentinel" style="height: 1px"></div>
+<p id="gallery-end" class="muted"></p>
 <script type="application/json" id="report-data">__DATA__</script>
 <script>
 "use strict";
@@ -59,7 +61,9 @@ __BODY__
   const gallery = document.getElementById("gallery");
   const select = document.getElementById("class-filter");
   const warnBox = document.getElementById("warn-filter");
-  let matches = [], shown = 0;
+  const sentinel = document.getElementById("sentinel");
+  const pages = [];          // the card pages loaded so far, in order
+  let loading = false, matches = [], scanned = 0, shown = 0;
   data.classes.forEach(function (name, i) {
     const opt = document.createElement("option");
     opt.value = String(i); opt.textContent = name; select.appendChild(opt);
@@ -103,36 +107,69 @@ __BODY__
     fig.appendChild(cap);
     return fig;
   }
-  function more() {
-    const end = Math.min(shown + CHUNK, matches.length);
-    const frag = document.createDocumentFragment();
-    for (let i = shown; i < end; i++) frag.appendChild(card(matches[i]));
-    gallery.appendChild(frag);
-    shown = end;
-    document.getElementById("shown-count").textContent = String(shown);
-  }
-  function apply() {
+  function wanted(img) {
     const cls = select.value === "" ? null : Number(select.value);
-    const warn = warnBox.checked;
-    matches = data.images.filter(function (img) {
-      return (cls === null || img.c.indexOf(cls) >= 0) && (!warn || img.w.length > 0);
-    });
+    return (cls === null || img.c.indexOf(cls) >= 0) && (!warnBox.checked || img.w.length > 0);
+  }
+  function expected() {  // how many images match the filter, over every page (counted when built)
+    const cls = select.value;
+    if (cls === "") return warnBox.checked ? data.warned : data.total;
+    return (warnBox.checked ? data.byClassWarned : data.byClass)[cls] || 0;
+  }
+  function scan() {  // the matches among pages loaded since the last scan
+    for (; scanned < pages.length; scanned++) {
+      pages[scanned].forEach(function (img) { if (wanted(img)) matches.push(img); });
+    }
+  }
+  function nearEnd() {
+    return sentinel.getBoundingClientRect().top < window.innerHeight + 900;
+  }
+  function more() {  // draw the next chunk of matches; load the next page when they run out
+    scan();
+    if (shown < matches.length) {
+      const end = Math.min(shown + CHUNK, matches.length);
+      const frag = document.createDocumentFragment();
+      for (let i = shown; i < end; i++) frag.appendChild(card(matches[i]));
+      gallery.appendChild(frag);
+      shown = end;
+      document.getElementById("shown-count").textContent = String(shown);
+    } else if (pages.length < data.pages && matches.length < expected()) {
+      load();
+    }
+    document.getElementById("gallery-end").textContent =
+      shown >= expected() ? "" : "scroll for more (" + pages.length + " of " + data.pages + " pages loaded)";
+  }
+  function load() {
+    if (loading || pages.length >= data.pages) return;
+    loading = true;
+    const n = pages.length, s = document.createElement("script");
+    s.src = "pages/" + String(n).padStart(5, "0") + ".js?b=" + encodeURIComponent(data.build);
+    s.onerror = function () { loading = false; console.error("report page " + n + " could not be loaded"); };
+    document.body.appendChild(s);
+  }
+  window.vkReportPage = function (n, cards) {
+    if (n !== pages.length) return;
+    pages.push(cards);
+    loading = false;
+    more();
+    while (nearEnd() && shown < matches.length) more();
+    if (nearEnd() && shown >= matches.length) more();
+  };
+  function apply() {
+    matches = []; scanned = 0; shown = 0;
     gallery.textContent = "";
-    shown = 0;
-    document.getElementById("match-count").textContent = String(matches.length);
+    document.getElementById("shown-count").textContent = "0";
+    document.getElementById("match-count").textContent = String(expected());
     more();
   }
   select.addEventListener("change", apply);
   warnBox.addEventListener("change", apply);
   if ("IntersectionObserver" in window) {
     new IntersectionObserver(function (entries) {
-      if (entries.some(function (e) { return e.isIntersecting; }) && shown < matches.length) more();
-    }, {rootMargin: "800px"}).observe(document.getElementById("sentinel"));
+      if (entries.some(function (e) { return e.isIntersecting; })) more();
+    }, {rootMargin: "800px"}).observe(sentinel);
   }
-  window.addEventListener("scroll", function () {
-    const nearEnd = window.innerHeight + window.scrollY > document.body.offsetHeight - 900;
-    if (shown < matches.length && nearEnd) more();
-  }, {passive: true});
+  window.addEventListener("scroll", function () { if (nearEnd()) more(); }, {passive: true});
   apply();
 })();
 </script>

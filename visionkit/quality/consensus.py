@@ -22,14 +22,20 @@ Per image (joined by ``file_name``):
 The merged dataset is ordinary COCO with a ``score`` on every annotation, so
 :func:`visionkit.to_results` turns it into a valid results file and AP against ground truth ranks by
 agreement.
+
+The runs are read through :mod:`visionkit.formats.coco_stream`: checked first, then streamed side by side
+in image order, one image's objects matched at a time (:func:`write_consensus` writes the merged file the
+same way, so memory holds a few hundred bytes per image). Runs that list their images in different
+orders still work: an image a run lists early waits in memory until the others reach it.
 """
 
 from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -37,11 +43,13 @@ from ..core.detections import Detections
 from ..core.maskcrop import MaskCrop
 from ..core.overlap import majority_crop, pair_iou
 from ..core.text import normalize_label
-from ..errors import ConfigError, InputError
-from ..formats.coco import to_coco
-from .datasets import DatasetSource, ann_to_crop, category_names, load_dataset
+from ..errors import ConfigError, ExportError, InputError, VisionkitError
+from ..formats.coco import CategoryMap, to_coco
+from ..formats.coco_stream import CocoFile, ImageRecord
+from ..formats.coco_write import CocoWriter
+from .datasets import DatasetSource, ann_to_crop
 
-__all__ = ["DEFAULT_IOU", "consensus", "match"]
+__all__ = ["DEFAULT_IOU", "consensus", "consensus_items", "match", "write_consensus"]
 
 DEFAULT_IOU = 0.5
 
@@ -71,31 +79,6 @@ def match(similarity: np.ndarray, threshold: float) -> list[tuple[int, int]]:
     return [(int(r), int(c)) for r, c in zip(rows, cols) if similarity[r, c] >= threshold]
 
 
-def _objects(data: Mapping, run: int) -> dict[str, tuple[tuple[int, int], list[dict]]]:
-    """``{file_name: ((width, height), annotations)}`` of one run (masks decoded later, per image)."""
-    names = category_names(data)
-    by_id: dict[int, list[dict]] = {}
-    for ann in data["annotations"]:
-        by_id.setdefault(int(ann["image_id"]), []).append(ann)
-    out = {}
-    for image in data["images"]:
-        anns = by_id.get(int(image["id"]), [])
-        for ann in anns:
-            ann["_label"] = names.get(int(ann["category_id"]), str(ann["category_id"]))
-        out[str(image["file_name"])] = ((int(image["width"]), int(image["height"])), anns)
-    return out
-
-
-def _decode(anns: list[dict], run: int, wh: tuple[int, int]) -> list[_Obj]:
-    width, height = wh
-    objs = []
-    for ann in anns:
-        x, y, w, h = (float(v) for v in ann["bbox"])
-        box = np.clip(np.array([x, y, x + w, y + h]), 0, [width, height, width, height])
-        objs.append(_Obj(run, ann["_label"], box, ann_to_crop(ann, width, height)))
-    return objs
-
-
 def _vote_label(members: list[_Obj]) -> tuple[str, dict[str, int]]:
     votes = Counter(normalize_label(m.label) for m in members)
     best = max(votes.values())
@@ -121,9 +104,118 @@ def _merge_image(objs_by_run: list[list[_Obj]], iou: float) -> list[list[_Obj]]:
     return groups
 
 
+def _decode(coco: CocoFile, record: ImageRecord, run: int) -> list[_Obj]:
+    """The objects of one image of one run: box from ``bbox`` (clipped), mask trimmed to its pixels."""
+    width, height = record.image.width, record.image.height
+    objs = []
+    for ann, k in zip(record.annotations, record.indices):
+        x, y, w, h = (float(v) for v in ann["bbox"])
+        box = np.clip(np.array([x, y, x + w, y + h]), 0, [width, height, width, height])
+        try:
+            mask = ann_to_crop(ann, width, height)
+        except VisionkitError as exc:
+            raise InputError(f"{coco.name}: annotations[{k}].segmentation: {exc}") from exc
+        objs.append(_Obj(run, coco.names[ann["category_id"]], box, mask))
+    return objs
+
+
+class _Lockstep:
+    """Each run's records, taken by file name in the union order; runs that list their images in the same
+    order are streamed side by side, one image each. An image a run lists earlier than the others waits
+    in a buffer (only runs in different orders hold more than one)."""
+
+    def __init__(self, files: list[CocoFile]):
+        self._files = files
+        self._iters = [f.records() for f in files]
+        self._buffers: list[dict[str, ImageRecord]] = [{} for _ in files]
+
+    def take(self, k: int, file_name: str) -> ImageRecord:
+        buffer = self._buffers[k]
+        if file_name in buffer:
+            return buffer.pop(file_name)
+        for record in self._iters[k]:
+            if record.image.file_name == file_name:
+                return record
+            buffer[record.image.file_name] = record
+        raise InputError(f"{self._files[k].name} changed while it was being read ({file_name} is gone)")
+
+
+_Item = tuple[str, tuple[int, int], Detections]
+
+
+def consensus_items(runs: Sequence[DatasetSource], *, iou: float = DEFAULT_IOU,
+                    names: Sequence[str] | None = None) -> tuple[Iterator[_Item], dict, Counter]:
+    """The streaming core of :func:`consensus`: ``(items, report, labels)``.
+
+    ``items`` yields ``(file_name, (width, height), Detections)`` one image at a time; ``report`` is
+    filled in as they are taken (complete once ``items`` is exhausted); ``labels`` counts every label the
+    runs use (the merged labels are among them). The runs are checked before this returns.
+    """
+    if len(runs) < 2:
+        raise ConfigError(f"consensus needs at least two runs, got {len(runs)}")
+    if not 0 < iou <= 1:
+        raise ConfigError(f"consensus iou must be in (0, 1], got {iou}")
+    if names is None:
+        names = [os.fspath(r) if not isinstance(r, Mapping) else f"run {k + 1}" for k, r in enumerate(runs)]
+    files = [CocoFile(r, what="run") for r in runs]
+    sizes: dict[str, tuple[int, int]] = {}
+    present: dict[str, list[int]] = {}
+    for k, coco in enumerate(files):
+        for image in coco.images:
+            wh = sizes.setdefault(image.file_name, (image.width, image.height))
+            if wh != (image.width, image.height):
+                raise InputError(f"{image.file_name}: has different sizes in the runs ({wh[0]}x{wh[1]} and "
+                                 f"{image.width}x{image.height} in {coco.name})")
+            present.setdefault(image.file_name, []).append(k)
+    labels: Counter = Counter()
+    for coco in files:
+        labels.update({coco.names[c]: n for c, n in coco.counts.items()})
+    report = {"runs": list(names), "iou": iou, "images": 0, "objects": 0, "votes": {},
+              "label_disagreements": []}
+
+    def items() -> Iterator[_Item]:
+        votes: Counter = Counter()
+        lockstep = _Lockstep(files)
+        for file_name, runs_with in present.items():
+            wh = sizes[file_name]
+            groups = _merge_image([_decode(files[k], lockstep.take(k, file_name), k) for k in runs_with], iou)
+            dets = _merge_groups(groups, file_name, wh, len(runs_with), names, votes,
+                                 report["label_disagreements"])
+            report["images"] += 1
+            report["objects"] += len(dets)
+            report["votes"] = {str(k): votes[k] for k in sorted(votes)}
+            yield file_name, wh, dets
+
+    return items(), report, labels
+
+
+def _merge_groups(groups: list[list[_Obj]], file_name: str, wh: tuple[int, int], runs: int,
+                  names: Sequence[str], votes: Counter, disagreements: list) -> Detections:
+    boxes, labels, scores, masks = [], [], [], []
+    for group in groups:
+        label, shown = _vote_label(group)
+        if len({normalize_label(s) for s in shown}) > 1:
+            disagreements.append({"file_name": file_name, "object": len(labels), "label": label,
+                                  "labels": shown, "runs": [names[m.run] for m in group]})
+        votes[len(group)] += 1
+        boxes.append(np.median(np.stack([m.xyxy for m in group]), axis=0))
+        labels.append(label)
+        scores.append(round(len(group) / runs, 4))
+        masks.append(majority_crop([m.mask for m in group if m.mask is not None]))
+    return Detections(np.array(boxes).reshape(-1, 4), labels, wh, scores=np.array(scores),
+                      masks=tuple(masks) if any(m is not None for m in masks) else None)
+
+
+def _info(runs: int, names: Sequence[str], iou: float) -> dict:
+    return {"description": f"visionkit consensus of {runs} runs", "consensus": {
+        "runs": list(names), "iou": iou, "score": "fraction of runs that found the object"}}
+
+
 def consensus(runs: Sequence[DatasetSource], *, iou: float = DEFAULT_IOU,
               names: Sequence[str] | None = None) -> tuple[dict, dict]:
     """Merge two or more runs into one COCO dataset whose scores are the fraction of runs that agree.
+
+    The merged dataset is built in memory; :func:`write_consensus` streams it to a file instead.
 
     Args:
         runs: run folders, COCO files or dataset dicts, over the same images.
@@ -138,45 +230,27 @@ def consensus(runs: Sequence[DatasetSource], *, iou: float = DEFAULT_IOU,
 
     Raises:
         ConfigError: fewer than two runs, or ``iou`` outside ``(0, 1]``.
-        InputError: an unreadable run, or one image with different sizes in two runs.
+        InputError: an unreadable or malformed run (naming the file, the index and the field), or one
+            image with different sizes in two runs.
     """
-    if len(runs) < 2:
-        raise ConfigError(f"consensus needs at least two runs, got {len(runs)}")
-    if not 0 < iou <= 1:
-        raise ConfigError(f"consensus iou must be in (0, 1], got {iou}")
-    if names is None:
-        names = [os.fspath(r) if not isinstance(r, Mapping) else f"run {k + 1}" for k, r in enumerate(runs)]
-    per_run = [_objects(load_dataset(r, what="run"), k) for k, r in enumerate(runs)]
-    files: dict[str, None] = {}
-    for run in per_run:
-        files.update(dict.fromkeys(run))
-    items, disagreements, votes = [], [], Counter()
-    for file_name in files:
-        present = [k for k, run in enumerate(per_run) if file_name in run]
-        sizes = {per_run[k][file_name][0] for k in present}
-        if len(sizes) > 1:
-            raise InputError(f"{file_name}: has different sizes in the runs "
-                             f"({', '.join(f'{w}x{h}' for w, h in sorted(sizes))})")
-        wh = sizes.pop()
-        groups = _merge_image([_decode(per_run[k][file_name][1], k, wh) for k in present], iou)
-        boxes, labels, scores, masks = [], [], [], []
-        for group in groups:
-            label, shown = _vote_label(group)
-            if len({normalize_label(s) for s in shown}) > 1:
-                disagreements.append({"file_name": file_name, "object": len(labels), "label": label,
-                                      "labels": shown, "runs": [names[m.run] for m in group]})
-            votes[len(group)] += 1
-            boxes.append(np.median(np.stack([m.xyxy for m in group]), axis=0))
-            labels.append(label)
-            scores.append(round(len(group) / len(present), 4))
-            masks.append(majority_crop([m.mask for m in group if m.mask is not None]))
-        dets = Detections(np.array(boxes).reshape(-1, 4), labels, wh, scores=np.array(scores),
-                          masks=tuple(masks) if any(m is not None for m in masks) else None)
-        items.append((file_name, wh, dets))
-    report = {"runs": list(names), "iou": iou, "images": len(items),
-              "objects": sum(len(d) for _, _, d in items),
-              "votes": {str(k): votes[k] for k in sorted(votes)},
-              "label_disagreements": disagreements}
-    info = {"description": f"visionkit consensus of {len(runs)} runs", "consensus": {
-        "runs": list(names), "iou": iou, "score": "fraction of runs that found the object"}}
-    return to_coco(items, info=info), report
+    items, report, _ = consensus_items(runs, iou=iou, names=names)
+    dataset = to_coco(list(items), info=_info(len(runs), report["runs"], iou))
+    return dataset, report
+
+
+def write_consensus(runs: Sequence[DatasetSource], path: str | os.PathLike, *, iou: float = DEFAULT_IOU,
+                    names: Sequence[str] | None = None) -> dict:
+    """:func:`consensus` streamed into the COCO file ``path`` (written atomically), one image at a time;
+    returns the report. The runs are checked before ``path``'s folder is made. The file's categories are
+    every label the runs use, sorted (see :class:`~visionkit.formats.coco.CategoryMap`)."""
+    items, report, labels = consensus_items(runs, iou=iou, names=names)  # the runs are checked here
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"cannot create the output folder {path.parent}: {exc}") from exc
+    cats = CategoryMap().fit(labels.elements())
+    with CocoWriter(path, cats, info=_info(len(runs), report["runs"], iou)) as writer:
+        for file_name, wh, dets in items:
+            writer.add(file_name, wh, dets)
+    return report

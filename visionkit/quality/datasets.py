@@ -1,4 +1,5 @@
-"""Reading COCO datasets and run folders for the quality tools (IO at the edge).
+"""Reading COCO datasets and run folders for the quality tools (IO at the edge), through the one reader
+:mod:`visionkit.formats.coco_stream`.
 
 A *run folder* is what ``visionkit label`` (online, batch or replay) writes: ``DIR/annotations.json`` plus
 ``failures.json``, ``warnings.json`` and ``overlays/``. Anywhere a dataset is expected, a run folder, a COCO
@@ -7,16 +8,14 @@ file or an already loaded dict works.
 
 from __future__ import annotations
 
-import copy
-import json
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from ..core.maskcrop import MaskCrop
 from ..errors import InputError
-from ..formats.coco_read import rle_to_crop, segmentation_rle
+from ..formats.coco_read import rle_to_crop, rle_total, segmentation_rle
+from ..formats.coco_stream import CocoFile, dataset_path
 
 __all__ = ["DatasetSource", "ann_rle", "ann_to_crop", "category_names", "dataset_path", "images_by_id",
            "load_dataset"]
@@ -24,60 +23,35 @@ __all__ = ["DatasetSource", "ann_rle", "ann_to_crop", "category_names", "dataset
 DatasetSource = str | os.PathLike | Mapping
 
 
-def dataset_path(source: str | os.PathLike) -> Path:
-    """``DIR/annotations.json`` for a run folder, the path itself for a file."""
-    path = Path(source)
-    return path / "annotations.json" if path.is_dir() else path
-
-
 def load_dataset(source: DatasetSource, *, what: str = "dataset") -> dict:
-    """A COCO dataset dict from a run folder, a COCO file or a dict; checked for the fields used here.
+    """A COCO dataset dict from a run folder, a COCO file or a dict, checked record by record by the one
+    reader (:class:`visionkit.formats.coco_stream.CocoFile`); a dict is copied (COCOeval writes into it).
 
     Raises:
-        InputError: the file is missing or not JSON, or lacks ``images``/``annotations``/``categories``.
+        InputError: the file is missing or not JSON, or a record is malformed (naming the file, the index
+            and the field).
     """
-    if isinstance(source, Mapping):
-        data, name = copy.deepcopy(dict(source)), f"the {what} dict"  # COCOeval writes into it
-    else:
-        path = dataset_path(source)
-        name = str(path)
-        try:
-            with open(path, encoding="utf-8") as fh:
-                data = json.load(fh)
-        except FileNotFoundError as exc:
-            hint = " (a run folder needs annotations.json)" if Path(source).is_dir() else ""
-            raise InputError(f"{what} {path} does not exist{hint}") from exc
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError(f"{what} {path} is not a readable JSON file: {exc}") from exc
-    if isinstance(data, list):
-        raise InputError(f"{name} is a COCO results list; a {what} needs 'images' (with file names), "
-                         "'categories' and 'annotations'")
-    if not isinstance(data, dict):
-        raise InputError(f"{name} must be a COCO dataset object, got {type(data).__name__}")
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(data.get(key), list):
-            raise InputError(f"{name} has no '{key}' list (expected a COCO dataset)")
-    for pos, image in enumerate(data["images"]):
-        for key in ("id", "file_name", "width", "height"):
-            if key not in image:
-                raise InputError(f"{name}: images[{pos}] has no '{key}'")
-    for pos, ann in enumerate(data["annotations"]):
-        for key in ("image_id", "category_id", "bbox"):
-            if key not in ann:
-                raise InputError(f"{name}: annotations[{pos}] has no '{key}'")
-    for pos, cat in enumerate(data["categories"]):
-        if "id" not in cat or "name" not in cat:
-            raise InputError(f"{name}: categories[{pos}] needs 'id' and 'name'")
-    return data
+    return CocoFile(source, what=what).load()
 
 
-def ann_rle(ann: Mapping, width: int, height: int) -> dict | None:
+def ann_rle(ann: Mapping, width: int, height: int, *, what: str | None = None) -> dict | None:
     """The annotation's mask as compressed RLE (bytes counts, for pycocotools), or None when it has none.
 
     Accepts compressed RLE (str or bytes counts), uncompressed RLE (counts as a list) and polygons; see
-    :func:`visionkit.formats.coco_read.segmentation_rle`. Raises InputError naming the annotation.
+    :func:`visionkit.formats.coco_read.segmentation_rle`. Compressed counts are decoded once to check that
+    they cover the image exactly (pycocotools trusts them). Raises InputError naming the annotation
+    (``what``, default ``annotation <id>``).
     """
-    return segmentation_rle(ann, height, width, error=InputError)
+    what = what or f"annotation {ann.get('id', '?')}"
+    rle = segmentation_rle(ann, height, width, error=InputError, what=what)
+    if rle is not None and isinstance(ann.get("segmentation"), Mapping):
+        try:
+            covered = rle_total(rle["counts"])
+        except (ValueError, UnicodeEncodeError) as exc:
+            raise InputError(f"{what}: {exc}") from exc
+        if covered != height * width:
+            raise InputError(f"{what}: RLE runs cover {covered} pixels, not {height} * {width}")
+    return rle
 
 
 def ann_to_crop(ann: Mapping, width: int, height: int) -> MaskCrop | None:

@@ -40,8 +40,10 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from ..core.text import normalize_label
-from ..errors import ConfigError, InputError
-from .datasets import DatasetSource, ann_rle, category_names, dataset_path, load_dataset
+from ..errors import ConfigError, InputError, VisionkitError
+from ..formats.coco_read import segmentation_rle
+from ..formats.coco_stream import CocoFile, ImageEntry
+from .datasets import DatasetSource, ann_rle, category_names, dataset_path
 
 __all__ = ["BACKENDS", "DEFAULT_SCORE", "STAT_NAMES", "evaluate"]
 
@@ -70,42 +72,6 @@ def _backend(name: str) -> str:
     if name == "faster-coco-eval" and not _faster_available():
         raise ConfigError("backend 'faster-coco-eval' is not installed (pip install faster-coco-eval)")
     return name
-
-
-def _file_names(data: Mapping, name: str) -> dict[str, int]:
-    """``{file_name: image id}``; InputError when a file name is listed twice (which image is meant?)."""
-    ids: dict[str, int] = {}
-    for image in data["images"]:
-        file_name, image_id = str(image["file_name"]), int(image["id"])
-        if ids.setdefault(file_name, image_id) != image_id:
-            raise InputError(f"{name} lists the image {file_name!r} twice (image ids {ids[file_name]} and "
-                             f"{image_id}); each file name must be one image")
-    return ids
-
-
-def _join_images(pred: Mapping, truth: Mapping, pred_name: str = "predictions",
-                 truth_name: str = "ground truth") -> tuple[dict[int, int], list[str]]:
-    """``{pred image id: truth image id}`` by exact file name, then by an unambiguous base name (one truth
-    image has it, and no other predicted image claims that truth image), and the unmatched names in
-    prediction order. Each truth image is joined to at most one predicted image."""
-    exact = _file_names(truth, truth_name)
-    pred_ids = _file_names(pred, pred_name)
-    base: dict[str, list[int]] = {}
-    for file_name, truth_id in exact.items():
-        base.setdefault(PurePosixPath(file_name).name, []).append(truth_id)
-    joined = {pred_ids[n]: exact[n] for n in pred_ids if n in exact}
-    claimed = set(joined.values())
-    wanted: dict[int, list[str]] = {}  # truth id -> the predicted names whose base name points at it
-    for file_name in pred_ids:
-        if file_name not in exact:
-            candidates = base.get(PurePosixPath(file_name).name, [])
-            if len(candidates) == 1 and candidates[0] not in claimed:
-                wanted.setdefault(candidates[0], []).append(file_name)
-    for truth_id, names in wanted.items():
-        if len(names) == 1:
-            joined[pred_ids[names[0]]] = truth_id
-    unmatched = [n for n, i in pred_ids.items() if i not in joined]
-    return joined, unmatched
 
 
 class _TruthCategories:
@@ -150,40 +116,61 @@ class _TruthCategories:
         return self._index.get(normalize_label(label))
 
 
-def _results(pred: Mapping, truth: Mapping, joined: dict[int, int], cats: _TruthCategories, iou_type: str,
+def _join_images(pred: list[ImageEntry], truth: list[ImageEntry]) -> tuple[dict[int, int], list[str]]:
+    """``{pred image position: truth image position}`` by exact file name, then by an unambiguous base
+    name (one truth image has it, and no other predicted image claims that truth image), and the unmatched
+    names in prediction order. Each truth image is joined to at most one predicted image. (File names are
+    unique within a file: the reader checks it.)"""
+    exact = {t.file_name: t.pos for t in truth}
+    pred_pos = {p.file_name: p.pos for p in pred}
+    base: dict[str, list[int]] = {}
+    for file_name, truth_pos in exact.items():
+        base.setdefault(PurePosixPath(file_name).name, []).append(truth_pos)
+    joined = {pred_pos[n]: exact[n] for n in pred_pos if n in exact}
+    claimed = set(joined.values())
+    wanted: dict[int, list[str]] = {}  # truth position -> the predicted names whose base name points at it
+    for file_name in pred_pos:
+        if file_name not in exact:
+            candidates = base.get(PurePosixPath(file_name).name, [])
+            if len(candidates) == 1 and candidates[0] not in claimed:
+                wanted.setdefault(candidates[0], []).append(file_name)
+    for truth_pos, names in wanted.items():
+        if len(names) == 1:
+            joined[pred_pos[names[0]]] = truth_pos
+    unmatched = [n for n, p in pred_pos.items() if p not in joined]
+    return joined, unmatched
+
+
+def _results(pred: CocoFile, truth: CocoFile, joined: dict[int, int], cats: _TruthCategories, iou_type: str,
              default_score: float, counts: Counter, unmapped: Counter) -> list[dict]:
-    """COCO results rows in the truth's image and category ids."""
-    names = category_names(pred)
-    pred_images = {int(i["id"]): i for i in pred["images"]}
-    truth_images = {int(i["id"]): i for i in truth["images"]}
+    """COCO results rows in the truth's image and category ids, from the predictions of the joined images
+    only (streamed: the other predictions are never kept)."""
     rows = []
-    for ann in pred["annotations"]:
-        image_id = joined.get(int(ann["image_id"]))
-        if image_id is None:
-            continue
-        name = names.get(int(ann["category_id"]), str(ann["category_id"]))
-        category_id = cats.lookup(name)
-        if category_id is None:
-            unmapped[name] += 1
-            continue
-        src, dst = pred_images[int(ann["image_id"])], truth_images[image_id]
-        if (int(src["width"]), int(src["height"])) != (int(dst["width"]), int(dst["height"])):
-            raise InputError(f"{src['file_name']}: predicted on a {src['width']}x{src['height']} image, "
-                             f"but the truth's {dst['file_name']} is {dst['width']}x{dst['height']}")
-        score = ann.get("score")
-        if score is None:
-            counts["no_score"] += 1
-            score = default_score
-        row: dict[str, Any] = {"image_id": image_id, "category_id": category_id, "score": float(score)}
-        if iou_type == "bbox":
-            row["bbox"] = [float(v) for v in ann["bbox"]]
-        else:
-            rle = ann_rle(ann, int(dst["width"]), int(dst["height"]))
-            if rle is None:
-                counts["no_mask"] += 1
+    for record in pred.records(only=joined):
+        src, dst = record.image, truth.images[joined[record.image.pos]]
+        if record.annotations and (src.width, src.height) != (dst.width, dst.height):
+            raise InputError(f"{src.file_name}: predicted on a {src.width}x{src.height} image, "
+                             f"but the truth's {dst.file_name} is {dst.width}x{dst.height}")
+        for ann, k in zip(record.annotations, record.indices):
+            name = pred.names[ann["category_id"]]
+            category_id = cats.lookup(name)
+            if category_id is None:
+                unmapped[name] += 1
                 continue
-            row["segmentation"] = {"size": list(rle["size"]), "counts": rle["counts"]}
-        rows.append(row)
+            score = ann.get("score")
+            if score is None:
+                counts["no_score"] += 1
+                score = default_score
+            row: dict[str, Any] = {"image_id": dst.id, "category_id": category_id, "score": float(score)}
+            if iou_type == "bbox":
+                row["bbox"] = [float(v) for v in ann["bbox"]]
+            else:
+                rle = ann_rle(ann, dst.width, dst.height, what=f"{pred.name}: annotations[{k}].segmentation")
+                if rle is None:
+                    counts["no_mask"] += 1
+                    continue
+                row["segmentation"] = {"size": list(rle["size"]), "counts": rle["counts"]}
+            rows.append(row)
     return rows
 
 
@@ -242,7 +229,7 @@ def _ious(dts: list[dict], gts: list[dict], iou_type: str, size: tuple[int, int]
     if iou_type == "bbox":
         return np.asarray(mask_utils.iou([d["bbox"] for d in dts], [g["bbox"] for g in gts], crowd))
     width, height = size
-    g_rles = [ann_rle(g, width, height) for g in gts]
+    g_rles = [segmentation_rle(g, height, width, error=InputError) for g in gts]  # checked by evaluate()
     g_rles = [r if r is not None else mask_utils.frPyObjects([list(g["bbox"])], height, width)[0]
               for r, g in zip(g_rles, gts)]
     return np.asarray(mask_utils.iou([d["segmentation"] for d in dts], g_rles, crowd))
@@ -308,23 +295,38 @@ def evaluate(pred: DatasetSource, truth: DatasetSource, *, iou_type: str = "segm
     if iou_type not in ("segm", "bbox"):
         raise ConfigError(f"iou_type must be 'segm' or 'bbox', got {iou_type!r}")
     backend = _backend(backend)
-    pred_data = load_dataset(pred, what="predictions")
-    truth_data = load_dataset(truth, what="ground truth")
-    pred_name, truth_name = _source_name(pred, "predictions"), _source_name(truth, "ground truth")
+    # The predictions are checked, then streamed: only those of the images the truth names are kept, so
+    # memory follows the truth, not the run. The truth is loaded whole (COCOeval needs it).
+    pred_file = CocoFile(pred, what="predictions")
+    truth_file = CocoFile(truth, what="ground truth")
+    truth_data = truth_file.load()
+    truth_name = _source_name(truth, "ground truth")
     for pos, ann in enumerate(truth_data["annotations"]):
         for key in ("id", "area", "iscrowd"):  # COCOeval reads them; say so instead of a KeyError
             if key not in ann:
-                raise InputError(f"ground truth annotations[{pos}] has no '{key}' (COCOeval needs it)")
+                raise InputError(f"{truth_file.name}: annotations[{pos}].{key}: expected a value (COCOeval "
+                                 "needs it); the field is missing")
+    sizes = {image.id: (image.width, image.height) for image in truth_file.images}
+    for pos, ann in enumerate(truth_data["annotations"]):  # pycocotools trusts RLE counts: check them
+        what = f"{truth_file.name}: annotations[{pos}].segmentation"
+        if isinstance(ann.get("segmentation"), Mapping):
+            ann_rle(ann, *sizes[ann["image_id"]], what=what)
+        elif iou_type == "segm" and not ann.get("segmentation") and "keypoints" not in ann:
+            raise InputError(f"{what}: expected a mask (polygons or RLE), which COCOeval's segm evaluation "
+                             f"needs; got {ann.get('segmentation', 'nothing')!r} (or evaluate with bbox)")
     truth_data.setdefault("info", {})
     truth_data.setdefault("licenses", [])
     cats = _TruthCategories(truth_data, aliases, truth_name)
-    joined, unmatched = _join_images(pred_data, truth_data, pred_name, truth_name)
+    joined, unmatched = _join_images(pred_file.images, truth_file.images)
     counts: Counter = Counter()
     unmapped: Counter = Counter()
-    rows = _results(pred_data, truth_data, joined, cats, iou_type, default_score, counts, unmapped)
-    ev, text = _run_cocoeval(truth_data, rows, iou_type, backend)
+    rows = _results(pred_file, truth_file, joined, cats, iou_type, default_score, counts, unmapped)
+    try:
+        ev, text = _run_cocoeval(truth_data, rows, iou_type, backend)
+        images, confusions = _per_image(truth_data, rows, iou_type)
+    except VisionkitError as exc:  # a truth mask that does not decode
+        raise InputError(f"{truth_file.name}: {exc}") from exc
     stats = [float(v) for v in ev.stats[:12]]
-    images, confusions = _per_image(truth_data, rows, iou_type)
     images.sort(key=lambda r: (r["f1"] if r["f1"] is not None else 2.0, r["file_name"]))
     per_image_max = Counter(r["image_id"] for r in rows)
     notes = []
@@ -350,7 +352,7 @@ def evaluate(pred: DatasetSource, truth: DatasetSource, *, iou_type: str = "segm
         "images": images,
         "unmatched_images": unmatched,
         "unmapped_labels": dict(sorted(unmapped.items())),
-        "counts": {"truth_images": len(truth_data["images"]), "predicted_images": len(pred_data["images"]),
+        "counts": {"truth_images": len(truth_data["images"]), "predicted_images": len(pred_file.images),
                    "joined_images": len(joined), "results": len(rows),
                    "truth_objects": sum(not a.get("iscrowd") for a in truth_data["annotations"]),
                    **{k: v for k, v in counts.items() if v}},

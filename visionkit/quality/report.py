@@ -24,21 +24,24 @@ import json
 import math
 import os
 import re
-from collections import Counter
-from collections.abc import Callable
+from array import array
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import ConfigError, InputError
+from ..formats.coco_stream import CocoFile
 from ..media.atomic import atomic_open, write_bytes_atomic
 from ..run.keys import load_key_map
 from ..run.warnings import WARNINGS_FILE
+from ._report_gallery import Gallery, script_json
 from ._report_page import PAGE
-from .datasets import category_names, load_dataset
 
 __all__ = ["DEFAULT_THUMB_SIZE", "ReportSummary", "build_report", "make_thumbnail"]
 
@@ -75,29 +78,36 @@ def make_thumbnail(src: Path, dst: Path, size: int) -> tuple[int, int]:
     return im.size
 
 
-def _read_json(path: Path, default: Any, problems: list[str]) -> Any:
+def _read_json(path: Path, default: Any, problems: list[str], kind: type) -> Any:
     if not path.exists():
         return default
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         problems.append(f"{path.name} could not be read ({exc}); left out")
         return default
+    if not isinstance(value, kind):
+        problems.append(f"{path.name}: expected a JSON {'object' if kind is dict else 'list'}; left out")
+        return default
+    return value
 
 
-def _overlays(folder: Path) -> dict[str, Path]:
-    """``{key: overlay path}`` for every file in ``overlays/`` (any extension; the newest one wins)."""
-    found: dict[str, Path] = {}
+def _overlays(folder: Path) -> dict[str, str]:
+    """``{key: file name}`` for every file in ``overlays/`` (any extension; the newest one wins). Names, not
+    paths: a str costs a fifth of a Path, per image."""
+    found: list[tuple[float, str]] = []
     if folder.is_dir():
-        for path in sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime):
-            if path.is_file() and not path.name.startswith("."):
-                found[path.stem] = path
-    return found
+        with os.scandir(folder) as entries:
+            found = [(e.stat().st_mtime, e.name) for e in entries
+                     if e.is_file() and not e.name.startswith(".")]
+    found.sort()
+    return {os.path.splitext(name)[0]: name for _, name in found}
 
 
-def _hist_svg(areas: list[float], lo: int, hi: int) -> str:
+def _hist_svg(areas: np.ndarray, lo: int, hi: int) -> str:
     """A small inline SVG bar chart of ``areas`` in log2 bins ``[2^k, 2^(k+1))`` for k in [lo, hi]."""
-    bins = Counter(min(max(int(math.log2(a)), lo), hi) for a in areas if a > 0)
+    areas = areas[areas > 0]
+    bins = Counter(np.clip(np.floor(np.log2(areas)).astype(np.int64), lo, hi).tolist())
     n = hi - lo + 1
     width, height, bar = 8 * n, 36, 8
     top = max(bins.values(), default=1)
@@ -109,20 +119,6 @@ def _hist_svg(areas: list[float], lo: int, hi: int) -> str:
             f'role="img" aria-label="mask area histogram">{rects}</svg>')
 
 
-#: What data embedded in a ``<script>`` element must not hold as itself: ``<`` (``</script>`` ends the
-#: element, ``<!--<script>`` makes the parser swallow the rest of the page), ``>`` and ``&`` (for good
-#: measure, as Django's json_script and Go's html/template do), and U+2028/U+2029 (line terminators to
-#: JavaScript before ES2019). JSON's ``\uXXXX`` escapes read back as the same characters.
-#: https://html.spec.whatwg.org/multipage/scripting.html#restrictions-for-contents-of-script-elements
-_SCRIPT_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
-                                 "\u2029": "\\u2029"})
-
-
-def _script_json(value: Any) -> str:
-    """``value`` as JSON safe to put inside ``<script type="application/json">``."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).translate(_SCRIPT_ESCAPES)
-
-
 def _esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
@@ -131,25 +127,23 @@ def _fmt(value: float | None) -> str:
     return "&ndash;" if value is None or value < 0 else f"{value:.3f}"
 
 
-def _class_section(cats: dict[int, str], anns: list[dict], image_classes: dict[int, set]) -> str:
-    counts = Counter(int(a["category_id"]) for a in anns)
-    images_with = Counter(c for classes in image_classes.values() for c in classes)
-    areas: dict[int, list[float]] = {}
-    for a in anns:
-        if a.get("segmentation"):  # masks only: a box's area is not a mask area
-            areas.setdefault(int(a["category_id"]), []).append(float(a.get("area", 0)))
-    every = [v for vs in areas.values() for v in vs if v > 0]
-    lo = int(math.log2(min(every))) if every else 0
-    hi = max(int(math.log2(max(every))) if every else 0, lo)
+def _class_section(cats: dict[int, str], counts: Counter, images_with: Counter, areas: dict[int, array]
+                   ) -> str:
+    """Per class: objects, images, masks, the median mask area and a histogram of mask areas."""
+    values = {c: np.frombuffer(a, dtype=np.float64) for c, a in areas.items()}
+    positive = [v[v > 0] for v in values.values()]
+    every = [v for v in positive if v.size]
+    lo = int(math.log2(min(float(v.min()) for v in every))) if every else 0
+    hi = max(int(math.log2(max(float(v.max()) for v in every))) if every else 0, lo)
     rows = []
     for cat_id, name in sorted(cats.items(), key=lambda kv: (-counts[kv[0]], kv[1])):
-        vals = areas.get(cat_id, [])
-        median = sorted(vals)[len(vals) // 2] if vals else None
+        vals = values.get(cat_id, np.zeros(0))
+        median = float(np.sort(vals)[len(vals) // 2]) if vals.size else None
         rows.append(f'<tr data-class="{_esc(name)}"><td>{_esc(name)}</td><td class="num count">'
                     f'{counts[cat_id]}</td><td class="num">{images_with[cat_id]}</td>'
                     f'<td class="num">{len(vals)}</td><td class="num">'
                     f'{"&ndash;" if median is None else f"{median:.0f}"}</td>'
-                    f'<td>{_hist_svg(vals, lo, hi) if vals else ""}</td></tr>')
+                    f'<td>{_hist_svg(vals, lo, hi) if vals.size else ""}</td></tr>')
     axis = f"log2 bins from 2^{lo} to 2^{hi + 1} px" if every else "no masks"
     return ('<h2>Classes</h2><table id="class-table"><thead><tr><th>class</th><th class="num">objects</th>'
             '<th class="num">images</th><th class="num">masks</th><th class="num">median mask area</th>'
@@ -211,10 +205,44 @@ def _eval_section(ev: dict) -> str:
                '</details>' if ev.get("summary_text") else ""))
 
 
+def _cards(coco: CocoFile, cats: dict[int, str], keys: dict, warnings_by_file: dict, f1: dict,
+           overlays: dict[str, str], folder: Path, out: Path) -> Iterator[tuple[dict, Path | None, Any]]:
+    """``(card, overlay or None, mask areas by class)`` per image, streamed from the run."""
+    class_index = {cat_id: pos for pos, cat_id in enumerate(sorted(cats))}
+    for record in coco.records():
+        name = record.image.file_name
+        key = keys.get(name) or warnings_by_file.get(name, {}).get("key") or PurePosixPath(name).stem
+        overlay = folder / overlays[key] if key in overlays else None
+        classes = {int(a["category_id"]) for a in record.annotations}
+        areas = [(int(a["category_id"]), float(a.get("area", 0))) for a in record.annotations
+                 if a.get("segmentation")]  # masks only: a box's area is not a mask area
+        card = {"f": name, "k": key, "n": len(record.annotations),
+                "c": sorted(class_index[c] for c in classes if c in class_index),
+                "w": [w.get("reason", "") for w in warnings_by_file.get(name, {}).get("warnings", [])],
+                "e": f1.get(name, f1.get(PurePosixPath(name).name)), "t": None, "o": None}
+        if overlay is not None:
+            card["o"] = os.path.relpath(overlay, out).replace(os.sep, "/")
+        yield card, overlay, (classes, areas)
+
+
+def _bounded_map(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, window: int) -> Iterator:
+    """``pool.map`` keeping at most ``window`` items in flight (``Executor.map`` takes them all at once)."""
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
 def build_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = None,
                  thumb_size: int = DEFAULT_THUMB_SIZE, workers: int = 4,
                  on_progress: Callable[[int, int], None] | None = None) -> ReportSummary:
     """Write the review page of ``run_dir`` (see the module docstring); returns a :class:`ReportSummary`.
+
+    The run's ``annotations.json`` is streamed through :class:`~visionkit.formats.coco_stream.CocoFile`
+    (checked first); per image only its card's JSON text stays in memory until the pages are written.
 
     Args:
         run_dir: a run folder with ``annotations.json``.
@@ -224,7 +252,8 @@ def build_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = 
         on_progress: called with ``(thumbnails done, total)`` as they are made.
 
     Raises:
-        InputError: no run folder or no readable ``annotations.json``.
+        InputError: no run folder, or no readable or a malformed ``annotations.json`` (naming the file, the
+            index and the field).
         ConfigError: ``thumb_size`` or ``workers`` out of range.
     """
     if not 16 <= thumb_size <= 2048:
@@ -234,57 +263,38 @@ def build_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = 
     run = Path(run_dir)
     if not run.is_dir():
         raise InputError(f"run folder {run} does not exist")
-    data = load_dataset(run, what="run")
+    coco = CocoFile(run, what="run")
     out = Path(out) if out is not None else run / "report"
     thumbs = out / "thumbs"
     summary = ReportSummary(path=out / "index.html")
     problems = summary.problems
-    failures = _read_json(run / "failures.json", [], problems)
-    warned = _read_json(run / WARNINGS_FILE, {}, problems).get("images", [])
-    ev = _read_json(run / "eval.json", None, problems)
+    failures = [f for f in _read_json(run / "failures.json", [], problems, list) if isinstance(f, dict)]
+    warned = _read_json(run / WARNINGS_FILE, {}, problems, dict).get("images", [])
+    warned = [w for w in (warned if isinstance(warned, list) else [])
+              if isinstance(w, dict) and isinstance(w.get("file"), str)
+              and isinstance(w.get("warnings"), list) and all(isinstance(x, dict) for x in w["warnings"])]
+    ev = _read_json(run / "eval.json", None, problems, dict)
+    if ev is not None:
+        try:
+            eval_html = _eval_section(ev)
+            f1 = {r["file_name"]: float(r["f1"]) if r.get("f1") is not None else None
+                  for r in ev.get("images", [])}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            problems.append(f"eval.json is not what visionkit eval writes ({exc!r}); left out")
+            ev = None
+    if ev is None:
+        eval_html, f1 = "", {}
     keys = load_key_map(run) or {}
     overlays = _overlays(run / "overlays")
-    cats = category_names(data)
-    class_index = {cat_id: pos for pos, cat_id in enumerate(sorted(cats))}
-    image_classes: dict[int, set] = {}
-    counts: Counter = Counter()
-    for ann in data["annotations"]:
-        image_classes.setdefault(int(ann["image_id"]), set()).add(int(ann["category_id"]))
-        counts[int(ann["image_id"])] += 1
+    cats = coco.names
     warnings_by_file = {w["file"]: w for w in warned}
-    f1 = {r["file_name"]: r.get("f1") for r in (ev or {}).get("images", [])}
     # eval.json names the truth's files; a run's file joined by its base name is found the same way
     by_base = Counter(PurePosixPath(name).name for name in f1)
     f1.update({PurePosixPath(name).name: v for name, v in list(f1.items())
                if by_base[PurePosixPath(name).name] == 1 and PurePosixPath(name).name not in f1})
-
-    jobs, entries = [], []
-    for image in data["images"]:
-        name = str(image["file_name"])
-        key = keys.get(name) or warnings_by_file.get(name, {}).get("key") or PurePosixPath(name).stem
-        overlay = overlays.get(key)
-        entry = {"f": name, "k": key, "n": counts[int(image["id"])],
-                 "c": sorted(class_index[c] for c in image_classes.get(int(image["id"]), ())
-                             if c in class_index),
-                 "w": [w.get("reason", "") for w in warnings_by_file.get(name, {}).get("warnings", [])],
-                 "e": f1.get(name, f1.get(PurePosixPath(name).name)), "t": None, "o": None}
-        if overlay is not None:
-            entry["o"] = os.path.relpath(overlay, out).replace(os.sep, "/")
-            jobs.append((entry, overlay, thumbs / f"{key}.jpg"))
-        entries.append(entry)
-
+    total = sum((keys.get(im.file_name) or warnings_by_file.get(im.file_name, {}).get("key")
+                 or PurePosixPath(im.file_name).stem) in overlays for im in coco.images)
     thumbs.mkdir(parents=True, exist_ok=True)
-
-    def thumb(job: tuple[dict, Path, Path]) -> tuple[dict, tuple[int, int] | None, bool, str]:
-        entry, src, dst = job
-        try:
-            if dst.exists() and dst.stat().st_mtime >= src.stat().st_mtime:
-                with Image.open(dst) as im:
-                    if max(im.size) <= thumb_size and (max(im.size) == thumb_size or im.size == _fit(src)):
-                        return entry, im.size, True, ""
-            return entry, make_thumbnail(src, dst, thumb_size), False, ""
-        except (OSError, UnidentifiedImageError, ValueError) as exc:
-            return entry, None, False, f"overlay {src.name} could not be read ({exc}); no thumbnail"
 
     def _fit(src: Path) -> tuple[int, int]:
         with Image.open(src) as im:
@@ -292,41 +302,65 @@ def build_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = 
         scale = min(1.0, thumb_size / max(w, h))
         return max(1, round(w * scale)), max(1, round(h * scale))
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for done, (entry, size, reused, problem) in enumerate(pool.map(thumb, jobs), start=1):
-            if size is not None:
-                entry["t"] = f"thumbs/{entry['k']}.jpg"
-                entry["tw"], entry["th"] = size
-                summary.thumbnails += 1
-                summary.thumbnails_reused += reused
-            else:
-                problems.append(problem)
-            if on_progress is not None:
-                on_progress(done, len(jobs))
+    def thumb(job: tuple[dict, Path | None, Any]) -> tuple[dict, Any, tuple[int, int] | None, bool, str]:
+        card, src, extra = job
+        if src is None:
+            return card, extra, None, False, ""
+        dst = thumbs / f"{card['k']}.jpg"
+        try:
+            if dst.exists() and dst.stat().st_mtime >= src.stat().st_mtime:
+                with Image.open(dst) as im:
+                    if max(im.size) <= thumb_size and (max(im.size) == thumb_size or im.size == _fit(src)):
+                        return card, extra, im.size, True, ""
+            return card, extra, make_thumbnail(src, dst, thumb_size), False, ""
+        except (OSError, UnidentifiedImageError, ValueError) as exc:
+            return card, extra, None, False, f"overlay {src.name} could not be read ({exc}); no thumbnail"
 
-    if ev and ev.get("images"):
-        order = "worst F1 first, from eval.json"
-        entries.sort(key=lambda e: (e["e"] is None, e["e"] if e["e"] is not None else 0, e["f"]))
-    else:
-        order = "in dataset order"
+    gallery = Gallery()
+    images_with: Counter = Counter()
+    areas: dict[int, array] = {}
+    done = 0
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        cards = _cards(coco, cats, keys, warnings_by_file, f1, overlays, run / "overlays", out)
+        results = _bounded_map(pool, thumb, cards, 8 * workers)
+        for card, (classes, card_areas), size, reused, problem in results:
+            images_with.update(classes)
+            for cat_id, area in card_areas:
+                areas.setdefault(cat_id, array("d")).append(area)
+            if card["o"] is not None:
+                done += 1
+                if size is not None:
+                    card["t"] = f"thumbs/{card['k']}.jpg"
+                    card["tw"], card["th"] = size
+                    summary.thumbnails += 1
+                    summary.thumbnails_reused += reused
+                else:
+                    problems.append(problem)
+                if on_progress is not None:
+                    on_progress(done, total)
+            gallery.add(card)
+
+    worst_first = bool(ev and ev.get("images"))
+    order = "worst F1 first, from eval.json" if worst_first else "in dataset order"
     classes = [cats[c] for c in sorted(cats)]
-    summary.images, summary.annotations = len(entries), len(data["annotations"])
+    summary.images, summary.annotations = len(gallery), coco.annotations
     summary.failed, summary.with_warnings = len(failures), len(warned)
+    date = _dt.datetime.now(_dt.timezone.utc)
+    meta = gallery.write(out, worst_first=worst_first, build=date.strftime("%Y%m%dT%H%M%S%f"))
     body = (
         '<div class="stats" id="totals">'
-        f'<div><b id="image-count">{len(entries)}</b>images</div>'
-        f'<div><b id="annotation-count">{len(data["annotations"])}</b>objects</div>'
+        f'<div><b id="image-count">{len(gallery)}</b>images</div>'
+        f'<div><b id="annotation-count">{coco.annotations}</b>objects</div>'
         f'<div><b id="class-count">{len(cats)}</b>classes</div>'
         f'<div><b id="failed-count">{len(failures)}</b>failed images</div>'
         f'<div><b id="warned-count">{len(warned)}</b>images with warnings</div></div>'
         + "".join(f'<p class="note">{_esc(p)}</p>' for p in problems)
-        + (_eval_section(ev) if ev else "")
-        + _class_section(cats, data["annotations"], image_classes)
+        + eval_html
+        + _class_section(cats, coco.counts, images_with, areas)
         + _failure_section(failures) + _warning_section(warned))
-    payload = _script_json({"classes": classes, "images": entries, "order": order})
-    date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    payload = script_json({"classes": classes, "order": order, **meta})
     values = {"BODY": body, "DATA": payload, "CARD": str(max(thumb_size, 160)), "THUMB": str(thumb_size),
-              "DATE": date, "TITLE": _esc(run.resolve().name)}
+              "DATE": date.strftime("%Y-%m-%d %H:%M UTC"), "TITLE": _esc(run.resolve().name)}
     # One pass over the template: text put in (file names, labels) is never scanned for placeholders.
     page = re.sub(r"__(BODY|DATA|CARD|THUMB|DATE|TITLE)__", lambda m: values[m.group(1)], PAGE)
     with atomic_open(summary.path) as fh:

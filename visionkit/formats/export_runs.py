@@ -1,0 +1,110 @@
+"""The reading side of ``visionkit export``: run folders opened through the one reader
+(:class:`visionkit.formats.coco_stream.CocoFile`), their images streamed one at a time.
+
+Each run's ``annotations.json`` is checked on opening; what stays in memory per image is its
+:class:`~visionkit.formats.coco_stream.ImageEntry`, its source path and its split, so an export holds
+about the same small amount per image whatever the number of objects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ExportError, InputError
+from ..media.paths import safe_join
+from .coco_stream import CocoFile, ImageEntry, ImageRecord
+
+__all__ = ["Run", "open_runs"]
+
+
+@dataclass
+class Run:
+    """One run folder, checked: its COCO file, where its images are, and its point answers."""
+
+    folder: Path
+    coco: CocoFile
+    sources: Mapping | None                          # file_name -> input path (sources.json)
+    images_root: Path | None
+    points: dict = field(default_factory=dict)       # file_name -> point rows (formats.keypoints)
+
+    def source(self, image: ImageEntry) -> Path:
+        """Where the input image of ``image`` is."""
+        if self.images_root is not None:
+            return safe_join(self.images_root, image.file_name, file=self.coco.name,
+                             field=f"images[{image.pos}].file_name")
+        return Path(self.sources.get(image.file_name, self.folder / "?missing" / image.file_name))
+
+    def labels(self) -> Counter:
+        """Label -> annotations, over the whole run (from the check, nothing decoded)."""
+        return Counter({self.coco.names[c]: n for c, n in self.coco.counts.items()})
+
+    def records(self, only: set[int] | None = None) -> Iterator[ImageRecord]:
+        return self.coco.records(only)
+
+
+def _read_json(path: Path, hint: str) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ExportError(f"{path} not found{'; ' + hint if hint else ''}") from exc
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from exc
+
+
+def _sources(folder: Path) -> Mapping:
+    path = folder / "sources.json"
+    data = _read_json(path, "pass the input folder the run was given (--images)")
+    sources = data.get("images") if isinstance(data, Mapping) else None
+    if not isinstance(sources, Mapping):
+        raise InputError(f"{path}: images: expected {{file_name: path}}")
+    for name, where in sources.items():
+        if not isinstance(where, str) or not where:
+            raise InputError(f"{path}: images[{name!r}]: expected a path (a string), got {where!r}")
+    return sources
+
+
+def _points(folder: Path) -> dict[str, list]:
+    path = folder / "keypoints.json"
+    if not path.exists():
+        return {}
+    kp = CocoFile(path, what="keypoints file")
+    points: dict[str, list] = {}
+    for record in kp.records(keypoints=True):
+        rows = points.setdefault(record.image.file_name, [])
+        for ann in record.annotations:
+            row = {k: v for k, v in ann.items() if k not in ("id", "image_id", "category_id")}
+            row["label"] = kp.names[ann["category_id"]]
+            rows.append(row)
+    return points
+
+
+def open_runs(runs: Sequence[str | os.PathLike], images_root: str | os.PathLike | None = None
+              ) -> list[Run]:
+    """Open and check run folders (``annotations.json``, ``sources.json``, ``keypoints.json``).
+
+    Raises:
+        ExportError: a run folder lacks ``annotations.json``, an image appears in two runs, or the images
+            cannot be located (no ``sources.json`` and no ``images_root``).
+        InputError: a malformed file, naming the file, the index and the field.
+    """
+    out: list[Run] = []
+    seen: dict[str, int] = {}
+    root = Path(images_root) if images_root is not None else None
+    for k, folder in enumerate(map(Path, runs)):
+        path = folder / "annotations.json"
+        if not path.is_file():
+            raise ExportError(f"{path} not found; is it a `visionkit label` output folder?")
+        coco = CocoFile(path, what="run")
+        for image in coco.images:
+            other = seen.setdefault(image.file_name, k)
+            if other != k:
+                raise ExportError(f"{image.file_name} is in two runs ({Path(runs[other])} and {folder}); "
+                                  "export them separately or label the image once")
+        out.append(Run(folder, coco, _sources(folder) if root is None else None, root, _points(folder)))
+    return out
+
