@@ -4,6 +4,7 @@ learned from the API's own 400s, and the per-user cache, all against FakeGemini 
 from __future__ import annotations
 
 import json
+import os
 import threading
 
 import pytest
@@ -235,6 +236,61 @@ def test_dry_run_sends_no_probe(fake):
     assert probes(fake) == [] and plan.status == "unknown" and "probe" in plan.line()
 
 
+# -- a cached setting the API or its own record contradicts (review M2) --------------------------------------
+
+@pytest.mark.parametrize("model, entry, expected_sent, expected_probes", [
+    # models.get says gemma does not think: a cached level is dropped, no field is sent, no probe
+    ("gemma-3-27b-it", {"sent": {"thinkingLevel": "high"}}, None, 0),
+    ("gemma-3-27b-it", {"sent": {"thinkingBudget": 0}}, None, 0),
+    ("gemma-3-27b-it", {"sent": None}, None, 0),  # agrees with models.get: kept
+    # the entry's sent is in its own refused list: learned again
+    ("gemini-4.2-flash-exp", {"sent": {"thinkingLevel": "minimal"},
+                              "refused": [{"config": {"thinkingLevel": "minimal"}, "date": "2026-12-01"}]},
+     {"thinkingLevel": "low"}, 2),
+    ("gemini-4.2-flash-exp", {"sent": {"thinkingLevel": "medium"},
+                              "refused": [{"config": {"thinkingLevel": "minimal"}}]},  # consistent: kept
+     {"thinkingLevel": "medium"}, 0),
+])
+def test_a_cached_setting_models_get_or_its_own_record_contradicts_is_dropped(fake, tmp_path, model, entry,
+                                                                               expected_sent,
+                                                                               expected_probes):
+    cache = ModelCache(tmp_path / "m.json")
+    cache.record(model, entry)
+    with client_for(fake, model) as client:
+        plan = preflight(client, cache=cache)
+        assert client.thinking.get(model) == expected_sent
+    assert plan.sent == expected_sent and len(probes(fake)) == expected_probes
+    assert cache.get(model)["sent"] == expected_sent
+
+
+@pytest.mark.parametrize("model, cached, learned", [
+    ("gemma-3-27b-it", {"thinkingLevel": "high"}, None),  # stale thinking cache, models.get silent
+    ("gemini-4.2-flash-exp", {"thinkingLevel": "minimal"}, {"thinkingLevel": "low"}),  # the dialect's least
+])
+def test_an_in_run_400_correction_is_remembered(fake, tmp_path, model, cached, learned):
+    from visionkit.testing.fake_models import model_resource as resource
+
+    fake.models[model] = resource(model, thinking=None)  # models.get cannot tell: the cache is used
+    cache = ModelCache(tmp_path / "m.json")
+    cache.record(model, {"sent": cached})
+    image = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.new("RGB", (64, 40)).save(image)
+    with client_for(fake, model) as client:
+        assert preflight(client, cache=cache).sent == cached
+        client.detect(image)  # 400 for the cached setting, retried with the fix, answered
+        client.detect(image)  # the fix is kept for the run, and written once
+    sent = [r.generation_config.get("thinkingConfig") for r in fake.generate_requests if r.image_wh]
+    assert sent == [cached, learned, learned]
+    entry = cache.get(model)
+    assert entry["sent"] == learned and "retry" in entry["sent_source"]
+    assert entry["refused"][-1]["config"] == cached and entry["refused"][-1]["source"].startswith("400: ")
+    fake.clear()
+    with client_for(fake, model) as client:  # the next run starts with the working setting
+        assert preflight(client, cache=cache).sent == learned
+
+
 # -- the cache file ------------------------------------------------------------------------------------------
 
 def test_cache_path_follows_xdg(monkeypatch, tmp_path):
@@ -254,6 +310,80 @@ def test_a_corrupt_cache_is_set_aside(tmp_path, content):
     assert cache.warnings and "corrupt" in cache.warnings[0] or "cannot be read" in cache.warnings[0]
     assert cache.record("x", {"sent": None})
     assert json.loads(path.read_text())["models"]["x"]["sent"] is None
+
+
+HOUR = 3600.0
+NOW = 1_800_000_000.0
+
+
+@pytest.mark.parametrize("field, value", [
+    ("time", "abc"), ("time", [1]), ("time", "nan"), ("time", None), ("time", True), ("time", {"t": 1}),
+    ("time", float("nan")), ("time", float("inf")), ("time", 1e300), ("time", 10 ** 400), ("time", -1.0),
+    ("time", NOW + 2 * HOUR),  # later than now + the skew: never stale
+    ("sent", "low"), ("sent", {"thinkingLevel": [1]}), ("sent", {"thinkingBudget": 1.5}),
+    ("refused", "x"), ("refused", [1]), ("refused", [{"config": "low"}]), ("refused", {"config": None}),
+    ("missing time", None),
+])
+def test_an_invalid_entry_is_ignored_with_a_warning(tmp_path, field, value):
+    path = tmp_path / "models.json"
+    good = {"time": NOW - HOUR, "date": "2027-01-15", "sent": {"thinkingLevel": "low"}, "refused": []}
+    bad = dict(good)
+    if field == "missing time":
+        del bad["time"]
+    else:
+        bad[field] = value
+    text = json.dumps({"version": 1, "models": {"bad": bad, "good": good}})
+    path.write_text(text)
+    cache = ModelCache(path, clock=lambda: NOW)
+    entries = cache.entries()  # never raises
+    assert entries["bad"]["stale"] and not entries["good"]["stale"]
+    assert cache.get("bad") is None and cache.get("good")["sent"] == {"thinkingLevel": "low"}
+    assert any("'bad' is not used" in w for w in cache.warnings)
+    assert path.read_text() == text  # the file is not set aside: the good entries stay
+    assert cache.record("bad", {"sent": None}) and ModelCache(path, clock=lambda: NOW).get("bad") is not None
+
+
+@pytest.mark.parametrize("time_value", ['"abc"', "[1]", "NaN", "1e300"])
+def test_an_invalid_time_does_not_stop_the_models_command(monkeypatch, tmp_path, time_value):
+    import io
+
+    from visionkit.cli import main
+
+    cache_path().parent.mkdir(parents=True, exist_ok=True)
+    entry = '{"gemini-x-exp": {"time": ' + time_value + ', "sent": null}}'
+    cache_path().write_text('{"version": 1, "models": ' + entry + "}")
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["models"], stdout=out, stderr=err) == 0
+    assert "gemini-x-exp" in out.getvalue() and "learned (expired)" in out.getvalue()
+    assert "is not used" in err.getvalue()
+
+
+def test_a_corrupt_cache_another_run_just_replaced_is_not_set_aside(tmp_path):
+    # The reader saw a corrupt file; before it takes the lock, another run writes a good one: kept.
+    path = tmp_path / "models.json"
+    path.write_text("{not json")
+
+    good = tmp_path / "other" / "models.json"
+    ModelCache(good).record("m", {"sent": {"thinkingLevel": "low"}})
+
+    class Racing(ModelCache):
+        def _locked(self):
+            if good.exists():
+                os.replace(good, path)  # the other run's atomic write lands first
+            return super()._locked()
+
+    cache = Racing(path)
+    assert cache.get("m")["sent"] == {"thinkingLevel": "low"}
+    assert not list(tmp_path.glob("models.json.corrupt-*")) and not cache.warnings
+
+
+def test_two_set_asides_keep_both_files(tmp_path):
+    path = tmp_path / "models.json"
+    for content in ("{one", "{two"):
+        path.write_text(content)
+        assert ModelCache(path).get("x") is None
+    kept = sorted(p.read_text() for p in tmp_path.glob("models.json.corrupt-*"))
+    assert kept == ["{one", "{two"]
 
 
 def test_concurrent_writers_keep_every_entry(tmp_path):
@@ -344,3 +474,34 @@ def test_any_cache_file_is_read_or_set_aside(tmp_path_factory, data):
     assert bool(cache.warnings) == (not path.exists())
     assert cache.record("m", {"sent": {"thinkingLevel": "low"}})
     assert ModelCache(path).get("m")["sent"] == {"thinkingLevel": "low"}
+
+
+_HOSTILE = st.one_of(st.none(), st.booleans(), st.integers(), st.integers(min_value=10 ** 300),
+                     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8),
+                     st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=4), st.integers(),
+                                                                           max_size=2))
+_ENTRY = st.fixed_dictionaries({}, optional={
+    "time": st.one_of(_HOSTILE, st.floats(0, 2 * NOW)), "date": _HOSTILE,
+    "sent": st.one_of(_HOSTILE, _CONFIGS), "sent_source": _HOSTILE,
+    "refused": st.one_of(_HOSTILE, st.lists(st.one_of(_HOSTILE, st.fixed_dictionaries(
+        {"config": st.one_of(_HOSTILE, _CONFIGS)})), max_size=3))})
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(models=st.dictionaries(st.text(max_size=10), _ENTRY, max_size=4))
+def test_any_cache_entry_is_used_only_when_valid(tmp_path_factory, models):
+    path = tmp_path_factory.mktemp("e") / "models.json"
+    text = json.dumps({"version": 1, "models": models})  # NaN and Infinity as Python's json writes them
+    path.write_text(text)
+    cache = ModelCache(path, clock=lambda: NOW)
+    entries = cache.entries()  # never raises, never sets the file aside
+    assert set(entries) == set(models) and path.read_text() == text
+    for model in models:
+        entry = cache.get(model)
+        if entry is None:
+            continue
+        stamp = entry["time"]
+        assert isinstance(stamp, (int, float)) and not isinstance(stamp, bool)
+        assert NOW - MAX_AGE_DAYS * 86400 <= stamp <= NOW + HOUR
+        assert "sent" not in entry or entry["sent"] is None or len(entry["sent"]) == 1
+        assert all(isinstance(r, dict) for r in entry.get("refused", []))

@@ -116,6 +116,20 @@ def test_a_corrupt_cache_does_not_stop_a_run(fake, tmp_path):
     check_masks(tmp_path / "o")
 
 
+@pytest.mark.parametrize("stamp", ['"abc"', "[1]", "NaN", "1e300"])
+def test_an_entry_with_a_bad_time_does_not_stop_a_run(fake, tmp_path, stamp):
+    cache_path().parent.mkdir(parents=True, exist_ok=True)
+    cache_path().write_text('{"version": 1, "models": {"gemini-4.2-flash-exp": {"time": ' + stamp
+                            + ', "sent": {"thinkingLevel": "high"}}}}')
+    code, out, err = label(fake, tmp_path / "o", "gemini-4.2-flash-exp")
+    assert code == 0, err
+    asked = [r for r in fake.generate_requests if r.text == PROBE_TEXT]
+    assert "is not used" in err and len(asked) == 2  # learned again, not the bad entry's high
+    assert json.loads(cache_path().read_text())["models"]["gemini-4.2-flash-exp"]["sent"] == \
+        {"thinkingLevel": "low"}
+    check_masks(tmp_path / "o")
+
+
 def test_a_model_that_does_not_think_gets_no_thinking_config(fake, tmp_path):
     code, out, err = label(fake, tmp_path / "o", "gemma-3-27b-it")
     assert code == 0, err + out

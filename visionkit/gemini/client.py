@@ -394,6 +394,8 @@ class GeminiClient:
                 _set_attempts(again, getattr(again, "attempts", 1) + exc.attempts)
                 raise
             attempts = exc.attempts + more
+            self.thinking.corrected(self.model, body["generationConfig"].get("thinkingConfig"), sent,
+                                    f"400: {exc.api_message}")
         usage = response.get("usageMetadata")
         return AnnotateResult(response=response, original_wh=prepared.original_wh, sent_wh=prepared.sent_wh,
                               attempts=attempts, mask_format=plan.mask_format, mask_order=plan.mask_order,

@@ -19,11 +19,17 @@
      (:attr:`FleetPlan.usage`).
 
    What was learned goes to the cache, with its sources and date, and into ``client.thinking``, so every
-   image request and every Batch line carries it.
+   image request and every Batch line carries it. A cache entry is not used when models.get says the
+   model does not think and the entry sends a thinking setting, or when the entry's own ``refused`` list
+   holds the setting it sends.
+3. When an image request's 400 corrects the thinking setting during the run and the retry is answered
+   (:meth:`~visionkit.gemini.thinking.ThinkingMemory.corrected`), the cache is updated, so the next run
+   starts with the working setting.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -42,7 +48,7 @@ from ..errors import (
     ServerError,
     TransportError,
 )
-from .model_cache import ModelCache, today
+from .model_cache import ModelCache, is_config, today
 from .models import UNKNOWN, ModelInfo, lookup, status_note
 from .thinking import about_thinking, first_guess, next_setting
 
@@ -190,6 +196,8 @@ def preflight(client: Any, *, cache: ModelCache | None = None, refresh: bool = F
         plan.notices.append(note)
     if not sourced_rule(info):  # a table row is read by the request builder itself
         client.thinking.learn(model, plan.sent)
+        with contextlib.suppress(AttributeError):  # a stand-in memory of your own: nothing to update
+            client.thinking.on_correct = _on_correct(client, cache, plan, facts)
     return plan
 
 
@@ -231,13 +239,12 @@ def _decide(client: Any, model: str, info: ModelInfo, facts: dict, cache: ModelC
     status = "learned" if info is UNKNOWN else status
     where = "not in the table" if info is UNKNOWN else f"in the table ({info.name}) without a thinking rule"
     entry = None if refresh else cache.get(model)
-    if entry is not None and "sent" in entry and _is_config(entry["sent"]) \
-            and not (thinks and entry["sent"] is None):  # never "no field" for a model that thinks
+    if entry is not None and _usable(entry, thinks):
         refused = "; ".join(f"{describe_thinking(r.get('config'))} refused {r.get('date', '')}"
-                            for r in entry.get("refused") or [] if isinstance(r, dict))
+                            for r in entry.get("refused") or [])
         why = f"{where}; learned {entry.get('date')} ({entry.get('sent_source', 'cache')})" + \
             (f"; {refused}" if refused else "")
-        return FleetPlan(model, status, entry.get("sent"), why)
+        return FleetPlan(model, status, entry.get("sent"), why, refused=list(entry.get("refused") or []))
     if thinks is False:
         plan = FleetPlan(model, status, None, f"{where}; does not think (models.get)")
         _remember(client, cache, plan, thinks, "models.get says thinking: false")
@@ -258,16 +265,14 @@ def _decide(client: Any, model: str, info: ModelInfo, facts: dict, cache: ModelC
     return plan
 
 
-def _is_config(value: Any) -> bool:
-    """A thinkingConfig worth sending again: None, or one level name or one whole budget."""
-    if value is None:
-        return True
-    if not isinstance(value, dict) or len(value) != 1:
+def _usable(entry: dict, thinks: bool | None) -> bool:
+    """A fresh cache entry (its fields checked by the cache) that models.get and its own record allow."""
+    if "sent" not in entry or not is_config(entry["sent"]):
         return False
-    (key, setting), = value.items()
-    return (key == "thinkingLevel" and isinstance(setting, str) and setting.isalpha()) or \
-        (key == "thinkingBudget" and isinstance(setting, int) and not isinstance(setting, bool)
-         and 0 <= setting <= 1_000_000)
+    sent = entry["sent"]
+    if (thinks and sent is None) or (thinks is False and sent is not None):  # models.get knows better
+        return False
+    return sent not in [r.get("config") for r in entry.get("refused") or []]  # refused by the API itself
 
 
 def _learn(client: Any, model: str, config: dict | None, status: str, where: str) -> FleetPlan:
@@ -306,10 +311,31 @@ def _no_setting(model: str, refused: list[dict], exc: APIError | None) -> str:
 
 
 def _remember(client: Any, cache: ModelCache, plan: FleetPlan, thinks: bool | None, how: str) -> None:
-    facts_source = "models.get" if thinks is not None else "unknown (models.get did not say)"
-    entry = {"thinks": thinks, "thinks_source": facts_source, "sent": plan.sent, "sent_source": how,
-             "refused": plan.refused}
-    redact: Callable[[str], str] | None = getattr(getattr(client, "_http", None), "redact", None)
-    if cache.record(plan.model, entry, redact=redact):
+    if _record(client, cache, plan.model, thinks, plan.sent, how, plan.refused):
         plan.notices.append(f"learned {plan.model}'s thinking setting; remembered in {cache.path} "
                             "(--refresh-models learns it again)")
+
+
+def _record(client: Any, cache: ModelCache, model: str, thinks: bool | None, sent: dict | None, how: str,
+            refused: list) -> bool:
+    facts_source = "models.get" if thinks is not None else "unknown (models.get did not say)"
+    entry = {"thinks": thinks, "thinks_source": facts_source, "sent": sent, "sent_source": how,
+             "refused": refused}
+    redact: Callable[[str], str] | None = getattr(getattr(client, "_http", None), "redact", None)
+    return cache.record(model, entry, redact=redact)
+
+
+def _on_correct(client: Any, cache: ModelCache, plan: FleetPlan, facts: dict) -> Callable[..., None]:
+    """The hook that writes an in-run correction (an image's 400, then a retry answered) to the cache."""
+    thinks = facts.get("thinking") if isinstance(facts.get("thinking"), bool) else None
+    refused = list(plan.refused)
+
+    def corrected(model: str, config: dict | None, rejected: Any, source: str) -> None:
+        if model != plan.model:
+            return
+        refused.append({"config": rejected, "date": today(), "source": source})
+        _record(client, cache, model, thinks, config,
+                f"an image request was refused ({source}); the retry with {describe_thinking(config)} "
+                "was answered", refused)
+
+    return corrected

@@ -18,8 +18,12 @@ folder, as platformdirs' ``user_cache_dir`` picks it (``~/.cache`` on Linux and 
 * Writes are atomic (a temp file renamed over the cache) and made under an exclusive lock on
   ``models.json.lock``, re-reading the file first, so concurrent runs merge their entries instead of
   losing one.
-* A cache that cannot be read (not JSON, wrong shape) is renamed ``models.json.corrupt-<time>`` and a
-  warning says so; the run goes on as if it were empty.
+* A cache that cannot be read (not JSON, wrong shape) is renamed ``models.json.corrupt-<time>-<random>``
+  and a warning says so; the run goes on as if it were empty. The move is made under the same lock as
+  writes, after reading the file again, so a good cache another run just wrote is never set aside.
+* Each entry is checked when read (:func:`entry_problem`): ``time`` a finite number not later than now
+  plus :data:`CLOCK_SKEW`, ``sent`` a thinking setting, ``refused`` a list of ``{"config": setting}``.
+  An entry that fails is not used (listed as stale) and a warning names it; it never stops a run.
 * No secret is stored: only model ids, thinking settings and the API's messages, which the transport has
   already stripped of any echo of the key; :meth:`ModelCache.record` takes a ``redact`` callable as well.
 """
@@ -29,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -38,12 +43,43 @@ from typing import Any
 from ..errors import ExportError
 from ..media.atomic import atomic_open
 
-__all__ = ["CACHE_NAME", "MAX_AGE_DAYS", "ModelCache", "cache_path"]
+__all__ = ["CACHE_NAME", "CLOCK_SKEW", "MAX_AGE_DAYS", "ModelCache", "cache_path", "entry_problem",
+           "is_config"]
 
 CACHE_NAME = "models.json"
 #: Days an entry is trusted.
 MAX_AGE_DAYS = 30
+#: Seconds an entry's ``time`` may lie in the future (clocks of machines sharing a home differ a little).
+CLOCK_SKEW = 3600.0
 _VERSION = 1
+
+
+def is_config(value: Any) -> bool:
+    """A thinkingConfig worth sending again: None, or one level name or one whole budget."""
+    if value is None:
+        return True
+    if not isinstance(value, dict) or len(value) != 1:
+        return False
+    (key, setting), = value.items()
+    return (key == "thinkingLevel" and isinstance(setting, str) and setting.isalpha()) or \
+        (key == "thinkingBudget" and isinstance(setting, int) and not isinstance(setting, bool)
+         and 0 <= setting <= 1_000_000)
+
+
+def entry_problem(entry: Mapping[str, Any], now: float) -> str | None:
+    """What makes a cache entry unusable (a sentence), or None when its fields have the written shapes."""
+    stamp = entry.get("time")
+    if isinstance(stamp, bool) or not isinstance(stamp, (int, float)):
+        return f"its time is {stamp!r:.60}, not a number"
+    if not 0 <= stamp <= now + CLOCK_SKEW:  # False for nan too; exact for a huge int (no float overflow)
+        return f"its time {stamp!r:.60} is not a moment up to now"
+    if "sent" in entry and not is_config(entry["sent"]):
+        return f"its sent {entry['sent']!r:.60} is not a thinking setting"
+    refused = entry.get("refused", [])
+    if not isinstance(refused, list) or not all(isinstance(r, dict) and is_config(r.get("config"))
+                                                for r in refused):
+        return "its refused is not a list of {\"config\": thinking setting}"
+    return None
 
 
 def cache_path() -> Path:
@@ -87,7 +123,12 @@ class ModelCache:
         now = self.clock()
         found = {}
         for model, entry in self._read().items():
-            found[model] = {**entry, "stale": now - float(entry.get("time") or 0) > self.max_age}
+            problem = entry_problem(entry, now)
+            if problem is not None:
+                self._warn(f"the model cache {self.path} entry {model!r:.80} is not used: {problem}; "
+                           "the model is learned again")
+            stale = problem is not None or now - entry["time"] > self.max_age
+            found[model] = {**entry, "stale": stale}
         return found
 
     def get(self, model: str) -> dict | None:
@@ -95,14 +136,32 @@ class ModelCache:
         entry = self.entries().get(model)
         return None if entry is None or entry["stale"] else entry
 
-    def _read(self) -> dict[str, dict]:
+    def _read(self, *, locked: bool = False) -> dict[str, dict]:
+        """The file's models; a corrupt file is set aside under the lock (``locked``: held already)."""
+        models, problem = self._load()
+        if problem is None:
+            return models
+        if locked:
+            self._set_aside(problem)
+            return {}
+        try:
+            with self._locked():
+                models, problem = self._load()  # another run may have replaced it since
+                if problem is not None:
+                    self._set_aside(problem)
+        except OSError as exc:  # no lock file can be made (a read-only folder): nothing can be moved either
+            self._warn(f"the model cache {self.path} is corrupt ({problem}) and could not be set aside "
+                       f"({exc}); it is ignored")
+        return models
+
+    def _load(self) -> tuple[dict[str, dict], BaseException | None]:
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
-            return {}
+            return {}, None
         except OSError as exc:
             self._warn(f"the model cache {self.path} cannot be read ({exc}); models are learned again")
-            return {}
+            return {}, None
         try:
             data = json.loads(raw.decode("utf-8"))
             models = data["models"]
@@ -110,14 +169,16 @@ class ModelCache:
                     or not all(isinstance(k, str) and isinstance(v, dict) for k, v in models.items()):
                 raise ValueError("not a visionkit model cache")
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:  # incl. bad UTF-8
-            self._set_aside(exc)
-            return {}
-        return models
+            return {}, exc
+        return models, None
 
     def _set_aside(self, exc: BaseException) -> None:
-        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{secrets.token_hex(4)}")
         try:
             os.replace(self.path, aside)
+        except FileNotFoundError:
+            return
         except OSError as move_error:
             self._warn(f"the model cache {self.path} is corrupt ({exc}) and could not be set aside "
                        f"({move_error}); it is ignored")
@@ -144,7 +205,7 @@ class ModelCache:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._locked():
-                models = self._read()
+                models = self._read(locked=True)
                 models[model] = clean
                 with atomic_open(self.path, "w") as fh:
                     json.dump({"version": _VERSION, "models": models}, fh, indent=1, sort_keys=True)

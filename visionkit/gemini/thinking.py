@@ -27,9 +27,10 @@ gets none. :class:`ThinkingMemory` remembers what worked for the rest of the run
 
 from __future__ import annotations
 
+import json
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .models import LEVEL_ORDER
@@ -154,6 +155,10 @@ class ThinkingMemory:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._learned: dict[str, dict | None] = {}
+        self._told: set[tuple[str, str]] = set()
+        #: Called once per (model, config) by :meth:`corrected` (the preflight sets it to update the
+        #: per-user model cache): ``on_correct(model, config, refused_config, source)``.
+        self.on_correct: Callable[[str, dict | None, Mapping | None, str], None] | None = None
 
     def get(self, model: str) -> dict | None | str:
         """The learned thinkingConfig (a dict, or None for none), or :data:`AUTO` when nothing is learned."""
@@ -167,3 +172,14 @@ class ThinkingMemory:
                 return False
             self._learned[model] = config
             return True
+
+    def corrected(self, model: str, config: dict | None, refused: Mapping | None, source: str) -> None:
+        """A request refused ``refused`` (``source``: the 400) and its retry with ``config`` was answered:
+        tell :attr:`on_correct`, once per model and config however many threads saw it."""
+        key = (model, json.dumps(config, sort_keys=True))
+        with self._lock:
+            hook = self.on_correct
+            if hook is None or key in self._told:
+                return
+            self._told.add(key)
+        hook(model, config, dict(refused) if isinstance(refused, Mapping) else refused, source)
