@@ -9,6 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import visionkit.run.image_step as image_step
 from visionkit import label
@@ -132,7 +134,35 @@ def test_options_that_do_not_shape_it_keep_it(folder, tmp_path, parses):
     assert parses == []
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty", "wrong-key", "not-an-object"])
+def _edit_first(lines: list[bytes], edit) -> None:
+    """Edit the first kept line by hand, as JSON, keeping its head first (so it is still indexed)."""
+    record = json.loads(lines[0])
+    edit(record)
+    lines[0] = (json.dumps(record) + "\n").encode()
+
+
+def _inject(record: dict) -> None:  # an annotation text that closes its object and the list early
+    record["annotations"][0][1] = record["annotations"][0][1][:-1] + '}], "evil": {"x": 1}'
+
+
+HAND_EDITS = {  # R4: each crashed the rerun or wrote a broken annotations.json
+    "annotation-without-body": lambda r: r.__setitem__("annotations", [["cup"]]),
+    "label-count-not-a-number": lambda r: r["_vk"].__setitem__("labels", {"cup": "x"}),
+    "wh-not-numbers": lambda r: r["_vk"].__setitem__("wh", ["a", "b"]),
+    "wh-one-number": lambda r: r["_vk"].__setitem__("wh", [96]),
+    "annotation-text-injected": _inject,
+    "annotation-text-not-an-object": lambda r: r["annotations"][0].__setitem__(1, '"a": 1}, 2'),
+    "labels-do-not-count-annotations": lambda r: r["_vk"]["labels"].__setitem__("ghost", 1),
+    "detections-not-a-number": lambda r: r["_vk"].__setitem__("detections", "3"),
+    "warning-not-a-triple": lambda r: r["_vk"].__setitem__("warnings", [7]),
+    "report-not-counts": lambda r: r["_vk"].__setitem__("report", {"dedupe_merged": "x"}),
+    "no-annotations": lambda r: r.pop("annotations"),
+}
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty", "wrong-key", "not-an-object",
+                                    # R3: a cut-off line that still ends in a newline (a crash, an editor)
+                                    "cut-off-then-newline", "nul-padded-then-newline", *HAND_EDITS])
 def test_a_damaged_results_file_is_only_a_miss(folder, tmp_path, parses, damage):
     images, replay = folder
     out = tmp_path / "o"
@@ -148,6 +178,12 @@ def test_a_damaged_results_file_is_only_a_miss(folder, tmp_path, parses, damage)
         lines = []
     elif damage == "wrong-key":  # a line filed under another image's key
         lines[0] = lines[0].replace(b'"key": "img00000"', b'"key": "img00001"', 1)
+    elif damage == "cut-off-then-newline":  # cut in its annotations, after a whole head
+        lines[0] = lines[0][: len(lines[0]) * 3 // 4] + b"\n"
+    elif damage == "nul-padded-then-newline":
+        lines[0] = lines[0][: len(lines[0]) * 3 // 4] + b"\0" * 64 + b"\n"
+    elif damage in HAND_EDITS:
+        _edit_first(lines, HAND_EDITS[damage])
     else:
         lines[0] = b'{"_vk": [1, 2, 3]}\n'
     path.write_bytes(b"".join(lines))
@@ -230,3 +266,138 @@ def test_overlays_redrawn_since_are_drawn_again(folder, tmp_path, parses):
     parses.clear()
     run(images, replay, tmp_path / "p")
     assert len(parses) == 5 and len(list((tmp_path / "p" / "overlays").iterdir())) == 5
+
+
+def _same_size_edit(path: Path, edit) -> None:
+    """Change ``path`` in place to ``edit(bytes)`` (same size), then restore its mtime as ``touch -r``."""
+    before = path.stat()
+    data = edit(path.read_bytes())
+    assert len(data) == before.st_size and data != path.read_bytes()
+    path.write_bytes(data)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def _mug(data: bytes) -> bytes:
+    assert b'"cup"' in data
+    return data.replace(b'"cup"', b'"mug"', 1)
+
+
+def _edit_answer_touch_r(images: Path, replay: Path, tmp_path: Path) -> Path:
+    _same_size_edit(replay / "img00000.txt", _mug)
+    return replay
+
+
+def _edit_answer_cp_p(images: Path, replay: Path, tmp_path: Path) -> Path:
+    """``cp -p edited original``: the edited copy carries the original's mtime into the same inode."""
+    edited = tmp_path / "edited.txt"
+    edited.write_bytes(_mug((replay / "img00001.txt").read_bytes()))
+    shutil.copystat(replay / "img00001.txt", edited)
+    shutil.copy2(edited, replay / "img00001.txt")
+    return replay
+
+
+def _edit_copied_replay(images: Path, replay: Path, tmp_path: Path) -> Path:
+    """``cp -rp replay copy``, a same-size edit in the copy (mtime restored), then ``--replay copy``."""
+    copy = shutil.copytree(replay, tmp_path / "copy")
+    _same_size_edit(copy / "img00002.txt", _mug)
+    return copy
+
+
+def _flip_orientation(images: Path, replay: Path, tmp_path: Path) -> Path:
+    """EXIF orientation 6 -> 1 (same size, mtime restored): the image's upright size swaps."""
+    _same_size_edit(images / "img00003.jpg", lambda _: _exif_jpeg(tmp_path, 1))
+    return replay
+
+
+def _exif_jpeg(tmp_path: Path, orientation: int) -> bytes:
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.new("RGB", (96, 64), (90, 140, 30)).save(tmp_path / "exif.jpg", exif=exif)
+    return (tmp_path / "exif.jpg").read_bytes()
+
+
+@pytest.mark.parametrize("change", [_edit_answer_touch_r, _edit_answer_cp_p, _edit_copied_replay,
+                                    _flip_orientation], ids=lambda f: f.__name__.strip("_"))
+def test_a_same_size_edit_with_its_mtime_restored_is_seen(folder, tmp_path, parses, change):
+    """R1, R2: size and mtime can both survive an edit (``touch -r``, ``cp -p``, ``rsync``, ``tar``); the
+    ctime, inode and path cannot, so the file is read again and the rerun equals a run from scratch."""
+    images, replay = folder
+    (images / "img00003.jpg").write_bytes(_exif_jpeg(tmp_path, 6))  # stored 96x64, upright 64x96
+    out = tmp_path / "o"
+    run(images, replay, out)
+    used = change(images, replay, tmp_path)
+    parses.clear()
+    again = run(images, used, out)
+    assert len(parses) == 1
+    fresh = run(images, used, tmp_path / "fresh")
+    assert (again.succeeded, again.failed) == (fresh.succeeded, fresh.failed) == (5, 0)
+    assert without_date(out / "annotations.json") == without_date(tmp_path / "fresh" / "annotations.json")
+
+
+@pytest.mark.parametrize(("limit", "failed"), [(96 * 64, 0), (96 * 64 - 1, 5)])
+def test_a_kept_result_obeys_max_pixels(folder, tmp_path, parses, monkeypatch, limit, failed):
+    """R5: a rerun under a lower ``--max-pixels`` refuses what a fresh run refuses; at the limit, reuses."""
+    from visionkit.media import imageio
+
+    images, replay = folder
+    run(images, replay, tmp_path / "o")
+    monkeypatch.setattr(imageio, "MAX_PIXELS", limit)
+    parses.clear()
+    again = run(images, replay, tmp_path / "o")
+    fresh = run(images, replay, tmp_path / "fresh")
+    assert again.failed == fresh.failed == failed
+    assert again.reused == (5 if not failed else 0)
+
+
+def test_the_cli_says_how_many_results_were_reused(folder, tmp_path, capsys):
+    """R6: a replay rerun reuses every kept result; its summary said "0 from cache" and nothing else."""
+    from visionkit.cli import main
+
+    images, replay = folder
+    argv = ["label", str(images), "--out", str(tmp_path / "o"), "--task", "segment", "--replay", str(replay)]
+    assert main(argv) == 0
+    assert "reused" not in capsys.readouterr().out
+    assert main(argv) == 0
+    assert "0 from cache, 5 reused from kept results," in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple[Path, Path, Path, bytes]:
+    root = tmp_path_factory.mktemp("finished")
+    images, replay = write_labelled_folder(root / "data", 2, (96, 64), masks=2)
+    label([images], root / "o", replay=replay, processes=False, overlays=False)
+    return images, replay, root / "o", (root / "o" / RESULTS_NAME).read_bytes()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(at=st.integers(0, 10_000), cut=st.integers(0, 64), junk=st.binary(max_size=24))
+def test_any_damage_to_a_kept_line_is_a_miss_or_a_well_formed_hit(finished, at, cut, junk):
+    """Property: whatever bytes replace part of the kept file, a lookup never raises, and what it
+    returns is whole JSON whose annotation texts are each exactly one object's remainder."""
+    images, replay, out, kept = finished
+    at %= len(kept)
+    (out / RESULTS_NAME).write_bytes(kept[:at] + junk + kept[at + cut:])
+    assert _hits(out, images, replay) <= 2
+    (out / RESULTS_NAME).write_bytes(kept)
+    assert _hits(out, images, replay) == 2  # the undamaged file: every result fits
+
+
+def _hits(out: Path, images: Path, replay: Path) -> int:
+    from visionkit.run.image_step import StepConfig
+    from visionkit.run.pipeline import DEFAULT_THRESHOLD
+    from visionkit.run.results import ResultCache
+
+    options = StepConfig(out, "segment", DEFAULT_THRESHOLD, False, None).options()
+    cache = ResultCache(out, {**options, "answers_only": False}, None)
+    try:
+        for image in sorted(images.iterdir()):
+            hit = cache.lookup(image.stem, image.name, image, replay / f"{image.stem}.txt")
+            if hit is not None:
+                record = json.loads(hit[1])
+                for _, body in record["annotations"]:
+                    assert isinstance(json.loads("{" + body), dict)
+    finally:
+        cache.close()
+    return cache.hits

@@ -204,7 +204,9 @@ def _print_summary(summary, args: argparse.Namespace, stdout: TextIO) -> None:
     else:
         where = f"{summary.annotations} annotations in {dataset}"
     stdout.write(f"{summary.succeeded}/{summary.total} images labelled, {summary.failed} failed; {where} "
-                 f"({summary.requested} requested, {summary.cached} from cache, {summary.retries} retries, "
+                 f"({summary.requested} requested, {summary.cached} from cache, "
+                 + (f"{summary.reused} reused from kept results, " if summary.reused else "")
+                 + f"{summary.retries} retries, "
                  f"{summary.warnings} warnings, {summary.elapsed:.1f}s)\n")
     if report.get("unmapped_detections"):
         where = "--categories" if args.categories else "--classes"

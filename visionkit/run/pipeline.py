@@ -221,6 +221,7 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
             if isinstance(exc, KeyboardInterrupt) and not aborted:
                 source.retry_unsaved()  # answers held in memory get a last chance to reach the disk
             raise
+        summary.reused = cache.hits
         save_unsaved(source, summary, lambda n: _notify(summary, on_notice, n))
         write_failures(out / "failures.json", summary)
         if replay_dir is None:

@@ -4,12 +4,15 @@ A rerun with the same options on a finished folder finds each image here, checks
 fits, and copies it to the new run instead of parsing the answer again; only ``annotations.json`` (and its
 companions) is streamed again. A result fits when all of these still hold:
 
-* the answer is the same: the SHA-256 of the replay file or saved response (a file whose size and mtime
-  are unchanged is not hashed again, as ``git`` trusts its index; a saved response must also still fit the
-  request, as :meth:`visionkit.run.answer_source.ResponseStore.load` decides);
+* the answer is the same: the SHA-256 of the replay file or saved response (a file at the same path
+  whose size, mtime, ctime, inode and device are unchanged is not hashed again, as ``git`` trusts its
+  index: ``touch -r``, ``cp -p``, ``rsync`` or ``tar`` can restore an mtime, not a ctime or an inode;
+  a saved response must also still fit the request, as
+  :meth:`visionkit.run.answer_source.ResponseStore.load` decides);
 * the options that shape the annotations are the same: task, threshold, polygons, polygon holes, dedupe,
   and visionkit's version;
-* the image has the same size and mtime (its header gives the width and height; its pixels the overlay);
+* the image has the same size, mtime, ctime, inode and device (its header gives the width and height,
+  EXIF orientation included; its pixels the overlay), and is within ``--max-pixels``;
 * with overlays on, the overlay was written with the same format and size, and is still the file that
   was written (its size and mtime: ``visionkit overlays`` may have redrawn it since).
 
@@ -18,13 +21,15 @@ one new image is parsed alone. Failed images are never kept (a rerun tries them 
 
 Each line is one image's spool record (see :mod:`visionkit.run.spool`) with a head first::
 
-    {"_vk": {"key": "x", "sig": "...", "answer": [size, mtime_ns, sha256], "image": [size, mtime_ns],
+    {"_vk": {"key": "x", "sig": "...", "answer": [path, size, mtime_ns, ctime_ns, ino, dev, sha256],
+             "image": [size, mtime_ns, ctime_ns, ino, dev],
              "overlay": ["jpg", 2048] | null, "detections": 3, "warnings": [[index, field, reason], ...]},
      "file_name": "a/x.jpg", "width": 640, "height": 480, "annotations": [...], "report": {...}}
 
 The file is written at the end of a run, atomically; a run killed before that leaves the previous file,
-whose results are still checked one by one, so nothing stale is ever used. A line that cannot be read is a
-miss, never an error.
+whose results are still checked one by one, so nothing stale is ever used. A line that cannot be read (cut
+off, NUL-padded after a crash, edited by hand) is a miss, never an error: each kept line is parsed and
+checked whole (:func:`_record_fits`) before it is used.
 """
 
 from __future__ import annotations
@@ -41,46 +46,85 @@ from typing import Any
 from .._version import __version__
 from ..core.detections import ParseWarning
 from ..draw.overlay_files import OVERLAY_FORMATS
+from ..media import imageio
 from ..media.atomic import atomic_open
 from .image_step import ImageResult
 
 __all__ = ["RESULTS_NAME", "ResultCache", "answer_id"]
 
 RESULTS_NAME = ".results.jsonl"
-_FORMAT = 2  # part of every signature: bump it when what a line holds changes, so old lines miss
+_FORMAT = 3  # part of every signature: bump it when what a line holds changes, so old lines miss
 _HEAD = b'{"_vk": '
-_decoder = json.JSONDecoder()
 _encode = json.JSONEncoder(ensure_ascii=False).encode  # one encoder, not one per call as json.dumps makes
 _KEY_AT = len('{"_vk": {"key": "')
 
 
+def _stamp(stat: os.stat_result) -> list:
+    """What says a file was not touched since: an mtime can be restored (``touch -r``, ``cp -p``,
+    ``rsync -t``, ``tar``), its ctime cannot (``utime`` sets it to now), and a copy has another inode.
+    See https://git-scm.com/docs/git-update-index#_using_index_info (``core.trustctime``, ``checkStat``)."""
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev]
+
+
 def answer_id(path: Path, known: Any = None) -> list | None:
-    """``[size, mtime_ns, sha256]`` of an answer file; ``known`` (such a list from an earlier run) saves
-    the hashing when the size and mtime are unchanged. None when the file cannot be read."""
+    """``[path, size, mtime_ns, ctime_ns, ino, dev, sha256]`` of an answer file; ``known`` (such a list
+    from an earlier run) saves the hashing when all but the hash are unchanged. None when the file cannot
+    be read."""
     try:
         stat = os.stat(path)
-        if isinstance(known, list) and len(known) == 3 and known[:2] == [stat.st_size, stat.st_mtime_ns]:
+        now = [str(path), *_stamp(stat)]
+        if isinstance(known, list) and len(known) == 7 and known[:6] == now:
             return known
         with open(path, "rb") as fh:
             digest = hashlib.sha256(fh.read()).hexdigest()
     except OSError:
         return None
-    return [stat.st_size, stat.st_mtime_ns, digest]
+    return [*now, digest]
 
 
 def _image_id(path: Path) -> list | None:
     try:
-        stat = os.stat(path)
+        return _stamp(os.stat(path))
     except OSError:
         return None
-    return [stat.st_size, stat.st_mtime_ns]
 
 
-def _head(line: bytes) -> dict:
-    head, _ = _decoder.raw_decode(line.decode("utf-8"), len(_HEAD))
-    if not isinstance(head, dict):
-        raise TypeError("the head is not an object")
-    return head
+def _count(value: Any) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _record_fits(record: Any, head: dict, file_name: str) -> bool:
+    """Whether a kept line (parsed whole) is a well-formed result of ``file_name``: every field the run
+    reads from it has the type and shape a fresh result has, so a line edited by hand or cut off is a
+    miss, never a crash or a broken ``annotations.json`` (its annotation texts are spliced in as they are,
+    see :func:`visionkit.run.outputs.write_annotations`)."""
+    wh, labels, anns = head.get("wh"), head.get("labels"), record.get("annotations")
+    if not (isinstance(wh, list) and len(wh) == 2 and all(type(v) is int and v > 0 for v in wh)
+            and record.get("file_name") == file_name and [record.get("width"), record.get("height")] == wh
+            and wh[0] * wh[1] <= imageio.MAX_PIXELS  # a fresh run under today's --max-pixels refuses it
+            and isinstance(labels, dict) and all(_count(n) for n in labels.values())
+            and isinstance(head.get("report"), dict) and all(_count(n) for n in head["report"].values())
+            and _count(head.get("detections")) and isinstance(anns, list)
+            and isinstance(head.get("warnings"), list)
+            and all(isinstance(w, list) and len(w) == 3 for w in head["warnings"])):
+        return False
+    counted: dict[str, int] = {}
+    for ann in anns:
+        if not (isinstance(ann, list) and len(ann) == 2 and isinstance(ann[0], str)
+                and isinstance(ann[1], str)):
+            return False
+        body = json.loads("{" + ann[1])  # exactly one object, nothing after it (else ValueError)
+        if not isinstance(body, dict) or body.keys() & {"id", "image_id", "category_id", "label"}:
+            return False
+        counted[ann[0]] = counted.get(ann[0], 0) + 1
+    points = record.get("points")
+    if counted != labels or head.get("points") is not bool(points) or not (
+            points is None or isinstance(points, list)
+            and all(isinstance(p, dict) and isinstance(p.get("label"), str) for p in points)):
+        return False
+    batch = head.get("batch")
+    return batch is None or (isinstance(batch, list) and len(batch) == 2
+                             and isinstance(batch[0], dict | None) and isinstance(batch[1], str | None))
 
 
 class ResultCache:
@@ -113,7 +157,7 @@ class ResultCache:
             offset += len(line)
 
     def _sig(self, answer: list) -> str:
-        return hashlib.sha256(self._options + str(answer[2]).encode()).hexdigest()[:32]
+        return hashlib.sha256(self._options + str(answer[-1]).encode()).hexdigest()[:32]
 
     def lookup(self, key: str, file_name: str, image: Path, answer: Path | None) -> tuple[dict, bytes] | None:
         """``(head, line)`` of this image's kept result when it still fits (see the module doc), else
@@ -124,7 +168,8 @@ class ResultCache:
         try:
             self._fh.seek(offset)
             line = self._fh.readline()
-            head = _head(line)
+            record = json.loads(line)  # whole: a line cut off or padded with NULs is a miss here
+            head = record["_vk"]
             kept = head.get("answer")
             now = answer_id(answer, kept)
             if (now is None or head.get("sig") != self._sig(now) or head.get("key") != key
@@ -133,13 +178,12 @@ class ResultCache:
             if self._overlay is not None and (head.get("overlay") is None
                                               or head["overlay"] != self._overlay_id(key)):
                 return None  # drawn with other settings, redrawn since (``visionkit overlays``), or gone
-            if not (isinstance(head.get("labels"), dict) and isinstance(head.get("report"), dict)
-                    and len(head["wh"]) == 2):
+            if not _record_fits(record, head, file_name):
                 return None
-            if now is not kept:  # the same answer in a touched file: record its new size and mtime
+            if now is not kept:  # the same answer in a touched or moved file: record its new stamps
                 head["answer"] = now
-                line = self.line(head, json.loads(line))
-        except (OSError, ValueError, TypeError, AttributeError):
+                line = self.line(head, record)
+        except (OSError, ValueError, TypeError, AttributeError, KeyError):
             return None
         self.hits += 1
         return head, line

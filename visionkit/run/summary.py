@@ -44,6 +44,7 @@ class LabelSummary:
     succeeded: int = 0
     failed: int = 0
     cached: int = 0
+    reused: int = 0  # images whose result was kept from the last run (not parsed again)
     requested: int = 0
     retries: int = 0
     detections: int = 0
