@@ -401,3 +401,16 @@ def _hits(out: Path, images: Path, replay: Path) -> int:
     finally:
         cache.close()
     return cache.hits
+
+
+@pytest.mark.parametrize("orientation, rotated", [(1, 0), (6, 1), (8, 1)])
+def test_a_kept_result_still_counts_its_exif_rotation(folder, tmp_path, parses, orientation, rotated):
+    """The summary's note that loaders reading originals need ``visionkit export`` counts rotated images;
+    a rerun that keeps every result says the same as the first run."""
+    images, replay = folder
+    (images / "img00003.jpg").write_bytes(_exif_jpeg(tmp_path, orientation))
+    first = run(images, replay, tmp_path / "o")
+    parses.clear()
+    again = run(images, replay, tmp_path / "o")
+    assert parses == [] and again.reused == 5
+    assert first.rotated == again.rotated == rotated

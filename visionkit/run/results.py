@@ -206,7 +206,7 @@ class ResultCache:
                 "detections": result.detections,
                 "warnings": [[w.index, w.field, w.reason] for w in result.warnings], "labels": labels,
                 "report": record.pop("report", {}), "wh": [record["width"], record["height"]],
-                "points": bool(record.get("points")),
+                "points": bool(record.get("points")), "rotated": result.rotated,
                 # a batch answer's tokens are billed to every --batch run that uses it (run.usage)
                 "batch": [result.usage, result.model_version] if result.source == "batch" else None}
 
@@ -216,7 +216,7 @@ class ResultCache:
         usage, version = batch if isinstance(batch, list) and len(batch) == 2 else (None, None)
         return ImageResult(file_name, head["key"], True, "batch" if batch else origin,
                            detections=int(head.get("detections") or 0), warnings=self.warnings(head),
-                           usage=usage, model_version=version)
+                           usage=usage, model_version=version, rotated=head.get("rotated") is True)
 
     def spool_line(self, result: ImageResult, record: dict | tuple[dict, bytes], image: Path,
                    answer: Path | None) -> tuple[bytes, dict]:
