@@ -9,14 +9,14 @@ import threading
 
 import pytest
 
-from visionkit.errors import AuthError, ConfigError, NotFoundError
+from visionkit.errors import AuthError, ConfigError, NotFoundError, RateLimitError
 from visionkit.gemini import GeminiClient
 from visionkit.gemini.fleet import PROBE_TEXT, describe_thinking, preflight
 from visionkit.gemini.model_cache import MAX_AGE_DAYS, ModelCache, cache_path
 from visionkit.gemini.models import MODELS
 from visionkit.gemini.thinking import first_guess, next_setting
 from visionkit.testing.dialects import THOUGHTS, Dialects
-from visionkit.testing.fake_gemini import FakeGemini
+from visionkit.testing.fake_gemini import FakeGemini, Fault
 from visionkit.testing.fake_models import model_resource
 
 KEY = "AQ.fleet-key-7Hd2Lp9QxZ"
@@ -505,3 +505,29 @@ def test_any_cache_entry_is_used_only_when_valid(tmp_path_factory, models):
         assert NOW - MAX_AGE_DAYS * 86400 <= stamp <= NOW + HOUR
         assert "sent" not in entry or entry["sent"] is None or len(entry["sent"]) == 1
         assert all(isinstance(r, dict) for r in entry.get("refused", []))
+
+
+@pytest.mark.parametrize("fault, stops", [
+    (Fault.status(503), False),
+    (Fault.status(500), False),
+    (Fault.status(429), False),                                        # per minute: the images retry
+    (Fault.raw(200, b"<html>proxy</html>"), False),                    # an answer that is no response
+    (Fault.status(429, quota_id="GenerateRequestsPerDayPerProjectPerModel-FreeTier"), True),  # the day's
+])
+def test_a_probe_without_a_usable_answer_does_not_stop_the_run(fault, stops):
+    """Learning is an optimisation: a probe answered 5xx, per-minute 429 or garbage leaves the first
+    guess (which the images' own 400s correct); only a spent daily quota, which no image would pass
+    either, stops the run."""
+    def on_probe(request):
+        return fault if request.text == PROBE_TEXT else None
+
+    with FakeGemini(dialects=True, api_key=KEY, fault_for=on_probe) as server, \
+            client_for(server, "gemini-4.2-flash-exp") as client:
+        if stops:
+            with pytest.raises(RateLimitError):
+                preflight(client)
+            return
+        plan = preflight(client)
+    assert plan.sent == first_guess("gemini-4.2-flash-exp")
+    assert "the probe got no answer" in plan.line()
+    assert not cache_path().exists()  # a guess is not remembered as learned

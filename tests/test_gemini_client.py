@@ -690,9 +690,12 @@ def test_upload_never_active_times_out(sleeps):
     assert sleeps == [1.0, 1.0, 1.0]
 
 
-def test_upload_url_on_another_host_is_refused():
+@pytest.mark.parametrize("url", ["https://evil.example.com/upload?id=1",
+                                 f"https://{KEY}@evil.example.com/upload",
+                                 f"https://user:{KEY}@evil.example.com:8443/upload"])
+def test_upload_url_on_another_host_is_refused(url):
     class Answer:
-        headers = {"x-goog-upload-url": "https://evil.example.com/upload?id=1"}
+        headers = {"x-goog-upload-url": url}
 
     calls = []
 
@@ -700,9 +703,18 @@ def test_upload_url_on_another_host_is_refused():
         calls.append(url)
         return Answer()
 
-    with pytest.raises(ResponseError, match="another host"):
+    with pytest.raises(ResponseError, match=r"another host \(evil\.example\.com\)") as info:
         files_api.upload_bytes(request, "https://generativelanguage.googleapis.com", b"x", "image/png")
+    assert KEY not in str(info.value)  # the refused URL's user part is never repeated
     assert calls == ["https://generativelanguage.googleapis.com/upload/v1beta/files"]
+
+
+def test_a_key_echoed_in_a_header_never_reaches_the_error(fake):
+    fake.push_faults(Fault.raw(200, b"<html>oops</html>", content_type="text/html; x=" + KEY))
+    client = GeminiClient(api_key=KEY, base_url=fake.base_url, retry=RetryPolicy(max_attempts=1))
+    with pytest.raises(ResponseError, match="is not JSON") as info:
+        client.annotate(rgb(), "detect")
+    assert KEY not in str(info.value)
 
 
 # -- concurrency and lifecycle -------------------------------------------------------------------------------

@@ -85,12 +85,17 @@ def test_kill_9_leaves_no_process_of_the_run(tmp_path, env):
         proc.stderr.close()
 
 
-@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "polling"])
-def test_the_watch_ends_its_process_when_the_run_ends(pidfd):
-    """Both ways a worker watches its run: a pidfd, and (where there is none) polling the pid."""
+@pytest.mark.parametrize("pidfd, busy", [(True, False), (False, False), (True, True)],
+                         ids=["pidfd", "polling", "pidfd-past-1024"])
+def test_the_watch_ends_its_process_when_the_run_ends(pidfd, busy):
+    """Both ways a worker watches its run: a pidfd, and (where there is none) polling the pid. A forked
+    worker inherits the run's descriptors, so its pidfd can be past select()'s limit of 1024."""
     run = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     hide = "" if pidfd else "del os.pidfd_open; "
-    code = f"import os; {hide}from visionkit.run.procpool import _watch_run; _watch_run({run.pid})"
+    # 1,100 descriptors held open first, as a run with many files open would hand down to a forked worker
+    fill = ("import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096)); "
+            "held = [os.open('/dev/null', os.O_RDONLY) for _ in range(1100)]; ") if busy else ""
+    code = f"import os; {hide}{fill}from visionkit.run.procpool import _watch_run; _watch_run({run.pid})"
     watcher = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(REPO)))
     try:
         time.sleep(1.0)

@@ -261,8 +261,9 @@ class GeminiClient:
             deep = isinstance(exc, RecursionError)
             reason = "is nested too deeply to be an answer" if deep else "is not JSON"
             snippet = response.content[:80].decode("utf-8", errors="replace")
+            content_type = self._http.redact(str(response.headers.get("Content-Type")))  # headers too
             error = ResponseError(f"Gemini API answered HTTP {response.status_code} with a body that "
-                                  f"{reason} (Content-Type {response.headers.get('Content-Type')!r}, "
+                                  f"{reason} (Content-Type {content_type!r}, "
                                   f"{len(response.content)} bytes): {snippet!r} (model {self.model})")
             raise _set_attempts(error, attempts) from None
         if not isinstance(result, dict):

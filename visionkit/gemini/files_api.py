@@ -126,7 +126,7 @@ def upload_bytes(request: RequestFn, base_url: str, data: bytes | BinaryIO, mime
         raise ResponseError("Files API upload start: the answer has no x-goog-upload-url header")
     if not _same_origin(upload_url, base_url):
         raise ResponseError(f"Files API upload start: the upload URL is on another host "
-                            f"({urlsplit(upload_url).netloc}); refusing to send the API key there")
+                            f"({urlsplit(upload_url).hostname}); refusing to send the API key there")
     done = request("POST", upload_url,
                    headers={"X-Goog-Upload-Command": "upload, finalize",
                             "X-Goog-Upload-Offset": "0",

@@ -257,9 +257,13 @@ def _decide(client: Any, model: str, info: ModelInfo, facts: dict, cache: ModelC
                          "(a few tokens), starting at")
     try:
         plan = _learn(client, model, guess, status, f"{where}; {said}")
-    except TransportError as exc:  # no answer: the images' own 400s will correct the guess
+    except (TransportError, ServerError, RateLimitError, ResponseError) as exc:
+        if isinstance(exc, RateLimitError) and exc.per_day:  # the day's quota: no image would get through
+            raise
+        # no usable answer (a network failure, a 5xx, a per-minute 429): the images' own 400s correct it
         return FleetPlan(model, "unknown" if info is UNKNOWN else status, guess,
-                         f"{where}; {said}; the probe got no answer ({exc}): a guess, corrected by the "
+                         f"{where}; {said}; the probe got no answer ({type(exc).__name__}: {exc}): a guess, "
+                         "corrected by the "
                          "first 400 if the model refuses it")
     _remember(client, cache, plan, thinks, "probe (a text-only request) answered 200")
     return plan

@@ -118,8 +118,13 @@ def _watch_run(pid: int) -> None:
     except (AttributeError, OSError):  # not Linux, or an old kernel
         fd = None
     if fd is not None:
-        select.select([fd], [], [])
-        os._exit(1)
+        try:  # poll, not select: a forked worker inherits the run's descriptors, so fd may be >= 1024
+            watch = select.poll()
+            watch.register(fd, select.POLLIN)
+            watch.poll()
+            os._exit(1)
+        except (OSError, ValueError):
+            pass  # fall back to polling the pid
     while True:
         time.sleep(1.0)
         try:
