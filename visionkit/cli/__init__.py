@@ -2,8 +2,8 @@
 
 Each command lives in its own module here and contributes ``add_parser(subparsers)``, which registers its
 arguments and sets ``func`` (``func(args, stdout, stderr) -> int``) as the parser default. Exit status:
-0 when every image succeeded, 1 when any image failed, 2 for a usage or configuration error (nothing was
-labelled), 130 after Ctrl-C.
+0 when every image succeeded, 1 when any image failed (or the reader of the output closed the pipe),
+2 for a usage or configuration error (nothing was labelled), 130 after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -59,7 +59,9 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
         log.setLevel(logging.DEBUG)
     try:
         with plain_warnings(stderr):
-            return args.func(args, stdout, stderr)
+            code = args.func(args, stdout, stderr)
+        stdout.flush()  # a closed pipe shows here, not in the interpreter's flush at exit
+        return code
     except VisionkitError as exc:
         stderr.write(f"visionkit: error: {exc}\n")
         return 2
@@ -74,6 +76,15 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
     except KeyboardInterrupt:
         stderr.write("visionkit: interrupted; rerun the same command to resume\n")
         return 130
+    except BrokenPipeError:
+        # The reader of our output went away (``visionkit export ... | head -1``): stop quietly. Pointing
+        # stdout at devnull keeps the interpreter's final flush from raising again, as the Python docs do:
+        # https://docs.python.org/3/library/signal.html#note-on-sigpipe
+        if stdout is sys.stdout:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, stdout.fileno())
+        return 1
     finally:
         if handler is not None:
             log.removeHandler(handler)

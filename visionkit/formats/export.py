@@ -7,7 +7,8 @@ What a run folder must contain (all written by ``visionkit label``):
   before it existed, or images moved since), pass ``images_root``, the input folder the run was given;
 * ``keypoints.json``: the points of pointing answers, when there were any (optional).
 
-Layouts written under ``dest`` (which must be empty or absent):
+Layouts written under ``dest`` (which must be empty or absent, or hold only the staging folder
+:data:`PARTIAL` an interrupted export left; the dataset is built there and moved into ``dest`` at the end):
 
 * ``coco``: ``images/<split>/<file_name>`` + ``annotations/instances_<split>.json`` (and
   ``annotations/keypoints_<split>.json`` for points, see :mod:`visionkit.formats.keypoints`);
@@ -43,13 +44,14 @@ InputError naming the file, the index and the field, before anything is written)
 at a time when a split's labels are written, in the runs' order; COCO split files are written by
 :class:`~visionkit.formats.coco_write.CocoWriter`. Memory holds a small tuple per image, not its
 annotations. An image whose mask does not decode (RLE counts that do not cover the image) is listed in the
-failures and its copied file removed.
+failures and left out of everything (files, labels, keypoints, counts, the empty-split check): every
+run is decoded once before any image is copied.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
+import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -134,13 +136,17 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
 
         relative_to_root(Path(dest), Path(ls_root))  # dest outside the root: ExportError before any write
     if format == "hf":
-        from .hf import split_folder
+        from .hf import check_split_names
 
-        for name in split:
-            split_folder(name)  # a name datasets' imagefolder would not see as a split: ExportError now
+        check_split_names(["train", *split])  # names datasets would skip or merge: ExportError now
     dest = Path(dest)
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+    work = dest / PARTIAL
+    if dest.exists() and (not dest.is_dir() or any(p != work for p in dest.iterdir())):
         raise ExportError(f"{dest} exists and is not an empty folder; choose a new --to folder")
+    if work.is_dir() and not work.is_symlink():
+        shutil.rmtree(work)  # our own partial output from an interrupted export: redo it
+    elif work.is_symlink() or work.exists():
+        raise ExportError(f"{work} is not a folder visionkit left; remove it or choose a new --to folder")
     opened = open_runs([runs] if isinstance(runs, (str, os.PathLike)) else runs, images_root)
     images = [(k, im) for k, run in enumerate(opened) for im in run.coco.images]
     labels: Counter = Counter()
@@ -157,26 +163,31 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
     if moved is not None:
         summary.notes.append(f"no image fell into train with --split {_split_text(split)}; {moved} was moved "
                              "there, so train is not empty")
-    per_split = _copy_images(opened, images, where, dest, format, summary, on_image)
+    # An image whose masks do not decode is left out before anything is copied, so the empty splits, the
+    # keypoints and the re-encoded count all describe the images actually written.
+    kept = _decodable(opened, images, summary, on_image)
+    per_split = _copy_images(opened, kept, where, work, format, summary, on_image)
 
     report: Counter = Counter()
     unmapped: Counter = Counter()
     splits = ["train"] + [s for s in split if s != "train"]
     summary.empty_splits = [s for s in splits[1:] if not per_split.get(s)]
+    assigned = Counter(where.values())
     for part in summary.empty_splits:
-        summary.notes.append(f"no image fell into {part} ({len(images)} images, --split "
-                             f"{_split_text(split)}), so no {part} split was written"
-                             + _EMPTY_SPLIT_NOTE.get(format, ""))
+        why = (f"every image of {part} failed" if assigned[part] else
+               f"no image fell into {part} ({len(images)} images, --split {_split_text(split)})")
+        summary.notes.append(f"{why}, so no {part} split was written" + _EMPTY_SPLIT_NOTE.get(format, ""))
     for part in splits:
         members = per_split.get(part, [])
         summary.images[part] = len(members)
         if part in summary.empty_splits:
             continue
         counts: Counter = Counter()
-        items = _items(opened, members, dest, format, part, summary, on_image)
-        summary.annotations += _write_split(format, dest, part, items, members, opened, cats, counts,
+        items = _items(opened, members, format)
+        summary.annotations += _write_split(format, work, part, items, members, opened, cats, counts,
                                             polygons=polygons, polygon_holes=polygon_holes,
-                                            categories=categories, summary=summary, ls_root=ls_root)
+                                            categories=categories, summary=summary, ls_root=ls_root,
+                                            final=dest)
         for key, n in counts.items():
             if key.startswith("unmapped:"):
                 unmapped[key.split(":", 1)[1]] += n
@@ -187,19 +198,35 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
         from .yolo import data_yaml
 
         text = data_yaml(names, splits, summary.empty_splits).encode("utf-8")
-        write_bytes_atomic(dest / "dataset.yaml", text)  # FiftyOne's YOLOv5 importer's default name
-        write_bytes_atomic(dest / "data.yaml", text)     # the name Ultralytics' docs use
+        write_bytes_atomic(work / "dataset.yaml", text)  # FiftyOne's YOLOv5 importer's default name
+        write_bytes_atomic(work / "data.yaml", text)     # the name Ultralytics' docs use
     elif format == "hf":
         from .hf import hf_readme
 
-        write_bytes_atomic(dest / "README.md", hf_readme(names).encode("utf-8"))
+        write_bytes_atomic(work / "README.md", hf_readme(names).encode("utf-8"))
     elif format == "label-studio":
         from .label_studio import write_config
 
-        write_config(dest, names, polygons=polygons)
+        write_config(work, names, polygons=polygons)
+    _move_into_place(work, dest)
     summary.report = {k: v for k, v in sorted(report.items()) if v}
     summary.unmapped = dict(sorted(unmapped.items()))
     return summary
+
+
+#: The staging folder inside ``dest`` an export is built in; its entries are moved into ``dest`` only at
+#: the end, so an interrupted export leaves only this folder, which a rerun removes and redoes.
+PARTIAL = ".visionkit-partial"
+
+
+def _move_into_place(work: Path, dest: Path) -> None:
+    """Move every top-level entry of the finished staging folder into ``dest``, then remove it."""
+    try:
+        for entry in sorted(work.iterdir()):
+            os.replace(entry, dest / entry.name)
+        work.rmdir()
+    except OSError as exc:
+        raise ExportError(f"cannot move the finished export from {work} into {dest}: {exc}") from exc
 
 
 _EMPTY_SPLIT_NOTE = {
@@ -223,6 +250,16 @@ def image_folder(format: str, part: str) -> str:
 _Member = tuple[int, ImageEntry]  # (run index, image)
 
 
+def _out_name(format: str, file_name: str) -> str:
+    """An image's path under its split's image folder (see :func:`~visionkit.formats.hf.dataset_name`
+    for ``hf``)."""
+    if format == "hf":
+        from .hf import dataset_name
+
+        return dataset_name(dest_name(file_name))
+    return dest_name(file_name)
+
+
 def _copy_images(opened: list[Run], images: list[_Member], where: Mapping[str, str], dest: Path, format: str,
                  summary: ExportSummary, on_image: Callable[[str, str | None], None] | None
                  ) -> dict[str, list[_Member]]:
@@ -236,7 +273,7 @@ def _copy_images(opened: list[Run], images: list[_Member], where: Mapping[str, s
     yolo = format.startswith("yolo")
     for k, im in sorted(images, key=lambda m: m[1].file_name):
         run = opened[k]
-        name, part = dest_name(im.file_name), where[im.file_name]
+        name, part = _out_name(format, im.file_name), where[im.file_name]
         error = None
         # YOLO pairs images/<split>/a.jpg with labels/<split>/a.txt, so a.jpg and a.png would share (and
         # merge into) one label file: for YOLO the taken name is the stem, for the others the file name.
@@ -263,12 +300,28 @@ def _copy_images(opened: list[Run], images: list[_Member], where: Mapping[str, s
     return per_split
 
 
-def _items(opened: list[Run], members: list[_Member], dest: Path, format: str, part: str,
-           summary: ExportSummary, on_image: Callable[[str, str | None], None] | None
+def _decodable(opened: list[Run], images: list[_Member], summary: ExportSummary,
+               on_image: Callable[[str, str | None], None] | None) -> list[_Member]:
+    """``images`` without those whose masks do not decode (listed in the failures, given to ``on_image``),
+    read from the runs one image at a time."""
+    bad: set[tuple[int, int]] = set()
+    for k, run in enumerate(opened):
+        for record in run.records():
+            try:
+                run.coco.detections(record)
+            except VisionkitError as exc:
+                im = record.image
+                bad.add((k, im.pos))
+                summary.failures.append({"file": im.file_name, "run": str(run.folder), "error": str(exc)})
+                if on_image is not None:
+                    on_image(im.file_name, str(exc))
+    return [(k, im) for k, im in images if (k, im.pos) not in bad]
+
+
+def _items(opened: list[Run], members: list[_Member], format: str
            ) -> Iterator[tuple[str, tuple[int, int], Detections]]:
     """``(dataset name, (width, height), Detections)`` of a split's images, streamed from the runs in
-    their order, one image decoded at a time. An image whose masks do not decode is taken out: listed in
-    the failures (and given to ``on_image``), its copied file removed."""
+    their order, one image decoded at a time (every one decodes: see :func:`_decodable`)."""
     wanted: dict[int, set[int]] = {}
     for k, im in members:
         wanted.setdefault(k, set()).add(im.pos)
@@ -276,23 +329,12 @@ def _items(opened: list[Run], members: list[_Member], dest: Path, format: str, p
         run = opened[k]
         for record in run.records(wanted[k]):
             im = record.image
-            try:
-                dets = run.coco.detections(record)
-            except VisionkitError as exc:
-                summary.failures.append({"file": im.file_name, "run": str(run.folder), "error": str(exc)})
-                summary.images[part] -= 1
-                with contextlib.suppress(OSError, VisionkitError):
-                    safe_join(dest, f"{image_folder(format, part)}/{dest_name(im.file_name)}",
-                              file=run.coco.name, field=f"images[{im.pos}].file_name").unlink()
-                if on_image is not None:
-                    on_image(im.file_name, str(exc))
-                continue
-            yield dest_name(im.file_name), (im.width, im.height), dets
+            yield _out_name(format, im.file_name), (im.width, im.height), run.coco.detections(record)
 
 
 def _write_split(format: str, dest: Path, part: str, items: Iterator, members: list[_Member],
                  opened: list[Run], cats, report: Counter, *, polygons: bool, polygon_holes: str, categories,
-                 summary: ExportSummary, ls_root=None) -> int:
+                 summary: ExportSummary, ls_root=None, final: Path | None = None) -> int:
     """Write one split's labels in ``format`` from ``items`` (see :func:`_items`); returns the instances
     written. Counts go to ``report`` (``unmapped:<label>`` for labels outside the categories)."""
     if format == "coco":
@@ -331,7 +373,7 @@ def _write_split(format: str, dest: Path, part: str, items: Iterator, members: l
         from .label_studio import write_split_tasks
 
         return write_split_tasks(dest, part, items, cats, report, polygons=polygons,
-                                 root=None if ls_root is None else Path(ls_root))
+                                 root=None if ls_root is None else Path(ls_root), final=final)
     from .yolo import write_labels
 
     return write_labels(dest / "labels" / part, items, cats, segment=format == "yolo-segment", report=report,

@@ -24,6 +24,7 @@ See https://huggingface.co/docs/datasets/image_dataset#object-detection for the 
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -32,11 +33,46 @@ from ..core.detections import Detections
 from ..errors import ExportError
 from ..media.atomic import write_bytes_atomic
 
-__all__ = ["SPLIT_NAMES", "split_folder", "metadata_rows", "write_metadata", "hf_readme"]
+__all__ = ["SPLIT_NAMES", "check_split_names", "split_folder", "dataset_name", "metadata_rows",
+           "write_metadata", "hf_readme"]
 
 #: Split folder names ``datasets`` maps to a split (``datasets.data_files.SPLIT_KEYWORDS``).
 SPLIT_NAMES = ("train", "training", "validation", "valid", "dev", "val", "test", "testing", "eval",
                "evaluation")
+
+
+#: Which split ``datasets`` loads each folder name as (``datasets.data_files.SPLIT_KEYWORDS``).
+_SPLIT_OF = {**dict.fromkeys(("train", "training"), "train"),
+             **dict.fromkeys(("validation", "valid", "dev", "val"), "validation"),
+             **dict.fromkeys(("test", "testing", "eval", "evaluation"), "test")}
+
+#: A folder name ``datasets`` takes for a split: a keyword alone or set off by one of
+#: ``datasets.data_files.NON_WORDS_CHARS`` (``-._ 0-9``), as in its ``KEYWORDS_IN_DIR_NAME_BASE_PATTERNS``.
+_SPLIT_LIKE = re.compile(r"(?:.*[-._ 0-9])?(?:" + "|".join(_SPLIT_OF) + r")(?:[-._ 0-9].*)?")
+
+
+def check_split_names(names: Iterable[str]) -> None:
+    """Raise ExportError for a split name ``datasets`` would skip, or for two names it loads as one split
+    (``val`` and ``dev`` both become ``validation``: their images would be merged without a word)."""
+    seen: dict[str, str] = {}
+    for name in names:
+        split_folder(name)
+        other = seen.setdefault(_SPLIT_OF[name], name)
+        if other != name:
+            raise ExportError(f"splits {other!r} and {name!r}: datasets loads both as its "
+                              f"{_SPLIT_OF[name]!r} split, so the hf format cannot keep them apart; "
+                              "use one of the two names")
+
+
+def dataset_name(name: str) -> str:
+    """Where image ``name`` goes under its split folder: ``name``, except that from the first folder
+    ``datasets`` would take for a split name on, the path is flattened with ``__`` (``test/a.jpg`` ->
+    ``test__a.jpg``): ``train/test/a.jpg`` would match two splits' patterns and fail to load."""
+    parts = name.split("/")
+    for i, part in enumerate(parts[:-1]):
+        if _SPLIT_LIKE.fullmatch(part):
+            return "/".join([*parts[:i], "__".join(parts[i:])])
+    return name
 
 
 def split_folder(name: str) -> str:

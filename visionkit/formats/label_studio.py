@@ -123,10 +123,12 @@ def task(image_url: str, image_wh: tuple[int, int], dets: Detections, cats, *, p
 
 
 def write_split_tasks(dest: Path, part: str, items: Iterable[tuple[str, tuple[int, int], Detections]], cats,
-                      report: Counter, *, polygons: bool = False, root: Path | None = None) -> int:
+                      report: Counter, *, polygons: bool = False, root: Path | None = None,
+                      final: Path | None = None) -> int:
     """Write ``dest/tasks_<part>.json`` for images under ``dest/images/<part>/``, their URLs relative to
-    ``root`` (the document root; default ``dest``); returns the regions written."""
-    prefix = "" if root is None else relative_to_root(dest, root)
+    ``root`` (the document root; default ``dest``) as if ``dest`` were at ``final`` (where a staging
+    folder's contents end up; default ``dest``); returns the regions written."""
+    prefix = "" if root is None else relative_to_root(dest if final is None else final, root)
     tasks = [task(local_files_url(f"{prefix}images/{part}/{name}"), wh, dets, cats, polygons=polygons,
                   report=report, data={"split": part, "file_name": name})
              for name, wh, dets in items]
