@@ -55,6 +55,7 @@ import ijson
 
 from ..core.detections import Detections
 from ..errors import InputError
+from ..media.filekind import open_regular
 from .coco_checks import MAX_PIXELS, MAX_SIDE, Checker, ImageEntry
 from .coco_read import has_mask, image_detections
 
@@ -98,8 +99,9 @@ class CocoFile:
             self._data, self.name = source, f"the {what} dict"
         else:
             self.path = dataset_path(source)
+            self._expected = f"a COCO {what} (a JSON file)"
             self.name = str(self.path)
-            if not self.path.is_file():
+            if not os.path.lexists(self.path):
                 hint = " (a run folder needs annotations.json)" if Path(source).is_dir() else ""
                 raise InputError(f"{what} {self.path} does not exist{hint}")
         self._check = Checker(self.name)
@@ -120,7 +122,7 @@ class CocoFile:
 
     def _open(self):
         try:
-            return open(self.path, "rb")  # noqa: SIM115  (closed by the caller's with)
+            return open_regular(self.path, "rb", expected=self._expected)  # a FIFO: InputError, not a hang
         except OSError as exc:
             raise InputError(f"cannot read {self.name}: {exc}") from exc
 
@@ -256,7 +258,7 @@ class CocoFile:
         if self._data is not None:
             return copy.deepcopy(dict(self._data))
         try:
-            with open(self.path, encoding="utf-8") as fh:
+            with open_regular(self.path, "r", expected=self._expected, encoding="utf-8") as fh:
                 return json.load(fh)
         except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise InputError(f"cannot read {self.name}: {exc}") from exc

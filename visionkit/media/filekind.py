@@ -16,11 +16,12 @@ import stat
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import IO
 
 from ..errors import InputError
 
 __all__ = ["IMAGE_SUFFIXES", "OTHER_IMAGE_SUFFIXES", "check_regular", "image_names", "iter_images",
-           "resolved"]
+           "open_regular", "read_regular_bytes", "read_regular_text", "resolved"]
 
 #: File suffixes (lower case, with the dot) treated as images when a folder is searched.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic",
@@ -68,6 +69,49 @@ def check_regular(path: str | os.PathLike, expected: str = "an image file") -> o
         raise InputError(f"{path}: is a folder, not an image file")
     raise InputError(f"{path}: is {_kind(st.st_mode)}, not a regular file; only regular files are read "
                      f"(reading this one could wait for ever); expected {expected}")
+
+
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
+
+def open_regular(path: str | os.PathLike, mode: str = "rb", *, expected: str = "a regular file",
+                 encoding: str | None = None) -> IO:
+    """``open(path, mode)`` (a read mode) of a file that must be a regular file, such as a file a run wrote
+    (``keys.json``, ``annotations.json``, ...). A FIFO, device, socket or folder in its place raises an
+    :class:`InputError` naming the file, what it is and ``expected``, instead of waiting for ever. The file
+    is opened with ``O_NONBLOCK`` and then checked with ``fstat``, so a FIFO put in place between a check and
+    the open cannot block either (a FIFO opened that way for reading returns at once: see
+    https://man7.org/linux/man-pages/man7/fifo.7.html). A missing file raises ``FileNotFoundError`` as
+    ``open`` does; other ``OSError`` too.
+    """
+    if any(c in mode for c in "wax+"):
+        raise ValueError(f"open_regular reads only, got mode {mode!r}")
+    fd = os.open(path, os.O_RDONLY | _NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            what = "a folder" if stat.S_ISDIR(st.st_mode) else _kind(st.st_mode)
+            why = "" if stat.S_ISDIR(st.st_mode) else " (reading it could wait for ever, so it is not read)"
+            raise InputError(f"{path}: is {what}, not a regular file; expected {expected}{why}")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return open(fd, mode, encoding=encoding)  # noqa: SIM115 - the caller closes it
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular_text(path: str | os.PathLike, *, expected: str = "a regular file",
+                      encoding: str = "utf-8") -> str:
+    """``Path(path).read_text(encoding)`` through :func:`open_regular`."""
+    with open_regular(path, "r", expected=expected, encoding=encoding) as fh:
+        return fh.read()
+
+
+def read_regular_bytes(path: str | os.PathLike, *, expected: str = "a regular file") -> bytes:
+    """``Path(path).read_bytes()`` through :func:`open_regular`."""
+    with open_regular(path, "rb", expected=expected) as fh:
+        return fh.read()
 
 
 def resolved(path: str | os.PathLike) -> Path:

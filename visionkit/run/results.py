@@ -46,14 +46,17 @@ import os
 from collections.abc import Iterable
 from json.decoder import scanstring
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 from .._version import __version__
 from ..core.detections import ParseWarning
 from ..draw.overlay_files import OVERLAY_FORMATS
+from ..errors import InputError
 from ..formats.coco_write import encode_annotation
 from ..media import imageio
 from ..media.atomic import atomic_open
+from ..media.filekind import open_regular
 from .image_step import ImageResult
 
 __all__ = ["RESULTS_NAME", "ResultCache", "answer_id"]
@@ -86,6 +89,8 @@ def answer_id(path: Path, known: Any = None) -> list | None:
     be read."""
     try:
         stat = os.stat(path)
+        if not S_ISREG(stat.st_mode):  # a FIFO would block the read below
+            return None
         now = [str(path), *_stamp(stat)]
         if isinstance(known, list) and len(known) == 7 and known[:6] == now:
             return known
@@ -142,10 +147,10 @@ class ResultCache:
         self._index: dict[str, int] = {}  # key -> offset of its line in the previous file
         self._fh = None
         self.hits = 0
-        try:
-            self._fh = open(self.path, "rb")  # noqa: SIM115 - closed by close()
+        try:  # a FIFO or a folder in its place: no kept results (it is replaced at the end), never a hang
+            self._fh = open_regular(self.path, "rb")
             self._scan()
-        except OSError:
+        except (OSError, InputError):
             self._index.clear()
 
     def _scan(self) -> None:
