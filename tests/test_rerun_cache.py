@@ -414,3 +414,20 @@ def test_a_kept_result_still_counts_its_exif_rotation(folder, tmp_path, parses, 
     again = run(images, replay, tmp_path / "o")
     assert parses == [] and again.reused == 5
     assert first.rotated == again.rotated == rotated
+
+
+def test_the_exif_note_is_in_the_summary_of_a_rerun_that_keeps_every_result(folder, tmp_path, capsys):
+    """What the user reads: the note that loaders reading the originals need ``visionkit export`` is in
+    the first run's summary and in a rerun's that reuses every kept result (it was dropped there)."""
+    from visionkit.cli import main
+
+    images, replay = folder
+    (images / "img00003.jpg").write_bytes(_exif_jpeg(tmp_path, 6))
+    argv = ["label", str(images), "--out", str(tmp_path / "o"), "--task", "segment", "--replay", str(replay)]
+    said = []
+    for _ in range(2):
+        assert main(argv) == 0
+        said.append(" ".join(capsys.readouterr()))
+    assert "5 reused from kept results" in said[1]
+    for text in said:
+        assert "`visionkit export` writes upright copies" in text, text

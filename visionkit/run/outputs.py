@@ -101,13 +101,20 @@ def write_sources(path: Path, images: Sequence[tuple[Path, Path]], names: Sequen
 
 def _write_sources(path: Path, images: Sequence[tuple[Path, Path]], names: Sequence[str],
                    roots: dict[Path, str]) -> None:
+    links = getattr(images, "links", None)  # an ImageList knows its links from the listing: no lstat each
     with atomic_open(path) as fh:
         fh.write('{\n "version": 1,\n "images": {')
-        for n, ((image, root), name) in enumerate(zip(images, names)):
+        for n, name in enumerate(names):
+            if links is not None:
+                root = images.roots[images.root_of[n]]
+                link = name in links
+            else:
+                image, root = images[n]
+                link = image.is_symlink()
             real = roots.get(root)
             if real is None:
                 real = roots[root] = str(resolved(root))
-            where = str(resolved(image)) if image.is_symlink() else os.path.join(real, *name.split("/"))
+            where = str(resolved(root / name)) if link else os.path.join(real, *name.split("/"))
             fh.write(("," if n else "") + f"\n  {json.dumps(name, ensure_ascii=False)}: "
                      f"{json.dumps(where, ensure_ascii=False)}")
         fh.write("\n }\n}" if images else "}\n}")
