@@ -49,7 +49,8 @@ def _old_layout(dataset: dict) -> bytes:
     text = ('{"licenses": [], "images": ['
             + ", ".join(json.dumps(i, ensure_ascii=False) for i in dataset["images"])
             + '], "categories": ' + json.dumps(dataset["categories"], ensure_ascii=False)
-            + ', "annotations": [' + ",".join(json.dumps(a, ensure_ascii=False) for a in dataset["annotations"])
+            + ', "annotations": ['
+            + ",".join(json.dumps(a, ensure_ascii=False) for a in dataset["annotations"])
             + '], "info": ' + json.dumps(dataset["info"], ensure_ascii=False) + "}")
     return text.encode("utf-8")
 
