@@ -46,6 +46,7 @@ CASES = [
     ("overlays", "keys.json", "error"),
     ("batch status", "batch/run.json", "error"),
     ("batch collect", "batch/run.json", "error"),
+    ("batch status", "batch/jobs.json", "error"),
 ]
 
 
@@ -58,6 +59,7 @@ def finished(tmp_path_factory) -> tuple[Path, Path, Path]:
     assert summary.succeeded == 3
     (run / "batch").mkdir()
     (run / "batch" / "run.json").write_text("{}", encoding="utf-8")
+    (run / "batch" / "jobs.json").write_text('{"run_id": "r", "counter": 0, "jobs": []}', encoding="utf-8")
     return images, replay, run
 
 
