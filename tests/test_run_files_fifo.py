@@ -48,6 +48,10 @@ CASES = [
     ("batch collect", "batch/run.json", "error"),
     ("batch status", "batch/jobs.json", "error"),
 ]
+# a folder in place of the file: said as such (opening a folder does not block, but reading it fails)
+FOLDER_CASES = [("label", "keys.json", "error"), ("export", "annotations.json", "error"),
+                ("batch status", "batch/run.json", "error")]
+TABLE = [(*case, "fifo") for case in CASES] + [(*case, "folder") for case in FOLDER_CASES]
 
 
 @pytest.fixture(scope="module")
@@ -76,15 +80,19 @@ def _argv(command: str, images: Path, replay: Path, run: Path, tmp: Path) -> lis
     }[command]
 
 
-@pytest.mark.parametrize("command, name, outcome", CASES, ids=[f"{c}-{n}" for c, n, _ in CASES])
-def test_a_fifo_in_place_of_a_run_file_never_hangs(finished, tmp_path, command, name, outcome):
+@pytest.mark.parametrize("command, name, outcome, kind", TABLE, ids=[f"{c}-{n}-{k}" for c, n, _, k in TABLE])
+def test_a_fifo_in_place_of_a_run_file_never_hangs(finished, tmp_path, command, name, outcome, kind):
     images, replay, original = finished
     run = tmp_path / "run"
     shutil.copytree(original, run)
     shutil.copy(original / "annotations.json", tmp_path / "truth.json")
     target = run / name
     target.unlink()
-    os.mkfifo(target)
+    if kind == "fifo":
+        os.mkfifo(target)
+    else:
+        target.mkdir()
+    said_kind = "FIFO" if kind == "fifo" else "folder"
     argv = [sys.executable, "-m", "visionkit", *_argv(command, images, replay, run, tmp_path), "-q"]
     if command in ("eval", "consensus", "report", "batch status", "batch collect"):
         argv.remove("-q")
@@ -97,12 +105,12 @@ def test_a_fifo_in_place_of_a_run_file_never_hangs(finished, tmp_path, command, 
     said = proc.stdout + proc.stderr
     if outcome == "error":
         assert proc.returncode == 2, said
-        assert str(target) in proc.stderr and "FIFO" in proc.stderr, said
+        assert str(target) in proc.stderr and said_kind in proc.stderr, said
         assert "Traceback" not in said
     else:
         assert proc.returncode == 0, said
         if outcome == "noted":
-            assert name in said and "FIFO" in said, said
+            assert name in said and said_kind in said, said
         else:  # the run wrote the file anew: a regular file now, and the run's data is whole
             assert target.is_file()
             coco = json.loads((run / "annotations.json").read_text(encoding="utf-8"))
