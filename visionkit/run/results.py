@@ -147,6 +147,11 @@ class ResultCache:
         self._index: dict[str, int] = {}  # key -> offset of its line in the previous file
         self._fh = None
         self.hits = 0
+        # The previous file is still what this run would write: every line indexed, and every image looked
+        # up so far a hit on the next line, kept as it was. Then save() leaves it alone.
+        self._same = False
+        self._next = 0
+        self._kept_line: bytes | None = None
         try:  # a FIFO or a folder in its place: no kept results (it is replaced at the end), never a hang
             self._fh = open_regular(self.path, "rb")
             self._scan()
@@ -154,12 +159,18 @@ class ResultCache:
             self._index.clear()
 
     def _scan(self) -> None:
-        offset = 0
+        offset, same = 0, True
         for line in self._fh:
+            key = None
             if line.startswith(_HEAD) and line.endswith(b"\n"):
                 with contextlib.suppress(ValueError):  # the key alone: the whole head is read when asked for
-                    self._index[scanstring(line[:4096].decode("utf-8", "replace"), _KEY_AT)[0]] = offset
+                    key = scanstring(line[:4096].decode("utf-8", "replace"), _KEY_AT)[0]
+            if key is None or key in self._index:
+                same = False  # a line save() would drop
+            if key is not None:
+                self._index[key] = offset
             offset += len(line)
+        self._same = same
 
     def _sig(self, answer: list) -> str:
         return hashlib.sha256(self._options + str(answer[-1]).encode()).hexdigest()[:32]
@@ -168,11 +179,22 @@ class ResultCache:
         """``(head, line)`` of this image's kept result when it still fits (see the module doc), else
         None. Each key is looked up once per run."""
         offset = self._index.pop(key, None)
-        if offset is None or answer is None or self._fh is None:
+        if offset is None:
+            return None
+        hit = self._lookup(offset, key, file_name, image, answer)
+        if hit is None or hit[1] is not self._kept_line or offset != self._next:
+            self._same = False  # the line goes, or changes, or comes in another order
+        else:
+            self._next = offset + len(hit[1])
+        return hit
+
+    def _lookup(self, offset: int, key: str, file_name: str, image: Path,
+                answer: Path | None) -> tuple[dict, bytes] | None:
+        if answer is None or self._fh is None:
             return None
         try:
             self._fh.seek(offset)
-            line = self._fh.readline()
+            line = self._kept_line = self._fh.readline()
             # the digest covers the whole line: cut off, padded with NULs or edited, it is a miss here
             if not (line.endswith(b"\n") and line.startswith(_PREFIX)
                     and line[_SUM_AT:_SUM_END] == _digest(line[_SUM_END:])):
@@ -231,6 +253,7 @@ class ResultCache:
         its head (``answer``: the file its answer was read from)."""
         if isinstance(record, tuple):
             return record[1], record[0]
+        self._same = False  # a fresh line
         head = self.head(result, record, image, answer)
         return self.line(head, record), head
 
@@ -259,7 +282,10 @@ class ResultCache:
 
     def save(self, lines: Iterable[bytes]) -> None:
         """Write this run's lines, then the previous file's lines of the images this run did not look up
-        (not among its inputs), atomically. Not fsynced: a lost file only costs a recompute."""
+        (not among its inputs), atomically. Not fsynced: a lost file only costs a recompute. Nothing is
+        written when the previous file already holds exactly that (a rerun that kept every line as it was)."""
+        if self._same:
+            return
         with atomic_open(self.path, "wb", durable=False) as fh:
             for line in lines:
                 fh.write(line)
