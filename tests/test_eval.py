@@ -10,6 +10,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -510,3 +512,41 @@ def test_chunked_cocoeval_without_predictions(monkeypatch, backend):
     empty_truth = {**truth, "images": [], "annotations": []}
     got = evaluate(pred, empty_truth, iou_type="bbox", backend=backend)
     assert got["stats"] == [-1.0] * 12 and got["images"] == []
+
+
+def test_cocoeval_sees_a_chunk_of_the_truth_at_a_time(monkeypatch):
+    """Memory follows a chunk, not the truth: COCOeval never evaluates more than 100 truth images at once,
+    and the truth is streamed (never loaded whole). Fails on the whole-truth evaluation."""
+    from visionkit.formats.coco_stream import CocoFile
+
+    seen = []
+    evaluate_images = COCOeval.evaluate
+
+    def spy(self):
+        seen.append(len(self.params.imgIds))
+        return evaluate_images(self)
+
+    monkeypatch.setattr(COCOeval, "evaluate", spy)
+    monkeypatch.setattr(CocoFile, "load", lambda self: pytest.fail("the truth was loaded whole"))
+    images = [{"id": k + 1, "file_name": f"{k}.png", "width": 32, "height": 24} for k in range(250)]
+    anns = [{"id": k + 1, "image_id": k + 1, "category_id": 1, "bbox": [2, 2, 10, 8], "area": 80.0,
+             "iscrowd": 0} for k in range(250)]
+    truth = {"images": images, "categories": [{"id": 1, "name": "cat"}], "annotations": anns}
+    pred = {**truth, "annotations": [{**a, "score": 0.5} for a in anns[::2]]}
+    got = evaluate(pred, truth, iou_type="bbox", backend="pycocotools")
+    assert seen and max(seen) <= 100 and sum(seen) == 250
+    assert got["summary"]["AR100"] == pytest.approx(0.5) and got["counts"]["joined_images"] == 250
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10**6), chunk=st.integers(1, 14), objects=st.integers(1, 40))
+def test_chunked_cocoeval_property(monkeypatch, seed, chunk, objects):
+    """Any scene, any chunk size: the numbers and the summary are one whole-truth COCOeval's."""
+    from visionkit.quality import _cocoeval_chunks  # noqa: PLC0415
+
+    monkeypatch.setattr(_cocoeval_chunks, "CHUNK_IMAGES", chunk)
+    monkeypatch.setattr(_cocoeval_chunks, "CHUNK_OBJECTS", objects)
+    pred, truth = _scene(seed, n_images=9)
+    stats, text, _ = _whole_cocoeval(pred, truth, "segm", "pycocotools")
+    got = evaluate(pred, truth, iou_type="segm", backend="pycocotools")
+    assert got["stats"] == stats and got["summary_text"] == text
