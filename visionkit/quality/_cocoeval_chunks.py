@@ -52,23 +52,37 @@ def _classes(backend: str) -> tuple[Any, Any]:
 
 class _EvalImgs:
     """pycocotools' ``evalImgs`` (a K x A x I list of dicts or None), rebuilt one entry at a time from the
-    compact arrays (see the module docstring); ``accumulate()`` only indexes it."""
+    compact arrays (see the module docstring); ``accumulate()`` only indexes it, one (category, area)
+    block of I images after another, so each block's positions are looked up once."""
 
     def __init__(self, index: np.ndarray, starts: np.ndarray, scores: np.ndarray, matched: np.ndarray,
-                 ignored: np.ndarray, npig: np.ndarray, size: int):
+                 ignored: np.ndarray, npig: np.ndarray, blocks: int, n_img: int):
         self._index, self._starts, self._scores = index, starts, scores
-        self._matched, self._ignored, self._npig, self._size = matched, ignored, npig, size
+        self._matched, self._ignored, self._npig = matched, ignored, npig
+        self._blocks, self._n_img = blocks, n_img
+        self._block, self._dense = -1, np.zeros(0, np.int64)
 
     def __len__(self) -> int:
-        return self._size
+        return self._blocks * self._n_img
 
-    def __getitem__(self, key: int) -> dict | None:
-        j = int(np.searchsorted(self._index, key))
-        if j == len(self._index) or self._index[j] != key:
-            return None
+    def block(self, block: int) -> tuple[np.ndarray, np.ndarray]:
+        """The image positions of a (category, area) block that have an entry, and those entries."""
+        lo, hi = np.searchsorted(self._index, [block * self._n_img, (block + 1) * self._n_img])
+        return self._index[lo:hi] - block * self._n_img, np.arange(lo, hi)
+
+    def entry(self, j: int) -> dict:
         a, b = self._starts[j], self._starts[j + 1]
         return {"dtScores": self._scores[a:b], "dtMatches": self._matched[:, a:b],
                 "dtIgnore": self._ignored[:, a:b], "gtIgnore": np.zeros(int(self._npig[j]), dtype=bool)}
+
+    def __getitem__(self, key: int) -> dict | None:
+        block, i = divmod(int(key), self._n_img)
+        if block != self._block:
+            positions, entries = self.block(block)
+            self._block, self._dense = block, np.full(self._n_img, -1, np.int64)
+            self._dense[positions] = entries
+        j = int(self._dense[i])
+        return None if j < 0 else self.entry(j)
 
 
 class ChunkedCocoEval:
@@ -164,7 +178,7 @@ class ChunkedCocoEval:
         p.imgIds = list(np.unique(p.imgIds))
         p.catIds = list(np.unique(p.catIds))
         p.maxDets = sorted(p.maxDets)
-        entries = self._merged(len(p.catIds) * self._areas * len(p.imgIds), len(p.iouThrs))
+        entries = self._merged(len(p.catIds) * self._areas, len(p.iouThrs))
         if self._faster:
             ev.eval = _faster_accumulate(p, entries)
         else:
@@ -176,11 +190,12 @@ class ChunkedCocoEval:
             ev.summarize()
         return ev, summary.getvalue()
 
-    def _merged(self, size: int, thresholds: int) -> _EvalImgs:
+    def _merged(self, blocks: int, thresholds: int) -> _EvalImgs:
+        n_img = len(self._image_ids)
         if not self._parts:
             empty = np.zeros((thresholds, 0), dtype=bool)
             return _EvalImgs(np.zeros(0, np.int64), np.zeros(1, np.int64), np.zeros(0), empty, empty,
-                             np.zeros(0, np.int64), size)
+                             np.zeros(0, np.int64), blocks, n_img)
         index, sizes, scores, matched, ignored, npig = (list(x) for x in zip(*self._parts))
         self._parts = []
         index, sizes, npig = np.concatenate(index), np.concatenate(sizes), np.concatenate(npig)
@@ -188,11 +203,13 @@ class ChunkedCocoEval:
         matched, ignored = np.concatenate(matched, axis=1), np.concatenate(ignored, axis=1)
         starts = np.concatenate([[0], np.cumsum(sizes)])
         order = np.argsort(index, kind="stable")
-        # detections re-laid in the order of the sorted entries
-        dets = np.concatenate([np.arange(starts[j], starts[j + 1]) for j in order]) if len(order) else \
-            np.zeros(0, np.int64)
-        return _EvalImgs(index[order], np.concatenate([[0], np.cumsum(sizes[order])]), scores[dets],
-                         matched[:, dets], ignored[:, dets], npig[order], size)
+        # the detections re-laid in the order of the sorted entries
+        new_sizes = sizes[order]
+        new_starts = np.concatenate([[0], np.cumsum(new_sizes)])
+        dets = (np.arange(new_starts[-1]) - np.repeat(new_starts[:-1], new_sizes)
+                + np.repeat(starts[:-1][order], new_sizes))
+        return _EvalImgs(index[order], new_starts, scores[dets], matched[:, dets], ignored[:, dets],
+                         npig[order], blocks, n_img)
 
 
 def _faster_accumulate(p: Any, entries: _EvalImgs) -> dict:
@@ -211,16 +228,13 @@ def _faster_accumulate(p: Any, entries: _EvalImgs) -> dict:
         for a in range(shape[3]):
             part = copy.copy(p)
             part.catIds, part.areaRng, part.areaRngLbl = [p.catIds[k]], [p.areaRng[a]], [p.areaRngLbl[a]]
-            evals = []
-            for i in range(n_img):
-                e = entries[(k * shape[3] + a) * n_img + i]
-                if e is None:
-                    evals.append(empty)
-                    continue
+            evals = [empty] * n_img
+            for i, j in zip(*entries.block(k * shape[3] + a)):
+                e = entries.entry(int(j))
                 one = kind.__new__(kind)  # pybind11 unpickling: __setstate__ on an uninitialised object
                 one.__setstate__((e["dtMatches"].ravel().tolist(), [], e["dtScores"].tolist(),
                                   e["gtIgnore"].tolist(), e["dtIgnore"].ravel().tolist(), []))
-                evals.append(one)
+                evals[int(i)] = one
             out = _C.COCOevalAccumulate(part, evals)
             precision[:, :, k, a, :] = np.asarray(out["precision"]).reshape(shape[:2] + (shape[4],))
             scores[:, :, k, a, :] = np.asarray(out["scores"]).reshape(shape[:2] + (shape[4],))

@@ -19,7 +19,10 @@
 * **COCOeval** from pycocotools, or faster-coco-eval when installed (``backend="auto"``); both give the
   same numbers. Segmentation results are compressed RLE without ``bbox`` (with a ``bbox``, pycocotools
   takes the box area as the mask area); predictions without a mask are left out of ``segm`` and counted.
-  An empty result list is evaluated without ``loadRes`` (which crashes on ``[]``).
+  An empty result list is evaluated without ``loadRes`` (which crashes on ``[]``). Both files are streamed:
+  only the predictions of the truth's images are kept, and COCOeval runs on a chunk of truth images at a
+  time, merged before one ``accumulate()`` (:mod:`visionkit.quality._cocoeval_chunks`), so memory follows
+  a chunk, not the truth or the run; the numbers are those of one COCOeval over the whole truth.
 * **Label confusions:** a truth object that no prediction of its class matches (IoU >= 0.5) but a
   prediction of another class does, counted per (truth, predicted) pair.
 * **Per image:** matches at IoU 0.5 (greedy by score, as COCO does), with precision, recall and F1, so a
