@@ -550,3 +550,21 @@ def test_chunked_cocoeval_property(monkeypatch, seed, chunk, objects):
     stats, text, _ = _whole_cocoeval(pred, truth, "segm", "pycocotools")
     got = evaluate(pred, truth, iou_type="segm", backend="pycocotools")
     assert got["stats"] == stats and got["summary_text"] == text
+
+
+@pytest.mark.filterwarnings("ignore:Found annotation id 0")  # faster-coco-eval warns of it
+@pytest.mark.parametrize("backend", ["pycocotools", "faster-coco-eval"])
+def test_chunked_cocoeval_with_a_truth_object_of_id_0(monkeypatch, backend):
+    """pycocotools records a match as the truth object's id, so a match with id 0 counts as none; the
+    chunks keep whatever each backend recorded."""
+    if backend == "faster-coco-eval":
+        pytest.importorskip("faster_coco_eval")
+    from visionkit.quality import _cocoeval_chunks  # noqa: PLC0415
+
+    pred, truth = _scene(6)
+    for ann in truth["annotations"]:
+        ann["id"] -= 1
+    monkeypatch.setattr(_cocoeval_chunks, "CHUNK_IMAGES", 2)
+    stats, text, _ = _whole_cocoeval(pred, truth, "bbox", backend)
+    got = evaluate(pred, truth, iou_type="bbox", backend=backend)
+    assert got["stats"] == stats and got["summary_text"] == text
