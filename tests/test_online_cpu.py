@@ -137,7 +137,8 @@ _BASE = {p: _jpeg((40, 30), seed=3, progressive=p) for p in (False, True)}
 
 @settings(max_examples=150, deadline=None)
 @given(st.booleans(),
-       st.lists(st.tuples(st.sampled_from([0xE1, 0xE3, 0xED, 0xEF, 0xFE]), st.binary(max_size=60)),
+       st.lists(st.tuples(st.sampled_from([0xE0, 0xE1, 0xE3, 0xED, 0xEF, 0xFE]),
+                          st.binary(max_size=60).filter(lambda b: not b.startswith(b"JFIF\x00"))),
                 max_size=4),
        st.binary(max_size=50), st.integers(0, 3))
 def test_inserted_metadata_and_trailing_bytes_are_dropped_and_pixels_kept(progressive, segments, tail,
@@ -153,6 +154,20 @@ def test_inserted_metadata_and_trailing_bytes_are_dropped_and_pixels_kept(progre
     for _, body in segments:
         if len(body) >= 8:
             assert body not in out
+
+
+def test_jfif_thumbnails_are_cut_and_jfxx_dropped():
+    base = _BASE[False]
+    assert base[2:4] == b"\xff\xe0" and base[6:11] == b"JFIF\x00"
+    app0_end = 4 + int.from_bytes(base[4:6], "big")
+    thumb = bytes(range(256)) * 3  # a 16x16 RGB thumbnail
+    jfif = b"JFIF\x00" + base[11:18] + b"\x10\x10" + thumb
+    jfxx = b"JFXX\x00\x13" + thumb
+    data = (base[:2] + b"\xff\xe0" + (len(jfif) + 2).to_bytes(2, "big") + jfif
+            + b"\xff\xe0" + (len(jfxx) + 2).to_bytes(2, "big") + jfxx + base[app0_end:])
+    out = strip_jpeg_metadata(data)
+    assert out == strip_jpeg_metadata(base) and thumb not in out
+    assert np.array_equal(_pixels(out), _pixels(base))
 
 
 @settings(max_examples=60, deadline=None)

@@ -4,12 +4,13 @@
 https://www.w3.org/Graphics/JPEG/itu-t81.pdf, section B.1.1.4: every marker segment but SOI, EOI and RSTn
 carries a 2-byte big-endian length that counts itself). It keeps what a decoder needs to draw the same
 pixels (tables, frame and scan headers, APP0 JFIF, APP2 ICC profile, APP14 Adobe colour transform) and
-drops the rest: APP1 (EXIF, with its GPS position and camera serial, and XMP), the other APPn (IPTC, MPF,
-maker notes) and comments. The entropy-coded data is kept up to the first EOI; what follows it (a second,
-MPF-appended image with its own EXIF) is dropped.
+drops the rest: APP1 (EXIF, with its GPS position, camera serial and thumbnail, and XMP), the other APPn
+(IPTC, MPF, maker notes, JFXX thumbnails) and comments; a JFIF segment is kept without its thumbnail.
+The entropy-coded data is kept up to the first EOI; what follows it (a second, MPF-appended image with its
+own EXIF) is dropped.
 
 It only accepts the plain cases: 8-bit Huffman-coded baseline, extended or progressive frames (SOF0-SOF2),
-one to three components, well-formed segments. Anything else returns None, and the caller decodes and
+one or three components, well-formed segments. Anything else returns None, and the caller decodes and
 re-encodes as before.
 """
 
@@ -29,8 +30,6 @@ _MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 
 
 def _keep_app(marker: int, body: bytes) -> bool:
-    if marker == _APP0:
-        return body.startswith((b"JFIF\x00", b"JFXX\x00"))
     if marker == _APP2:
         return body.startswith(b"ICC_PROFILE\x00")
     return marker == _APP14 and body.startswith(b"Adobe")
@@ -72,6 +71,9 @@ def strip_jpeg_metadata(data: bytes) -> bytes | None:
             out.append(b"\xff" + data[pos:end])
         elif marker in _TABLES:
             out.append(b"\xff" + data[pos:end])
+        elif marker == _APP0 and body.startswith(b"JFIF\x00") and len(body) >= 14:
+            # JFIF kept without its thumbnail (a thumbnail may show what the image was cropped from)
+            out.append(b"\xff\xe0\x00\x10" + body[:12] + b"\x00\x00")
         elif 0xE0 <= marker <= 0xEF:
             if _keep_app(marker, body):
                 out.append(b"\xff" + data[pos:end])
