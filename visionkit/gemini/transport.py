@@ -346,6 +346,7 @@ class Transport:
                 data.seek(0)
             started = self.throttle.acquire()
             watchdog = Watchdog(self.deadline)
+            response = None
             try:
                 with watchdog:  # the session's DeadlineAdapter arms it once the request is sent
                     response = self.session.request(method, url, headers=sent, data=data,
@@ -360,6 +361,8 @@ class Transport:
                 if not (stream and 200 <= response.status_code < 300):
                     self._read_body(response, started, what)
             except _NETWORK_ERRORS as exc:
+                if response is not None:  # cut while reading the body: close its connection now, not in GC
+                    response.close()
                 return self._attempt_failure(exc, what, watchdog)
             if 200 <= response.status_code < 300:
                 self.throttle.succeeded()
