@@ -341,7 +341,8 @@ class Transport:
         what = what or f"{method} {urlsplit(url).path}"
 
         def send() -> requests.Response | Failed:
-            logger.debug("%s %s (%s)", method, url, what)
+            if logger.isEnabledFor(logging.DEBUG):  # the URL is the caller's (a base URL, an upload URL)
+                logger.debug("%s", self.redact(f"{method} {url} ({what})"))
             if hasattr(data, "seek"):
                 data.seek(0)
             started = self.throttle.acquire()
