@@ -345,7 +345,7 @@ class Transport:
                 logger.debug("%s", self.redact(f"{method} {url} ({what})"))
             if hasattr(data, "seek"):
                 data.seek(0)
-            started = self.throttle.acquire()
+            turn = self.throttle.acquire()  # on the throttle's clock, which `started` below is not
             watchdog = Watchdog(self.deadline)
             response = None
             try:
@@ -370,7 +370,7 @@ class Transport:
                 return response
             failed = self.status_failure(response, what, not_found_hint)
             if failed.paced:
-                self.throttle.throttled(started)
+                self.throttle.throttled(turn)
             return failed
 
         return (retry or self.retry).run(send, on_retry=self._notify_retry)
