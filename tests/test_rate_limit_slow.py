@@ -18,9 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from visionkit.errors import RateLimitError
 from visionkit.gemini import GeminiClient, RetryPolicy
 from visionkit.gemini.throttle import MIN_RATE, Throttle
-from visionkit.testing import FakeGemini
+from visionkit.testing import FakeGemini, Fault
 from visionkit.testing.rate_limit import RateLimit
 
 KEY = "sekrit-slow-rate-KEY-77"
@@ -31,8 +32,10 @@ def scaled() -> float:
     return time.monotonic() * SCALE
 
 
-# (accepted, per window in client seconds, requests, concurrency): 7.5, 5 and 2 requests a minute
-CASES = [(1, 8.0, 16, 16), (5, 40.0, 16, 16), (5, 60.0, 20, 8), (2, 60.0, 8, 8)]
+# (accepted, per window in client seconds, requests, concurrency): 7.5, 5 and 2 requests a minute; 40
+# requests behind 16 threads wait 2 minutes for each turn, so only a server that accepts nothing at all
+# may spend a request's retry budget, not the queue
+CASES = [(1, 8.0, 16, 16), (1, 8.0, 40, 16), (5, 60.0, 20, 8), (2, 60.0, 8, 8)]
 
 
 @pytest.mark.parametrize(("n", "window", "count", "concurrency"), CASES,
@@ -62,6 +65,29 @@ def test_every_request_is_answered_at_a_few_requests_a_minute(n, window, count, 
     # close to the limit: the ideal is the first burst, then n per window
     ideal = (count - n) / n * window
     assert took <= 2.0 * ideal + 2 * window, f"{took:.0f}s (client time) against an ideal of {ideal:.0f}s"
+
+
+def test_a_server_that_accepts_nothing_ends_every_request_within_the_budget():
+    budget = 120.0
+    retry = RetryPolicy(max_total_wait=budget, sleep=lambda s: time.sleep(s / SCALE), clock=scaled)
+    with FakeGemini(api_key=KEY, fault_for=lambda r: Fault.status(429)) as server, \
+            GeminiClient(api_key=KEY, base_url=server.base_url, retry=retry, timeout=30) as client:
+        client._http.throttle = Throttle(scaled)
+
+        def one(width: int):
+            try:
+                client.detect(np.zeros((24, width, 3), np.uint8))
+            except RateLimitError as exc:
+                return exc
+
+        started = scaled()
+        with ThreadPoolExecutor(8) as pool:
+            errors = list(pool.map(one, range(40, 48)))
+        took = scaled() - started
+        sent = len(server.generate_requests)
+    assert all(isinstance(e, RateLimitError) and "without a retry delay" in str(e) for e in errors), errors
+    assert took <= budget + 70.0  # the last turn may come up to a minute (the floor) after the budget ran out
+    assert sent <= 8 + 60, sent  # the first burst, the descent to the floor, then one a minute
 
 
 def test_the_floor_is_one_attempt_a_minute():
@@ -98,7 +124,6 @@ def test_cubic_regrowth_is_scaled_to_the_rate(rate, k_at_least):
 
 def test_paced_attempts_share_the_one_time_budget():
     """No attempt budget of their own: a request is paced until max_total_wait is spent, then fails."""
-    from visionkit.errors import RateLimitError
     from visionkit.gemini.retry import Failed
 
     clock = Clock()
@@ -113,3 +138,21 @@ def test_paced_attempts_share_the_one_time_budget():
     with pytest.raises(RateLimitError, match="after waiting 1\\d\\ds .max_total_wait 100s") as info:
         policy.run(send)
     assert 14 <= len(calls) <= 16 and info.value.attempts == len(calls)  # 100 s of 7 s turns, not 3 or 30
+
+
+def test_waiting_for_a_turn_while_others_are_answered_spends_no_budget():
+    from visionkit.gemini.retry import Failed
+
+    clock = Clock()
+    policy = RetryPolicy(max_attempts=3, max_total_wait=100.0, clock=clock, sleep=lambda s: None)
+    calls = []
+
+    def send():
+        calls.append(clock.now)
+        clock.now += 60.0  # a long queue for each turn ...
+        if len(calls) == 5:
+            return "answered"
+        # ... while other threads' attempts were accepted 5 s ago
+        return Failed(RateLimitError("429", status=429), None, "HTTP 429", paced=True, quiet=5.0)
+
+    assert policy.run(send) == ("answered", 5)

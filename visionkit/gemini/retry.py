@@ -14,10 +14,11 @@ The wait before retry ``n`` (1-based) is exponential backoff with jitter, capped
 When the server says how long to wait (``RetryInfo.retryDelay`` in the error body's ``details``, or the
 ``Retry-After`` header), the wait is at least that long. A 429 that does not say (a :class:`Failed` with
 ``paced``) is not backed off per request: the transport's shared pace (:mod:`.throttle`) spaces the next
-attempt of every thread. Such attempts are not billed and do not use up ``max_attempts``; the time from
-the first of them on (the waits for the pace's turns) counts against ``max_total_wait``, the one budget
-they share with the backoff waits. A server delay longer than ``max_total_wait`` stops the retries at
-once, and so does a wait that would push the total past it.
+attempt of every thread. Such attempts are not billed and do not use up ``max_attempts``; they count
+against ``max_total_wait``, the one budget they share with the backoff waits, by the time the server
+accepted nothing at all since the first of them (:attr:`Failed.quiet`): a request waiting its turn behind
+other threads that are answered is not stalled. A server delay longer than ``max_total_wait`` stops the
+retries at once, and so does a wait that would push the total past it.
 
 Every :class:`~visionkit.errors.APIError` raised by :meth:`RetryPolicy.run` carries ``attempts`` (int): the
 number of HTTP attempts made, including the failed last one (1 = not retried). It is set as an attribute
@@ -119,12 +120,16 @@ class Failed:
         reason: a short description for logs and the ``on_retry`` callback ("HTTP 503 UNAVAILABLE").
         paced: a 429 without a delay: the sender's shared pace (:class:`~.throttle.Throttle`) spaces the
             next attempt, so it is retried without a backoff of its own.
+        quiet: for a paced failure, seconds the server has accepted no attempt of the sender's (any
+            thread's), as the pace measures it; None when not known (then the time since the request's
+            own first paced failure counts).
     """
 
     error: APIError
     server_delay: float | None = None
     reason: str = ""
     paced: bool = False
+    quiet: float | None = None
 
 
 @dataclass(frozen=True)
@@ -135,10 +140,10 @@ class RetryPolicy:
         max_attempts: attempts in total, including the first (1 = no retry), not counting paced ones.
         base_delay: the first backoff cap, in seconds; doubled after each retry.
         max_delay: the largest backoff wait, in seconds (a longer server-requested delay is still honoured).
-        max_total_wait: the most time one request spends waiting to be retried: the backoff sleeps, plus
-            the time since its first 429 without a delay (paced attempts, which ``max_attempts`` does not
-            count; a policy with ``max_attempts=1`` retries nothing, paced or not). Past it, the error is
-            raised.
+        max_total_wait: the most time one request spends waiting to be retried: the backoff sleeps, plus,
+            from its first 429 without a delay on (paced attempts, which ``max_attempts`` does not count;
+            a policy with ``max_attempts=1`` retries nothing, paced or not), the time the server accepted
+            nothing (:attr:`Failed.quiet`). Past it, the error is raised.
         jitter: "full", "equal", "decorrelated" or "none" (see the module docstring).
         retry_statuses: HTTP statuses that are retried.
         sleep: the sleep function (inject a recorder in tests).
@@ -226,8 +231,15 @@ class RetryPolicy:
             error = _set_attempts(outcome.error, attempt)
             if not self.is_retryable(error):
                 raise error
-            # the budget spent: backoff slept, and since the first paced failure all the time it took
-            spent = waited if paced_since is None else waited_before + self.clock() - paced_since
+            # the budget spent: backoff slept, plus for a paced failure the time the server has accepted
+            # nothing of the sender's (a slow limit that lets other threads through is no stall: the wait
+            # for a turn behind them grows with their number); else the time since the first paced one
+            spent = waited
+            base = waited if paced_since is None else waited_before
+            if outcome.quiet is not None:
+                spent = base + outcome.quiet
+            elif paced_since is not None:
+                spent = base + self.clock() - paced_since
             if self.paces(outcome) and self.max_attempts > 1:
                 paced += 1
                 if paced_since is None:

@@ -27,8 +27,10 @@ its turn, first come first served, at most ``rate`` attempts a second, and the r
 Never below :data:`MIN_RATE`, one attempt a minute: it still finds a per-minute window reopened. A paced
 attempt waits for its turn in :meth:`Throttle.acquire` instead of backing off on its own, and 429s without
 a delay do not use up the request's ``max_attempts`` (they are not billed): they draw on the same time
-budget as the backoff waits (:attr:`~visionkit.gemini.retry.RetryPolicy.max_total_wait`). Before the first
-such 429, :meth:`Throttle.acquire` costs one lock and never waits.
+budget as the backoff waits (:attr:`~visionkit.gemini.retry.RetryPolicy.max_total_wait`), by the time the
+server has accepted nothing (:meth:`Throttle.throttled` returns it), and an attempt stops waiting for its
+turn once that exceeds the budget. Before the first such 429, :meth:`Throttle.acquire` costs one lock and
+never waits.
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ _MIN_SPAN = 0.25  # shortest time a rate is measured over
 _MIN_ACCEPTED = 4  # fewest acceptances an accepted rate is measured from
 
 
+class _GiveUp(Exception):
+    """Out of patience: leave the line (:meth:`Throttle.acquire`)."""
+
+
 class Throttle:
     """A shared, adaptive pace for request attempts (see the module docstring). Thread-safe."""
 
@@ -66,6 +72,8 @@ class Throttle:
         self._k = 0.0
         self._c = CUBIC_C
         self._decreased_at = float("-inf")
+        self._last_accepted = float("-inf")
+        self._paced_from: float | None = None  # the first 429 without a delay
         self._last_start = float("-inf")
         self._first: float | None = None
         self._sent: deque[float] = deque()
@@ -85,8 +93,15 @@ class Throttle:
         # starts at self.rate just after the decrease (K is chosen so), back at W_max after K seconds
         return max(MIN_RATE, self._c * (now - self._decreased_at - self._k) ** 3 + self._w_max)
 
-    def acquire(self) -> float:
-        """Wait for this attempt's turn; returns the time it starts (pass it to :meth:`throttled`)."""
+    def _quiet(self, now: float) -> float:
+        return 0.0 if self._paced_from is None else now - max(self._last_accepted, self._paced_from)
+
+    def acquire(self, patience: float | None = None) -> float:
+        """Wait for this attempt's turn; returns the time it starts (pass it to :meth:`throttled`).
+
+        ``patience``: once the server has accepted nothing for this long (the retry budget), stop waiting
+        and go: the attempt's 429 then ends its request at once, instead of a turn a minute apart at the
+        floor rate for each of the threads in line."""
         with self._cond:
             if self.rate is None and self._next_ticket == self._serving:
                 return self._start(self._clock())
@@ -95,6 +110,8 @@ class Throttle:
             try:
                 while True:
                     now = self._clock()
+                    if patience is not None and self._quiet(now) > patience:
+                        raise _GiveUp
                     if ticket == self._serving:
                         rate = self._rate(now)
                         due = now if rate is None else self._last_start + 1.0 / rate
@@ -103,12 +120,14 @@ class Throttle:
                             return self._start(now)
                         self._cond.wait(min(due - now, 0.05))  # the rate may grow meanwhile
                     else:
-                        self._cond.wait(0.5)
-            except BaseException:
+                        self._cond.wait(0.5 if patience is None else 0.05)
+            except BaseException as exc:
                 if ticket >= self._serving:  # never served: let the next one go
                     self._abandoned.add(ticket)
                     if ticket == self._serving:
                         self._advance()
+                if isinstance(exc, _GiveUp):
+                    return self._start(self._clock())
                 raise
 
     def _advance(self) -> None:
@@ -131,16 +150,22 @@ class Throttle:
         """An attempt was answered (not 429)."""
         with self._cond:
             now = self._clock()
+            self._last_accepted = now
             self._accepted.append(now)
             while self._accepted and self._accepted[0] < now - _ACCEPTED_SPANS[-1]:
                 self._accepted.popleft()
 
-    def throttled(self, started: float) -> None:
-        """The attempt started at ``started`` got a 429 without a delay: slow every thread down."""
+    def throttled(self, started: float) -> float:
+        """The attempt started at ``started`` got a 429 without a delay: slow every thread down. Returns
+        how long the server has accepted no attempt (of any thread, since the first such 429): what a
+        paced request's retry budget is spent by, not its wait for its turn behind the other threads."""
         with self._cond:
             now = self._clock()
+            if self._paced_from is None:
+                self._paced_from = now
+            quiet = self._quiet(now)
             if started < self._decreased_at:
-                return  # sent before the last decrease: the same congestion
+                return quiet  # sent before the last decrease: the same congestion
             # rates over the last span, or over the time since the first attempt when that is shorter; the
             # sending rate when the refused attempt was sent (an answer slower than the span finds none since)
             young = max(now - self._first, _MIN_SPAN)
@@ -158,3 +183,4 @@ class Throttle:
             self._decreased_at = now
             self.decreases += 1
             self._cond.notify_all()
+            return quiet

@@ -37,6 +37,7 @@ import re
 import time
 import zlib
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -345,7 +346,9 @@ class Transport:
                 logger.debug("%s", self.redact(f"{method} {url} ({what})"))
             if hasattr(data, "seek"):
                 data.seek(0)
-            turn = self.throttle.acquire()  # on the throttle's clock, which `started` below is not
+            # on the throttle's clock, which `started` below is not; out of patience once the server has
+            # accepted nothing for the retry budget (a request then ends at its next 429)
+            turn = self.throttle.acquire((retry or self.retry).max_total_wait)
             watchdog = Watchdog(self.deadline)
             response = None
             try:
@@ -370,7 +373,7 @@ class Transport:
                 return response
             failed = self.status_failure(response, what, not_found_hint)
             if failed.paced:
-                self.throttle.throttled(turn)
+                return replace(failed, quiet=self.throttle.throttled(turn))
             return failed
 
         return (retry or self.retry).run(send, on_retry=self._notify_retry)
