@@ -20,6 +20,7 @@ import pytest
 
 from visionkit.errors import RateLimitError
 from visionkit.gemini import GeminiClient, RetryPolicy
+from visionkit.gemini.retry import Failed
 from visionkit.gemini.throttle import MIN_RATE, Throttle
 from visionkit.testing import FakeGemini, Fault
 from visionkit.testing.rate_limit import RateLimit
@@ -122,37 +123,37 @@ def test_cubic_regrowth_is_scaled_to_the_rate(rate, k_at_least):
     assert throttle.current_rate() > rate  # and past it, eventually
 
 
-def test_paced_attempts_share_the_one_time_budget():
-    """No attempt budget of their own: a request is paced until max_total_wait is spent, then fails."""
-    from visionkit.gemini.retry import Failed
-
+def _paced_run(turn: float, quiet: float | None, answered_at: int | None = None):
+    """RetryPolicy.run over attempts answered 429 without a delay, each ``turn`` seconds long (the wait
+    for the pace), until attempt ``answered_at`` is answered; returns (outcome or error, attempt times)."""
     clock = Clock()
     policy = RetryPolicy(max_attempts=3, max_total_wait=100.0, clock=clock, sleep=lambda s: None)
     calls = []
 
     def send():
         calls.append(clock.now)
-        clock.now += 7.0  # the pace's turn, then the 429
-        return Failed(RateLimitError("429", status=429), None, "HTTP 429", paced=True)
+        clock.now += turn
+        if len(calls) == answered_at:
+            return "answered"
+        return Failed(RateLimitError("429", status=429), None, "HTTP 429", paced=True, quiet=quiet)
 
-    with pytest.raises(RateLimitError, match="after waiting 1\\d\\ds .max_total_wait 100s") as info:
-        policy.run(send)
-    assert 14 <= len(calls) <= 16 and info.value.attempts == len(calls)  # 100 s of 7 s turns, not 3 or 30
+    try:
+        return policy.run(send), calls
+    except RateLimitError as exc:
+        return exc, calls
+
+
+def test_paced_attempts_share_the_one_time_budget():
+    """No attempt budget of their own: a request is paced until max_total_wait is spent, then fails."""
+    error, calls = _paced_run(7.0, None)
+    assert isinstance(error, RateLimitError)
+    assert "after waiting 10" in str(error) and "max_total_wait 100s" in str(error)
+    assert 14 <= len(calls) <= 16 and error.attempts == len(calls)  # 100 s of 7 s turns, not 3 or 30
 
 
 def test_waiting_for_a_turn_while_others_are_answered_spends_no_budget():
-    from visionkit.gemini.retry import Failed
-
-    clock = Clock()
-    policy = RetryPolicy(max_attempts=3, max_total_wait=100.0, clock=clock, sleep=lambda s: None)
-    calls = []
-
-    def send():
-        calls.append(clock.now)
-        clock.now += 60.0  # a long queue for each turn ...
-        if len(calls) == 5:
-            return "answered"
-        # ... while other threads' attempts were accepted 5 s ago
-        return Failed(RateLimitError("429", status=429), None, "HTTP 429", paced=True, quiet=5.0)
-
-    assert policy.run(send) == ("answered", 5)
+    # a minute's queue for each turn, while other threads' attempts were accepted 5 s ago
+    assert _paced_run(60.0, 5.0, answered_at=5)[0] == ("answered", 5)
+    # the server accepted nothing for longer than the budget: the request ends at its next 429
+    error, calls = _paced_run(1.0, 101.0)
+    assert isinstance(error, RateLimitError) and len(calls) == 1
