@@ -235,11 +235,10 @@ class RetryPolicy:
             # nothing of the sender's (a slow limit that lets other threads through is no stall: the wait
             # for a turn behind them grows with their number); else the time since the first paced one
             spent = waited
-            base = waited if paced_since is None else waited_before
-            if outcome.quiet is not None:
-                spent = base + outcome.quiet
+            if self.paces(outcome) and outcome.quiet is not None:
+                spent = (waited if paced_since is None else waited_before) + outcome.quiet
             elif paced_since is not None:
-                spent = base + self.clock() - paced_since
+                spent = waited_before + self.clock() - paced_since
             if self.paces(outcome) and self.max_attempts > 1:
                 paced += 1
                 if paced_since is None:
