@@ -157,3 +157,17 @@ def test_waiting_for_a_turn_while_others_are_answered_spends_no_budget():
     # the server accepted nothing for longer than the budget: the request ends at its next 429
     error, calls = _paced_run(1.0, 101.0)
     assert isinstance(error, RateLimitError) and len(calls) == 1
+
+
+def test_a_policy_that_does_not_pace_counts_attempts_not_the_quiet_time():
+    """The Batch API's create backs its 429s off within max_attempts (a full batch quota), whatever the
+    shared pace says about the server's silence."""
+    class NoPace(RetryPolicy):
+        def paces(self, failed: Failed) -> bool:
+            return False
+
+    sleeps: list[float] = []
+    policy = NoPace(max_attempts=3, base_delay=1.0, max_total_wait=100.0, jitter="none", sleep=sleeps.append)
+    outcomes = [Failed(RateLimitError("429", status=429), None, "HTTP 429", paced=True, quiet=1e6)] * 2
+    assert policy.run(lambda: outcomes.pop() if outcomes else "created") == ("created", 3)
+    assert sleeps == [1.0, 2.0]
