@@ -61,8 +61,9 @@ def test_every_request_is_answered_at_a_few_requests_a_minute(n, window, count, 
     failed = [r for r in results if isinstance(r, Exception)]
     assert failed == [], f"{len(failed)} of {count} failed: {failed[:1]}"
     assert len(limit.accepted) == count
-    # bounded refusals: the first burst's, then about one probe per window
-    assert len(limit.refused) <= 2 * count + 2 * concurrency, len(limit.refused)
+    # bounded refusals: the first burst's and the descent from its rate (a few per thread, more on a
+    # loaded machine, whose slower answers let fewer decreases happen a second), then about one a window
+    assert len(limit.refused) <= 2 * count + 3 * concurrency + 10, len(limit.refused)
     # close to the limit: the ideal is the first burst, then n per window
     ideal = (count - n) / n * window
     assert took <= 2.0 * ideal + 2 * window, f"{took:.0f}s (client time) against an ideal of {ideal:.0f}s"
