@@ -114,8 +114,6 @@ class ExportSummary:
         return not self.failures
 
 
-
-
 def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: str | os.PathLike, *,
                    format: str = "coco", split: Mapping[str, float] | str | None = None, seed: int = 0,
                    categories: Sequence[str | Mapping] | None = None,
