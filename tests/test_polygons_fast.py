@@ -154,3 +154,13 @@ def test_any_mask_matches_the_oracle(batch):
                 | st.integers(-10**6, 10**6).map(lambda k: k / 1000 + 0.005), max_size=20))
 def test_round2_is_pythons_round(values):
     assert _round2(np.asarray(values, dtype=np.float64).reshape(-1)).tolist() == [round(v, 2) for v in values]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(0, 1) | st.integers(0, 10**6).map(lambda k: k / 1e6 + 5e-7)
+                | st.sampled_from([0.0, -0.0, 1.0, 0.5, 1.5, 1 - 1e-17]), max_size=30))
+def test_fixed6_is_pythons_format(values):
+    from visionkit.formats.yolo import _fixed6
+
+    want = " ".join(f"{v:.6f}" for v in values)
+    assert _fixed6(np.asarray(values, dtype=np.float64).reshape(-1)) == want

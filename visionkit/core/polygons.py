@@ -160,14 +160,17 @@ def _grow(rings: list[np.ndarray], boxes: list[tuple[int, int, int, int]], r: fl
     a0 = np.stack([pts[:, 0] - uy, pts[:, 1] + ux], axis=1)  # offset edge k: a0[k] -> a1[k]
     a1 = np.stack([pts[nxt, 0] - uy, pts[nxt, 1] + ux], axis=1)
     # vertex k: the crossing of offset edges prv[k] (p) and k (q)
-    wide = np.longdouble
-    p1, p2, q1, q2 = (a.astype(wide) for a in (a0[prv], a1[prv], a0, a1))
-    pd, qd = p2 - p1, q2 - q1
-    denom = qd[:, 1] * pd[:, 0] - qd[:, 0] * pd[:, 1]
+    start = a0.astype(np.longdouble)
+    step = a1.astype(np.longdouble) - start  # exact: the two are doubles of the same magnitude
+    p1, pd, qd = start[prv], step[prv], step
+    w = start - p1
+    denom = pd[:, 0] * qd[:, 1] - pd[:, 1] * qd[:, 0]
     with np.errstate(divide="ignore", invalid="ignore"):
-        frac_p = ((q1[:, 1] - p1[:, 1]) * qd[:, 0] - (q1[:, 0] - p1[:, 0]) * qd[:, 1]) / -denom
-        frac_q = ((q1[:, 1] - p1[:, 1]) * pd[:, 0] - (q1[:, 0] - p1[:, 0]) * pd[:, 1]) / -denom
+        frac_p = (w[:, 0] * qd[:, 1] - w[:, 1] * qd[:, 0]) / denom
         out = (p1 + pd * frac_p[:, None]).astype(np.float64)
+        # where the crossing lies on offset edge k (only checked against a margin: doubles will do)
+        frac_q = ((w[:, 0] * pd[:, 1] - w[:, 1] * pd[:, 0]) / denom).astype(np.float64)
+        frac_p = frac_p.astype(np.float64)
     turn = d[prv, 0] * d[:, 1] - d[prv, 1] * d[:, 0]
     inner = side * turn > 0  # the offset side is inside this turn (GEOS: addInsideTurn)
     eps = 1e-9
