@@ -4,7 +4,8 @@ Outer boundaries come from OpenCV contours (through the centres of the boundary 
 pixel with a mitred shapely buffer so that they follow the pixel edges (COCO polygons use continuous
 coordinates: ``[0, 0, 1, 0, 1, 1, 0, 1]`` covers the first pixel), then simplified with shapely
 (``tolerance`` in pixels, topology preserved), and cut to the crop's pixel box. Every polygon written is
-valid, has at least 3 points and lies inside the crop's box.
+valid, has at least 3 points and lies inside the crop's box. A mask in one part with a simple outline gets
+the same buffer computed in numpy (:func:`_grow`, the same doubles as GEOS's), see docs/performance.md.
 
 A mask in several parts gives several polygons, LARGEST FIRST: readers that keep only the first polygon of
 an annotation (label-studio-converter's COCO import, sahi) then get the object's body, not a speck.
