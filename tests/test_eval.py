@@ -10,6 +10,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -391,3 +393,178 @@ def test_truth_of_a_tenth_of_the_images_equals_cocoeval(iou_type):
         ev.summarize()
     assert got["stats"] == pytest.approx(list(ev.stats), abs=1e-12)
     assert 0 < got["summary"]["AP"] < 1
+
+
+def _scene(seed, n_images=13):
+    """A truth and predictions over ``n_images`` images of different sizes: 0-4 truth objects of three
+    classes each (some crowd), predictions jittered from the truth with random (sometimes tied) scores,
+    false positives, images with truth but no predictions and predicted images that the truth lacks."""
+    rng = np.random.default_rng(seed)
+    cats = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}, {"id": 5, "name": "bird"}]
+    truth = {"images": [], "categories": cats, "annotations": []}
+    pred = {"images": [], "categories": [{"id": 9, "name": "birds"}, {"id": 3, "name": "Dog"},
+                                         {"id": 4, "name": "cat"}], "annotations": []}
+    pred_cat = {1: 4, 2: 3, 5: 9}
+
+    def ann(anns, image_id, cat, box, wh, **extra):
+        x0, y0, x1, y1 = box
+        anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": cat,
+                     "bbox": [x0, y0, x1 - x0, y1 - y0], "area": float((x1 - x0) * (y1 - y0)),
+                     "segmentation": rle(box, wh), **extra})
+
+    for k in range(n_images + 3):
+        wh = (60 + 7 * (k % 4), 40 + 5 * (k % 3))
+        name = f"img{k:02d}.png"
+        pred["images"].append({"id": 100 + k, "file_name": name, "width": wh[0], "height": wh[1]})
+        if k < n_images:  # the last three are predicted only
+            truth["images"].append({"id": 1 + (k * 7) % 50, "file_name": name, "width": wh[0],
+                                    "height": wh[1]})
+        for _ in range(int(rng.integers(0, 5))):
+            x0, y0 = int(rng.integers(0, wh[0] - 12)), int(rng.integers(0, wh[1] - 10))
+            box = (x0, y0, min(wh[0], x0 + int(rng.integers(5, 30))),
+                   min(wh[1], y0 + int(rng.integers(5, 25))))
+            cat = int(rng.choice([1, 2, 5]))
+            if k < n_images:
+                ann(truth["annotations"], truth["images"][-1]["id"], cat, box, wh,
+                    iscrowd=int(rng.random() < 0.1))
+            if k % 5 == 3 and k < n_images:
+                continue  # truth but no predictions
+            dx, dy = (int(v) for v in rng.integers(-3, 4, 2))
+            moved = (max(0, box[0] + dx), max(0, box[1] + dy), min(wh[0], box[2] + dx),
+                     min(wh[1], box[3] + dy))
+            if moved[2] > moved[0] and moved[3] > moved[1]:
+                ann(pred["annotations"], 100 + k, pred_cat[cat], moved, wh, iscrowd=0,
+                    score=float(rng.choice([0.5, 0.9, rng.random()])))
+        if k % 4 == 1:  # a false positive
+            ann(pred["annotations"], 100 + k, pred_cat[int(rng.choice([1, 2, 5]))], (1, 1, 15, 12), wh,
+                iscrowd=0, score=float(rng.random()))
+    return pred, truth
+
+
+def _whole_cocoeval(pred, truth, iou_type, backend):
+    """One COCOeval over the whole truth, by hand: its stats and printed summary."""
+    if backend == "faster-coco-eval":
+        from faster_coco_eval import COCO as Coco
+        from faster_coco_eval import COCOeval_faster as Evaluator
+    else:
+        Coco, Evaluator = COCO, COCOeval
+    ids = {i["file_name"]: i["id"] for i in truth["images"]}
+    pred_names = {i["id"]: i["file_name"] for i in pred["images"]}
+    cat = {4: 1, 3: 2, 9: 5}
+    rows = [{"image_id": ids[pred_names[a["image_id"]]], "category_id": cat[a["category_id"]],
+             "score": a["score"], **({"bbox": a["bbox"]} if iou_type == "bbox" else
+                                     {"segmentation": a["segmentation"]})}
+            for a in pred["annotations"] if pred_names[a["image_id"]] in ids]
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = Coco()
+        gt.dataset = copy.deepcopy(truth)
+        gt.createIndex()
+        kwargs = {"print_function": print} if backend == "faster-coco-eval" else {}
+        ev = Evaluator(gt, gt.loadRes(rows), iou_type, **kwargs)
+        ev.evaluate()
+        ev.accumulate()
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        ev.summarize()
+    return list(ev.stats[:12]), text.getvalue(), np.asarray(ev.eval["precision"])
+
+
+@pytest.mark.parametrize("backend", ["pycocotools", "faster-coco-eval"])
+@pytest.mark.parametrize("iou_type", ["segm", "bbox"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_chunked_cocoeval_equals_one_whole_cocoeval(monkeypatch, seed, iou_type, backend):
+    """The truth is evaluated a few images at a time and merged before one accumulate(): the numbers,
+    the printed summary and the per-class and per-image results are those of one COCOeval over the
+    whole truth, and the same as with one chunk."""
+    if backend == "faster-coco-eval":
+        pytest.importorskip("faster_coco_eval")
+    from visionkit.quality import _cocoeval_chunks
+
+    pred, truth = _scene(seed)
+    stats, text, precision = _whole_cocoeval(pred, truth, iou_type, backend)
+    monkeypatch.setattr(_cocoeval_chunks, "CHUNK_IMAGES", 10**6)
+    one = evaluate(pred, truth, iou_type=iou_type, backend=backend)
+    monkeypatch.setattr(_cocoeval_chunks, "CHUNK_IMAGES", 3)  # five chunks of the 13 truth images
+    got = evaluate(pred, truth, iou_type=iou_type, backend=backend)
+    assert got["stats"] == stats and got["summary_text"] == text
+    assert got == one
+    assert got["counts"]["joined_images"] == 13 and len(got["unmatched_images"]) == 3
+    per_class = {c["category_id"]: c for c in got["per_class"]}
+    for k, cat_id in enumerate((1, 2, 5)):
+        p = precision[:, :, k, 0, -1]
+        assert per_class[cat_id]["AP"] == (float(p[p > -1].mean()) if (p > -1).any() else None)
+    monkeypatch.setattr(_cocoeval_chunks, "CHUNK_OBJECTS", 1)  # a chunk per image
+    assert evaluate(pred, truth, iou_type=iou_type, backend=backend) == one
+
+
+@pytest.mark.parametrize("backend", ["pycocotools", "faster-coco-eval"])
+def test_chunked_cocoeval_without_predictions(monkeypatch, backend):
+    if backend == "faster-coco-eval":
+        pytest.importorskip("faster_coco_eval")
+    from visionkit.quality import _cocoeval_chunks
+
+    pred, truth = _scene(4)
+    pred["annotations"] = []
+    monkeypatch.setattr(_cocoeval_chunks, "CHUNK_IMAGES", 4)
+    got = evaluate(pred, truth, iou_type="segm", backend=backend)
+    assert got["stats"][:3] == [0.0, 0.0, 0.0] and got["counts"]["results"] == 0
+    assert all(c["AP"] in (0.0, None) for c in got["per_class"])
+    empty_truth = {**truth, "images": [], "annotations": []}
+    got = evaluate(pred, empty_truth, iou_type="bbox", backend=backend)
+    assert got["stats"] == [-1.0] * 12 and got["images"] == []
+
+
+def test_cocoeval_sees_a_chunk_of_the_truth_at_a_time(monkeypatch):
+    """Memory follows a chunk, not the truth: COCOeval never evaluates more than 100 truth images at once,
+    and the truth is streamed (never loaded whole). Fails on the whole-truth evaluation."""
+    from visionkit.formats.coco_stream import CocoFile
+
+    seen = []
+    evaluate_images = COCOeval.evaluate
+
+    def spy(self):
+        seen.append(len(self.params.imgIds))
+        return evaluate_images(self)
+
+    monkeypatch.setattr(COCOeval, "evaluate", spy)
+    monkeypatch.setattr(CocoFile, "load", lambda self: pytest.fail("the truth was loaded whole"))
+    images = [{"id": k + 1, "file_name": f"{k}.png", "width": 32, "height": 24} for k in range(250)]
+    anns = [{"id": k + 1, "image_id": k + 1, "category_id": 1, "bbox": [2, 2, 10, 8], "area": 80.0,
+             "iscrowd": 0} for k in range(250)]
+    truth = {"images": images, "categories": [{"id": 1, "name": "cat"}], "annotations": anns}
+    pred = {**truth, "annotations": [{**a, "score": 0.5} for a in anns[::2]]}
+    got = evaluate(pred, truth, iou_type="bbox", backend="pycocotools")
+    assert seen and max(seen) <= 100 and sum(seen) == 250
+    assert got["summary"]["AR100"] == pytest.approx(0.5) and got["counts"]["joined_images"] == 250
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10**6), chunk=st.integers(1, 14), objects=st.integers(1, 40))
+def test_chunked_cocoeval_property(monkeypatch, seed, chunk, objects):
+    """Any scene, any chunk size: the numbers and the summary are one whole-truth COCOeval's."""
+    from visionkit.quality import _cocoeval_chunks  # noqa: PLC0415
+
+    monkeypatch.setattr(_cocoeval_chunks, "CHUNK_IMAGES", chunk)
+    monkeypatch.setattr(_cocoeval_chunks, "CHUNK_OBJECTS", objects)
+    pred, truth = _scene(seed, n_images=9)
+    stats, text, _ = _whole_cocoeval(pred, truth, "segm", "pycocotools")
+    got = evaluate(pred, truth, iou_type="segm", backend="pycocotools")
+    assert got["stats"] == stats and got["summary_text"] == text
+
+
+@pytest.mark.filterwarnings("ignore:Found annotation id 0")  # faster-coco-eval warns of it
+@pytest.mark.parametrize("backend", ["pycocotools", "faster-coco-eval"])
+def test_chunked_cocoeval_with_a_truth_object_of_id_0(monkeypatch, backend):
+    """pycocotools records a match as the truth object's id, so a match with id 0 counts as none; the
+    chunks keep whatever each backend recorded."""
+    if backend == "faster-coco-eval":
+        pytest.importorskip("faster_coco_eval")
+    from visionkit.quality import _cocoeval_chunks  # noqa: PLC0415
+
+    pred, truth = _scene(6)
+    for ann in truth["annotations"]:
+        ann["id"] -= 1
+    monkeypatch.setattr(_cocoeval_chunks, "CHUNK_IMAGES", 2)
+    stats, text, _ = _whole_cocoeval(pred, truth, "bbox", backend)
+    got = evaluate(pred, truth, iou_type="bbox", backend=backend)
+    assert got["stats"] == stats and got["summary_text"] == text

@@ -19,7 +19,10 @@
 * **COCOeval** from pycocotools, or faster-coco-eval when installed (``backend="auto"``); both give the
   same numbers. Segmentation results are compressed RLE without ``bbox`` (with a ``bbox``, pycocotools
   takes the box area as the mask area); predictions without a mask are left out of ``segm`` and counted.
-  An empty result list is evaluated without ``loadRes`` (which crashes on ``[]``).
+  An empty result list is evaluated without ``loadRes`` (which crashes on ``[]``). Both files are streamed:
+  only the predictions of the truth's images are kept, and COCOeval runs on a chunk of truth images at a
+  time, merged before one ``accumulate()`` (:mod:`visionkit.quality._cocoeval_chunks`), so memory follows
+  a chunk, not the truth or the run; the numbers are those of one COCOeval over the whole truth.
 * **Label confusions:** a truth object that no prediction of its class matches (IoU >= 0.5) but a
   prediction of another class does, counted per (truth, predicted) pair.
 * **Per image:** matches at IoU 0.5 (greedy by score, as COCO does), with precision, recall and F1, so a
@@ -28,8 +31,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
+import copy
 import os
 from collections import Counter
 from collections.abc import Mapping
@@ -43,6 +45,7 @@ from ..core.text import normalize_label
 from ..errors import ConfigError, InputError, VisionkitError
 from ..formats.coco_read import segmentation_rle
 from ..formats.coco_stream import CocoFile, ImageEntry
+from ._cocoeval_chunks import ChunkedCocoEval, chunks
 from .datasets import DatasetSource, ann_rle, category_names, dataset_path
 
 __all__ = ["BACKENDS", "DEFAULT_SCORE", "STAT_NAMES", "evaluate"]
@@ -77,12 +80,12 @@ def _backend(name: str) -> str:
 class _TruthCategories:
     """Label -> the truth's category id, by normalised name and aliases; the truth's ids as they are."""
 
-    def __init__(self, truth: Mapping, aliases: Mapping[str, str] | None, name: str):
-        used = Counter(str(ann["category_id"]) for ann in truth["annotations"])
+    def __init__(self, categories: list[Mapping], used: Counter, aliases: Mapping[str, str] | None,
+                 name: str):
         self._index: dict[str, int] = {}
         owner: dict[str, dict] = {}
         ids: dict[int, str] = {}
-        for pos, cat in enumerate(truth["categories"]):
+        for pos, cat in enumerate(categories):
             try:
                 cat_id = int(cat["id"])
             except (TypeError, ValueError) as exc:
@@ -142,10 +145,10 @@ def _join_images(pred: list[ImageEntry], truth: list[ImageEntry]) -> tuple[dict[
 
 
 def _results(pred: CocoFile, truth: CocoFile, joined: dict[int, int], cats: _TruthCategories, iou_type: str,
-             default_score: float, counts: Counter, unmapped: Counter) -> list[dict]:
+             default_score: float, counts: Counter, unmapped: Counter) -> dict[int, list[dict]]:
     """COCO results rows in the truth's image and category ids, from the predictions of the joined images
-    only (streamed: the other predictions are never kept)."""
-    rows = []
+    only (streamed: the other predictions are never kept), by truth image id."""
+    rows: dict[int, list[dict]] = {}
     for record in pred.records(only=joined):
         src, dst = record.image, truth.images[joined[record.image.pos]]
         if record.annotations and (src.width, src.height) != (dst.width, dst.height):
@@ -170,47 +173,13 @@ def _results(pred: CocoFile, truth: CocoFile, joined: dict[int, int], cats: _Tru
                     counts["no_mask"] += 1
                     continue
                 row["segmentation"] = {"size": list(rle["size"]), "counts": rle["counts"]}
-            rows.append(row)
+            rows.setdefault(dst.id, []).append(row)
     return rows
 
 
-def _run_cocoeval(truth: dict, rows: list[dict], iou_type: str, backend: str) -> tuple[Any, str]:
-    """COCOeval over every truth image; returns the evaluator and the printed 12-number summary."""
-    if backend == "faster-coco-eval":
-        from faster_coco_eval import COCO
-        from faster_coco_eval import COCOeval_faster as COCOeval
-    else:
-        from pycocotools.coco import COCO
-        from pycocotools.cocoeval import COCOeval
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):  # pycocotools prints; the library must not
-        gt = COCO()
-        gt.dataset = truth
-        gt.createIndex()
-        if rows:
-            dt = gt.loadRes([dict(r) for r in rows])  # loadRes writes into the rows: give it copies
-        else:
-            dt = COCO()
-            dt.dataset = {"images": list(truth["images"]), "categories": list(truth["categories"]),
-                          "annotations": []}
-            dt.createIndex()
-        ev = (COCOeval(gt, dt, iou_type, print_function=print) if backend == "faster-coco-eval"
-              else COCOeval(gt, dt, iou_type))
-        ev.params.imgIds = sorted(int(i["id"]) for i in truth["images"])
-        ev.evaluate()
-        ev.accumulate()
-    summary = io.StringIO()
-    with contextlib.redirect_stdout(summary):
-        ev.summarize()
-    return ev, summary.getvalue()
-
-
-def _per_class(ev: Any, truth: Mapping, rows: list[dict]) -> list[dict]:
+def _per_class(ev: Any, names: Mapping[int, str], gt_count: Counter, dt_count: Counter) -> list[dict]:
     precision = np.asarray(ev.eval["precision"])  # [T, R, K, A, M]
     cat_ids = [int(c) for c in ev.params.catIds]
-    gt_count = Counter(int(a["category_id"]) for a in truth["annotations"] if not a.get("iscrowd"))
-    dt_count = Counter(r["category_id"] for r in rows)
-    names = category_names(truth)
     out = []
     for k, cat_id in enumerate(cat_ids):
         p = precision[:, :, k, 0, -1]
@@ -235,20 +204,13 @@ def _ious(dts: list[dict], gts: list[dict], iou_type: str, size: tuple[int, int]
     return np.asarray(mask_utils.iou([d["segmentation"] for d in dts], g_rles, crowd))
 
 
-def _per_image(truth: Mapping, rows: list[dict], iou_type: str) -> tuple[list[dict], Counter]:
-    """Per-image TP/FP/FN at IoU 0.5 and the label confusions."""
-    names = category_names(truth)
-    gts_by: dict[int, list[dict]] = {}
-    for ann in truth["annotations"]:
-        gts_by.setdefault(int(ann["image_id"]), []).append(ann)
-    dts_by: dict[int, list[dict]] = {}
-    for row in rows:
-        dts_by.setdefault(row["image_id"], []).append(row)
-    confusions: Counter = Counter()
-    images = []
-    for image in truth["images"]:
+def _per_image(chunk: list[tuple[Mapping, list[dict], list[dict]]], names: Mapping[int, str],
+               iou_type: str, images: list[dict], confusions: Counter) -> None:
+    """Per-image TP/FP/FN at IoU 0.5 (appended to ``images``) and the label confusions (counted), for a
+    chunk of ``(truth image, its truth annotations, its results rows)``."""
+    for image, gts, rows in chunk:
         image_id = int(image["id"])
-        gts, dts = gts_by.get(image_id, []), sorted(dts_by.get(image_id, []), key=lambda r: -r["score"])
+        dts = sorted(rows, key=lambda r: -r["score"])
         iou = _ious(dts, gts, iou_type, (int(image["width"]), int(image["height"])))
         crowd = np.array([bool(g.get("iscrowd")) for g in gts], dtype=bool)
         same = np.array([[d["category_id"] == g["category_id"] for g in gts] for d in dts], dtype=bool)
@@ -276,7 +238,6 @@ def _per_image(truth: Mapping, rows: list[dict], iou_type: str) -> tuple[list[di
         images.append({"image_id": image_id, "file_name": str(image["file_name"]), "truth": tp + fn,
                        "predicted": len(dts), "tp": tp, "fp": fp, "fn": fn, "precision": precision,
                        "recall": recall, "f1": f1})
-    return images, confusions
 
 
 def evaluate(pred: DatasetSource, truth: DatasetSource, *, iou_type: str = "segm",
@@ -295,43 +256,41 @@ def evaluate(pred: DatasetSource, truth: DatasetSource, *, iou_type: str = "segm
     if iou_type not in ("segm", "bbox"):
         raise ConfigError(f"iou_type must be 'segm' or 'bbox', got {iou_type!r}")
     backend = _backend(backend)
-    # The predictions are checked, then streamed: only those of the images the truth names are kept, so
-    # memory follows the truth, not the run. The truth is loaded whole (COCOeval needs it).
+    # Both files are checked, then streamed: only the predictions of the images the truth names are kept,
+    # and the truth is read a chunk of images at a time into COCOeval (see _cocoeval_chunks), so memory
+    # follows a chunk of the truth, not the run.
     pred_file = CocoFile(pred, what="predictions")
     truth_file = CocoFile(truth, what="ground truth")
-    truth_data = truth_file.load()
     truth_name = _source_name(truth, "ground truth")
-    for pos, ann in enumerate(truth_data["annotations"]):
-        for key in ("id", "area", "iscrowd"):  # COCOeval reads them; say so instead of a KeyError
-            if key not in ann:
-                raise InputError(f"{truth_file.name}: annotations[{pos}].{key}: expected a value (COCOeval "
-                                 "needs it); the field is missing")
-    sizes = {image.id: (image.width, image.height) for image in truth_file.images}
-    for pos, ann in enumerate(truth_data["annotations"]):  # pycocotools trusts RLE counts: check them
-        what = f"{truth_file.name}: annotations[{pos}].segmentation"
-        if isinstance(ann.get("segmentation"), Mapping):
-            ann_rle(ann, *sizes[ann["image_id"]], what=what)
-        elif iou_type == "segm" and not ann.get("segmentation") and "keypoints" not in ann:
-            raise InputError(f"{what}: expected a mask (polygons or RLE), which COCOeval's segm evaluation "
-                             f"needs; got {ann.get('segmentation', 'nothing')!r} (or evaluate with bbox)")
-    truth_data.setdefault("info", {})
-    truth_data.setdefault("licenses", [])
-    cats = _TruthCategories(truth_data, aliases, truth_name)
+    used, gt_count, truth_objects = _check_truth(truth_file, iou_type)
+    cats = _TruthCategories(truth_file.categories, used, aliases, truth_name)
+    names = category_names({"categories": truth_file.categories})
     joined, unmatched = _join_images(pred_file.images, truth_file.images)
     counts: Counter = Counter()
     unmapped: Counter = Counter()
     rows = _results(pred_file, truth_file, joined, cats, iou_type, default_score, counts, unmapped)
+    n_rows = sum(len(r) for r in rows.values())
+    dt_count = Counter(r["category_id"] for image_rows in rows.values() for r in image_rows)
+    copy_truth = isinstance(truth, Mapping)  # COCOeval writes into the truth's annotations
+    images: list[dict] = []
+    confusions: Counter = Counter()
     try:
-        ev, text = _run_cocoeval(truth_data, rows, iou_type, backend)
-        images, confusions = _per_image(truth_data, rows, iou_type)
+        coco = ChunkedCocoEval((i.id for i in truth_file.images), truth_file.categories, iou_type, backend)
+        records = ((_image_dict(r.image), copy.deepcopy(r.annotations) if copy_truth else r.annotations,
+                    rows.pop(r.image.id, [])) for r in truth_file.records(keypoints=True))
+        for chunk in chunks(records):
+            coco.add([c[0] for c in chunk], [a for c in chunk for a in c[1]],
+                     [r for c in chunk for r in c[2]])
+            _per_image(chunk, names, iou_type, images, confusions)
+        ev, text = coco.finish()
     except VisionkitError as exc:  # a truth mask that does not decode
         raise InputError(f"{truth_file.name}: {exc}") from exc
     stats = [float(v) for v in ev.stats[:12]]
     images.sort(key=lambda r: (r["f1"] if r["f1"] is not None else 2.0, r["file_name"]))
-    per_image_max = Counter(r["image_id"] for r in rows)
+    per_image_max = max((r["predicted"] for r in images), default=0)
     notes = []
     if counts["no_score"]:
-        notes.append(f"{counts['no_score']} of {len(rows) + counts['no_mask']} predictions have no score and "
+        notes.append(f"{counts['no_score']} of {n_rows + counts['no_mask']} predictions have no score and "
                      f"were given {default_score:g}: with one constant score there is no ranking, so AP "
                      "measures precision and recall at one operating point, not a PR curve")
     if counts["no_mask"]:
@@ -340,24 +299,52 @@ def evaluate(pred: DatasetSource, truth: DatasetSource, *, iou_type: str = "segm
         notes.append(f"{len(unmatched)} predicted images are not in the ground truth and were left out")
     if unmapped:
         notes.append(f"{sum(unmapped.values())} predictions have labels that map to no truth category")
-    if per_image_max and max(per_image_max.values()) > 100:
+    if per_image_max > 100:
         notes.append("some images have more than 100 predictions; COCOeval (maxDets=100) keeps the 100 "
                      "with the highest scores")
     return {
         "iou_type": iou_type, "backend": backend,
         "stats": stats, "summary": dict(zip(STAT_NAMES, stats)), "summary_text": text,
-        "per_class": _per_class(ev, truth_data, rows),
+        "per_class": _per_class(ev, names, gt_count, dt_count),
         "confusions": [{"truth": t, "predicted": p, "count": n}
                        for (t, p), n in sorted(confusions.items(), key=lambda kv: (-kv[1], kv[0]))],
         "images": images,
         "unmatched_images": unmatched,
         "unmapped_labels": dict(sorted(unmapped.items())),
-        "counts": {"truth_images": len(truth_data["images"]), "predicted_images": len(pred_file.images),
-                   "joined_images": len(joined), "results": len(rows),
-                   "truth_objects": sum(not a.get("iscrowd") for a in truth_data["annotations"]),
+        "counts": {"truth_images": len(truth_file.images), "predicted_images": len(pred_file.images),
+                   "joined_images": len(joined), "results": n_rows, "truth_objects": truth_objects,
                    **{k: v for k, v in counts.items() if v}},
         "notes": notes,
     }
+
+
+def _check_truth(truth: CocoFile, iou_type: str) -> tuple[Counter, Counter, int]:
+    """One streamed pass over the truth: the fields COCOeval reads are there and RLE counts decode to the
+    image's size. Returns the annotations per category id (as text), the non-crowd ones per category id,
+    and their total."""
+    used: Counter = Counter()
+    gt_count: Counter = Counter()
+    for record in truth.records(keypoints=True):
+        for ann, pos in zip(record.annotations, record.indices):
+            for key in ("id", "area", "iscrowd"):  # COCOeval reads them; say so instead of a KeyError
+                if key not in ann:
+                    raise InputError(f"{truth.name}: annotations[{pos}].{key}: expected a value (COCOeval "
+                                     "needs it); the field is missing")
+            what = f"{truth.name}: annotations[{pos}].segmentation"
+            if isinstance(ann.get("segmentation"), Mapping):  # pycocotools trusts RLE counts: check them
+                ann_rle(ann, record.image.width, record.image.height, what=what)
+            elif iou_type == "segm" and not ann.get("segmentation") and "keypoints" not in ann:
+                raise InputError(f"{what}: expected a mask (polygons or RLE), which COCOeval's segm "
+                                 f"evaluation needs; got {ann.get('segmentation', 'nothing')!r} (or evaluate "
+                                 "with bbox)")
+            used[str(ann["category_id"])] += 1
+            if not ann.get("iscrowd"):
+                gt_count[int(ann["category_id"])] += 1
+    return used, gt_count, sum(gt_count.values())
+
+
+def _image_dict(image: ImageEntry) -> dict:
+    return {"id": image.id, "file_name": image.file_name, "width": image.width, "height": image.height}
 
 
 def _source_name(source: DatasetSource, what: str) -> str:
