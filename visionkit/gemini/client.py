@@ -41,7 +41,7 @@ from .deadline import DeadlineAdapter
 from .images import DEFAULT_JPEG_QUALITY, DEFAULT_MAX_SIDE, PreparedImage, prepare_image
 from .models import DEFAULT_MODEL, MODEL_ENV_VAR, lookup, resolve_model, status_note
 from .prompts import check_task
-from .request import RequestOptions, as_contents, build_request, plan_request
+from .request import RequestOptions, as_contents, build_request, encode_request, plan_request
 from .retry import RetryPolicy, _set_attempts
 from .session import EnvOnceSession
 from .thinking import AUTO, ThinkingMemory, thinking_fix
@@ -369,13 +369,13 @@ class GeminiClient:
         prepared = prepare_image(image, self.max_side, self.jpeg_quality)
         part: Any = prepared
         body = build_request(part, task, self.model, options)
-        payload = json.dumps(body).encode("utf-8")
+        payload = encode_request(body)
         if len(payload) > self.inline_limit_bytes:
             logger.debug("request is %d bytes, over the inline limit %d: using the Files API",
                          len(payload), self.inline_limit_bytes)
             part = self.upload(prepared.data, prepared.mime_type, display_name=_display_name(image)).part()
             body = build_request(part, task, self.model, options)
-            payload = json.dumps(body).encode("utf-8")
+            payload = encode_request(body)
         try:
             response, attempts = self._post_generate(payload)
         except BadRequestError as exc:

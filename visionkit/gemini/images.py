@@ -1,5 +1,11 @@
 """Prepare an image for a request: upright, downscaled to a maximum side, encoded as JPEG (or PNG with alpha).
 
+A JPEG file that needs none of that (stored upright, within ``max_side``, 8-bit gray or YCbCr, at most
+:data:`AS_IS_BYTES_PER_PIXEL` bytes a pixel) is sent as it is, without its metadata
+(:func:`visionkit.media.jpegstrip.strip_jpeg_metadata`: no EXIF, XMP or comments), when the default JPEG
+quality is asked for: decoding and re-encoding it cost more CPU than the rest of the request, and only
+lost quality.
+
 Gemini answers with coordinates normalized to 0-1000 over the image it was sent. Since normalized
 coordinates do not depend on the pixel size, the answer maps straight onto the ORIGINAL upright image;
 :class:`PreparedImage` keeps both sizes so callers can check that, and parse against ``original_wh``.
@@ -8,19 +14,30 @@ coordinates do not depend on the pixel size, the answer maps straight onto the O
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from PIL import Image
 
 from ..errors import ConfigError, InputError
+from ..media import imageio
+from ..media.filekind import check_regular
 from ..media.imageio import ImageSource, open_upright
+from ..media.jpegstrip import strip_jpeg_metadata
 
-__all__ = ["DEFAULT_JPEG_QUALITY", "DEFAULT_MAX_SIDE", "PreparedImage", "prepare_image"]
+__all__ = ["AS_IS_BYTES_PER_PIXEL", "AS_IS_MIN_BYTES", "DEFAULT_JPEG_QUALITY", "DEFAULT_MAX_SIDE",
+           "PreparedImage", "prepare_image"]
 
 #: Longest side, in pixels, of the image sent to the API.
 DEFAULT_MAX_SIDE = 1024
 #: JPEG quality of the image sent to the API.
 DEFAULT_JPEG_QUALITY = 90
+#: A JPEG file larger than this (bytes per pixel) is re-encoded at the JPEG quality rather than sent as it
+#: is: a quality-90 encode of a photo takes well under 1 byte a pixel, so this keeps requests small.
+#: Files up to :data:`AS_IS_MIN_BYTES` are sent as they are whatever their pixel count (headers, tiny images).
+AS_IS_BYTES_PER_PIXEL = 1.0
+AS_IS_MIN_BYTES = 65536
 
 
 @dataclass(frozen=True)
@@ -68,7 +85,8 @@ def prepare_image(source: ImageSource, max_side: int = DEFAULT_MAX_SIDE,
 
     Returns:
         A :class:`PreparedImage`: JPEG, or PNG when the image has any transparent pixel (a fully opaque
-        alpha channel is dropped and the image is sent as JPEG).
+        alpha channel is dropped and the image is sent as JPEG). A JPEG file that is upright and within
+        ``max_side`` is sent as it is, without its metadata, at the default ``jpeg_quality`` (see above).
 
     Raises:
         InputError: the image cannot be read (see :func:`~visionkit.media.imageio.open_upright`).
@@ -78,6 +96,10 @@ def prepare_image(source: ImageSource, max_side: int = DEFAULT_MAX_SIDE,
         raise ConfigError(f"max_side must be a positive int, got {max_side!r}")
     if not isinstance(jpeg_quality, int) or not 1 <= jpeg_quality <= 95:
         raise ConfigError(f"jpeg_quality must be an int in 1..95, got {jpeg_quality!r}")
+    if jpeg_quality == DEFAULT_JPEG_QUALITY and isinstance(source, (str, os.PathLike)):
+        as_is = _jpeg_as_is(Path(source), max_side)
+        if as_is is not None:
+            return as_is
     im = open_upright(source)
     original_wh = im.size
     alpha = _has_alpha(im)
@@ -100,3 +122,26 @@ def prepare_image(source: ImageSource, max_side: int = DEFAULT_MAX_SIDE,
         mime = "image/jpeg"
     return PreparedImage(data=buf.getvalue(), mime_type=mime, original_wh=(int(width), int(height)),
                          sent_wh=(int(im.size[0]), int(im.size[1])))
+
+
+def _jpeg_as_is(path: Path, max_side: int) -> PreparedImage | None:
+    """The JPEG file at ``path`` to send as it is (its metadata stripped), or None when it must be decoded
+    and re-encoded (not a JPEG, turned by its EXIF orientation, larger than ``max_side`` or than
+    :data:`AS_IS_BYTES_PER_PIXEL`, CMYK, 12-bit, arithmetic-coded, unreadable: the full path says why)."""
+    try:
+        check_regular(path)  # a FIFO would block the read: left to open_upright, which says what it is
+        with Image.open(path) as im:  # the header only
+            if im.format != "JPEG" or im.mode not in ("RGB", "L"):
+                return None
+            wh = (int(im.size[0]), int(im.size[1]))
+            if max(wh) > max_side or wh[0] * wh[1] > imageio.MAX_PIXELS or im.getexif().get(0x0112, 1) != 1:
+                return None
+        if path.stat().st_size > max(AS_IS_BYTES_PER_PIXEL * wh[0] * wh[1], AS_IS_MIN_BYTES):
+            return None
+        with open(path, "rb", buffering=0) as fh:  # readall sizes its buffer once (see jpegcheck)
+            data = fh.readall()
+    except Exception:  # any failure here: the full path reads the file again and reports it
+        return None
+    data = strip_jpeg_metadata(data)
+    return None if data is None else PreparedImage(data=data, mime_type="image/jpeg", original_wh=wh,
+                                                  sent_wh=wh)

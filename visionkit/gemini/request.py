@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,8 +42,8 @@ from .models import MEDIA_RESOLUTIONS, ModelInfo, lookup
 from .prompts import MASK_FORMATS, build_generation_config, build_prompt, check_task, normalize_classes
 from .thinking import AUTO
 
-__all__ = ["SERVICE_TIERS", "RequestOptions", "RequestPlan", "as_contents", "build_request", "image_part",
-           "plan_request"]
+__all__ = ["SERVICE_TIERS", "RequestOptions", "RequestPlan", "as_contents", "build_request", "encode_request",
+           "image_part", "plan_request"]
 
 #: ``--tier`` choices. "standard" sends nothing (the API's default).
 SERVICE_TIERS = ("standard", "flex", "priority")
@@ -156,10 +158,52 @@ def as_contents(parts_or_contents: Any) -> list[dict]:
     return [{"role": "user", "parts": parts}]
 
 
+class _Base64(str):
+    """Base64 text made here: its letters (``A-Za-z0-9+/=``) are JSON as they are, so
+    :func:`encode_request` splices its bytes in instead of having ``json.dumps`` scan it for escapes."""
+
+    __slots__ = ("raw",)
+
+
+def _base64(data: bytes) -> _Base64:
+    raw = base64.b64encode(data)
+    text = _Base64(raw.decode("ascii"))
+    text.raw = raw
+    return text
+
+
+def encode_request(body: Mapping[str, Any]) -> bytes:
+    """``json.dumps(body).encode("utf-8")``, the same bytes, built faster: the base64 image data that
+    :func:`image_part` made is spliced in, not scanned for escapes by ``json.dumps`` (which cost more than
+    the base64 encoding itself for a 1024-pixel JPEG, measured: docs/performance.md)."""
+    spliced: list[bytes] = []
+
+    def swap(value: Any) -> Any:
+        if isinstance(value, _Base64) and getattr(value, "raw", None) is not None:
+            spliced.append(value.raw)
+            return f"{token}{len(spliced) - 1}."
+        if isinstance(value, Mapping):
+            return {k: swap(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [swap(v) for v in value]
+        return value
+
+    token = f"vk-base64-{secrets.token_hex(8)}-"
+    text = json.dumps(swap(body)).encode("utf-8")
+    pieces, rest = [], text
+    for i, raw in enumerate(spliced):
+        mark = f"{token}{i}.".encode("ascii")
+        head, found, rest = rest.partition(mark)
+        if not found or mark in rest:  # cannot happen (a random token); the plain way then
+            return json.dumps(body).encode("utf-8")
+        pieces += (head, raw)
+    return b"".join((*pieces, rest))
+
+
 def image_part(image: PreparedImage | Mapping[str, Any]) -> dict:
     """The content part for ``image``: ``inlineData`` for a PreparedImage, a part dict copied as is."""
     if isinstance(image, PreparedImage):
-        data = base64.b64encode(image.data).decode("ascii")
+        data = _base64(image.data)
         return {"inlineData": {"mimeType": image.mime_type, "data": data}}
     if isinstance(image, Mapping):
         return copy.deepcopy(dict(image))

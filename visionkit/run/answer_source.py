@@ -22,7 +22,7 @@ from typing import Any
 from ..answers.parse import answer_text
 from ..answers.response import load_response
 from ..errors import BlockedError, ConfigError, EmptyResponseError, ExportError, InputError, ParseError
-from ..media.atomic import SyncBatch, write_bytes_atomic, write_json_atomic
+from ..media.atomic import FolderSync, SyncBatch, write_bytes_atomic, write_json_atomic
 from ..media.filekind import check_regular
 
 __all__ = ["AnswerSource", "RateLimiter", "ResponseStore", "find_replay", "read_answer"]
@@ -105,10 +105,15 @@ def _file_digest(path: Path) -> str | None:
 
 
 class ResponseStore:
-    """The saved responses of one output folder (``OUT/responses``). Safe to use from many threads."""
+    """The saved responses of one output folder (``OUT/responses``). Safe to use from many threads.
 
-    def __init__(self, folder: Path):
+    ``folders``: each saved file is fsynced before its rename, and the folders' fsyncs are left to it
+    (:class:`~visionkit.media.atomic.FolderSync`: at most a second later; the owner closes it at the end of
+    the run); without it, each save fsyncs its folders too."""
+
+    def __init__(self, folder: Path, folders: FolderSync | None = None):
         self.folder = Path(folder)
+        self.folders = folders
 
     def path(self, key: str) -> Path:
         return self.folder / f"{key}.json"
@@ -175,8 +180,8 @@ class ResponseStore:
                               json.dumps(record, ensure_ascii=False).encode("utf-8"))
             batch.write_bytes(self.path(key), body)
             return
-        write_json_atomic(self.folder / RECORD_DIR / f"{key}.json", record)
-        write_bytes_atomic(self.path(key), body)
+        write_json_atomic(self.folder / RECORD_DIR / f"{key}.json", record, folders=self.folders)
+        write_bytes_atomic(self.path(key), body, folders=self.folders)
 
 
 class RateLimiter:
@@ -227,9 +232,11 @@ class AnswerSource:
                                       getattr(client, "max_side", None),
                                       getattr(client, "media_resolution", None))
 
-    def get(self, path: Path, file_name: str, key: str) -> tuple[Any, str, int, str | None]:
+    def get(self, path: Path, file_name: str, key: str, size_wh: tuple[int, int] | None = None
+            ) -> tuple[Any, str, int, str | None]:
         """``(answer, source, attempts, note)``; source is "replay", "cache", "api" or "batch" (an answer a
-        batch job of this ``--batch`` run saved: billed to this run, see :mod:`visionkit.run.usage`)."""
+        batch job of this ``--batch`` run saved: billed to this run, see :mod:`visionkit.run.usage`).
+        ``size_wh``: the upright image's size, when the caller read it already."""
         if self.replay is not None:
             return read_answer(self.replay_file(path, file_name, key)), "replay", 0, None
         answer, stale = self.store.load(key, self.request, path)
@@ -240,7 +247,7 @@ class AnswerSource:
             return answer, "batch" if batch else "cache", 0, None
         self.limiter.acquire()
         result = self.client.annotate(path, self.task, prompt=self.prompt, classes=self.classes)
-        response, attempts, reasked = self._checked(result, path)
+        response, attempts, reasked = self._checked(result, path, size_wh)
         try:
             answer_text(response)
         except (BlockedError, EmptyResponseError):
@@ -255,7 +262,8 @@ class AnswerSource:
         note = "; ".join(filter(None, (note, reasked))) or None
         return response, "api", attempts, note
 
-    def _checked(self, result: Any, path: Path) -> tuple[dict, int, str | None]:
+    def _checked(self, result: Any, path: Path, size_wh: tuple[int, int] | None
+                 ) -> tuple[dict, int, str | None]:
         """The response to keep (with its usage entry), the HTTP attempts in all, and a re-ask note."""
         from . import reask
 
@@ -264,7 +272,7 @@ class AnswerSource:
         from ..media.imageio import image_size
 
         response, more, note = reask.reask(self.client, path, self.task, self.prompt, self.classes, result,
-                                           image_size(path))
+                                           size_wh or image_size(path))
         return response, result.attempts + more, note
 
     def _save(self, key: str, path: Path, response: dict) -> str | None:

@@ -25,7 +25,7 @@ from ..formats.keypoints import point_annotations
 from ..media import imageio
 from ..media.jpegcheck import ends_with_eoi, jpeg_damage
 from .answer_source import AnswerSource, read_answer
-from .reask import saved_meta
+from .reask import reuse_parse, saved_meta
 from .usage import answer_usage
 
 __all__ = ["ImageResult", "ReplayAnswer", "StepConfig", "init_step", "offline_step", "process_one",
@@ -88,7 +88,8 @@ class ReplayAnswer:
     error: str = ""
     batch: bool = False  # the run's client answers from batch jobs only: their answers are "batch"
 
-    def get(self, path: Path, file_name: str, key: str) -> tuple[Any, str, int, str | None]:
+    def get(self, path: Path, file_name: str, key: str, size_wh: tuple[int, int] | None = None
+            ) -> tuple[Any, str, int, str | None]:
         if self.found is None:
             raise InputError(self.error)
         answer = read_answer(self.found)
@@ -157,7 +158,7 @@ def process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, o
         damage = None if late_check else _jpeg_damage(path)
         stage = "answer"
         origin = "api" if source.replay is None else "replay"
-        answer, origin, attempts, note = source.get(path, file_name, key)
+        answer, origin, attempts, note = source.get(path, file_name, key, size_wh=size_wh)
         meta = saved_meta(answer)  # what visionkit noted beside the answer: usage, mask order
         if origin in ("api", "batch"):
             usage = answer_usage(answer)
@@ -165,8 +166,11 @@ def process_one(path: Path, file_name: str, key: str, *, source: AnswerSource, o
             version = answer.get("modelVersion") if isinstance(answer, dict) else None
         stage = "parse"
         order = meta.get("maskOrder") if meta.get("maskOrder") in ("yx", "xy") else None
-        dets = parse_response(answer, size_wh, threshold, mask_order=order,
-                              masks=(task == "segment" and meta.get("maskFormat") != "none"))
+        with_masks = task == "segment" and meta.get("maskFormat") != "none"
+        # a fresh answer was parsed already by the re-ask check: that parse is used when it fits
+        dets = reuse_parse(answer, size_wh, threshold, order, with_masks)
+        if dets is None:
+            dets = parse_response(answer, size_wh, threshold, mask_order=order, masks=with_masks)
         if dedupe is not None:  # near-duplicates out before export and overlay
             from ..core.dedupe import dedupe as drop_duplicates
 

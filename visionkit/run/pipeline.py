@@ -52,6 +52,7 @@ from ..core.tasks import check_task
 from ..draw.overlay_files import DEFAULT_OVERLAY_FORMAT, DEFAULT_OVERLAY_MAX_SIDE, check_overlay_options
 from ..errors import ConfigError, ExportError, InputError
 from ..formats.coco import CategoryMap, check_polygon_holes
+from ..media.atomic import FolderSync
 from .answer_source import AnswerSource, RateLimiter, ResponseStore
 from .image_step import ImageResult, StepConfig, init_step, offline_step, process_one, replay_answer
 from .inputs import find_inputs, no_images_error
@@ -164,7 +165,9 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
     images = found.images
     if not images:
         raise no_images_error(found)
-    store = ResponseStore(out / "responses")
+    # paid answers: each file fsynced as it is saved, their folders every second and at the end (see
+    # docs/reliability.md)
+    store = ResponseStore(out / "responses", FolderSync())
     if replay_dir is None and client is None and client_factory is None:
         raise ConfigError("online labeling needs a Gemini client; to label from recorded answers "
                           "without one, pass replay (for example OUT/responses)")
@@ -175,6 +178,7 @@ def label(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, task: 
         _notify(summary, on_notice, notice)
     aborted = False
     with contextlib.ExitStack() as cleanup:
+        cleanup.callback(store.folders.close)  # last: after the pool's requests in flight are saved
         if replay_dir is None and client is None:
             client = client_factory()  # before anything is written: no API key stops the run here
             cleanup.callback(client.close)

@@ -14,6 +14,9 @@ The answer kept is returned with a ``"visionkit"`` entry, saved with it in ``OUT
 
 so the saved response is the one used, both requests count in the run's usage, and a later parse knows the
 polygon point order the prompt stated.
+
+The check parses the answer (masks decoded); the kept answer is returned as an :class:`Answer`, which
+carries that parse, so the image's step reuses it (:func:`reuse_parse`) instead of parsing it again.
 """
 
 from __future__ import annotations
@@ -25,23 +28,66 @@ from typing import Any
 from ..core.usage import Usage
 from ..errors import APIError, VisionkitError
 
-__all__ = ["META_KEY", "annotate_meta", "mask_stats", "no_reask", "reask", "saved_meta"]
+__all__ = ["META_KEY", "Answer", "annotate_meta", "mask_stats", "no_reask", "reask", "reuse_parse",
+           "saved_meta"]
 
 #: The key of visionkit's own entry in a saved response.
 META_KEY = "visionkit"
 
 
-def mask_stats(response: Any, size_wh: tuple[int, int], mask_order: str | None) -> tuple[int, int, str]:
-    """``(decoded, undecodable, first reason)`` of a segmentation answer's masks (0, 0, "" if unparsable)."""
+class Answer(dict):
+    """A response (a plain dict to JSON and to every reader) that also carries the parse the re-ask check
+    made of it: ``parsed = (size_wh, mask_order, Detections)`` at the default threshold, masks decoded.
+    The parse is never saved; :func:`reuse_parse` hands it to the image's step once."""
+
+    parsed: tuple | None = None
+
+
+def _parse(response: Any, size_wh: tuple[int, int], mask_order: str | None) -> Any:
+    """The check's parse (default threshold, masks decoded), or None when the answer does not parse."""
     from ..answers.parse import parse_response
 
     try:
-        dets = parse_response(response, size_wh, masks=True, mask_order=mask_order)
+        return parse_response(response, size_wh, masks=True, mask_order=mask_order)
     except VisionkitError:
+        return None
+
+
+def _stats(dets: Any) -> tuple[int, int, str]:
+    if dets is None:
         return 0, 0, ""
     bad = [w for w in dets.warnings if w.field == "mask" and "smaller than one pixel" not in w.reason]
     decoded = sum(m is not None for m in dets.masks) if dets.masks is not None else 0
     return decoded, len(bad), (bad[0].reason if bad else "")
+
+
+def mask_stats(response: Any, size_wh: tuple[int, int], mask_order: str | None) -> tuple[int, int, str]:
+    """``(decoded, undecodable, first reason)`` of a segmentation answer's masks (0, 0, "" if unparsable)."""
+    return _stats(_parse(response, size_wh, mask_order))
+
+
+def reuse_parse(answer: Any, size_wh: tuple[int, int], threshold: int, mask_order: str | None,
+                masks: bool) -> Any:
+    """The Detections the re-ask check parsed from ``answer``, when that parse is the one asked for (same
+    size and point order, the default threshold, masks decoded), else None. Handed out once: the step
+    owns them then."""
+    from ..answers.parse import DEFAULT_THRESHOLD
+
+    parsed = getattr(answer, "parsed", None)
+    if parsed is None:
+        return None
+    answer.parsed = None  # not held any longer (an unsaved answer is kept until the run's end)
+    if not masks or threshold != DEFAULT_THRESHOLD:
+        return None
+    size, order, dets = parsed
+    return dets if (tuple(size), order) == (tuple(size_wh), mask_order) else None
+
+
+def _kept(response: dict, size_wh: tuple[int, int], mask_order: str | None, dets: Any) -> Answer:
+    kept = Answer(response)
+    if dets is not None:
+        kept.parsed = (size_wh, mask_order, dets)
+    return kept
 
 
 def no_reask(first: Any) -> dict:
@@ -75,9 +121,11 @@ def reask(client: Any, path: Path, task: str, prompt: str | None, classes: Seque
     usage = _usage(first)
     if task != "segment" or getattr(first, "mask_format", None) == "none":
         return annotate_meta(first, usage), 0, None
-    decoded, bad, why = mask_stats(first.response, size_wh, getattr(first, "mask_order", None))
+    order = getattr(first, "mask_order", None)
+    dets = _parse(first.response, size_wh, order)
+    decoded, bad, why = _stats(dets)
     if not bad:
-        return annotate_meta(first, usage), 0, None
+        return _kept(annotate_meta(first, usage), size_wh, order, dets), 0, None
     reason = f"{bad} of {bad + decoded} masks could not be decoded ({why.split(';')[0]})"
     from ..gemini.fleet import answered_by
 
@@ -88,16 +136,20 @@ def reask(client: Any, path: Path, task: str, prompt: str | None, classes: Seque
         second = client.annotate(path, task, classes=classes, mask_format="polygon", json_mode=False)
     except APIError as exc:
         note = f"{reason}; asking again with the polygon prompt failed ({type(exc).__name__}: {exc})"
-        return annotate_meta(first, usage, reasked=note), max(getattr(exc, "attempts", 1) - 1, 0), note
+        return (_kept(annotate_meta(first, usage, reasked=note), size_wh, order, dets),
+                max(getattr(exc, "attempts", 1) - 1, 0), note)
     usage.add(_usage(second))
-    decoded2, bad2, _ = mask_stats(second.response, size_wh, getattr(second, "mask_order", None))
+    order2 = getattr(second, "mask_order", None)
+    dets2 = _parse(second.response, size_wh, order2)
+    decoded2, bad2, _ = _stats(dets2)
     if decoded2 > decoded:
         note = (f"{reason}; asked again with the polygon prompt ([y, x] points): {decoded2} masks decoded"
                 + (f", {bad2} not" if bad2 else "") + "; that answer is used")
-        return annotate_meta(second, usage, reasked=note), second.attempts - 1, note
+        return (_kept(annotate_meta(second, usage, reasked=note), size_wh, order2, dets2),
+                second.attempts - 1, note)
     note = (f"{reason}; asked again with the polygon prompt, which decoded {decoded2}; the first answer "
             "is kept")
-    return annotate_meta(first, usage, reasked=note), second.attempts - 1, note
+    return _kept(annotate_meta(first, usage, reasked=note), size_wh, order, dets), second.attempts - 1, note
 
 
 def saved_meta(answer: Any) -> Mapping:

@@ -19,8 +19,12 @@ import numpy as np
 __all__ = ["segment_answer", "write_labelled_folder"]
 
 
-def segment_answer(n: int = 10, seed: int = 0, labels: tuple[str, ...] = ("cup", "plate", "spoon")) -> str:
-    """A fenced JSON answer with ``n`` items, each with a ``box_2d`` and a base64 PNG ``mask``."""
+def segment_answer(n: int = 10, seed: int = 0, labels: tuple[str, ...] = ("cup", "plate", "spoon"), *,
+                   unfiltered: bool = False) -> str:
+    """A fenced JSON answer with ``n`` items, each with a ``box_2d`` and a base64 PNG ``mask``.
+    ``unfiltered``: the PNG rows use no filter (filter type 0), as every mask in the recorded Gemini
+    answers does; by default OpenCV picks its filters (the masks then take libpng's slower decode)."""
+    params = [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE] if unfiltered else []
     rng = np.random.default_rng(seed)
     items = []
     for i in range(n):
@@ -30,7 +34,7 @@ def segment_answer(n: int = 10, seed: int = 0, labels: tuple[str, ...] = ("cup",
         cv2.ellipse(prob, (128, 128), (int(rng.integers(60, 127)), int(rng.integers(60, 127))),
                     float(rng.integers(0, 180)), 0, 360, 255, -1)
         prob = cv2.GaussianBlur(prob, (9, 9), 3)
-        png = base64.b64encode(cv2.imencode(".png", prob)[1].tobytes()).decode("ascii")
+        png = base64.b64encode(cv2.imencode(".png", prob, params)[1].tobytes()).decode("ascii")
         items.append({"box_2d": [y0, x0, y0 + h, x0 + w], "mask": "data:image/png;base64," + png,
                       "label": labels[i % len(labels)]})
     return "```json\n" + json.dumps(items) + "\n```"
@@ -45,8 +49,10 @@ def _photo(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
 
 
 def write_labelled_folder(root: str | os.PathLike, count: int, size_wh: tuple[int, int] = (1024, 768), *,
-                          masks: int = 10, seed: int = 0, quality: int = 90) -> tuple[Path, Path]:
-    """Write ``count`` JPEGs to ``root/images`` and one answer each to ``root/replay``.
+                          masks: int = 10, seed: int = 0, quality: int = 90, unfiltered: bool = False
+                          ) -> tuple[Path, Path]:
+    """Write ``count`` JPEGs to ``root/images`` and one answer each to ``root/replay`` (``unfiltered``: as
+    :func:`segment_answer`).
 
     Returns ``(images_dir, replay_dir)``. Files that already exist are kept (rerunning is cheap).
     """
@@ -64,5 +70,5 @@ def write_labelled_folder(root: str | os.PathLike, count: int, size_wh: tuple[in
             assert ok
             img_path.write_bytes(buf.tobytes())
         if not ans_path.exists():
-            ans_path.write_text(segment_answer(masks, seed=seed + i), encoding="utf-8")
+            ans_path.write_text(segment_answer(masks, seed=seed + i, unfiltered=unfiltered), encoding="utf-8")
     return images, replay
