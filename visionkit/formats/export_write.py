@@ -15,38 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..core.detections import Detections
-from ..media.atomic import SyncBatch
-from ..media.paths import safe_join
 
 __all__ = ["SplitWriters"]
-
-
-class _Yolo:
-    """``labels/<split>/<stem>.txt`` per image (an empty file for an image without instances), made durable
-    together on close (see :class:`~visionkit.media.atomic.SyncBatch`)."""
-
-    def __init__(self, folder: Path, cats, *, segment: bool, report: Counter, source: str) -> None:
-        self.folder, self.cats, self.segment, self.report, self.source = folder, cats, segment, report, source
-        self._index = {c["id"]: i for i, c in enumerate(cats.categories)}
-        self._synced = SyncBatch()
-        folder.mkdir(parents=True, exist_ok=True)
-
-    def add(self, name: str, wh: tuple[int, int], dets: Detections) -> int:
-        from .yolo import yolo_lines
-
-        class_of = {lbl: self._index[self.cats.lookup(lbl)] for lbl in set(dets.labels.tolist())
-                    if self.cats.lookup(lbl) is not None}
-        lines = yolo_lines(dets, class_of, segment=self.segment, report=self.report)
-        target = safe_join(self.folder, Path(name).with_suffix(".txt").as_posix(), file=self.source,
-                           field="file_name")
-        self._synced.write_bytes(target, ("\n".join(lines) + "\n" if lines else "").encode("utf-8"))
-        return len(lines)
-
-    def close(self) -> None:
-        self._synced.sync()
-
-    def discard(self) -> None:
-        pass
 
 
 class _Coco:
@@ -130,8 +100,10 @@ class SplitWriters:
             writer = TasksWriter(self.work, part, self.cats, self.report, polygons=self.polygons,
                                  root=self.ls_root, final=self.final)
         else:
-            writer = _Yolo(self.work / "labels" / part, self.cats, segment=fmt == "yolo-segment",
-                           report=self.report, source=self.sources)
+            from .yolo import LabelWriter  # shapely is imported only for YOLO exports
+
+            writer = LabelWriter(self.work / "labels" / part, self.cats, segment=fmt == "yolo-segment",
+                                 report=self.report, source=self.sources)
         self._open[part] = writer
         return writer
 

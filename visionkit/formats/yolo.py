@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,7 @@ from ..media.atomic import SyncBatch
 from ..media.paths import safe_join
 from .instances import box_polygon, clip_crop_to_box, snap_boxes
 
-__all__ = ["yolo_lines", "merge_parts", "data_yaml", "write_labels", "read_yolo_labels"]
+__all__ = ["yolo_lines", "merge_parts", "data_yaml", "LabelWriter", "read_yolo_labels"]
 
 
 
@@ -167,29 +167,37 @@ def data_yaml(names: Sequence[str], splits: Sequence[str], empty: Sequence[str] 
     return "\n".join(lines) + "\n"
 
 
-def write_labels(folder: Path, items: Iterable[tuple[str, tuple[int, int], Detections]], cats, *,
-                 segment: bool, report: Counter, source: str = "the annotations") -> int:
-    """Write ``folder/<stem>.txt`` for every ``(file_name, (width, height), Detections)`` item (an empty
-    file for an image without instances). Class ``i`` is ``cats.categories[i]`` (a
-    :class:`~visionkit.formats.coco.CategoryMap`). Returns the lines written.
+class LabelWriter:
+    """``folder/<stem>.txt`` per image (an empty file for an image without instances), made durable together
+    on :meth:`close` (one ``syncfs``, see :class:`~visionkit.media.atomic.SyncBatch`). Class ``i`` is
+    ``cats.categories[i]`` (a :class:`~visionkit.formats.coco.CategoryMap`).
 
-    Raises:
+    Raises (from :meth:`add`):
         InputError: naming ``source`` (where the file names come from), when a name would write outside
             ``folder`` (see :func:`visionkit.media.paths.safe_join`).
     """
-    index = {c["id"]: i for i, c in enumerate(cats.categories)}
-    written = 0
-    folder.mkdir(parents=True, exist_ok=True)
-    synced = SyncBatch()  # the label files are made durable together (one syncfs), not one fsync each
-    for name, _wh, dets in items:
-        class_of = {lbl: index[cats.lookup(lbl)] for lbl in set(dets.labels.tolist())
-                    if cats.lookup(lbl) is not None}
-        lines = yolo_lines(dets, class_of, segment=segment, report=report)
-        target = safe_join(folder, Path(name).with_suffix(".txt").as_posix(), file=source, field="file_name")
-        synced.write_bytes(target, ("\n".join(lines) + "\n" if lines else "").encode("utf-8"))
-        written += len(lines)
-    synced.sync()
-    return written
+
+    def __init__(self, folder: Path, cats, *, segment: bool, report: Counter, source: str) -> None:
+        self.folder, self.cats, self.segment, self.report, self.source = folder, cats, segment, report, source
+        self._index = {c["id"]: i for i, c in enumerate(cats.categories)}
+        self._synced = SyncBatch()
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def add(self, name: str, wh: tuple[int, int], dets: Detections) -> int:
+        """Write one image's label file; returns the lines written."""
+        class_of = {lbl: self._index[self.cats.lookup(lbl)] for lbl in set(dets.labels.tolist())
+                    if self.cats.lookup(lbl) is not None}
+        lines = yolo_lines(dets, class_of, segment=self.segment, report=self.report)
+        target = safe_join(self.folder, Path(name).with_suffix(".txt").as_posix(), file=self.source,
+                           field="file_name")
+        self._synced.write_bytes(target, ("\n".join(lines) + "\n" if lines else "").encode("utf-8"))
+        return len(lines)
+
+    def close(self) -> None:
+        self._synced.sync()
+
+    def discard(self) -> None:
+        pass
 
 
 def read_yolo_labels(text: str, image_wh: tuple[int, int], names: Sequence[str], *,
