@@ -507,12 +507,14 @@ def test_server_delay_beyond_max_total_wait_stops(make, fake, sleeps):
 def test_retries_exhausted(make, fake, sleeps, fault, cls):
     fake.push_faults(*[fault] * 5)
     # a 429 without a retry delay is paced by the client's shared throttle, not backed off per request,
-    # and counts against max_paced_attempts (issue 19, 10b)
+    # and draws on max_total_wait, not on max_attempts (issue 19, 10b): 0 s here, so it stops at once
     paced = cls is RateLimitError
-    retry = RetryPolicy(max_attempts=3, max_paced_attempts=3, sleep=sleeps.append, rng=random.Random(0))
-    with pytest.raises(cls, match="gave up after 3 attempts") as info:
+    retry = RetryPolicy(max_attempts=3, max_total_wait=0.0 if paced else 300.0, sleep=sleeps.append,
+                        rng=random.Random(0), base_delay=0.0)
+    gave_up = "gave up after 2 attempts, 2 of them" if paced else "gave up after 3 attempts"
+    with pytest.raises(cls, match=gave_up) as info:
         make(retry=retry).annotate(rgb(), "detect")
-    assert len(fake.generate_requests) == 3 and len(sleeps) == (0 if paced else 2)
+    assert len(fake.generate_requests) == (2 if paced else 3) and len(sleeps) == (0 if paced else 2)
     if cls is RateLimitError:
         assert info.value.per_day is False
         assert info.value.quota_id == "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"

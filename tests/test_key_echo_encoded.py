@@ -8,10 +8,13 @@ recursively; then URL and HTML decoding) and looks for any 8 characters of the k
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import html
 import io
 import json
 import logging
+import re
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -21,16 +24,35 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from visionkit.cli import main
+from visionkit.errors import APIError
 from visionkit.gemini.redact import redact_key, redact_split_parts
 from visionkit.testing.fake_gemini import FakeGemini, Fault
 
 KEY = "AQ.Ab8RN6Lq-echo-SECRET-zz91XyK3m0PqW7vT2"
-PLACES = ["label", "label-escaped", "label-split", "label-percent", "model-version-escaped"]
+PLACES = ["label", "label-escaped", "label-split", "label-percent", "model-version-escaped",
+          "label-percent-twice", "label-html-bare", "label-base64", "label-hex"]
+
+
+def _binary_decodings(text: str) -> list[str]:
+    """Every run of base64 or hex characters in ``text`` decoded, at every alignment, as Latin-1."""
+    out = []
+    for run in re.findall(r"[A-Za-z0-9+/_=-]{8,}", text):
+        run = run.replace("-", "+").replace("_", "/").rstrip("=")
+        for shift in range(4):
+            piece = run[shift:][:len(run[shift:]) // 4 * 4]
+            with contextlib.suppress(ValueError):
+                out.append(base64.b64decode(piece).decode("latin-1"))
+    for run in re.findall(r"[0-9a-fA-F]{16,}", text):
+        for shift in range(2):
+            piece = run[shift:][:len(run[shift:]) // 2 * 2]
+            out.append(bytes.fromhex(piece).decode("latin-1"))
+    return out
 
 
 def _decodings(text: str, depth: int = 0) -> list[str]:
-    """``text`` and everything it decodes to: JSON (strings of strings), URL and HTML encodings."""
-    out = [text, unquote(text), html.unescape(text)]
+    """``text`` and everything it decodes to: JSON (strings of strings), URL (once or twice), HTML, base64
+    and hex encodings."""
+    out = [text, unquote(text), unquote(unquote(text)), html.unescape(text), *_binary_decodings(text)]
     if depth < 3:
         try:
             value = json.loads(text)
@@ -93,6 +115,11 @@ E = "".join(f"\\u{ord(c):04x}" for c in KEY)      # JSON-escaped
 EE = "".join(f"\\\\u{ord(c):04X}" for c in KEY)   # escaped twice (a JSON text inside JSON)
 P = "".join(f"%{ord(c):02x}" for c in KEY)        # percent-encoded
 H = "".join(f"&#{ord(c)};" for c in KEY)          # HTML
+HB = "".join(f"&#{ord(c)}" for c in KEY)          # HTML without the ";"
+HX = "".join(f"&#x{ord(c):x}" for c in KEY)       # ... in hex
+PP = "".join(f"%25{ord(c):02X}" for c in KEY)     # percent-encoded twice
+B64 = base64.b64encode(KEY.encode()).decode()
+HEX = KEY.encode().hex()
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -105,9 +132,27 @@ H = "".join(f"&#{ord(c)};" for c in KEY)          # HTML
     (f"x{E[:6 * 8]}y", "x[redacted]y"),           # 8 escaped characters
     (f"x{E[:6 * 7]}y", f"x{E[:6 * 7]}y"),         # 7 are not redacted
     ("%41%51%2e%41%62%38%52 %4e", "%41%51%2e%41%62%38%52 %4e"),  # broken by a space
+    (f"a {HB} b", "a [redacted] b"),
+    (f"a {HX} b", "a [redacted] b"),
+    ("a " + "".join(f"&#{ord(c)}" if k % 3 else f"&#x{ord(c):X};" for k, c in enumerate(KEY)) + " b",
+     "a [redacted] b"),
+    (f"a {PP} b", "a [redacted] b"),
+    (f"a {PP[:5 * 8]}", "a [redacted]"),
+    (f"a {PP[:5 * 7]}", f"a {PP[:5 * 7]}"),      # 7 twice-encoded characters are not redacted
+    ("plain &#65 and %2541 and &#x41&#x42 stay", "plain &#65 and %2541 and &#x41&#x42 stay"),
+    # base64: the groups that hold only key bytes are redacted, those at the ends hold 2 bytes at most
+    (f"a {B64} b", f"a [redacted]{B64[-4:]} b"),
+    (f"a {base64.urlsafe_b64encode(b'xy' + KEY.encode()).decode()} b", "a eHlB[redacted]Mg== b"),
+    (base64.b64encode(KEY[5:13].encode()).decode(), "[redacted]LWU="),  # 8 characters from a group start
+    (base64.b64encode(KEY[5:10].encode()).decode(), base64.b64encode(KEY[5:10].encode()).decode()),  # 5
+    (f"a {HEX} b", "a [redacted] b"),
+    (f"a {HEX.upper()} b", "a [redacted] b"),
+    (f"a {HEX[10:10 + 16]} b", "a [redacted] b"),  # 8 characters
+    (f"a {HEX[10:10 + 14]} b", f"a {HEX[10:10 + 14]} b"),  # 7 are not
 ])
 def test_redact_key_encoded_table(text, expected):
     assert redact_key(text, KEY) == expected
+    assert not _leaks(expected.replace("[redacted]", "\0"))
     assert redact_key(text.encode(), KEY) == expected.encode()
 
 
@@ -124,6 +169,19 @@ def test_a_key_split_over_text_parts_is_redacted_in_each_part(pieces, thought, e
     assert "".join(p["text"] for p in out if not p.get("thought")) == expected
     lines = b"\n".join([body, b'{"key": "x"}', b'{"cut off', body])  # batch results: JSON lines
     assert redact_split_parts(lines, KEY).count(b"[redacted]") == 2 * expected.count("[redacted]")
+
+
+def test_the_debug_log_of_a_request_names_its_url_redacted(caplog):
+    """A URL that carries the key (an upload URL the server chose, a base URL of the user's) is logged
+    with the key redacted."""
+    from visionkit.gemini import GeminiClient
+
+    with FakeGemini(api_key=KEY) as server, GeminiClient(api_key=KEY, base_url=server.base_url) as client, \
+            caplog.at_level(logging.DEBUG, logger="visionkit"), contextlib.suppress(APIError):
+        client._http.request("GET", f"{server.base_url}/v1beta/files?echo={KEY}&again={P}")
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("/v1beta/files?echo=[redacted]&again=[redacted]" in line for line in lines), lines
+    assert not [line for line in lines if _leaks(line)]
 
 
 def test_the_fake_places_are_all_tested():

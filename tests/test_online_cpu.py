@@ -189,7 +189,8 @@ def test_encoded_request_is_byte_for_byte_json_dumps(data, prompt, task):
     from visionkit.gemini.request import RequestOptions
 
     image = PreparedImage(data, "image/jpeg", (10, 10), (10, 10))
-    body = build_request(image, task, "gemini-2.5-flash", RequestOptions(prompt=prompt or None))
+    options = RequestOptions(prompt=prompt if prompt.strip() else None)  # a blank prompt is refused
+    body = build_request(image, task, "gemini-2.5-flash", options)
     assert encode_request(body) == json.dumps(body).encode("utf-8")
     sent = json.loads(encode_request(body))["contents"][0]["parts"][0]["inlineData"]["data"]
     assert base64.b64decode(sent) == data

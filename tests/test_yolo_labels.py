@@ -69,7 +69,7 @@ def test_yolo_export_never_merges_two_images_into_one_label_file(tmp_path, fmt, 
                           ("sub/a.png", (20, 20), [(0, 0, 4, 4)])])
     dest = tmp_path / "ds"
     s = export_dataset(run, dest, format=fmt)
-    kept, lost = sorted(["a.jpg", second])  # images are exported in file-name order: the first one wins
+    kept, lost = "a.jpg", second  # images are exported in the runs' order: the first one written wins
     assert [f["file"] for f in s.failures] == [lost]
     assert f"is taken by {kept}" in s.failures[0]["error"]
     assert f"its label file labels/train/{lost.rsplit('.', 1)[0]}.txt" in s.failures[0]["error"]

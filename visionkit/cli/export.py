@@ -20,7 +20,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "sources.json) into a self-contained dataset folder with upright image "
                                    "copies.")
     p.add_argument("runs", nargs="+", metavar="DIR", help="run folders written by `visionkit label --out`")
-    p.add_argument("--to", required=True, metavar="DEST", help="the dataset folder (must be empty or absent)")
+    p.add_argument("--to", required=True, metavar="DEST",
+                   help="the dataset folder (must be empty or absent; .DS_Store, Thumbs.db and desktop.ini "
+                        "count as empty)")
     p.add_argument("--format", choices=FORMATS, default="coco",
                    help="coco: images/ + annotations/instances_<split>.json; yolo-detect / yolo-segment: "
                         "Ultralytics images/, labels/, dataset.yaml (= data.yaml); yolo: segment when the "
@@ -45,8 +47,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="COCO with --polygons: a mask with holes stays RLE ('rle') or has its holes filled "
                         "('fill') (default rle)")
     p.add_argument("--ls-root", metavar="DIR",
-                   help="label-studio: Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, a folder "
-                        "holding DEST; image URLs are relative to it (default: DEST itself)")
+                   help="label-studio only (an error with other formats): Label Studio's "
+                        "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, a folder holding DEST; image URLs are "
+                        "relative to it (default: DEST itself)")
     p.add_argument("-q", "--quiet", action="store_true", help="no per-image failure lines")
     p.set_defaults(func=run)
 

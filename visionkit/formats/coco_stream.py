@@ -43,6 +43,7 @@ than an image's worth of pixels. A ``file_name`` must be a relative path inside 
 
 from __future__ import annotations
 
+import codecs
 import copy
 import json
 import os
@@ -121,10 +122,18 @@ class CocoFile:
                 raise InputError(f"{self.name} is not valid JSON: {exc}") from exc
 
     def _open(self):
+        """The file, past a UTF-8 byte order mark (Windows editors add one; ijson would stop at it)."""
         try:
-            return open_regular(self.path, "rb", expected=self._expected)  # a FIFO: InputError, not a hang
+            fh = open_regular(self.path, "rb", expected=self._expected)  # a FIFO: InputError, not a hang
         except OSError as exc:
             raise InputError(f"cannot read {self.name}: {exc}") from exc
+        try:
+            if fh.read(3) != codecs.BOM_UTF8:
+                fh.seek(0)
+        except OSError as exc:
+            fh.close()
+            raise InputError(f"cannot read {self.name}: {exc}") from exc
+        return fh
 
     def _annotation_stream(self) -> Iterator[Any]:
         if self._data is not None:
@@ -258,7 +267,7 @@ class CocoFile:
         if self._data is not None:
             return copy.deepcopy(dict(self._data))
         try:
-            with open_regular(self.path, "r", expected=self._expected, encoding="utf-8") as fh:
+            with open_regular(self.path, "r", expected=self._expected, encoding="utf-8-sig") as fh:  # a BOM
                 return json.load(fh)
         except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise InputError(f"cannot read {self.name}: {exc}") from exc

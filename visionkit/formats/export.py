@@ -38,14 +38,33 @@ if ``train`` itself would be empty, the image nearest to train's range moves the
 Category ids are the same in every split file, and fixed across runs with ``categories`` (see
 :func:`visionkit.formats.coco.load_categories`); labels outside it are dropped and reported.
 
-Reading: the runs go through the one reader, :mod:`visionkit.formats.coco_stream` (via
+Runs given: the same folder twice is read once (a note says so); an image whose file name is in two
+runs is left out of both and listed in the failures (their labels may disagree, and keeping both under
+new names could put one picture in two splits), the other images are exported; runs that hold no image at
+all are an ExportError (nothing is written). ``dest`` may hold OS litter (``.DS_Store``, ``Thumbs.db``,
+``desktop.ini``): it counts as empty.
+
+One pass: the runs go through the one reader, :mod:`visionkit.formats.coco_stream` (via
 :mod:`visionkit.formats.export_runs`): each ``annotations.json`` is checked first (a malformed one is an
-InputError naming the file, the index and the field, before anything is written), then streamed one image
-at a time when a split's labels are written, in the runs' order; COCO split files are written by
-:class:`~visionkit.formats.coco_write.CocoWriter`. Memory holds a small tuple per image, not its
-annotations. An image whose mask does not decode (RLE counts that do not cover the image) is listed in the
-failures and left out of everything (files, labels, keypoints, counts, the empty-split check): every
-run is decoded once before any image is copied.
+InputError naming the file, the index and the field, before anything is written), then streamed ONCE,
+one image at a time, in the runs' order: each image's masks are decoded once, its upright copy and its
+labels written in the same step (:mod:`visionkit.formats.export_write`), so an image whose mask does not
+decode, or whose file cannot be copied, is listed in the failures and leaves no trace (no file, label,
+keypoint or count). A split's files are opened at its first written image, so the empty splits are
+decided from what was written; if every image of ``train`` failed (or the image moved there did), the
+written image nearest to train's range is moved there and the export is redone once (only in that case).
+Of two images that would share a dataset name (for YOLO: a label file), the first written in the runs'
+order keeps it and the other fails. Memory holds a small tuple per image, not its annotations.
+
+The check and the read stay two passes over each file: the export needs what only the whole file tells
+(every label, for the category ids and YOLO class indices; whether any mask exists, for ``yolo``; whether
+every annotation has a score) before it writes the first image, and a malformed record must stop the
+export before any work is done.
+
+Finishing: the staging folder's top-level entries are moved into ``dest`` with ``os.replace``; their
+names are first written to ``.visionkit-partial/.visionkit-moving``, so an export interrupted during the
+moves is recognised by the rerun, which removes exactly those entries and the staging folder and redoes
+the export.
 """
 
 from __future__ import annotations
@@ -53,21 +72,22 @@ from __future__ import annotations
 import os
 import shutil
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.detections import Detections
 from ..errors import ExportError, VisionkitError
 from ..media.atomic import write_bytes_atomic
 from ..media.paths import safe_join
-from .coco_stream import ImageEntry
+from .coco_stream import ImageRecord
+from .export_dest import MOVING, OS_LITTER, PARTIAL, claim_dest, move_into_place
 from .export_runs import Run, open_runs
+from .export_write import SplitWriters
 from .splits import assign_splits, parse_split, train_never_empty
 from .upright import copy_upright, dest_name
 
-__all__ = ["FORMATS", "ExportSummary", "parse_split", "assign_splits", "copy_upright", "export_dataset",
-           "image_folder"]
+__all__ = ["FORMATS", "MOVING", "OS_LITTER", "PARTIAL", "ExportSummary", "parse_split", "assign_splits",
+           "copy_upright", "export_dataset", "image_folder"]
 
 #: ``format`` values of :func:`export_dataset`.
 FORMATS = ("coco", "yolo", "yolo-detect", "yolo-segment", "label-studio", "hf")
@@ -112,16 +132,16 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
         images_root: where the input images are, when the runs have no (or outdated) ``sources.json``.
         polygons, polygon_holes: COCO segmentation choice, as in :func:`visionkit.formats.coco.to_coco`;
             for ``label-studio``, ``polygons`` writes masks as polygons instead of brush RLE.
-        ls_root: ``label-studio``: Label Studio's local-files document root, a folder holding ``dest``
-            (default ``dest`` itself); the tasks' image URLs are relative to it.
+        ls_root: ``label-studio`` only: Label Studio's local-files document root, a folder holding
+            ``dest`` (default ``dest`` itself); the tasks' image URLs are relative to it.
         on_image: called with ``(file_name, error or None)`` after each image.
 
     Returns:
-        An :class:`ExportSummary`. An image that cannot be copied is listed in ``failures`` and left out
-        (with its annotations); the others are exported.
+        An :class:`ExportSummary`. An image that cannot be decoded or copied is listed in ``failures`` and
+        left out (with its annotations); the others are exported.
 
     Raises:
-        ExportError: bad options, a non-empty ``dest``, or runs that cannot be read.
+        ExportError: bad options, a non-empty ``dest``, runs without images, or runs that cannot be read.
         InputError: a malformed run file (the message names the file, the index and the field).
     """
     from .coco import CategoryMap, check_polygon_holes
@@ -131,7 +151,10 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
     check_polygon_holes(polygon_holes)
     split = parse_split(split) if isinstance(split, str) or split is None else dict(split)
     parse_split(",".join(f"{k}={v}" for k, v in split.items()))  # the same checks for a dict
-    if format == "label-studio" and ls_root is not None:
+    if ls_root is not None and format != "label-studio":
+        raise ExportError(f"--ls-root is for --format label-studio only (Label Studio's document root); "
+                          f"the {format} format has no image URLs to make relative to it")
+    if ls_root is not None:
         from .label_studio import relative_to_root
 
         relative_to_root(Path(dest), Path(ls_root))  # dest outside the root: ExportError before any write
@@ -141,63 +164,81 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
         check_split_names(["train", *split])  # names datasets would skip or merge: ExportError now
     dest = Path(dest)
     work = dest / PARTIAL
-    if dest.exists() and (not dest.is_dir() or any(p != work for p in dest.iterdir())):
-        raise ExportError(f"{dest} exists and is not an empty folder; choose a new --to folder")
-    if work.is_dir() and not work.is_symlink():
-        shutil.rmtree(work)  # our own partial output from an interrupted export: redo it
-    elif work.is_symlink() or work.exists():
-        raise ExportError(f"{work} is not a folder visionkit left; remove it or choose a new --to folder")
-    opened = open_runs([runs] if isinstance(runs, (str, os.PathLike)) else runs, images_root)
-    images = [(k, im) for k, run in enumerate(opened) for im in run.coco.images]
+    claim_dest(dest, work)
+    opened, run_notes = open_runs([runs] if isinstance(runs, (str, os.PathLike)) else runs, images_root)
+    names = [im.file_name for run in opened for im in run.coco.images]
+    if not names:
+        raise ExportError(f"no images to export: {', '.join(str(run.coco.name) for run in opened)} "
+                          f"list{'s' if len(opened) == 1 else ''} none (was the run labelled?); nothing "
+                          "was written")
+    run_notes += [f"{run.coco.name} has no images" for run in opened if not run.coco.images]
     labels: Counter = Counter()
     for run in opened:
         labels.update(run.labels())
     cats = CategoryMap(categories).fit(labels.elements())
-    summary = ExportSummary(dest=dest, format=format)
-    summary.points = sum(len(rows) for run in opened for rows in run.points.values())
     if format == "yolo":
         format = "yolo-segment" if any(run.coco.has_masks for run in opened) else "yolo-detect"
-        summary.format = format
-    where = assign_splits([im.file_name for _, im in images], split, seed)
+    kp_cats = None
+    if format == "coco" and any(run.points for run in opened):
+        # point categories: one list for every split, so ids agree between the split files
+        kp_cats = CategoryMap(categories).fit(p["label"] for run in opened for rows in run.points.values()
+                                              for p in rows).categories
+    where = assign_splits(names, split, seed)
+    splits = ["train"] + [s for s in split if s != "train"]
     moved = train_never_empty(where, seed)
-    if moved is not None:
+    assigned = Counter(where.values())
+
+    def one_pass(report_to) -> ExportSummary:
+        summary = ExportSummary(dest=dest, format=format, notes=list(run_notes))
+        summary.points = sum(len(rows) for run in opened for rows in run.points.values())
+        writers = SplitWriters(format, work, cats, kp_cats=kp_cats, polygons=polygons,
+                               polygon_holes=polygon_holes, final=dest,
+                               ls_root=None if ls_root is None else Path(ls_root),
+                               sources=", ".join(run.coco.name for run in opened))
+        _export_images(opened, where, work, format, writers, summary, report_to)
+        summary.images = {part: writers.written[part] for part in splits}
+        summary.annotations, summary.points_written = writers.annotations, writers.points_written
+        summary.report = {k: v for k, v in sorted(writers.report.items())
+                          if v and ":" not in k and not k.startswith("unmapped")}
+        summary.unmapped = dict(sorted((k.split(":", 1)[1], v) for k, v in writers.report.items()
+                                       if k.startswith("unmapped:")))
+        return summary
+
+    summary = one_pass(on_image)
+    if not summary.images["train"] and any(summary.images.values()):
+        # every image of train failed (or the one moved there did): the written image nearest to train's
+        # range moves there, and the export is redone once (the failures are the same, reported once)
+        failed = {f["file"] for f in summary.failures}
+        why = ("every image of train failed" if moved is None else
+               f"no image fell into train with --split {_split_text(split)}")
+        moved = train_never_empty({n: p for n, p in where.items() if n not in failed}, seed)
+        where[moved] = "train"
+        assigned = Counter(where.values())
+        shutil.rmtree(work)
+        summary = one_pass(None)
+        summary.notes.append(f"{why}; {moved} was moved there, so train is not empty")
+    elif moved is not None:
         summary.notes.append(f"no image fell into train with --split {_split_text(split)}; {moved} was moved "
                              "there, so train is not empty")
-    # An image whose masks do not decode is left out before anything is copied, so the empty splits, the
-    # keypoints and the re-encoded count all describe the images actually written.
-    kept = _decodable(opened, images, summary, on_image)
-    per_split = _copy_images(opened, kept, where, work, format, summary, on_image)
-
-    report: Counter = Counter()
-    unmapped: Counter = Counter()
-    splits = ["train"] + [s for s in split if s != "train"]
-    summary.empty_splits = [s for s in splits[1:] if not per_split.get(s)]
-    assigned = Counter(where.values())
+    summary.empty_splits = [s for s in splits[1:] if not summary.images[s]]
     for part in summary.empty_splits:
         why = (f"every image of {part} failed" if assigned[part] else
-               f"no image fell into {part} ({len(images)} images, --split {_split_text(split)})")
+               f"no image fell into {part} ({len(names)} images, --split {_split_text(split)})")
         summary.notes.append(f"{why}, so no {part} split was written" + _EMPTY_SPLIT_NOTE.get(format, ""))
-    for part in splits:
-        members = per_split.get(part, [])
-        summary.images[part] = len(members)
-        if part in summary.empty_splits:
-            continue
-        counts: Counter = Counter()
-        items = _items(opened, members, format)
-        summary.annotations += _write_split(format, work, part, items, members, opened, cats, counts,
-                                            polygons=polygons, polygon_holes=polygon_holes,
-                                            categories=categories, summary=summary, ls_root=ls_root,
-                                            final=dest)
-        for key, n in counts.items():
-            if key.startswith("unmapped:"):
-                unmapped[key.split(":", 1)[1]] += n
-            elif key not in ("unmapped", "unmapped_labels", "unmapped_detections"):
-                report[key] += n
-    names = [c["name"] for c in cats.categories]
+    if not any(summary.images.values()):
+        summary.notes.append("no image could be exported (see the failures)")
+    _finish(work, format, [c["name"] for c in cats.categories], splits, summary.empty_splits, polygons)
+    move_into_place(work, dest)
+    return summary
+
+
+def _finish(work: Path, format: str, names: list[str], splits: list[str], empty: list[str],
+            polygons: bool) -> None:
+    """Write the dataset-wide files: YOLO's YAML, the hf README, Label Studio's config."""
     if format.startswith("yolo"):
         from .yolo import data_yaml
 
-        text = data_yaml(names, splits, summary.empty_splits).encode("utf-8")
+        text = data_yaml(names, splits, empty).encode("utf-8")
         write_bytes_atomic(work / "dataset.yaml", text)  # FiftyOne's YOLOv5 importer's default name
         write_bytes_atomic(work / "data.yaml", text)     # the name Ultralytics' docs use
     elif format == "hf":
@@ -208,25 +249,6 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
         from .label_studio import write_config
 
         write_config(work, names, polygons=polygons)
-    _move_into_place(work, dest)
-    summary.report = {k: v for k, v in sorted(report.items()) if v}
-    summary.unmapped = dict(sorted(unmapped.items()))
-    return summary
-
-
-#: The staging folder inside ``dest`` an export is built in; its entries are moved into ``dest`` only at
-#: the end, so an interrupted export leaves only this folder, which a rerun removes and redoes.
-PARTIAL = ".visionkit-partial"
-
-
-def _move_into_place(work: Path, dest: Path) -> None:
-    """Move every top-level entry of the finished staging folder into ``dest``, then remove it."""
-    try:
-        for entry in sorted(work.iterdir()):
-            os.replace(entry, dest / entry.name)
-        work.rmdir()
-    except OSError as exc:
-        raise ExportError(f"cannot move the finished export from {work} into {dest}: {exc}") from exc
 
 
 _EMPTY_SPLIT_NOTE = {
@@ -247,9 +269,6 @@ def image_folder(format: str, part: str) -> str:
     return part if format == "hf" else f"images/{part}"
 
 
-_Member = tuple[int, ImageEntry]  # (run index, image)
-
-
 def _out_name(format: str, file_name: str) -> str:
     """An image's path under its split's image folder (see :func:`~visionkit.formats.hf.dataset_name`
     for ``hf``)."""
@@ -260,121 +279,58 @@ def _out_name(format: str, file_name: str) -> str:
     return dest_name(file_name)
 
 
-def _copy_images(opened: list[Run], images: list[_Member], where: Mapping[str, str], dest: Path, format: str,
-                 summary: ExportSummary, on_image: Callable[[str, str | None], None] | None
-                 ) -> dict[str, list[_Member]]:
-    """Copy every image upright into its split's folder; failures go to ``summary.failures``."""
-    names_out: dict[tuple[str, str], str] = {}
-    per_split: dict[str, list[_Member]] = {}
+def _export_images(opened: list[Run], where: Mapping[str, str], work: Path, format: str,
+                   writers: SplitWriters, summary: ExportSummary,
+                   on_image: Callable[[str, str | None], None] | None) -> None:
+    """The one pass: every image of every run, in order, decoded once, copied and labelled (see
+    :func:`_export_one`); failures go to ``summary.failures`` and ``on_image``."""
+    taken: dict[tuple[str, str], str] = {}
     try:
-        dest.mkdir(parents=True, exist_ok=True)
+        work.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ExportError(f"cannot create {dest}: {exc}") from exc
-    yolo = format.startswith("yolo")
-    for k, im in sorted(images, key=lambda m: m[1].file_name):
-        run = opened[k]
-        name, part = _out_name(format, im.file_name), where[im.file_name]
-        error = None
-        # YOLO pairs images/<split>/a.jpg with labels/<split>/a.txt, so a.jpg and a.png would share (and
-        # merge into) one label file: for YOLO the taken name is the stem, for the others the file name.
-        key = (part, (Path(name).with_suffix("").as_posix() if yolo else name).casefold())
-        if key in names_out:
-            taken = (f"its label file labels/{part}/{Path(name).with_suffix('.txt').as_posix()}"
-                     if yolo else f"its dataset name {name}")
-            error = f"{taken} is taken by {names_out[key]}; rename one of the two images"
-        else:
-            try:
-                target = safe_join(dest, f"{image_folder(format, part)}/{name}", file=run.coco.name,
-                                   field=f"images[{im.pos}].file_name")
-                summary.reencoded += copy_upright(run.source(im), target, (im.width, im.height))
-                names_out[key] = im.file_name
-                per_split.setdefault(part, []).append((k, im))
-            except VisionkitError as exc:
-                error = str(exc)
-            except OSError as exc:
-                error = f"cannot copy {im.file_name}: {exc}"
-        if error is not None:
-            summary.failures.append({"file": im.file_name, "run": str(run.folder), "error": error})
-        if on_image is not None:
-            on_image(im.file_name, error)
-    return per_split
-
-
-def _decodable(opened: list[Run], images: list[_Member], summary: ExportSummary,
-               on_image: Callable[[str, str | None], None] | None) -> list[_Member]:
-    """``images`` without those whose masks do not decode (listed in the failures, given to ``on_image``),
-    read from the runs one image at a time."""
-    bad: set[tuple[int, int]] = set()
-    for k, run in enumerate(opened):
-        for record in run.records():
-            try:
-                run.coco.detections(record)
-            except VisionkitError as exc:
+        raise ExportError(f"cannot create {work}: {exc}") from exc
+    try:
+        for run in opened:
+            for record in run.records():
                 im = record.image
-                bad.add((k, im.pos))
-                summary.failures.append({"file": im.file_name, "run": str(run.folder), "error": str(exc)})
+                error = run.shared.get(im.file_name)
+                if error is None:
+                    error = _export_one(run, record, where[im.file_name], work, format, writers, taken,
+                                        summary)
+                if error is not None:
+                    summary.failures.append({"file": im.file_name, "run": str(run.folder), "error": error})
                 if on_image is not None:
-                    on_image(im.file_name, str(exc))
-    return [(k, im) for k, im in images if (k, im.pos) not in bad]
+                    on_image(im.file_name, error)
+        writers.close()
+    finally:
+        writers.discard()
 
 
-def _items(opened: list[Run], members: list[_Member], format: str
-           ) -> Iterator[tuple[str, tuple[int, int], Detections]]:
-    """``(dataset name, (width, height), Detections)`` of a split's images, streamed from the runs in
-    their order, one image decoded at a time (every one decodes: see :func:`_decodable`)."""
-    wanted: dict[int, set[int]] = {}
-    for k, im in members:
-        wanted.setdefault(k, set()).add(im.pos)
-    for k in sorted(wanted):
-        run = opened[k]
-        for record in run.records(wanted[k]):
-            im = record.image
-            yield _out_name(format, im.file_name), (im.width, im.height), run.coco.detections(record)
-
-
-def _write_split(format: str, dest: Path, part: str, items: Iterator, members: list[_Member],
-                 opened: list[Run], cats, report: Counter, *, polygons: bool, polygon_holes: str, categories,
-                 summary: ExportSummary, ls_root=None, final: Path | None = None) -> int:
-    """Write one split's labels in ``format`` from ``items`` (see :func:`_items`); returns the instances
-    written. Counts go to ``report`` (``unmapped:<label>`` for labels outside the categories)."""
-    if format == "coco":
-        from ..media.atomic import write_json_atomic
-        from .coco import CategoryMap
-        from .coco_write import CocoWriter
-        from .keypoints import keypoints_dataset
-
-        (dest / "annotations").mkdir(parents=True, exist_ok=True)
-        written = 0
-        with CocoWriter(dest / "annotations" / f"instances_{part}.json", cats, polygons=polygons,
-                        polygon_holes=polygon_holes, info={"description": f"visionkit export, split {part}"}
-                        ) as writer:
-            for name, wh, dets in items:
-                written += writer.add(name, wh, dets)
-            info = writer.close()["visionkit"]
-        report.update({k: v for k, v in info.items() if isinstance(v, int)})
-        report.update({f"unmapped:{k}": n for k, n in info.get("unmapped_labels", {}).items()})
-        points = [(dest_name(im.file_name), im.width, im.height, opened[k].points[im.file_name])
-                  for k, im in members if opened[k].points.get(im.file_name)]
-        if points:
-            # point categories: one list for every split, so ids agree between the split files
-            kp_cats = CategoryMap(categories).fit(p["label"] for run in opened for rows in run.points.values()
-                                                  for p in rows).categories
-            kp = keypoints_dataset(points, kp_cats)
-            write_json_atomic(dest / "annotations" / f"keypoints_{part}.json", kp)
-            summary.points_written += len(kp["annotations"])
-            report.update({f"unmapped:{k}": n
-                           for k, n in kp["info"]["visionkit"].get("unmapped_labels", {}).items()})
-        return written
-    if format == "hf":
-        from .hf import write_metadata
-
-        return write_metadata(dest / part, items, cats, report)
-    if format == "label-studio":
-        from .label_studio import write_split_tasks
-
-        return write_split_tasks(dest, part, items, cats, report, polygons=polygons,
-                                 root=None if ls_root is None else Path(ls_root), final=final)
-    from .yolo import write_labels
-
-    return write_labels(dest / "labels" / part, items, cats, segment=format == "yolo-segment", report=report,
-                        source=", ".join(sorted({opened[k].coco.name for k, _ in members})))
+def _export_one(run: Run, record: ImageRecord, part: str, work: Path, format: str, writers: SplitWriters,
+                taken: dict[tuple[str, str], str], summary: ExportSummary) -> str | None:
+    """Decode one image's masks, copy it upright into its split and write its labels; returns the error
+    (the image then leaves nothing behind) or None."""
+    im = record.image
+    name = _out_name(format, im.file_name)
+    # YOLO pairs images/<split>/a.jpg with labels/<split>/a.txt, so a.jpg and a.png would share (and
+    # merge into) one label file: for YOLO the taken name is the stem, for the others the file name.
+    yolo = format.startswith("yolo")
+    key = (part, (Path(name).with_suffix("").as_posix() if yolo else name).casefold())
+    if key in taken:
+        what = (f"its label file labels/{part}/{Path(name).with_suffix('.txt').as_posix()}"
+                if yolo else f"its dataset name {name}")
+        return f"{what} is taken by {taken[key]}; rename one of the two images"
+    target = None
+    try:
+        dets = run.coco.detections(record)
+        target = safe_join(work, f"{image_folder(format, part)}/{name}", file=run.coco.name,
+                           field=f"images[{im.pos}].file_name")
+        reencoded = copy_upright(run.source(im), target, (im.width, im.height))
+        writers.add(part, name, (im.width, im.height), dets, run.points.get(im.file_name))
+    except (VisionkitError, OSError) as exc:
+        if target is not None:
+            target.unlink(missing_ok=True)  # copied, but its labels failed: no trace
+        return str(exc) if isinstance(exc, VisionkitError) else f"cannot copy {im.file_name}: {exc}"
+    taken[key] = im.file_name
+    summary.reencoded += reencoded
+    return None

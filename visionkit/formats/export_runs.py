@@ -32,13 +32,23 @@ class Run:
     sources: Mapping | None                          # file_name -> input path (sources.json)
     images_root: Path | None
     points: dict = field(default_factory=dict)       # file_name -> point rows (formats.keypoints)
+    shared: dict = field(default_factory=dict)       # file_name -> why it is left out (in another run too)
 
     def source(self, image: ImageEntry) -> Path:
-        """Where the input image of ``image`` is."""
+        """Where the input image of ``image`` is.
+
+        Raises:
+            InputError: ``sources.json`` has no entry for it (naming both files, the image and the field).
+        """
         if self.images_root is not None:
             return safe_join(self.images_root, image.file_name, file=self.coco.name,
                              field=f"images[{image.pos}].file_name")
-        return Path(self.sources.get(image.file_name, self.folder / "?missing" / image.file_name))
+        where = self.sources.get(image.file_name)
+        if where is None:
+            raise InputError(f"{self.folder / 'sources.json'}: images[{image.file_name!r}]: missing; "
+                             f"expected the input path of {self.coco.name} images[{image.pos}].file_name "
+                             f"{image.file_name!r} (or pass the input folder the run was given: --images)")
+        return Path(where)
 
     def labels(self) -> Counter:
         """Label -> annotations, over the whole run (from the check, nothing decoded)."""
@@ -50,7 +60,9 @@ class Run:
 
 def _read_json(path: Path, hint: str) -> object:
     try:
-        return json.loads(read_regular_text(path, expected="a JSON file written by visionkit label"))
+        # a BOM (Windows editors) is not an error; a FIFO is said, not waited on
+        return json.loads(read_regular_text(path, expected="a JSON file written by visionkit label",
+                                            encoding="utf-8-sig"))
     except FileNotFoundError as exc:
         raise ExportError(f"{path} not found{'; ' + hint if hint else ''}") from exc
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -85,27 +97,42 @@ def _points(folder: Path) -> dict[str, list]:
 
 
 def open_runs(runs: Sequence[str | os.PathLike], images_root: str | os.PathLike | None = None
-              ) -> list[Run]:
-    """Open and check run folders (``annotations.json``, ``sources.json``, ``keypoints.json``).
+              ) -> tuple[list[Run], list[str]]:
+    """Open and check run folders (``annotations.json``, ``sources.json``, ``keypoints.json``); returns the
+    runs and notes for the user.
+
+    * The same folder given twice (by any path to it) is read once, with a note.
+    * An image whose file name is in two runs is left out of both (listed in each run's ``shared``, which
+      the export reports as that image's failure): the runs' labels of it may disagree, and keeping both
+      under new names could put one picture in train and in val. The other images are exported.
 
     Raises:
-        ExportError: a run folder lacks ``annotations.json``, an image appears in two runs, or the images
-            cannot be located (no ``sources.json`` and no ``images_root``).
+        ExportError: a run folder lacks ``annotations.json``, or the images cannot be located (no
+            ``sources.json`` and no ``images_root``).
         InputError: a malformed file, naming the file, the index and the field.
     """
     out: list[Run] = []
+    notes: list[str] = []
     seen: dict[str, int] = {}
+    folders: dict[Path, Path] = {}
     root = Path(images_root) if images_root is not None else None
-    for k, folder in enumerate(map(Path, runs)):
+    for folder in map(Path, runs):
+        key = folder.resolve()
+        if key in folders:
+            notes.append(f"{folder} was given twice (as {folders[key]} too); it is exported once")
+            continue
+        folders[key] = folder
         path = folder / "annotations.json"
         if not path.exists():  # a FIFO or a folder there is said by CocoFile, naming what it is
             raise ExportError(f"{path} not found; is it a `visionkit label` output folder?")
         coco = CocoFile(path, what="run")
+        run = Run(folder, coco, _sources(folder) if root is None else None, root, _points(folder))
         for image in coco.images:
-            other = seen.setdefault(image.file_name, k)
-            if other != k:
-                raise ExportError(f"{image.file_name} is in two runs ({Path(runs[other])} and {folder}); "
-                                  "export them separately or label the image once")
-        out.append(Run(folder, coco, _sources(folder) if root is None else None, root, _points(folder)))
-    return out
-
+            first = seen.setdefault(image.file_name, len(out))
+            if first != len(out):
+                why = (f"{image.file_name} is in two runs ({out[first].folder} and {folder}); it is left out "
+                       "of both (their labels may disagree, and two copies could land in two splits): "
+                       "export the runs separately, or keep the image in one run only")
+                out[first].shared[image.file_name] = run.shared[image.file_name] = why
+        out.append(run)
+    return out, notes

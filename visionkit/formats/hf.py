@@ -31,10 +31,10 @@ from pathlib import Path
 
 from ..core.detections import Detections
 from ..errors import ExportError
-from ..media.atomic import write_bytes_atomic
+from ..media.atomic import AtomicFile, StreamWriter
 
-__all__ = ["SPLIT_NAMES", "check_split_names", "split_folder", "dataset_name", "metadata_rows",
-           "write_metadata", "hf_readme"]
+__all__ = ["SPLIT_NAMES", "check_split_names", "split_folder", "dataset_name", "MetadataRows",
+           "MetadataWriter", "metadata_rows", "write_metadata", "hf_readme"]
 
 #: Split folder names ``datasets`` maps to a split (``datasets.data_files.SPLIT_KEYWORDS``).
 SPLIT_NAMES = ("train", "training", "validation", "valid", "dev", "val", "test", "testing", "eval",
@@ -83,46 +83,84 @@ def split_folder(name: str) -> str:
     return name
 
 
-def metadata_rows(items: Iterable[tuple[str, tuple[int, int], Detections]], cats,
-                  report: Counter | None = None) -> list[dict]:
-    """One ``metadata.jsonl`` row per ``(file_name, (width, height), Detections)`` item.
+class MetadataRows:
+    """Builds ``metadata.jsonl`` rows one image at a time (image ids from 1, instance ids unique in the
+    split). ``cats`` is a :class:`~visionkit.formats.coco.CategoryMap`; detections whose label it lacks
+    are left out and counted in ``report`` (``unmapped:<label>``), like the other exports."""
 
-    ``cats`` is a :class:`~visionkit.formats.coco.CategoryMap`; detections whose label it lacks are left
-    out and counted in ``report`` (``unmapped:<label>``), like the other exports.
-    """
-    from .coco import image_annotations
-    from .coco_read import segmentation_rle
+    def __init__(self, cats, report: Counter | None = None) -> None:
+        self.cats = cats
+        self.report = Counter() if report is None else report
+        self._index = {c["id"]: i for i, c in enumerate(cats.categories)}
+        self._image_id, self._next_id = 0, 1
 
-    report = Counter() if report is None else report
-    index = {c["id"]: i for i, c in enumerate(cats.categories)}
-    rows, next_id = [], 1
-    for image_id, (name, (width, height), dets) in enumerate(items, start=1):
+    def row(self, name: str, image_wh: tuple[int, int], dets: Detections) -> dict:
+        """The row of one image."""
+        from .coco import image_annotations
+        from .coco_read import segmentation_rle
+
+        width, height = image_wh
         objects: dict[str, list] = {"id": [], "bbox": [], "category": [], "area": [], "segmentation": []}
-        for ann in image_annotations(dets, report=report):
-            cat = cats.lookup(ann["label"])
+        for ann in image_annotations(dets, report=self.report):
+            cat = self.cats.lookup(ann["label"])
             if cat is None:
-                report[f"unmapped:{ann['label']}"] += 1
+                self.report[f"unmapped:{ann['label']}"] += 1
                 continue
             rle = segmentation_rle(ann, height, width)  # the box-only polygon too: one type for Arrow
-            objects["id"].append(next_id)
+            objects["id"].append(self._next_id)
             objects["bbox"].append(ann["bbox"])
-            objects["category"].append(index[cat])
+            objects["category"].append(self._index[cat])
             objects["area"].append(ann["area"])
             objects["segmentation"].append({"size": [int(v) for v in rle["size"]],
                                             "counts": rle["counts"].decode("ascii")})
-            next_id += 1
-        rows.append({"file_name": Path(name).as_posix(), "image_id": image_id, "width": int(width),
-                     "height": int(height), "objects": objects})
-    return rows
+            self._next_id += 1
+        self._image_id += 1
+        return {"file_name": Path(name).as_posix(), "image_id": self._image_id, "width": int(width),
+                "height": int(height), "objects": objects}
+
+
+def metadata_rows(items: Iterable[tuple[str, tuple[int, int], Detections]], cats,
+                  report: Counter | None = None) -> list[dict]:
+    """One ``metadata.jsonl`` row per ``(file_name, (width, height), Detections)`` item (see
+    :class:`MetadataRows`)."""
+    rows = MetadataRows(cats, report)
+    return [rows.row(name, wh, dets) for name, wh, dets in items]
+
+
+class MetadataWriter(StreamWriter):
+    """``folder/metadata.jsonl`` written one line per image as the images come, so memory stays flat; the
+    file is put in place atomically by :meth:`close` (:meth:`discard` drops it)."""
+
+    def __init__(self, folder: Path, cats, report: Counter) -> None:
+        self._rows = MetadataRows(cats, report)
+        self._file = AtomicFile(Path(folder) / "metadata.jsonl")
+        self.instances = 0
+
+    def add(self, name: str, image_wh: tuple[int, int], dets: Detections) -> int:
+        """Write one image's row; returns its instances."""
+        row = self._rows.row(name, image_wh, dets)
+        try:
+            line = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ExportError(f"cannot write {self._file.path} ({name}): {exc}") from exc
+        self._file.write(line)
+        self.instances += len(row["objects"]["id"])
+        return len(row["objects"]["id"])
+
+    def close(self) -> None:
+        self._file.close()
+
+    def discard(self) -> None:
+        self._file.discard()
 
 
 def write_metadata(folder: Path, items: Iterable[tuple[str, tuple[int, int], Detections]], cats,
                    report: Counter) -> int:
-    """Write ``folder/metadata.jsonl``; returns the instances written."""
-    rows = metadata_rows(items, cats, report)
-    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-    write_bytes_atomic(folder / "metadata.jsonl", text.encode("utf-8"))
-    return sum(len(r["objects"]["id"]) for r in rows)
+    """Write ``folder/metadata.jsonl`` from ``items``, streamed; returns the instances written."""
+    with MetadataWriter(folder, cats, report) as writer:
+        for name, wh, dets in items:
+            writer.add(name, wh, dets)
+    return writer.instances
 
 
 def hf_readme(names: Sequence[str]) -> str:

@@ -37,9 +37,10 @@ import numpy as np
 
 from ..core.detections import Detections
 from ..errors import ConfigError, ExportError
-from ..media.atomic import write_bytes_atomic
+from ..media.atomic import AtomicFile, StreamWriter, write_bytes_atomic
 
-__all__ = ["label_config", "local_files_url", "task", "write_split_tasks", "relative_to_root", "write_config"]
+__all__ = ["label_config", "local_files_url", "task", "TasksWriter", "write_split_tasks", "relative_to_root",
+           "write_config"]
 
 
 def local_files_url(relative: str) -> str:
@@ -122,19 +123,54 @@ def task(image_url: str, image_wh: tuple[int, int], dets: Detections, cats, *, p
     return {"data": {"image": image_url, **(data or {})}, "predictions": [prediction]}
 
 
+class TasksWriter(StreamWriter):
+    """``dest/tasks_<part>.json``, a JSON array, written one task at a time as the images come (memory stays
+    flat), with the bytes ``json.dumps(tasks, ensure_ascii=False)`` of the whole list would give; put in
+    place atomically by :meth:`close` (:meth:`discard` drops it). Image URLs are relative to ``root`` (the
+    document root; default ``dest``) as if ``dest`` were at ``final`` (where a staging folder's contents
+    end up; default ``dest``)."""
+
+    def __init__(self, dest: Path, part: str, cats, report: Counter, *, polygons: bool = False,
+                 root: Path | None = None, final: Path | None = None) -> None:
+        self._prefix = "" if root is None else relative_to_root(dest if final is None else final, root)
+        self._part, self._cats, self._report, self._polygons = part, cats, report, polygons
+        self._file = AtomicFile(Path(dest) / f"tasks_{part}.json")
+        self._file.write(b"[")
+        self.tasks = self.regions = 0
+
+    def add(self, name: str, image_wh: tuple[int, int], dets: Detections) -> int:
+        """Write the task of one image (under ``images/<part>/``); returns its regions."""
+        url = local_files_url(f"{self._prefix}images/{self._part}/{name}")
+        one = task(url, image_wh, dets, self._cats, polygons=self._polygons, report=self._report,
+                   data={"split": self._part, "file_name": name})
+        try:
+            text = (", " if self.tasks else "") + json.dumps(one, ensure_ascii=False)
+            data = text.encode("utf-8")
+        except (UnicodeEncodeError, ValueError) as exc:
+            raise ExportError(f"cannot write {self._file.path} ({name}): {exc}") from exc
+        self._file.write(data)
+        regions = len(one["predictions"][0]["result"])
+        self.tasks += 1
+        self.regions += regions
+        return regions
+
+    def close(self) -> None:
+        self._file.write(b"]")
+        self._file.close()
+
+    def discard(self) -> None:
+        self._file.discard()
+
+
 def write_split_tasks(dest: Path, part: str, items: Iterable[tuple[str, tuple[int, int], Detections]], cats,
                       report: Counter, *, polygons: bool = False, root: Path | None = None,
                       final: Path | None = None) -> int:
-    """Write ``dest/tasks_<part>.json`` for images under ``dest/images/<part>/``, their URLs relative to
-    ``root`` (the document root; default ``dest``) as if ``dest`` were at ``final`` (where a staging
-    folder's contents end up; default ``dest``); returns the regions written."""
-    prefix = "" if root is None else relative_to_root(dest if final is None else final, root)
-    tasks = [task(local_files_url(f"{prefix}images/{part}/{name}"), wh, dets, cats, polygons=polygons,
-                  report=report, data={"split": part, "file_name": name})
-             for name, wh, dets in items]
-    text = json.dumps(tasks, ensure_ascii=False)
-    write_bytes_atomic(dest / f"tasks_{part}.json", text.encode("utf-8"))
-    return sum(len(t["predictions"][0]["result"]) for t in tasks)
+    """Write ``dest/tasks_<part>.json`` for images under ``dest/images/<part>/`` (see :class:`TasksWriter`),
+    streamed; returns the regions written."""
+    with TasksWriter(dest, part, cats, report, polygons=polygons, root=root, final=final) as writer:
+        for name, wh, dets in items:
+            writer.add(name, wh, dets)
+    return writer.regions
 
 
 def relative_to_root(dest: Path, root: Path) -> str:

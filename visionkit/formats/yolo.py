@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,12 +34,10 @@ from ..core.detections import Detections
 from ..errors import InputError
 from ..media.atomic import SyncBatch
 from ..media.paths import safe_join
-from .instances import box_polygon, clip_crop_to_box, snap_box
+from .instances import box_polygon, clip_crop_to_box, snap_boxes
 
-__all__ = ["yolo_lines", "merge_parts", "data_yaml", "write_labels", "read_yolo_labels"]
+__all__ = ["yolo_lines", "merge_parts", "data_yaml", "LabelWriter", "read_yolo_labels"]
 
-
-_SIX = "{:.6f}"
 
 
 def merge_parts(parts: Sequence[np.ndarray]) -> np.ndarray:
@@ -63,6 +61,7 @@ def yolo_lines(detections: Detections, class_of: Mapping[str, int], *, segment: 
     scale = np.array([width, height], dtype=np.float64)
     lines = []
     kept = []  # (class, box, clipped mask crop or None) of each instance written, in order
+    snapped = snap_boxes(detections.xyxy, detections.image_wh).tolist()  # all at once: one numpy call
     for i in range(len(detections)):
         x0, y0, x1, y1 = detections.xyxy[i]
         if x1 <= x0 or y1 <= y0:
@@ -74,7 +73,7 @@ def yolo_lines(detections: Detections, class_of: Mapping[str, int], *, segment: 
             report["unmapped"] += 1
             report[f"unmapped:{label}"] += 1
             continue
-        box = snap_box(detections.xyxy[i], detections.image_wh)
+        box = tuple(snapped[i])
         if not segment:
             bx0, by0, bx1, by1 = box
             cx, cy = (bx0 + bx1) / 2 / width, (by0 + by1) / 2 / height
@@ -92,12 +91,42 @@ def yolo_lines(detections: Detections, class_of: Mapping[str, int], *, segment: 
 
     # every mask's outline at once: shapely's vectorised calls (the same result as one crop at a time)
     outlines = iter(crops_to_polygons([c for _, _, c in kept if c is not None and c.area()], report=report))
-    for cls, box, crop in kept:
+    rings = []
+    for _cls, box, crop in kept:
         polys, has_holes = next(outlines) if crop is not None and crop.area() else ([], False)
-        ring = _instance_ring(polys, has_holes, box, report)
-        norm = np.clip(ring / scale, 0.0, 1.0).reshape(-1)
-        lines.append(f"{cls} " + " ".join(map(_SIX.format, norm.tolist())))  # Python floats: faster
+        rings.append(_instance_ring(polys, has_holes, box, report))
+    if not rings:
+        return lines
+    text = _fixed6(np.clip(np.concatenate(rings) / scale, 0.0, 1.0).reshape(-1))  # every number of the image
+    at = 0
+    for (cls, _, _), ring in zip(kept, rings):
+        lines.append(f"{cls} {text[at:at + 9 * ring.size - 1]}")
+        at += 9 * ring.size
     return lines
+
+
+def _fixed6(values: np.ndarray) -> str:
+    """``" ".join(f"{v:.6f}" for v in values)`` for values in ``[0, 1]``, in numpy: every number is 8
+    characters, so the digits are computed for all at once. Python rounds the exact binary value half to
+    even; scaling by 10**6 can tip a value within an ulp of a half-millionth, so those few are formatted by
+    Python."""
+    if not len(values):
+        return ""
+    if np.signbit(values).any() or not ((values >= 0) & (values <= 1)).all():  # not 8 characters each
+        return " ".join(map("{:.6f}".format, values.tolist()))
+    scaled = values * 1e6
+    rest = np.rint(scaled).astype(np.int64)
+    cells = np.empty((len(values), 9), np.uint8)
+    cells[:, 0] = 48 + rest // 1000000
+    cells[:, 1] = 46  # "."
+    for j in range(7, 1, -1):
+        cells[:, j] = 48 + rest % 10
+        rest //= 10
+    cells[:, 8] = 32  # " "
+    near = np.flatnonzero(np.abs(scaled - np.floor(scaled) - 0.5) < 1e-6)
+    for k in near.tolist():
+        cells[k, :8] = np.frombuffer(f"{values[k]:.6f}".encode("ascii"), np.uint8)
+    return cells.tobytes()[:-1].decode("ascii")
 
 
 def _instance_ring(polys: list, has_holes: bool, box: tuple[int, int, int, int], report: Counter
@@ -138,29 +167,37 @@ def data_yaml(names: Sequence[str], splits: Sequence[str], empty: Sequence[str] 
     return "\n".join(lines) + "\n"
 
 
-def write_labels(folder: Path, items: Iterable[tuple[str, tuple[int, int], Detections]], cats, *,
-                 segment: bool, report: Counter, source: str = "the annotations") -> int:
-    """Write ``folder/<stem>.txt`` for every ``(file_name, (width, height), Detections)`` item (an empty
-    file for an image without instances). Class ``i`` is ``cats.categories[i]`` (a
-    :class:`~visionkit.formats.coco.CategoryMap`). Returns the lines written.
+class LabelWriter:
+    """``folder/<stem>.txt`` per image (an empty file for an image without instances), made durable together
+    on :meth:`close` (one ``syncfs``, see :class:`~visionkit.media.atomic.SyncBatch`). Class ``i`` is
+    ``cats.categories[i]`` (a :class:`~visionkit.formats.coco.CategoryMap`).
 
-    Raises:
+    Raises (from :meth:`add`):
         InputError: naming ``source`` (where the file names come from), when a name would write outside
             ``folder`` (see :func:`visionkit.media.paths.safe_join`).
     """
-    index = {c["id"]: i for i, c in enumerate(cats.categories)}
-    written = 0
-    folder.mkdir(parents=True, exist_ok=True)
-    synced = SyncBatch()  # the label files are made durable together (one syncfs), not one fsync each
-    for name, _wh, dets in items:
-        class_of = {lbl: index[cats.lookup(lbl)] for lbl in set(dets.labels.tolist())
-                    if cats.lookup(lbl) is not None}
-        lines = yolo_lines(dets, class_of, segment=segment, report=report)
-        target = safe_join(folder, Path(name).with_suffix(".txt").as_posix(), file=source, field="file_name")
-        synced.write_bytes(target, ("\n".join(lines) + "\n" if lines else "").encode("utf-8"))
-        written += len(lines)
-    synced.sync()
-    return written
+
+    def __init__(self, folder: Path, cats, *, segment: bool, report: Counter, source: str) -> None:
+        self.folder, self.cats, self.segment, self.report, self.source = folder, cats, segment, report, source
+        self._index = {c["id"]: i for i, c in enumerate(cats.categories)}
+        self._synced = SyncBatch()
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def add(self, name: str, wh: tuple[int, int], dets: Detections) -> int:
+        """Write one image's label file; returns the lines written."""
+        class_of = {lbl: self._index[self.cats.lookup(lbl)] for lbl in set(dets.labels.tolist())
+                    if self.cats.lookup(lbl) is not None}
+        lines = yolo_lines(dets, class_of, segment=self.segment, report=self.report)
+        target = safe_join(self.folder, Path(name).with_suffix(".txt").as_posix(), file=self.source,
+                           field="file_name")
+        self._synced.write_bytes(target, ("\n".join(lines) + "\n" if lines else "").encode("utf-8"))
+        return len(lines)
+
+    def close(self) -> None:
+        self._synced.sync()
+
+    def discard(self) -> None:
+        pass
 
 
 def read_yolo_labels(text: str, image_wh: tuple[int, int], names: Sequence[str], *,

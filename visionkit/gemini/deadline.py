@@ -13,7 +13,10 @@ request for hours. This module bounds that wait:
   connection has sent the request (its body included) and starts waiting for the answer
   (``getresponse``), it arms the watchdog with its socket; a :class:`threading.Timer` then shuts that
   socket down (``shutdown(SHUT_RDWR)``, never ``close``: the reading thread still owns it) when the
-  deadline passes, which wakes the blocked read. ``getresponse`` disarms it when the headers are in: the
+  deadline passes, which wakes the blocked read, and the reading thread then closes the connection at
+  once (urllib3 drops a failed one, to be closed by the garbage collector with a ResourceWarning; the
+  transport closes a response cut while its body is read the same way). ``getresponse`` disarms the
+  watchdog when the headers are in: the
   body is read by :class:`~visionkit.gemini.transport.Transport` against the same clock, from
   :attr:`Watchdog.sent_at`. Disarming cancels and joins the timer, so no thread outlives its attempt.
 * :class:`DeadlineAdapter` is the ``requests`` adapter whose connections do the arming. It wraps each
@@ -125,6 +128,12 @@ class _Watched:
         watchdog.arm(sock)
         try:
             return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+        except BaseException:
+            watchdog.disarm()
+            if watchdog.expired:  # cut: close the socket here rather than leave it to whoever drops us
+                with contextlib.suppress(Exception):
+                    self.close()  # type: ignore[attr-defined]
+            raise
         finally:
             watchdog.disarm()
 

@@ -6,7 +6,10 @@
    ``inputTokenLimit``, ``outputTokenLimit`` and ``supportedGenerationMethods``; ai.google.dev/api/models).
    A refused key (400 ``API_KEY_INVALID``, 401, 403), an unknown or retired model (404) or a model without
    ``generateContent`` raises at once, so not one image is sent. A network failure, a 5xx or a 429 here
-   is only a notice: the run goes on with what the registry and the cache know.
+   is only a notice: the run goes on with what the registry and the cache know. The key is then checked
+   by ``GET /v1beta/models?pageSize=1`` (free too), so that a refused key stops the run before any image
+   even when the setting comes from the table or the cache and no probe is sent (a probe's refusal stops
+   it the same way); no answer to that either is one more notice.
 2. The thinking setting to send, first source that knows wins:
 
    * the registry row, when it has a sourced rule (:mod:`visionkit.gemini.models`);
@@ -201,26 +204,54 @@ def preflight(client: Any, *, cache: ModelCache | None = None, refresh: bool = F
     return plan
 
 
+_NO_ANSWER = (TransportError, ServerError, RateLimitError, ResponseError)
+
+
+def _key_refused(exc: APIError) -> bool:
+    """A 401, a 403, or a 400 that says the API key is not valid (``API_KEY_INVALID``)."""
+    return isinstance(exc, AuthError) or (isinstance(exc, BadRequestError)
+                                          and "api key" in (exc.api_message or str(exc)).lower())
+
+
+def _refused(exc: Any) -> AuthError:
+    return AuthError(f"the API key was refused (HTTP {exc.status}: {exc.api_message or exc}); check "
+                     "GEMINI_API_KEY / GOOGLE_API_KEY. Nothing was sent: no image request was made",
+                     status=exc.status, api_status=exc.api_status, api_message=exc.api_message)
+
+
+def _check_key(client: Any, model: str, notices: list[str]) -> None:
+    """models.get got no answer, so the key is unchecked, and a setting from the table or the cache sends
+    no probe: ask ``models.list`` for one model (free, like models.get) so that a refused key still stops
+    the run before any image request. No answer here either is a notice, not a stop."""
+    try:
+        client._request("GET", f"{client.base_url}/v1beta/models?pageSize=1", what="Models API list (key)")
+    except (AuthError, BadRequestError) as exc:
+        if _key_refused(exc):
+            raise _refused(exc) from None
+    except _NO_ANSWER as exc:
+        notices.append(f"the API key could not be checked before the images ({type(exc).__name__}); a "
+                       f"refused key stops the run at the first {model} request")
+
+
 def _ask_models_api(client: Any, model: str, info: ModelInfo, notices: list[str]) -> dict:
     try:
         facts = get_model(client, model)
     except (AuthError, BadRequestError) as exc:
-        if isinstance(exc, BadRequestError) and "api key" not in (exc.api_message or str(exc)).lower():
+        if not _key_refused(exc):
             notices.append(f"the Models API refused to describe {model} ({exc}); going on with what the "
                            "registry and the cache know")
             return {}
-        raise AuthError(f"the API key was refused (HTTP {exc.status}: {exc.api_message or exc}); check "
-                        "GEMINI_API_KEY / GOOGLE_API_KEY. Nothing was sent: no image request was made",
-                        status=exc.status, api_status=exc.api_status, api_message=exc.api_message) from None
+        raise _refused(exc) from None
     except NotFoundError as exc:
         why = status_note(model, info) or (f"{model} does not exist, is not available to this key, or is "
                                            "retired")
         raise NotFoundError(f"model {model} is not found (HTTP 404 from the Models API): {why}. Nothing was "
                             "sent; 'visionkit models --online' lists the ids this key can use",
                             status=404, api_status=exc.api_status, api_message=exc.api_message) from None
-    except (TransportError, ServerError, RateLimitError, ResponseError) as exc:
+    except _NO_ANSWER as exc:
         notices.append(f"could not ask the Models API about {model} ({type(exc).__name__}: {exc}); going on "
                        "with what the registry and the cache know")
+        _check_key(client, model, notices)
         return {}
     methods = facts.get("supportedGenerationMethods")
     if isinstance(methods, list) and methods and "generateContent" not in methods:
@@ -286,6 +317,8 @@ def _learn(client: Any, model: str, config: dict | None, status: str, where: str
         try:
             answer = _probe(client, config)
         except BadRequestError as exc:
+            if _key_refused(exc):  # models.get and the key check got no answer; the probe did
+                raise _refused(exc) from None
             found = next_setting(exc.api_message, config or {}, [r["config"] for r in refused])
             if found is None:
                 if refused or about_thinking(exc.api_message):

@@ -4,9 +4,16 @@ clear and in the encodings a server (or a model) may choose.
 * **In clear**: every ``min_run``-long piece of the key is searched for (``str.find``/``bytes.find``, C
   speed, so a 60 MB body costs a few hundred ms at worst).
 * **Encoded**: one character of the key may be written ``\\uXXXX`` (JSON; ``\\\\uXXXX`` when the answer
-  text is itself JSON inside the JSON body, as labels are), ``\\xXX``, ``%XX`` (URL encoding), or
-  ``&#NN;`` / ``&#xXX;`` (HTML), each mixed freely with plain characters. Around every encoded character
-  the text is decoded and searched again; the hit is redacted in its original, encoded form.
+  text is itself JSON inside the JSON body, as labels are), ``\\xXX``, ``%XX`` (URL encoding; ``%25XX``
+  when encoded twice, or thrice), or ``&#NN;`` / ``&#xXX;`` (HTML; the ``;`` may be left out, as browsers
+  allow: the digits then run as far as they go), each mixed freely with plain characters. Around every
+  encoded character the text is decoded and searched again; the hit is redacted in its original, encoded
+  form.
+* **Encoded whole**: base64 (standard or URL-safe alphabet) or hex (lower or upper case) of the key's UTF-8
+  bytes. A run of ``min_run`` key characters holds at least ``(min_run - 2) // 3`` whole 3-byte groups of
+  base64 wherever it starts in the encoded stream, so each 4-character group pair of the key's base64 at
+  its three byte alignments is searched for in clear, and each ``2 * min_run`` hex digits at even offsets.
+  (A key shorter than ``min_run``, a test stand-in, is not searched for in these forms.)
 * **Split**: a key cut into pieces over several text ``parts`` of a candidate (each shorter than
   ``min_run``) is whole in the answer text the parts make: :func:`redact_split_parts` searches the joined
   text and redacts the pieces in every part they fall in.
@@ -16,6 +23,7 @@ Overlapping or touching hits merge into one ``[redacted]``.
 
 from __future__ import annotations
 
+import base64
 import bisect
 import functools
 import json
@@ -29,11 +37,12 @@ __all__ = ["MIN_KEY_FRAGMENT", "REDACTED", "key_spans", "redact_key", "redact_sp
 MIN_KEY_FRAGMENT = 8
 REDACTED = "[redacted]"
 
-# An encoded character: JSON \uXXXX (any number of backslashes), \xXX, %XX, &#NN; or &#xXX;. Written to
+# An encoded character: JSON \uXXXX (any number of backslashes), \xXX, %XX (%25XX: twice), &#NN; or &#xXX;
+# (the ";" optional). Written to
 # start with a character class, which the regex engine scans for at C speed (an alternation of the forms
 # is 3-4x slower on a 64 MB body without any).
-_ENCODED = (r"[\\%&](?:(?<=\\)\\*(?:u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2})|(?<=%)[0-9a-fA-F]{2}"
-            r"|(?<=&)#(?:[xX][0-9a-fA-F]{1,6}|[0-9]{1,7});)")
+_ENCODED = (r"[\\%&](?:(?<=\\)\\*(?:u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2})|(?<=%)(?:25){0,2}[0-9a-fA-F]{2}"
+            r"|(?<=&)#(?:[xX][0-9a-fA-F]{1,6}|[0-9]{1,7});?)")
 # A region is read as encoded characters and runs of plain text (one token each, so a long run is cheap).
 _TOKEN = re.compile(rf"(?P<e>{_ENCODED})|[^\\%&]+|.", re.DOTALL)
 _LONGEST_UNIT = 12  # "&#x0010FFFF;"; more backslashes only make a unit longer
@@ -43,9 +52,12 @@ def _unit_char(token: str) -> str:
     """The character an encoded unit stands for."""
     try:
         if token[0] == "%":
-            return chr(int(token[1:], 16))
+            digits = token[1:]
+            while len(digits) > 2 and digits.startswith("25"):  # %2541: "%41" encoded again
+                digits = digits[2:]
+            return chr(int(digits, 16))
         if token[0] == "&":
-            body = token[2:-1]
+            body = token[2:].rstrip(";")
             return chr(int(body[1:], 16) if body[:1] in "xX" else int(body))
         return chr(int(token.lstrip("\\")[1:], 16))
     except (ValueError, OverflowError):  # past U+10FFFF
@@ -81,8 +93,8 @@ def _key_char_pattern(key: str, as_bytes: bool) -> re.Pattern:
     in every answer, stand for none and cost nothing: they never match)."""
     hexes = "|".join(sorted({f"{ord(c):02x}" for c in key}))
     decs = "|".join(sorted({str(ord(c)) for c in key}))
-    text = (rf"[\\%&](?:(?<=\\)\\*(?:u00(?:{hexes})|x(?:{hexes}))|(?<=%)(?:{hexes})"
-            rf"|(?<=&)#(?:0*(?:{decs})|x0*(?:{hexes}));)")
+    text = (rf"[\\%&](?:(?<=\\)\\*(?:u00(?:{hexes})|x(?:{hexes}))|(?<=%)(?:25){{0,2}}(?:{hexes})"
+            rf"|(?<=&)#(?:0*(?:{decs})|x0*(?:{hexes})))")
     return re.compile(text.encode() if as_bytes else text, re.IGNORECASE)
 
 
@@ -127,6 +139,36 @@ def _original(tokens: list, starts: list[int], pos: int, end: bool) -> int:
     return o_start + (pos - first) if plain else (o_end if end else o_start)
 
 
+@functools.lru_cache(maxsize=8)
+def _whole_grams(key: str, run: int) -> tuple[str, ...]:
+    """The pieces of the key's base64 and hex encodings searched for (module docstring)."""
+    raw = key.encode("utf-8")
+    if len(key) < run:
+        return ()
+    grams: set[str] = set()
+    for digits in (raw.hex(), raw.hex().upper()):
+        grams.update(digits[i:i + 2 * run] for i in range(0, len(digits) - 2 * run + 1, 2))
+    width = 4 * max(1, (run - 2) // 3)
+    for shift in range(3):
+        tail = raw[shift:]
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            coded = encode(tail)[:len(tail) // 3 * 4].decode("ascii")  # whole groups only
+            grams.update(coded[i:i + width] for i in range(0, len(coded) - width + 1, 4))
+    return tuple(sorted(grams))
+
+
+def _whole_hits(text: Any, key: str, run: int) -> list[tuple[int, int]]:
+    hits = []
+    as_bytes = isinstance(text, (bytes, bytearray))
+    for gram in _whole_grams(key, run):
+        needle: Any = gram.encode("ascii") if as_bytes else gram
+        at = text.find(needle)
+        while at != -1:
+            hits.append((at, at + len(needle)))
+            at = text.find(needle, at + 1)
+    return hits
+
+
 def key_spans(text: str | bytes, key: str, min_run: int = MIN_KEY_FRAGMENT) -> list[tuple[int, int]]:
     """Merged ``(start, end)`` spans of ``text`` that hold a run of ``min_run``+ key characters, in clear
     or encoded (see the module docstring)."""
@@ -135,6 +177,7 @@ def key_spans(text: str | bytes, key: str, min_run: int = MIN_KEY_FRAGMENT) -> l
     as_bytes = isinstance(text, (bytes, bytearray))
     hits = _plain_hits(text, key.encode("utf-8") if as_bytes else key, min_run)
     hits += _encoded_hits(text, key, min_run)
+    hits += _whole_hits(text, key, min_run)
     return _merge(hits) if hits else []
 
 

@@ -14,9 +14,11 @@ The wait before retry ``n`` (1-based) is exponential backoff with jitter, capped
 When the server says how long to wait (``RetryInfo.retryDelay`` in the error body's ``details``, or the
 ``Retry-After`` header), the wait is at least that long. A 429 that does not say (a :class:`Failed` with
 ``paced``) is not backed off per request: the transport's shared pace (:mod:`.throttle`) spaces the next
-attempt of every thread, and such attempts use ``max_paced_attempts`` instead of ``max_attempts``. A
-server delay longer than ``max_total_wait`` stops the retries at once, and so does a wait that would push
-the total time slept past it.
+attempt of every thread. Such attempts are not billed and do not use up ``max_attempts``; they count
+against ``max_total_wait``, the one budget they share with the backoff waits, by the time the server
+accepted nothing at all since the first of them (:attr:`Failed.quiet`): a request waiting its turn behind
+other threads that are answered is not stalled. A server delay longer than ``max_total_wait`` stops the
+retries at once, and so does a wait that would push the total past it.
 
 Every :class:`~visionkit.errors.APIError` raised by :meth:`RetryPolicy.run` carries ``attempts`` (int): the
 number of HTTP attempts made, including the failed last one (1 = not retried). It is set as an attribute
@@ -118,12 +120,16 @@ class Failed:
         reason: a short description for logs and the ``on_retry`` callback ("HTTP 503 UNAVAILABLE").
         paced: a 429 without a delay: the sender's shared pace (:class:`~.throttle.Throttle`) spaces the
             next attempt, so it is retried without a backoff of its own.
+        quiet: for a paced failure, seconds the server has accepted no attempt of the sender's (any
+            thread's), as the pace measures it; None when not known (then the time since the request's
+            own first paced failure counts).
     """
 
     error: APIError
     server_delay: float | None = None
     reason: str = ""
     paced: bool = False
+    quiet: float | None = None
 
 
 @dataclass(frozen=True)
@@ -134,31 +140,30 @@ class RetryPolicy:
         max_attempts: attempts in total, including the first (1 = no retry), not counting paced ones.
         base_delay: the first backoff cap, in seconds; doubled after each retry.
         max_delay: the largest backoff wait, in seconds (a longer server-requested delay is still honoured).
-        max_total_wait: the most time slept over all retries of one request; past it, the error is raised.
-            Paced attempts (429 without a delay) stop once this long has passed since the first of them.
-        max_paced_attempts: attempts answered 429 without a delay (not billed) allowed for one request,
-            besides ``max_attempts`` (a policy with ``max_attempts=1`` retries nothing, paced or not).
+        max_total_wait: the most time one request spends waiting to be retried: the backoff sleeps, plus,
+            from its first 429 without a delay on (paced attempts, which ``max_attempts`` does not count;
+            a policy with ``max_attempts=1`` retries nothing, paced or not), the time the server accepted
+            nothing (:attr:`Failed.quiet`). Past it, the error is raised.
         jitter: "full", "equal", "decorrelated" or "none" (see the module docstring).
         retry_statuses: HTTP statuses that are retried.
         sleep: the sleep function (inject a recorder in tests).
         rng: the random source for jitter (inject a seeded ``random.Random`` in tests).
+        clock: the clock the time of paced attempts is read from (inject a fake one in tests).
     """
 
     max_attempts: int = 5
     base_delay: float = 1.0
     max_delay: float = 60.0
     max_total_wait: float = 300.0
-    max_paced_attempts: int = 30
     jitter: str = "full"
     retry_statuses: frozenset[int] = RETRYABLE_STATUSES
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     rng: random.Random = field(default_factory=random.Random, repr=False, compare=False)
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
             raise ConfigError(f"max_attempts must be an int >= 1, got {self.max_attempts!r}")
-        if not isinstance(self.max_paced_attempts, int) or self.max_paced_attempts < 1:
-            raise ConfigError(f"max_paced_attempts must be an int >= 1, got {self.max_paced_attempts!r}")
         for name in ("base_delay", "max_delay", "max_total_wait"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
@@ -173,6 +178,10 @@ class RetryPolicy:
         if isinstance(error, TransportError):
             return True
         return isinstance(error, HTTPStatusError) and error.status in self.retry_statuses
+
+    def paces(self, failed: Failed) -> bool:
+        """True when ``failed`` is left to the sender's shared pace (a 429 without a delay)."""
+        return failed.paced and failed.server_delay is None
 
     def backoff(self, retry: int, previous: float | None = None) -> float:
         """The jittered wait before retry number ``retry`` (1-based); ``previous`` is the last wait."""
@@ -208,7 +217,8 @@ class RetryPolicy:
         waited = 0.0
         previous: float | None = None
         attempt = paced = 0
-        paced_since = 0.0
+        paced_since: float | None = None  # the time of the first paced failure ...
+        waited_before = 0.0  # ... and the backoff slept before it
         while True:
             attempt += 1
             try:
@@ -221,12 +231,22 @@ class RetryPolicy:
             error = _set_attempts(outcome.error, attempt)
             if not self.is_retryable(error):
                 raise error
-            if outcome.paced and outcome.server_delay is None and self.max_attempts > 1:
+            # the budget spent: backoff slept, plus for a paced failure the time the server has accepted
+            # nothing of the sender's (a slow limit that lets other threads through is no stall: the wait
+            # for a turn behind them grows with their number); else the time since the first paced one
+            spent = waited
+            if self.paces(outcome) and outcome.quiet is not None:
+                spent = (waited if paced_since is None else waited_before) + outcome.quiet
+            elif paced_since is not None:
+                spent = waited_before + self.clock() - paced_since
+            if self.paces(outcome) and self.max_attempts > 1:
                 paced += 1
-                paced_since = paced_since or time.monotonic()
-                if paced >= self.max_paced_attempts or time.monotonic() - paced_since > self.max_total_wait:
+                if paced_since is None:
+                    paced_since, waited_before = self.clock(), waited
+                if spent > self.max_total_wait:
                     raise _amend(error, f"gave up after {attempt} attempts, {paced} of them answered 429 "
-                                        "without a retry delay")
+                                        f"without a retry delay, after waiting {spent:.0f}s (max_total_wait "
+                                        f"{self.max_total_wait:g}s)")
                 if on_retry is not None:
                     on_retry(attempt, 0.0, outcome.reason or type(error).__name__)
                 continue  # the sender's shared pace spaces the next attempt
@@ -239,7 +259,7 @@ class RetryPolicy:
                     raise _amend(error, f"the server asked to wait {server:g}s, more than max_total_wait "
                                         f"{self.max_total_wait:g}s; not retried")
                 delay = max(delay, server)
-            if waited + delay > self.max_total_wait:
+            if spent + delay > self.max_total_wait:
                 raise _amend(error, f"gave up after {attempt} attempts: the next wait of {delay:.1f}s "
                                     f"would exceed max_total_wait {self.max_total_wait:g}s")
             if on_retry is not None:

@@ -37,6 +37,7 @@ import re
 import time
 import zlib
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -341,11 +342,15 @@ class Transport:
         what = what or f"{method} {urlsplit(url).path}"
 
         def send() -> requests.Response | Failed:
-            logger.debug("%s %s (%s)", method, url, what)
+            if logger.isEnabledFor(logging.DEBUG):  # the URL is the caller's (a base URL, an upload URL)
+                logger.debug("%s", self.redact(f"{method} {url} ({what})"))
             if hasattr(data, "seek"):
                 data.seek(0)
-            started = self.throttle.acquire()
+            # on the throttle's clock, which `started` below is not; out of patience once the server has
+            # accepted nothing for the retry budget (a request then ends at its next 429)
+            turn = self.throttle.acquire((retry or self.retry).max_total_wait)
             watchdog = Watchdog(self.deadline)
+            response = None
             try:
                 with watchdog:  # the session's DeadlineAdapter arms it once the request is sent
                     response = self.session.request(method, url, headers=sent, data=data,
@@ -360,13 +365,15 @@ class Transport:
                 if not (stream and 200 <= response.status_code < 300):
                     self._read_body(response, started, what)
             except _NETWORK_ERRORS as exc:
+                if response is not None:  # cut while reading the body: close its connection now, not in GC
+                    response.close()
                 return self._attempt_failure(exc, what, watchdog)
             if 200 <= response.status_code < 300:
                 self.throttle.succeeded()
                 return response
             failed = self.status_failure(response, what, not_found_hint)
             if failed.paced:
-                self.throttle.throttled(started)
+                return replace(failed, quiet=self.throttle.throttled(turn))
             return failed
 
         return (retry or self.retry).run(send, on_retry=self._notify_retry)

@@ -21,7 +21,8 @@ from typing import IO, Any
 
 from ..errors import ExportError
 
-__all__ = ["FolderSync", "SyncBatch", "atomic_open", "write_bytes_atomic", "write_json_atomic"]
+__all__ = ["AtomicFile", "FolderSync", "StreamWriter", "SyncBatch", "atomic_open", "write_bytes_atomic",
+           "write_json_atomic"]
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 
@@ -123,6 +124,55 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None =
     with atomic_open(path, "wb", folders=folders) as fh:
         fh.write(data)
     return Path(path)
+
+
+class StreamWriter:
+    """A writer used as a ``with`` block: :meth:`close` on a clean exit, :meth:`discard` on an exception."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, tb) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.discard()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def discard(self) -> None:
+        raise NotImplementedError
+
+
+class AtomicFile(StreamWriter):
+    """A file written piece by piece, in memory that does not grow with it, and put in place atomically by
+    :meth:`close` (as :func:`atomic_open`, ``"wb"``); :meth:`discard` (or an exception inside a ``with``)
+    removes the temp file and leaves ``path`` as it was."""
+
+    def __init__(self, path: str | os.PathLike, *, durable: bool = True) -> None:
+        self.path = Path(path)
+        self._stack = contextlib.ExitStack()
+        self._fh = self._stack.enter_context(atomic_open(self.path, "wb", durable=durable))
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._fh.write(data)
+        except OSError as exc:
+            raise ExportError(f"cannot write {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        """Put the file in place (a no-op once closed or discarded)."""
+        self._stack.close()
+
+    def discard(self) -> None:
+        """Drop what was written (a no-op once closed or discarded)."""
+        gone = _Discarded()
+        self._stack.__exit__(_Discarded, gone, None)
+
+
+class _Discarded(Exception):
+    """Thrown into :func:`atomic_open` by :meth:`AtomicFile.discard`: unwinds it without replacing."""
 
 
 class FolderSync:

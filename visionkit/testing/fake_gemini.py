@@ -109,7 +109,8 @@ class FakeGemini(GenerateEndpoint, FilesEndpoints, ModelsEndpoints):
         dialects: True (or a :class:`~visionkit.testing.dialects.Dialects`) to enforce each model's rules
             and, with the default responder, answer as that model would.
         port: the port to bind (0: chosen by the OS).
-        models: Models API overrides, ``{id: resource}`` (None: 404); also ``server.models``.
+        models: Models API overrides, ``{id: resource}`` (None: 404; a :class:`Fault`: answered with it);
+            also ``server.models``.
         log: ``log(record)`` is called with every request received and every batch line answered.
     """
 
@@ -118,7 +119,7 @@ class FakeGemini(GenerateEndpoint, FilesEndpoints, ModelsEndpoints):
                  api_key: str | None = None,
                  file_states: tuple[str, ...] = ("PROCESSING", "PROCESSING", "ACTIVE"),
                  dialects: bool | Dialects = False, port: int = 0,
-                 models: Mapping[str, dict | None] | None = None,
+                 models: Mapping[str, dict | Fault | None] | None = None,
                  log: Callable[[RecordedRequest], None] | None = None):
         self.dialects = Dialects() if dialects is True else (dialects or None)
         self._default_answer = responder is None
@@ -141,7 +142,7 @@ class FakeGemini(GenerateEndpoint, FilesEndpoints, ModelsEndpoints):
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self.errors: list[BaseException] = []  # exceptions raised by the responder or fault_for
-        self.models: dict[str, dict | None] = dict(models or {})
+        self.models: dict[str, dict | Fault | None] = dict(models or {})
         self.log = log
         self.billed: list[dict] = []  # usageMetadata of every 200 answer (online and batch lines)
         self.batch = fake_batch.FakeBatch(self)  # the Batch API endpoints (see visionkit.testing.fake_batch)
@@ -288,7 +289,10 @@ class FakeGemini(GenerateEndpoint, FilesEndpoints, ModelsEndpoints):
         if kind == "generate":
             record = self._describe_generate(record, match.group(1))
 
-        denied = self._check_key(headers)
+        if kind == "model_get" and isinstance(self.models.get(MODEL_GET.match(path).group(1)), Fault):
+            denied = None  # a Fault set for the id answers before the key is checked (fake_models)
+        else:
+            denied = self._check_key(headers)
         fault = None
         if denied is None and kind == "generate":
             try:

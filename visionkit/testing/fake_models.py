@@ -7,7 +7,9 @@ With ``dialects``, each id is described from its dialect (:mod:`visionkit.testin
 one is 404, a model that does not think says ``thinking: false``, an embedding model offers no
 ``generateContent``; the list holds :data:`~visionkit.testing.dialects.LISTED`. Without dialects every id
 exists and says ``thinking: false`` (so a bare fake asks for no learning). ``server.models`` overrides
-any id: ``server.models["x"] = None`` makes it 404, a dict is sent as its resource.
+any id: ``server.models["x"] = None`` makes it 404, a dict is sent as its resource, and a
+:class:`~visionkit.testing.faults.Fault` (``status``, ``reset`` or ``slow``) is what every ``GET`` of that id
+gets, before the key is checked (an outage, or a front end that refuses the key itself).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .fake_http import reset
 from .fake_responses import error_body, model_resource
+from .faults import Fault
 
 if TYPE_CHECKING:
     from .dialects import Dialects
@@ -31,10 +35,12 @@ class ModelsEndpoints:
     """Mixed into FakeGemini: it provides ``dialects``, ``models``, ``_send_json``."""
 
     dialects: Dialects | None
-    models: dict[str, dict | None]
+    models: dict[str, dict | Fault | None]
     _send_json: Any
+    _send_fault_status: Any
+    _stopping: Any
 
-    def _describe(self, model: str) -> dict | None:
+    def _describe(self, model: str) -> dict | Fault | None:
         if model in self.models:
             return self.models[model]
         if self.dialects is None:
@@ -43,6 +49,12 @@ class ModelsEndpoints:
 
     def _model_get(self, h: Handler, model: str) -> None:
         resource = self._describe(model)
+        if isinstance(resource, Fault):
+            if resource.kind == "status":
+                return self._send_fault_status(h, resource)
+            if resource.kind == "reset" or self._stopping.wait(resource.seconds):
+                return reset(h)
+            resource = model_resource(model)
         if resource is None:
             return self._send_json(h, 404, error_body(404, f"models/{model} is not found for API version "
                                                            "v1beta, or is not supported for generateContent. "
@@ -52,8 +64,8 @@ class ModelsEndpoints:
 
     def _model_list(self, h: Handler, query: Mapping[str, list[str]]) -> None:
         listed = self.dialects.listed if self.dialects is not None else ()
-        ids = list(dict.fromkeys([*listed, *(m for m, r in self.models.items() if r is not None)]))
-        resources = [r for r in (self._describe(m) for m in ids) if r is not None]
+        ids = list(dict.fromkeys([*listed, *(m for m, r in self.models.items() if isinstance(r, dict))]))
+        resources = [r for r in (self._describe(m) for m in ids) if isinstance(r, dict)]
         try:
             size = max(1, min(int(query.get("pageSize", ["50"])[0]), 1000))
             start = int(query.get("pageToken", ["0"])[0] or 0)

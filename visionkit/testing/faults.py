@@ -11,12 +11,14 @@ Besides statuses, resets and slow answers, the hostile-server kinds of issue 11:
 * :meth:`Fault.echo_key`: the request's own ``x-goog-api-key`` echoed back, in an error ``status``, an
   error ``message``, an HTML page (at offset 70) or a detection label; in a 200 answer also encoded
   (issue 19): JSON-escaped in a label or in ``modelVersion``, split over 5-character text parts, or
-  percent-encoded in a label;
+  in a label percent-encoded (once or twice: ``%2541``), as HTML references without their ``;``
+  (``&#65&#x51``), or encoded whole in base64 or hex;
 * :meth:`Fault.oversize`: a valid generateContent answer of ``size`` bytes, uncompressed.
 """
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import threading
@@ -26,9 +28,10 @@ __all__ = ["ECHO_PLACES", "Fault", "bomb_body", "echo_body", "oversize_body"]
 
 #: Where :meth:`Fault.echo_key` puts the key.
 ECHO_PLACES = ("status", "message", "html", "label", "label-escaped", "label-split", "label-percent",
-               "model-version-escaped")
+               "model-version-escaped", "label-percent-twice", "label-html-bare", "label-base64", "label-hex")
 #: The places of :data:`ECHO_PLACES` that answer 200 with a detection.
-_ECHO_ANSWERS = ("label", "label-escaped", "label-split", "label-percent", "model-version-escaped")
+_ECHO_ANSWERS = ("label", "label-escaped", "label-split", "label-percent", "model-version-escaped",
+                 "label-percent-twice", "label-html-bare", "label-base64", "label-hex")
 
 @dataclass(frozen=True)
 class Fault:
@@ -149,8 +152,13 @@ def echo_body(where: str, key: str, code: int) -> tuple[bytes, str]:
 def _echo_answer(where: str, key: str) -> bytes:
     """A 200 generateContent answer with ``key`` in a label or in ``modelVersion``, as ``where`` says."""
     escaped = "".join(f"\\u{ord(c):04x}" for c in key)
-    label = {"label": key, "label-escaped": escaped, "label-percent": "".join(f"%{ord(c):02X}" for c in key)
-             }.get(where, "")
+    raw = key.encode("utf-8")
+    label = {"label": key, "label-escaped": escaped, "label-percent": "".join(f"%{ord(c):02X}" for c in key),
+             "label-percent-twice": "".join(f"%25{ord(c):02X}" for c in key),
+             "label-html-bare": "".join(f"&#x{ord(c):X}" if k % 2 else f"&#{ord(c)}"
+                                        for k, c in enumerate(key)),
+             "label-base64": base64.b64encode(b"=" + raw).decode(),  # the key from the 2nd byte of a group
+             "label-hex": raw.hex()}.get(where, "")
     text = '[{"box_2d": [100, 100, 500, 500], "label": "cup ' + label + '"}]'
     parts = [{"text": text}]
     if where == "label-split":  # 5 characters a part: no part holds 8 of the key

@@ -11,7 +11,7 @@ import requests
 
 from ...errors import APIError, BatchError, HTTPStatusError, RateLimitError, ResponseError, TransportError
 from ..client import API_VERSION, GeminiClient
-from ..retry import RetryPolicy
+from ..retry import Failed, RetryPolicy
 from .job import _FILE_NAME, _JOB_NAME, BatchJob, _check
 
 __all__ = [
@@ -38,6 +38,9 @@ class _CreatePolicy(RetryPolicy):
         if isinstance(error, RateLimitError):
             return not error.per_day
         return False
+
+    def paces(self, failed: Failed) -> bool:
+        return False  # a 429 here means the batch quota is full: max_attempts tries, backed off, not more
 
 
 def _inline_head(display_name: str) -> bytes:
@@ -102,8 +105,7 @@ def create_job(client: GeminiClient, display_name: str, *, file_name: str | None
     policy = _CreatePolicy(max_attempts=client.retry.max_attempts, base_delay=client.retry.base_delay,
                            max_delay=client.retry.max_delay, max_total_wait=client.retry.max_total_wait,
                            jitter=client.retry.jitter, sleep=client.retry.sleep, rng=client.retry.rng,
-                           # a 429 here means the batch quota is full: as many tries as before, not more
-                           max_paced_attempts=client.retry.max_attempts)
+                           clock=client.retry.clock)
     try:
         response, _ = client._request("POST", _url(client, f"models/{model}:batchGenerateContent"),
                                       headers={"Content-Type": "application/json"}, data=payload,
