@@ -179,3 +179,27 @@ def test_tif_and_gif_are_read_and_other_formats_are_counted_once(server, tmp_pat
     if mode == "online":
         assert len(server.generate_requests) == len(READABLE)
         assert {r.image_mime for r in server.generate_requests} <= {"image/jpeg", "image/png"}
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_sources_json_resolves_linked_images_found_by_the_listing(tmp_path, direct):
+    """sources.json names where each image really is: a linked image by its target, found from the
+    listing's link flags (no lstat per image). Oracle: ``Path.resolve()`` of each input path."""
+    from visionkit import label
+    from visionkit.testing.synthetic import write_labelled_folder
+
+    images, replay = write_labelled_folder(tmp_path / "data", 3, (40, 30), masks=1)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (images / "img00001.jpg").rename(elsewhere / "real1.jpg")
+    (images / "img00001.jpg").symlink_to(elsewhere / "real1.jpg")
+    (images / "sub").mkdir()
+    (images / "img00002.jpg").rename(images / "sub" / "img00002.jpg")
+    inputs = [images / "img00000.jpg", images / "img00001.jpg", images / "sub" / "img00002.jpg"] if direct \
+        else [images]
+    summary = label(inputs, tmp_path / "o", replay=replay, processes=False, overlays=False)
+    assert summary.succeeded == 3
+    sources = json.loads((tmp_path / "o" / "sources.json").read_text(encoding="utf-8"))["images"]
+    expected = {"img00000.jpg": images / "img00000.jpg", "img00001.jpg": elsewhere / "real1.jpg",
+                ("img00002.jpg" if direct else "sub/img00002.jpg"): images / "sub" / "img00002.jpg"}
+    assert sources == {name: str(path.resolve()) for name, path in expected.items()}

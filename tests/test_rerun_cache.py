@@ -414,3 +414,47 @@ def test_a_kept_result_still_counts_its_exif_rotation(folder, tmp_path, parses, 
     again = run(images, replay, tmp_path / "o")
     assert parses == [] and again.reused == 5
     assert first.rotated == again.rotated == rotated
+
+
+def test_the_exif_note_is_in_the_summary_of_a_rerun_that_keeps_every_result(folder, tmp_path, capsys):
+    """What the user reads: the note that loaders reading the originals need ``visionkit export`` is in
+    the first run's summary and in a rerun's that reuses every kept result (it was dropped there)."""
+    from visionkit.cli import main
+
+    images, replay = folder
+    (images / "img00003.jpg").write_bytes(_exif_jpeg(tmp_path, 6))
+    argv = ["label", str(images), "--out", str(tmp_path / "o"), "--task", "segment", "--replay", str(replay)]
+    said = []
+    for _ in range(2):
+        assert main(argv) == 0
+        said.append(" ".join(capsys.readouterr()))
+    assert "5 reused from kept results" in said[1]
+    for text in said:
+        assert "`visionkit export` writes upright copies" in text, text
+
+
+def test_a_rerun_that_keeps_every_line_leaves_the_results_file_alone(folder, tmp_path, parses):
+    """Nothing to write: the previous file already holds this run's lines in this order. Any change (a new
+    image, a changed answer, a line of another order) writes it again, with every image's line."""
+    images, replay = folder
+    out = tmp_path / "o"
+    run(images, replay, out)
+    path = out / RESULTS_NAME
+    before = path.stat()
+    again = run(images, replay, out)
+    assert again.reused == 5
+    after = path.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+    (replay / "img00002.txt").write_text(segment_answer(2, seed=77), encoding="utf-8")
+    parses.clear()
+    run(images, replay, out)
+    assert len(parses) == 1 and path.stat().st_ino != before.st_ino
+    keys = [json.loads(line)["_vk"]["key"] for line in path.read_bytes().splitlines()]
+    assert keys == [f"img{i:05d}" for i in range(5)]
+
+    run(images, replay, out, exclude=["img00001.jpg"])  # a line looked up out of order: written again
+    keys = [json.loads(line)["_vk"]["key"] for line in path.read_bytes().splitlines()]
+    assert sorted(keys) == [f"img{i:05d}" for i in range(5)]
+    parses.clear()
+    assert run(images, replay, out).reused == 5 and parses == []

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from ..core.usage import Usage
 from ..errors import InputError
+from ..media.filekind import read_regular_text
 from ..run.batching import DEFAULT_POLL_INTERVAL, cancel, poll, status
 from ._label import add_label_arguments
 from ._label import run as run_label
@@ -48,7 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _load_args(out: Path) -> dict:
     path = out / "batch" / "run.json"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_regular_text(path, expected="the batch run's options, a JSON file"))
     except FileNotFoundError:
         raise InputError(f"{out} holds no batch run ({path} is missing); start one with "
                          "'visionkit label INPUT... --out DIR --batch'") from None

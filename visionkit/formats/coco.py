@@ -42,7 +42,8 @@ from typing import Any
 from ..core.boxes import xyxy_to_xywh
 from ..core.detections import Detections
 from ..core.text import normalize_label
-from ..errors import ExportError
+from ..errors import ExportError, InputError
+from ..media.filekind import read_regular_text
 from .instances import box_polygon, clip_crop_to_box, snap_boxes
 
 __all__ = [
@@ -226,8 +227,8 @@ def load_categories(path: str | os.PathLike) -> list[str | dict]:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_regular_text(path, expected="a categories file", encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError, InputError) as exc:
         raise ExportError(f"cannot read categories file {path}: {exc}") from exc
     if path.suffix.lower() == ".json":
         try:

@@ -56,6 +56,7 @@ import ijson
 
 from ..core.detections import Detections
 from ..errors import InputError
+from ..media.filekind import open_regular
 from .coco_checks import MAX_PIXELS, MAX_SIDE, Checker, ImageEntry
 from .coco_read import has_mask, image_detections
 
@@ -99,8 +100,9 @@ class CocoFile:
             self._data, self.name = source, f"the {what} dict"
         else:
             self.path = dataset_path(source)
+            self._expected = f"a COCO {what} (a JSON file)"
             self.name = str(self.path)
-            if not self.path.is_file():
+            if not os.path.lexists(self.path):
                 hint = " (a run folder needs annotations.json)" if Path(source).is_dir() else ""
                 raise InputError(f"{what} {self.path} does not exist{hint}")
         self._check = Checker(self.name)
@@ -122,7 +124,7 @@ class CocoFile:
     def _open(self):
         """The file, past a UTF-8 byte order mark (Windows editors add one; ijson would stop at it)."""
         try:
-            fh = open(self.path, "rb")  # noqa: SIM115  (closed by the caller's with)
+            fh = open_regular(self.path, "rb", expected=self._expected)  # a FIFO: InputError, not a hang
         except OSError as exc:
             raise InputError(f"cannot read {self.name}: {exc}") from exc
         try:
@@ -265,7 +267,7 @@ class CocoFile:
         if self._data is not None:
             return copy.deepcopy(dict(self._data))
         try:
-            with open(self.path, encoding="utf-8-sig") as fh:  # a BOM, as in _open
+            with open_regular(self.path, "r", expected=self._expected, encoding="utf-8-sig") as fh:  # a BOM
                 return json.load(fh)
         except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise InputError(f"cannot read {self.name}: {exc}") from exc

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ExportError, InputError
+from ..media.filekind import read_regular_text
 from ..media.paths import safe_join
 from .coco_stream import CocoFile, ImageEntry, ImageRecord
 
@@ -59,7 +60,9 @@ class Run:
 
 def _read_json(path: Path, hint: str) -> object:
     try:
-        return json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM (Windows editors) is not an error
+        # a BOM (Windows editors) is not an error; a FIFO is said, not waited on
+        return json.loads(read_regular_text(path, expected="a JSON file written by visionkit label",
+                                            encoding="utf-8-sig"))
     except FileNotFoundError as exc:
         raise ExportError(f"{path} not found{'; ' + hint if hint else ''}") from exc
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -120,7 +123,7 @@ def open_runs(runs: Sequence[str | os.PathLike], images_root: str | os.PathLike 
             continue
         folders[key] = folder
         path = folder / "annotations.json"
-        if not path.is_file():
+        if not path.exists():  # a FIFO or a folder there is said by CocoFile, naming what it is
             raise ExportError(f"{path} not found; is it a `visionkit label` output folder?")
         coco = CocoFile(path, what="run")
         run = Run(folder, coco, _sources(folder) if root is None else None, root, _points(folder))

@@ -38,6 +38,7 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import ConfigError, InputError
 from ..formats.coco_stream import CocoFile
 from ..media.atomic import atomic_open, write_bytes_atomic
+from ..media.filekind import read_regular_text
 from ..run.keys import load_key_map
 from ..run.warnings import WARNINGS_FILE
 from ._report_gallery import Gallery, script_json
@@ -82,8 +83,8 @@ def _read_json(path: Path, default: Any, problems: list[str], kind: type) -> Any
     if not path.exists():
         return default
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        value = json.loads(read_regular_text(path, expected="a JSON file written by visionkit label"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError, InputError) as exc:
         problems.append(f"{path.name} could not be read ({exc}); left out")
         return default
     if not isinstance(value, kind):

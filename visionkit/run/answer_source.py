@@ -23,7 +23,7 @@ from ..answers.parse import answer_text
 from ..answers.response import load_response
 from ..errors import BlockedError, ConfigError, EmptyResponseError, ExportError, InputError, ParseError
 from ..media.atomic import FolderSync, SyncBatch, write_bytes_atomic, write_json_atomic
-from ..media.filekind import check_regular
+from ..media.filekind import check_regular, read_regular_text
 
 __all__ = ["AnswerSource", "RateLimiter", "ResponseStore", "find_replay", "read_answer"]
 
@@ -71,7 +71,7 @@ def request_record(task: str, prompt: str | None, classes: Sequence[str] | None,
 def read_answer(path: Path) -> Any:
     """A replay or saved file: ``.json`` = a full generateContent response (dict), ``.txt`` = model text."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular_text(path, expected="an answer file (a response .json or a text .txt)")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read answer file {path}: {exc}") from exc
     if path.suffix == ".json":
@@ -153,9 +153,9 @@ class ResponseStore:
         """Which of ``images`` (``{file_name: path}``) the response saved under ``key`` was asked about,
         by the SHA-256 in its request record; None when there is no record or not exactly one matches."""
         try:
-            record = json.loads((self.folder / RECORD_DIR / f"{key}.json").read_text(encoding="utf-8"))
+            record = json.loads(read_regular_text(self.folder / RECORD_DIR / f"{key}.json"))
             digest = record["image"]["sha256"]
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, InputError):
             return None
         matches = []
         for file_name, path in images.items():

@@ -36,6 +36,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..media.atomic import atomic_open, write_json_atomic
+from ..media.filekind import read_regular_text
 
 __all__ = ["ACTIVE_STEPS", "JobBook", "JobRecord", "KeyEntry"]
 
@@ -111,9 +112,9 @@ class JobBook:
         self.run_id = ""
         self.counter = 0
         self.readonly = False  # set when another process owns the record: save() then writes nothing
-        if self.path.is_file():
+        if self.path.exists():  # a FIFO or folder there is said (it may stand for paid jobs), not skipped
             try:
-                data = json.loads(self.path.read_text(encoding="utf-8"))
+                data = json.loads(read_regular_text(self.path, expected="the batch job record, a JSON file"))
                 self.jobs = [JobRecord.from_dict(j) for j in data["jobs"]]
                 self.run_id, self.counter = str(data["run_id"]), int(data["counter"])
             except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -25,12 +25,13 @@ from ..errors import (
     BatchLineError,
     BlockedError,
     EmptyResponseError,
+    InputError,
     NotFoundError,
     RateLimitError,
     VisionkitError,
 )
 from ..media.atomic import SyncBatch, write_json_atomic
-from ..media.filekind import resolved
+from ..media.filekind import open_regular, read_regular_text, resolved
 from .answer_source import RECORD_DIR, ResponseStore
 from .batch_book import JobBook, JobRecord, KeyEntry
 
@@ -185,7 +186,7 @@ def submit_ready(book: JobBook, client: Any, on_event: Callable[[str], None] | N
             if job.mode == "file":
                 created = wire.create_job(client, job.id, file_name=job.input_file, model=job.model)
             else:
-                with open(book.file(job, ".jsonl"), "rb") as fh:
+                with open_regular(book.file(job, ".jsonl"), expected="the job's request lines") as fh:
                     created = wire.create_job(client, job.id, inline=wire.inline_body(job.id, fh),
                                               model=job.model)
         except BatchError:
@@ -326,9 +327,9 @@ def _superseded(store: ResponseStore, key: str, job: JobRecord) -> bool:
     (overwriting it would throw a newer paid answer away)."""
     record = store.folder / RECORD_DIR / f"{key}.json"
     try:
-        asked = json.loads(record.read_text(encoding="utf-8")).get("request")
+        asked = json.loads(read_regular_text(record, expected="a request record")).get("request")
         when = record.stat().st_mtime
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, InputError):
         return False
     return asked != job.request and when > (job.submitted_at or 0)
 

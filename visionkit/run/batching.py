@@ -61,7 +61,7 @@ from ..errors import (
     TransportError,
     VisionkitError,
 )
-from ..media.filekind import resolved
+from ..media.filekind import read_regular_text, resolved
 from .answer_source import ResponseStore, request_record
 from .batch_book import JobBook, JobRecord
 from .batch_steps import BatchAnswers, build_jobs, cleanup, note, refresh, submit_ready
@@ -310,7 +310,7 @@ def answers_only(out: str | os.PathLike, client: Any, *, owns: bool = False) -> 
     answer fails with what its batch job said about it. With ``owns``, closing it closes ``client``."""
     book = JobBook(out)
     try:
-        unsent = json.loads((book.folder / "unsent.json").read_text(encoding="utf-8"))
+        unsent = json.loads(read_regular_text(book.folder / "unsent.json", expected="a JSON object"))
     except (OSError, ValueError):
         unsent = {}
     reasons = {path: (reason, None, None) for path, reason in unsent.items()}

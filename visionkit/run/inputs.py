@@ -39,17 +39,19 @@ class ImageList(Sequence):
     """The ``(path, root)`` pairs of a run, held as one name string an image (its ``file_name``) plus the
     index of its input folder, and made into paths when asked for: a million images fit in tens of MB."""
 
-    def __init__(self, roots: Sequence[Path], root_of: array, names: list[str]):
+    def __init__(self, roots: Sequence[Path], root_of: array, names: list[str],
+                 links: frozenset[str] | None = None):
         self.roots = list(roots)
         self.root_of = root_of  # index into roots, by image
         self.names = names  # path relative to its root, posix: the image's file_name
+        self.links = links  # the file_names that are symbolic links (None: not known, ask the disk)
 
     def __len__(self) -> int:
         return len(self.names)
 
     def __getitem__(self, index):
         if isinstance(index, slice):
-            return ImageList(self.roots, self.root_of[index], self.names[index])
+            return ImageList(self.roots, self.root_of[index], self.names[index], self.links)
         root = self.roots[self.root_of[index]]
         return root / self.names[index], root
 
@@ -114,14 +116,16 @@ def find_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike], out: st
             named.append(item)
     skipped: Counter = Counter()
     roots, root_of, names, found = [], array("I"), [], 0
-    for root, listed in (imageio.image_names(named, prune=prune, skipped=skipped) if named else []):
+    links: set[tuple[int, str]] = set()
+    listing = imageio.image_names(named, prune=prune, skipped=skipped, links=links) if named else []
+    for root, listed in listing:
         found += len(listed)
         kept = [n for n in listed if _keep(n, glob, exclude)] if glob or exclude else listed
         if not roots or roots[-1] != root:  # files given one by one share their folder
             roots.append(root)
         root_of.extend([len(roots) - 1] * len(kept))
         names.extend(kept)
-    images = ImageList(roots, root_of, names)
+    images = ImageList(roots, root_of, names, frozenset(name for _, name in links))
     _refuse_same_names(images)
     if limit is not None:
         images = images[:limit]

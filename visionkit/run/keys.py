@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 
 from ..errors import ExportError, InputError
 from ..media.atomic import atomic_open
+from ..media.filekind import open_regular, read_regular_text
 from ..media.paths import check_name
 
 __all__ = ["KEY_FILE", "assign_keys", "load_key_map", "record_keys", "run_keys", "save_key_map",
@@ -34,6 +35,7 @@ __all__ = ["KEY_FILE", "assign_keys", "load_key_map", "record_keys", "run_keys",
 
 KEY_FILE = "keys.json"
 _SIGNATURE = "visionkit keys"
+_EXPECTED = 'the run\'s key map, a JSON file {"format": "visionkit keys", "keys": {file_name: key}}'
 
 
 def load_key_map(out_dir: Path) -> dict[str, str] | None:
@@ -43,8 +45,11 @@ def load_key_map(out_dir: Path) -> dict[str, str] | None:
     Raises:
         InputError: a key that would leave the folder as a file name (``../x``, ``/x``, ``a/b``).
     """
+    path = Path(out_dir) / KEY_FILE
     try:
-        data = json.loads((Path(out_dir) / KEY_FILE).read_text(encoding="utf-8"))
+        data = json.loads(read_regular_text(path, expected=_EXPECTED))
+    except InputError:  # a FIFO or a folder in its place: said, not a hang, and the keys not assigned anew
+        raise
     except (OSError, ValueError):
         return None
     keys = data.get("keys") if isinstance(data, dict) and data.get("format") == _SIGNATURE else None
@@ -52,9 +57,9 @@ def load_key_map(out_dir: Path) -> dict[str, str] | None:
         return None
     out = {str(f): k for f, k in keys.items() if isinstance(k, str) and k}
     for f, k in out.items():  # a key becomes a file name: overlays/<key>.jpg, responses/<key>.json
-        check_name(k, file=Path(out_dir) / KEY_FILE, field=f"keys[{f!r}]")
+        check_name(k, file=path, field=f"keys[{f!r}]")
         if "/" in k or "\\" in k:
-            raise InputError(f"{Path(out_dir) / KEY_FILE}: keys[{f!r}]: {k!r} holds a path separator; "
+            raise InputError(f"{path}: keys[{f!r}]: {k!r} holds a path separator; "
                              "expected a plain file name (keys join folders with '__')")
     return out
 
@@ -69,9 +74,9 @@ def save_key_map(out: Path, keys: Mapping[str, str]) -> None:
 def is_key_map(path: Path) -> bool:
     """True when ``path`` is a visionkit key map (marks a visionkit output folder)."""
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open_regular(path, "r", encoding="utf-8") as fh:
             return _SIGNATURE in fh.read(200)
-    except (OSError, UnicodeDecodeError):
+    except (OSError, UnicodeDecodeError, InputError):  # a FIFO marks nothing
         return False
 
 

@@ -24,8 +24,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from ..errors import ConfigError, ExportError
+from ..errors import ConfigError, ExportError, InputError
 from ..media.atomic import atomic_open
+from ..media.filekind import open_regular, read_regular_text
 from .spool import Spool
 
 __all__ = ["INDEX_NAME", "LOCK_NAME", "PREVIOUS_NAME", "clean_stale_temps", "keep_copy", "keep_previous",
@@ -52,10 +53,10 @@ def write_index(path: Path, counts: Iterable[tuple[str, int]]) -> None:
 def _indexed_counts(path: Path) -> dict[str, int] | None:
     try:
         stat = path.stat()
-        index = json.loads(path.with_name(INDEX_NAME).read_text(encoding="utf-8"))
+        index = json.loads(read_regular_text(path.with_name(INDEX_NAME)))
         if (index["size"], index["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns):
             return {str(k): int(v) for k, v in index["counts"].items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, InputError):
         pass
     return None
 
@@ -77,7 +78,7 @@ def previous_counts(path: Path) -> dict[str, int] | None:
         return obj if ("images" in obj or "annotations" in obj) else None  # the top level; drop the rest
 
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open_regular(path, "r", encoding="utf-8") as fh:  # a FIFO: nothing to protect, not a hang
             data = json.load(fh, object_hook=reduce)
         names = dict(data["images"])
         counts = dict.fromkeys(names.values(), 0)
@@ -85,7 +86,7 @@ def previous_counts(path: Path) -> dict[str, int] | None:
             name = names.get(image_id)
             if name is not None:
                 counts[name] += 1
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, InputError):
         return None
     return counts
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ExportError
-from ..formats.coco import CategoryMap, assemble
+from ..formats.coco import CategoryMap
+from ..formats.coco_write import CocoWriter
 from ..formats.keypoints import keypoints_dataset
 from ..media.atomic import atomic_open, write_json_atomic
 from ..media.filekind import resolved
@@ -51,7 +52,8 @@ def write_failures(path: Path, summary: LabelSummary) -> None:
 
 def write_annotations(path: Path, records: Records, labels: Counter, report: Counter, cats: CategoryMap,
                       summary: LabelSummary) -> None:
-    """Stream the COCO file from the spool, images in input order, atomically.
+    """Stream the COCO file from the spool, images in input order, atomically, with the annotation texts
+    the spool holds (:meth:`~visionkit.formats.coco_write.CocoWriter.add_encoded`: nothing is encoded again).
 
     Never replaces a dataset with a worse one silently (see :mod:`visionkit.run.outdir`)."""
     previous = previous_counts(path)
@@ -60,36 +62,17 @@ def write_annotations(path: Path, records: Records, labels: Counter, report: Cou
                                  f"({len(previous)} images, {sum(previous.values())} annotations) was kept")
         return
     cats.fit(labels.elements())
-    unmapped: Counter = Counter()
-    head = assemble([], [], cats, report, Counter(), None)
     written = array("q", bytes(8 * len(records.names)))  # annotations written, by image index
-    with atomic_open(path) as fh:
-        fh.write(f'{{"licenses": {json.dumps(head["licenses"])}, "images": [')
-        for image_id, index in enumerate(records.indices(), start=1):
+    with CocoWriter(path, cats, unique_names=True) as writer:  # the run's file names are unique
+        for index in records.indices():
             file_name, width, height = records.image(index)
-            image = {"id": image_id, "file_name": file_name, "width": width, "height": height}
-            fh.write((", " if image_id > 1 else "") + json.dumps(image, ensure_ascii=False))
-        fh.write(f'], "categories": {json.dumps(head["categories"], ensure_ascii=False)}, "annotations": [')
-        ann_id = 0
-        for image_id, index in enumerate(records.indices(), start=1):
-            # [label, JSON text after "{" without the label] (visionkit.run.results): the ids go first, as
-            # formats.coco.finish_annotation puts them, and the rest is written as it is, not encoded again
-            for label, body in records.read(index)["annotations"]:
-                category_id = cats.lookup(label)
-                if category_id is None:
-                    unmapped[label] += 1
-                    continue
-                ann_id += 1
-                fh.write(f'{"," if ann_id > 1 else ""}{{"id": {ann_id}, "image_id": {image_id}, '
-                         f'"category_id": {category_id}' + (f", {body}" if body != "}" else "}"))
-                written[index] += 1
-        # info last: it carries the report, known only once every annotation was mapped.
-        info = assemble([], [], cats, report, unmapped, None)["info"]
-        fh.write(f'], "info": {json.dumps(info, ensure_ascii=False)}}}')
+            written[index] = writer.add_encoded(file_name, (width, height), records.annotations(index))
+        writer.report.update(report)
         summary.lost_images = _lost(previous, records, written)
         if summary.lost_images:  # before the new file replaces it
             summary.previous_note = keep_previous(path, previous)
-    summary.annotations = ann_id
+        info = writer.close()
+    summary.annotations = writer.annotations
     summary.export_report = info["visionkit"]
     with contextlib.suppress(ExportError, OSError):  # only a shortcut for the next run: it re-parses without
         write_index(path, ((records.names[i], written[i]) for i in records.indices()))
@@ -118,13 +101,20 @@ def write_sources(path: Path, images: Sequence[tuple[Path, Path]], names: Sequen
 
 def _write_sources(path: Path, images: Sequence[tuple[Path, Path]], names: Sequence[str],
                    roots: dict[Path, str]) -> None:
+    links = getattr(images, "links", None)  # an ImageList knows its links from the listing: no lstat each
     with atomic_open(path) as fh:
         fh.write('{\n "version": 1,\n "images": {')
-        for n, ((image, root), name) in enumerate(zip(images, names)):
+        for n, name in enumerate(names):
+            if links is not None:
+                root = images.roots[images.root_of[n]]
+                link = name in links
+            else:
+                image, root = images[n]
+                link = image.is_symlink()
             real = roots.get(root)
             if real is None:
                 real = roots[root] = str(resolved(root))
-            where = str(resolved(image)) if image.is_symlink() else os.path.join(real, *name.split("/"))
+            where = str(resolved(root / name)) if link else os.path.join(real, *name.split("/"))
             fh.write(("," if n else "") + f"\n  {json.dumps(name, ensure_ascii=False)}: "
                      f"{json.dumps(where, ensure_ascii=False)}")
         fh.write("\n }\n}" if images else "}\n}")

@@ -20,6 +20,7 @@ from ..core.masks import DEFAULT_THRESHOLD
 from ..core.tasks import check_task
 from ..draw.overlay_files import DEFAULT_OVERLAY_FORMAT, DEFAULT_OVERLAY_MAX_SIDE, check_overlay_options
 from ..errors import ConfigError, InputError
+from ..media.filekind import read_regular_text
 from ..media.paths import check_name
 from .answer_source import AnswerSource, RateLimiter, ResponseStore
 from .image_step import ImageResult, StepConfig, init_step, offline_step, process_one, replay_answer
@@ -45,10 +46,13 @@ class RedrawSummary:
         return not self.failures
 
 
+_SOURCES = 'the run\'s record of its images, a JSON file {"images": {file_name: path}}'
+
+
 def _sources(out: Path) -> dict[str, Path]:
     path = out / "sources.json"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_regular_text(path, expected=_SOURCES))
         images = {str(name): Path(p) for name, p in data["images"].items()}
     except FileNotFoundError:
         raise InputError(f"{out} is not a finished label run: {path} is missing (run visionkit label "

@@ -21,15 +21,20 @@ one new image is parsed alone. Failed images are never kept (a rerun tries them 
 
 Each line is one image's spool record (see :mod:`visionkit.run.spool`) with a head first::
 
-    {"_vk": {"key": "x", "sig": "...", "answer": [path, size, mtime_ns, ctime_ns, ino, dev, sha256],
+    {"_vk": {"sum": "<32 hex>", "key": "x", "sig": "...",
+             "answer": [path, size, mtime_ns, ctime_ns, ino, dev, sha256],
              "image": [size, mtime_ns, ctime_ns, ino, dev],
              "overlay": ["jpg", 2048] | null, "detections": 3, "warnings": [[index, field, reason], ...]},
      "file_name": "a/x.jpg", "width": 640, "height": 480, "annotations": [...], "report": {...}}
 
+``sum`` is the BLAKE2b digest of the rest of the line (everything after the digest itself), so a rerun
+checks a kept line whole without parsing it: only the head is parsed (its annotation texts are spliced into
+``annotations.json`` as they are, see :class:`visionkit.formats.coco_write.CocoWriter`), and the head's
+fields are checked for the types the run reads (:func:`_head_fits`).
+
 The file is written at the end of a run, atomically; a run killed before that leaves the previous file,
 whose results are still checked one by one, so nothing stale is ever used. A line that cannot be read (cut
-off, NUL-padded after a crash, edited by hand) is a miss, never an error: each kept line is parsed and
-checked whole (:func:`_record_fits`) before it is used.
+off, NUL-padded after a crash, edited by hand) is a miss, never an error: its digest no longer matches.
 """
 
 from __future__ import annotations
@@ -41,22 +46,34 @@ import os
 from collections.abc import Iterable
 from json.decoder import scanstring
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 from .._version import __version__
 from ..core.detections import ParseWarning
 from ..draw.overlay_files import OVERLAY_FORMATS
+from ..errors import InputError
+from ..formats.coco_write import encode_annotation
 from ..media import imageio
 from ..media.atomic import atomic_open
+from ..media.filekind import open_regular
 from .image_step import ImageResult
 
 __all__ = ["RESULTS_NAME", "ResultCache", "answer_id"]
 
 RESULTS_NAME = ".results.jsonl"
-_FORMAT = 3  # part of every signature: bump it when what a line holds changes, so old lines miss
+_FORMAT = 4  # part of every signature: bump it when what a line holds changes, so old lines miss
 _HEAD = b'{"_vk": '
+_SUM_AT = len('{"_vk": {"sum": "')  # the line's digest, 32 hex digits, is here
+_SUM_END = _SUM_AT + 32
+_PREFIX = b'{"_vk": {"sum": "'
+_KEY_AT = _SUM_END + len('", "key": "')
 _encode = json.JSONEncoder(ensure_ascii=False).encode  # one encoder, not one per call as json.dumps makes
-_KEY_AT = len('{"_vk": {"key": "')
+_decode_head = json.JSONDecoder().raw_decode
+
+
+def _digest(rest: bytes) -> bytes:
+    return hashlib.blake2b(rest, digest_size=16).hexdigest().encode()
 
 
 def _stamp(stat: os.stat_result) -> list:
@@ -72,6 +89,8 @@ def answer_id(path: Path, known: Any = None) -> list | None:
     be read."""
     try:
         stat = os.stat(path)
+        if not S_ISREG(stat.st_mode):  # a FIFO would block the read below
+            return None
         now = [str(path), *_stamp(stat)]
         if isinstance(known, list) and len(known) == 7 and known[:6] == now:
             return known
@@ -93,38 +112,24 @@ def _count(value: Any) -> bool:
     return type(value) is int and value >= 0
 
 
-def _record_fits(record: Any, head: dict, file_name: str) -> bool:
-    """Whether a kept line (parsed whole) is a well-formed result of ``file_name``: every field the run
-    reads from it has the type and shape a fresh result has, so a line edited by hand or cut off is a
-    miss, never a crash or a broken ``annotations.json`` (its annotation texts are spliced in as they are,
-    see :func:`visionkit.run.outputs.write_annotations`)."""
-    wh, labels, anns = head.get("wh"), head.get("labels"), record.get("annotations")
-    if not (isinstance(wh, list) and len(wh) == 2 and all(type(v) is int and v > 0 for v in wh)
-            and record.get("file_name") == file_name and [record.get("width"), record.get("height")] == wh
-            and wh[0] * wh[1] <= imageio.MAX_PIXELS  # a fresh run under today's --max-pixels refuses it
+def _head_fits(head: Any, file_name: str) -> bool:
+    """Whether a kept head (of a line whose digest matched) has every field the run reads, with the type
+    and shape a fresh head has, and an image size today's ``--max-pixels`` accepts (a fresh run refuses a
+    larger one). The digest rules out damage; this rules out a line that an older or other visionkit wrote
+    with the same digest rule but other fields."""
+    if not isinstance(head, dict):
+        return False
+    wh, labels, report = head.get("wh"), head.get("labels"), head.get("report")
+    warnings, batch = head.get("warnings"), head.get("batch")
+    return (isinstance(wh, list) and len(wh) == 2 and all(type(v) is int and v > 0 for v in wh)
+            and wh[0] * wh[1] <= imageio.MAX_PIXELS and head.get("file") == file_name
             and isinstance(labels, dict) and all(_count(n) for n in labels.values())
-            and isinstance(head.get("report"), dict) and all(_count(n) for n in head["report"].values())
-            and _count(head.get("detections")) and isinstance(anns, list)
-            and isinstance(head.get("warnings"), list)
-            and all(isinstance(w, list) and len(w) == 3 for w in head["warnings"])):
-        return False
-    counted: dict[str, int] = {}
-    for ann in anns:
-        if not (isinstance(ann, list) and len(ann) == 2 and isinstance(ann[0], str)
-                and isinstance(ann[1], str)):
-            return False
-        body = json.loads("{" + ann[1])  # exactly one object, nothing after it (else ValueError)
-        if not isinstance(body, dict) or body.keys() & {"id", "image_id", "category_id", "label"}:
-            return False
-        counted[ann[0]] = counted.get(ann[0], 0) + 1
-    points = record.get("points")
-    if counted != labels or head.get("points") is not bool(points) or not (
-            points is None or isinstance(points, list)
-            and all(isinstance(p, dict) and isinstance(p.get("label"), str) for p in points)):
-        return False
-    batch = head.get("batch")
-    return batch is None or (isinstance(batch, list) and len(batch) == 2
-                             and isinstance(batch[0], dict | None) and isinstance(batch[1], str | None))
+            and isinstance(report, dict) and all(_count(n) for n in report.values())
+            and _count(head.get("detections")) and type(head.get("points")) is bool
+            and isinstance(warnings, list) and all(isinstance(w, list) and len(w) == 3 for w in warnings)
+            and (batch is None or (isinstance(batch, list) and len(batch) == 2
+                                   and isinstance(batch[0], dict | None)
+                                   and isinstance(batch[1], str | None))))
 
 
 class ResultCache:
@@ -142,19 +147,30 @@ class ResultCache:
         self._index: dict[str, int] = {}  # key -> offset of its line in the previous file
         self._fh = None
         self.hits = 0
-        try:
-            self._fh = open(self.path, "rb")  # noqa: SIM115 - closed by close()
+        # The previous file is still what this run would write: every line indexed, and every image looked
+        # up so far a hit on the next line, kept as it was. Then save() leaves it alone.
+        self._same = False
+        self._next = 0
+        self._kept_line: bytes | None = None
+        try:  # a FIFO or a folder in its place: no kept results (it is replaced at the end), never a hang
+            self._fh = open_regular(self.path, "rb")
             self._scan()
-        except OSError:
+        except (OSError, InputError):
             self._index.clear()
 
     def _scan(self) -> None:
-        offset = 0
+        offset, same = 0, True
         for line in self._fh:
+            key = None
             if line.startswith(_HEAD) and line.endswith(b"\n"):
                 with contextlib.suppress(ValueError):  # the key alone: the whole head is read when asked for
-                    self._index[scanstring(line[:4096].decode("utf-8", "replace"), _KEY_AT)[0]] = offset
+                    key = scanstring(line[:4096].decode("utf-8", "replace"), _KEY_AT)[0]
+            if key is None or key in self._index:
+                same = False  # a line save() would drop
+            if key is not None:
+                self._index[key] = offset
             offset += len(line)
+        self._same = same
 
     def _sig(self, answer: list) -> str:
         return hashlib.sha256(self._options + str(answer[-1]).encode()).hexdigest()[:32]
@@ -163,27 +179,41 @@ class ResultCache:
         """``(head, line)`` of this image's kept result when it still fits (see the module doc), else
         None. Each key is looked up once per run."""
         offset = self._index.pop(key, None)
-        if offset is None or answer is None or self._fh is None:
+        if offset is None:
+            return None
+        hit = self._lookup(offset, key, file_name, image, answer)
+        if hit is None or hit[1] is not self._kept_line or offset != self._next:
+            self._same = False  # the line goes, or changes, or comes in another order
+        else:
+            self._next = offset + len(hit[1])
+        return hit
+
+    def _lookup(self, offset: int, key: str, file_name: str, image: Path,
+                answer: Path | None) -> tuple[dict, bytes] | None:
+        if answer is None or self._fh is None:
             return None
         try:
             self._fh.seek(offset)
-            line = self._fh.readline()
-            record = json.loads(line)  # whole: a line cut off or padded with NULs is a miss here
-            head = record["_vk"]
+            line = self._kept_line = self._fh.readline()
+            # the digest covers the whole line: cut off, padded with NULs or edited, it is a miss here
+            if not (line.endswith(b"\n") and line.startswith(_PREFIX)
+                    and line[_SUM_AT:_SUM_END] == _digest(line[_SUM_END:])):
+                return None
+            head = _decode_head(line.decode("utf-8"), len(_HEAD))[0]  # the head alone, not the annotations
             kept = head.get("answer")
             now = answer_id(answer, kept)
             if (now is None or head.get("sig") != self._sig(now) or head.get("key") != key
-                    or head.get("file") != file_name or head.get("image") != _image_id(image)):
+                    or head.get("image") != _image_id(image) or not _head_fits(head, file_name)):
                 return None
             if self._overlay is not None and (head.get("overlay") is None
                                               or head["overlay"] != self._overlay_id(key)):
                 return None  # drawn with other settings, redrawn since (``visionkit overlays``), or gone
-            if not _record_fits(record, head, file_name):
-                return None
             if now is not kept:  # the same answer in a touched or moved file: record its new stamps
+                record = json.loads(line)
+                head = record["_vk"]
                 head["answer"] = now
                 line = self.line(head, record)
-        except (OSError, ValueError, TypeError, AttributeError, KeyError):
+        except (OSError, ValueError, TypeError, AttributeError, KeyError, IndexError):
             return None
         self.hits += 1
         return head, line
@@ -197,9 +227,8 @@ class ResultCache:
         for ann in record["annotations"]:
             labels[ann["label"]] = labels.get(ann["label"], 0) + 1
         # each annotation as [label, its JSON without the label and the opening brace]: annotations.json
-        # gets the text as it is, after its ids (see visionkit.run.outputs.write_annotations)
-        record["annotations"] = [[a["label"], _encode({k: v for k, v in a.items() if k != "label"})[1:]]
-                                 for a in record["annotations"]]
+        # gets the text as it is, after its ids (CocoWriter.add_encoded)
+        record["annotations"] = [encode_annotation(a) for a in record["annotations"]]
         return {"key": result.key, "file": result.file, "sig": None if found is None else self._sig(found),
                 "answer": found, "image": _image_id(image),
                 "overlay": None if result.overlay_error else self._overlay_id(result.key),
@@ -224,6 +253,7 @@ class ResultCache:
         its head (``answer``: the file its answer was read from)."""
         if isinstance(record, tuple):
             return record[1], record[0]
+        self._same = False  # a fresh line
         head = self.head(result, record, image, answer)
         return self.line(head, record), head
 
@@ -231,7 +261,9 @@ class ResultCache:
     def line(head: dict, record: dict) -> bytes:
         """One line of the file: ``record`` (a spool record) with ``head`` first."""
         record.pop("_vk", None)
-        return (_encode({"_vk": head, **record}) + "\n").encode("utf-8")
+        head = {"sum": "0" * 32, **{k: v for k, v in head.items() if k != "sum"}}
+        data = (_encode({"_vk": head, **record}) + "\n").encode("utf-8")
+        return data[:_SUM_AT] + _digest(data[_SUM_END:]) + data[_SUM_END:]
 
     @staticmethod
     def warnings(head: dict) -> tuple[ParseWarning, ...]:
@@ -250,7 +282,10 @@ class ResultCache:
 
     def save(self, lines: Iterable[bytes]) -> None:
         """Write this run's lines, then the previous file's lines of the images this run did not look up
-        (not among its inputs), atomically. Not fsynced: a lost file only costs a recompute."""
+        (not among its inputs), atomically. Not fsynced: a lost file only costs a recompute. Nothing is
+        written when the previous file already holds exactly that (a rerun that kept every line as it was)."""
+        if self._same:
+            return
         with atomic_open(self.path, "wb", durable=False) as fh:
             for line in lines:
                 fh.write(line)

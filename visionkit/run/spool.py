@@ -125,6 +125,10 @@ class Records:
     def read(self, index: int) -> dict:
         return json.loads(self.line(index))
 
+    def annotations(self, index: int) -> list:
+        """The record's annotations: ``[label, JSON text]`` pairs (see :mod:`visionkit.run.results`)."""
+        return self.read(index)["annotations"]
+
     def with_points(self) -> Iterator[dict]:
         """The records that hold points, in input order."""
         return (self.read(i) for i in sorted(self._points))
