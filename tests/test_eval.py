@@ -178,6 +178,8 @@ def test_segm_skips_boxes_without_masks():
      "a.png: predicted on a 201x100 image"),
     (lambda p, t: t["annotations"][0].pop("area"), r"annotations\[0\]\.area: expected a value"),
     (lambda p, t: p.pop("categories"), r"annotations\[0\]\.category_id: expected the id of a category"),
+    (lambda p, t: t["annotations"][2].update(id=t["annotations"][0]["id"]),
+     r"annotations\[2\]\.id: expected an id no other annotation has; \d+ is also the id of annotations\[0\]"),
 ])
 def test_bad_inputs_are_named(mutate, match):
     pred, truth = dataset(OBJECTS, PRED_CATS), copy.deepcopy(TRUTH)

@@ -98,3 +98,16 @@ def test_the_cli_exits_2_with_a_clear_message(images, monkeypatch, fault):
         assert server.generate_requests == []
     assert code == 2
     assert "the API key was refused" in err.getvalue() and "GEMINI_API_KEY" in err.getvalue()
+
+
+@pytest.mark.parametrize("listed", [Fault.status(404), Fault.status(405), Fault.status(400), Fault.reset()])
+def test_a_key_check_that_gets_no_useful_answer_is_a_notice_not_a_stop(images, listed):
+    """models.get got no answer and the list is not served either (a proxy that forwards only
+    generateContent): the run goes on with the table's setting, and says the key was not checked."""
+    with FakeGemini(dialects=True, api_key=KEY, models={TABLE: Fault.status(503)}) as server, \
+            GeminiClient(api_key=KEY, model=TABLE, base_url=server.base_url, max_retries=0) as client:
+        server.list_fault = listed
+        summary = label([images], images.parent / "out", task="detect", client=client, overlays=False)
+        sent = [r for r in server.generate_requests if r.image_wh is not None]
+    assert summary.succeeded == 3 and len(sent) == 3
+    assert any("API key could not be checked" in n for n in summary.notices), summary.notices

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from visionkit.errors import RateLimitError
+from visionkit.errors import RateLimitError, ServerError
 from visionkit.gemini import GeminiClient, RetryPolicy
 from visionkit.gemini.retry import Failed
 from visionkit.gemini.throttle import MIN_RATE, Throttle
@@ -172,3 +172,27 @@ def test_a_policy_that_does_not_pace_counts_attempts_not_the_quiet_time():
     outcomes = [Failed(RateLimitError("429", status=429), None, "HTTP 429", paced=True, quiet=1e6)] * 2
     assert policy.run(lambda: outcomes.pop() if outcomes else "created") == ("created", 3)
     assert sleeps == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("quiet, retried", [(0.0, True), (50.0, True), (299.5, False)])
+def test_a_failure_after_a_long_turn_is_charged_the_quiet_time_not_the_turn(quiet, retried):
+    """A paced 429, then a 400 s wait for a turn while others were answered, then a 503: the 503 is retried
+    with backoff unless the server had accepted nothing for (almost) the whole budget."""
+    clock = Clock()
+    policy = RetryPolicy(max_attempts=3, base_delay=1.0, max_total_wait=300.0, jitter="none", clock=clock,
+                         sleep=lambda s: setattr(clock, "now", clock.now + s))
+    outcomes = [Failed(RateLimitError("429", status=429), None, "HTTP 429", paced=True, quiet=quiet),
+                Failed(ServerError("503", status=503), None, "HTTP 503")]
+
+    def send():
+        if not outcomes:
+            return "answered"
+        if len(outcomes) == 1:
+            clock.now += 400.0  # the turn, behind other threads' accepted attempts
+        return outcomes.pop(0)
+
+    if retried:
+        assert policy.run(send) == ("answered", 3)
+    else:
+        with pytest.raises(ServerError, match="would exceed max_total_wait"):
+            policy.run(send)

@@ -263,6 +263,8 @@ def test_replaying_a_grown_runs_responses_uses_its_recorded_keys(tmp_path):
      '"annotations": [{"id": 1, "image_id": 2, "segmentation": {"size": [2, 2], "counts": "04"}}, '
      '{"id": 2, "image_id": 2, "segmentation": [[0, 0, 1, 0, 1, 1]]}, {"id": 3, "image_id": 9}]}',
      {"a.png": 0, "s/b.png": 2}),
+    ('\ufeff{"images": [{"id": 1, "file_name": "a.png"}], "annotations": [{"id": 1, "image_id": 1}]}',
+     {"a.png": 1}),  # saved by an editor that writes a BOM: still a dataset worth protecting
     ("not json", None),
     ('{"images": "nope", "annotations": []}', None),
     ("[]", None),
@@ -270,7 +272,7 @@ def test_replaying_a_grown_runs_responses_uses_its_recorded_keys(tmp_path):
 def test_previous_counts(tmp_path, text, expected):
     from visionkit.run.outdir import previous_counts
 
-    (tmp_path / "annotations.json").write_text(text)
+    (tmp_path / "annotations.json").write_text(text, encoding="utf-8")
     assert previous_counts(tmp_path / "annotations.json") == expected
     assert previous_counts(tmp_path / "missing.json") is None
 

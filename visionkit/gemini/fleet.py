@@ -225,10 +225,9 @@ def _check_key(client: Any, model: str, notices: list[str]) -> None:
     the run before any image request. No answer here either is a notice, not a stop."""
     try:
         client._request("GET", f"{client.base_url}/v1beta/models?pageSize=1", what="Models API list (key)")
-    except (AuthError, BadRequestError) as exc:
+    except APIError as exc:  # no answer, or another refusal (a proxy that serves only generateContent)
         if _key_refused(exc):
             raise _refused(exc) from None
-    except _NO_ANSWER as exc:
         notices.append(f"the API key could not be checked before the images ({type(exc).__name__}); a "
                        f"refused key stops the run at the first {model} request")
 

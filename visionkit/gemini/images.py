@@ -130,16 +130,18 @@ def _jpeg_as_is(path: Path, max_side: int) -> PreparedImage | None:
     :data:`AS_IS_BYTES_PER_PIXEL`, CMYK, 12-bit, arithmetic-coded, unreadable: the full path says why)."""
     try:
         check_regular(path)  # a FIFO would block the read: left to open_upright, which says what it is
-        with Image.open(path) as im:  # the header only
+        with open(path, "rb", buffering=0) as fh:  # readall sizes its buffer once (see jpegcheck)
+            if os.fstat(fh.fileno()).st_size > max(AS_IS_BYTES_PER_PIXEL * max_side**2, AS_IS_MIN_BYTES):
+                return None  # too large to be sent as it is at any size within max_side: not read here
+            data = fh.readall()  # read once: the header checked below is the one of the bytes sent
+        with Image.open(io.BytesIO(data)) as im:  # the header only
             if im.format != "JPEG" or im.mode not in ("RGB", "L"):
                 return None
             wh = (int(im.size[0]), int(im.size[1]))
             if max(wh) > max_side or wh[0] * wh[1] > imageio.MAX_PIXELS or im.getexif().get(0x0112, 1) != 1:
                 return None
-        if path.stat().st_size > max(AS_IS_BYTES_PER_PIXEL * wh[0] * wh[1], AS_IS_MIN_BYTES):
+        if len(data) > max(AS_IS_BYTES_PER_PIXEL * wh[0] * wh[1], AS_IS_MIN_BYTES):
             return None
-        with open(path, "rb", buffering=0) as fh:  # readall sizes its buffer once (see jpegcheck)
-            data = fh.readall()
     except Exception:  # any failure here: the full path reads the file again and reports it
         return None
     data = strip_jpeg_metadata(data)

@@ -219,6 +219,7 @@ class RetryPolicy:
         attempt = paced = 0
         paced_since: float | None = None  # the time of the first paced failure ...
         waited_before = 0.0  # ... and the backoff slept before it
+        quiet: float | None = None  # the last paced failure's time with nothing accepted (the pace's word)
         while True:
             attempt += 1
             try:
@@ -231,12 +232,16 @@ class RetryPolicy:
             error = _set_attempts(outcome.error, attempt)
             if not self.is_retryable(error):
                 raise error
-            # the budget spent: backoff slept, plus for a paced failure the time the server has accepted
-            # nothing of the sender's (a slow limit that lets other threads through is no stall: the wait
-            # for a turn behind them grows with their number); else the time since the first paced one
+            # the budget spent: backoff slept, plus the time the server has accepted nothing of the
+            # sender's, as the last paced failure measured it (a slow limit that lets other threads
+            # through is no stall: the wait for a turn behind them grows with their number, and a later
+            # 503 is not charged that wait either); without that measure, the time since the first one
             spent = waited
             if self.paces(outcome) and outcome.quiet is not None:
-                spent = (waited if paced_since is None else waited_before) + outcome.quiet
+                quiet = outcome.quiet
+                spent = (waited if paced_since is None else waited_before) + quiet
+            elif quiet is not None:
+                spent = waited + quiet
             elif paced_since is not None:
                 spent = waited_before + self.clock() - paced_since
             if self.paces(outcome) and self.max_attempts > 1:

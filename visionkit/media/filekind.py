@@ -102,7 +102,7 @@ def open_regular(path: str | os.PathLike, mode: str = "rb", *, expected: str = "
 
 
 def read_regular_text(path: str | os.PathLike, *, expected: str = "a regular file",
-                      encoding: str = "utf-8") -> str:
+                      encoding: str = "utf-8-sig") -> str:
     """``Path(path).read_text(encoding)`` through :func:`open_regular`."""
     with open_regular(path, "r", expected=expected, encoding=encoding) as fh:
         return fh.read()

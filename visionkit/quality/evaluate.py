@@ -324,12 +324,18 @@ def _check_truth(truth: CocoFile, iou_type: str) -> tuple[Counter, Counter, int]
     and their total."""
     used: Counter = Counter()
     gt_count: Counter = Counter()
+    first: dict[int, int] = {}  # annotation id -> where it was first used
     for record in truth.records(keypoints=True):
         for ann, pos in zip(record.annotations, record.indices):
             for key in ("id", "area", "iscrowd"):  # COCOeval reads them; say so instead of a KeyError
                 if key not in ann:
                     raise InputError(f"{truth.name}: annotations[{pos}].{key}: expected a value (COCOeval "
                                      "needs it); the field is missing")
+            # COCOeval indexes the truth by annotation id: a repeated id silently scores another
+            # image's object (and, evaluated in chunks, a different one per chunking)
+            if first.setdefault(ann["id"], pos) != pos:
+                raise InputError(f"{truth.name}: annotations[{pos}].id: expected an id no other annotation "
+                                 f"has; {ann['id']} is also the id of annotations[{first[ann['id']]}]")
             what = f"{truth.name}: annotations[{pos}].segmentation"
             if isinstance(ann.get("segmentation"), Mapping):  # pycocotools trusts RLE counts: check them
                 ann_rle(ann, record.image.width, record.image.height, what=what)

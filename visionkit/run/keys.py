@@ -74,7 +74,7 @@ def save_key_map(out: Path, keys: Mapping[str, str]) -> None:
 def is_key_map(path: Path) -> bool:
     """True when ``path`` is a visionkit key map (marks a visionkit output folder)."""
     try:
-        with open_regular(path, "r", encoding="utf-8") as fh:
+        with open_regular(path, "r", encoding="utf-8-sig") as fh:
             return _SIGNATURE in fh.read(200)
     except (OSError, UnicodeDecodeError, InputError):  # a FIFO marks nothing
         return False

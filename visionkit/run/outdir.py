@@ -78,7 +78,7 @@ def previous_counts(path: Path) -> dict[str, int] | None:
         return obj if ("images" in obj or "annotations" in obj) else None  # the top level; drop the rest
 
     try:
-        with open_regular(path, "r", encoding="utf-8") as fh:  # a FIFO: nothing to protect, not a hang
+        with open_regular(path, "r", encoding="utf-8-sig") as fh:  # a FIFO: not a hang; BOM: an editor's
             data = json.load(fh, object_hook=reduce)
         names = dict(data["images"])
         counts = dict.fromkeys(names.values(), 0)

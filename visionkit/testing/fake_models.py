@@ -39,6 +39,9 @@ class ModelsEndpoints:
     _send_json: Any
     _send_fault_status: Any
     _stopping: Any
+    #: what ``GET /v1beta/models`` (the list) answers instead of the list, e.g. ``Fault.status(404)`` for a
+    #: proxy that forwards only generateContent; None: the list
+    list_fault: Fault | None = None
 
     def _describe(self, model: str) -> dict | Fault | None:
         if model in self.models:
@@ -63,6 +66,10 @@ class ModelsEndpoints:
         return self._send_json(h, 200, resource)
 
     def _model_list(self, h: Handler, query: Mapping[str, list[str]]) -> None:
+        if self.list_fault is not None:
+            if self.list_fault.kind == "status":
+                return self._send_fault_status(h, self.list_fault)
+            return reset(h)
         listed = self.dialects.listed if self.dialects is not None else ()
         ids = list(dict.fromkeys([*listed, *(m for m, r in self.models.items() if isinstance(r, dict))]))
         resources = [r for r in (self._describe(m) for m in ids) if isinstance(r, dict)]
