@@ -154,3 +154,27 @@ def test_finite_floats_and_the_empty_case_are_written(tmp_path):
     for obj in ({}, [], {"x": 1e308, "y": -0.0, "z": [[[]]]}, _deep(200)):
         write_json_atomic(tmp_path / "ok.json", obj)
         assert json.loads((tmp_path / "ok.json").read_text()) == obj
+
+
+def test_an_atomic_file_whose_write_failed_is_never_put_in_place(tmp_path):
+    """A failed write (a full disk) may leave half a piece in the temp file: later writes and close() are
+    refused, the temp file goes, and the path keeps what it had."""
+    from visionkit.media.atomic import AtomicFile
+
+    target = tmp_path / "tasks.json"
+    target.write_bytes(b"old")
+    stream = AtomicFile(target)
+    stream.write(b"[1")
+    good = stream._fh
+    (tmp_path / "ro").write_bytes(b"")
+    stream._fh = open(tmp_path / "ro", "rb")  # noqa: SIM115 - writes to it fail with an OSError
+    with pytest.raises(ExportError, match="cannot write"):
+        stream.write(b", 2")
+    stream._fh.close()
+    stream._fh = good
+    with pytest.raises(ExportError, match="an earlier write failed"):
+        stream.write(b"]")
+    with pytest.raises(ExportError, match="an earlier write failed"):
+        stream.close()
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ro", "tasks.json"]  # no temp file left

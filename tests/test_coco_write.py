@@ -110,3 +110,39 @@ def test_a_file_name_that_is_not_utf8_is_an_export_error_and_leaves_nothing(tmp_
         writer.add_encoded("bad\udcff.jpg", (4, 3), [])
     writer.discard()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_image_that_cannot_be_encoded_leaves_the_file_whole(tmp_path):
+    """A file name that is not UTF-8 text is refused before anything is spilled, and its unmapped labels
+    are not counted: the images after it still make a valid file."""
+    cats = CategoryMap(["cup"])
+    with CocoWriter(tmp_path / "a.json", cats) as writer:
+        writer.add_encoded("ok.jpg", (4, 4), [("cup", "}")])
+        with pytest.raises(ExportError, match="bad"):
+            writer.add_encoded("bad\udc80.jpg", (4, 4), [("ghost", "}"), ("cup", "}")])
+        writer.add_encoded("after.jpg", (4, 4), [("cup", "}")])
+        writer.close()
+    data = json.loads((tmp_path / "a.json").read_text(encoding="utf-8"))
+    assert [i["file_name"] for i in data["images"]] == ["ok.jpg", "after.jpg"]
+    assert [(a["id"], a["image_id"]) for a in data["annotations"]] == [(1, 1), (2, 2)]
+    assert writer.unmapped == Counter()
+
+
+def test_a_failed_spill_write_fails_the_file_instead_of_corrupting_it(tmp_path):
+    """Once a spill write fails (a full disk), part of that image may be in the spill: later images are
+    refused and close() writes nothing, so no half-image JSON is ever finished."""
+    cats = CategoryMap(["cup"])
+    writer = CocoWriter(tmp_path / "a.json", cats)
+    writer.add_encoded("ok.jpg", (4, 4), [("cup", "}")])
+    spill = writer._spill
+    (tmp_path / "ro").write_bytes(b"")
+    writer._spill = open(tmp_path / "ro", "rb")  # noqa: SIM115 - a spill whose writes fail (an OSError)
+    with pytest.raises(ExportError, match="ok2.jpg"):
+        writer.add_encoded("ok2.jpg", (4, 4), [("cup", "}")])
+    writer._spill.close()
+    writer._spill = spill
+    with pytest.raises(ExportError, match="writing ok2.jpg failed"):
+        writer.add_encoded("ok3.jpg", (4, 4), [("cup", "}")])
+    with pytest.raises(ExportError, match="writing ok2.jpg failed"):
+        writer.close()
+    assert not (tmp_path / "a.json").exists()

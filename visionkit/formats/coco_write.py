@@ -66,6 +66,7 @@ class CocoWriter:
         self.report: Counter = Counter()
         self.unmapped: Counter = Counter()
         self.annotations = 0
+        self._broken: str | None = None  # a spill write failed: what is spilled may hold half an image
         try:
             self._spill = tempfile.TemporaryFile(dir=self.path.parent, prefix=".coco-",  # noqa: SIM115
                                                  suffix=".tmp")
@@ -107,15 +108,17 @@ class CocoWriter:
         Raises:
             ExportError: a file name given twice, or text that cannot be written as UTF-8.
         """
+        if self._broken is not None:
+            raise ExportError(f"cannot write {self.path}: {self._broken}")
         if self._names is not None and file_name in self._names:
             raise ExportError(f"{file_name}: appears twice; file names must be unique")
         width, height = (int(v) for v in size_wh)
         image_id = self.images + 1
-        lookup, ann_id, parts = self.cats.lookup, self.annotations, []
+        lookup, ann_id, parts, unmapped = self.cats.lookup, self.annotations, [], Counter()
         for label, body in anns:
             category_id = lookup(label)
             if category_id is None:
-                self.unmapped[label] += 1
+                unmapped[label] += 1
                 continue
             ann_id += 1
             parts.append(f'{"," if ann_id > 1 else ""}{{"id": {ann_id}, "image_id": {image_id}, '
@@ -124,10 +127,15 @@ class CocoWriter:
         try:
             text = "".join(parts).encode("utf-8")
             row_text = ((", " if image_id > 1 else "") + json.dumps(row, ensure_ascii=False)).encode("utf-8")
+        except UnicodeEncodeError as exc:  # nothing written: the next image may still go in
+            raise ExportError(f"cannot write {self.path} ({file_name}): {exc}") from exc
+        try:
             self._spill.write(text)
             self._rows.write(row_text)
-        except (UnicodeEncodeError, OSError) as exc:
+        except OSError as exc:  # part of this image may be spilled: the file can no longer be finished
+            self._broken = f"writing {file_name} failed ({exc})"
             raise ExportError(f"cannot write {self.path} ({file_name}): {exc}") from exc
+        self.unmapped.update(unmapped)
         if self._names is not None:
             self._names.add(file_name)
         self.images = image_id
@@ -142,6 +150,9 @@ class CocoWriter:
         """
         if self._spill.closed:
             raise ExportError(f"{self.path} was written or discarded already")
+        if self._broken is not None:
+            self.discard()
+            raise ExportError(f"cannot write {self.path}: {self._broken}")
         info = assemble([], [], self.cats, self.report, self.unmapped, self._info)["info"]
         try:
             with atomic_open(self.path, "wb") as fh:

@@ -154,15 +154,26 @@ class AtomicFile(StreamWriter):
         self.path = Path(path)
         self._stack = contextlib.ExitStack()
         self._fh = self._stack.enter_context(atomic_open(self.path, "wb", durable=durable))
+        self._broken: str | None = None  # a write failed: the temp file may end in half a piece
 
     def write(self, data: bytes) -> None:
+        if self._broken is not None:
+            raise ExportError(f"cannot write {self.path}: an earlier write failed ({self._broken})")
         try:
             self._fh.write(data)
         except OSError as exc:
+            self._broken = str(exc)
             raise ExportError(f"cannot write {self.path}: {exc}") from exc
 
     def close(self) -> None:
-        """Put the file in place (a no-op once closed or discarded)."""
+        """Put the file in place (a no-op once closed or discarded).
+
+        Raises:
+            ExportError: a write failed earlier (the file is discarded: it could hold half a piece).
+        """
+        if self._broken is not None:
+            self.discard()
+            raise ExportError(f"cannot write {self.path}: an earlier write failed ({self._broken})")
         self._stack.close()
 
     def discard(self) -> None:
