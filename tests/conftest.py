@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import signal
 from pathlib import Path
 
 import cv2
@@ -14,6 +15,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_REAL = Path(os.environ.get("VISIONKIT_SHARED", REPO.parent / "shared")) / "gemini-real"
 FIXTURES = REPO / "fixtures"
+
+
+def pytest_configure(config):
+    """A suite started in the background by a script (``pytest &``) inherits SIGINT ignored (POSIX: an
+    asynchronous list without job control), and so would every CLI run it starts: the Ctrl-C tests' runs
+    would then ignore their SIGINT and finish. Give the suite, and so its children, the usual handler."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

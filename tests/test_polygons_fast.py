@@ -4,7 +4,10 @@ the all-shapely code it replaced (tests/polygon_oracle.py).
 What must hold for every crop (the issue's bar): the same holes flag, the same number of parts in the same
 order (largest first), the same ``polygon_specks_dropped`` count, every vertex inside the crop, and each
 part's IoU with the oracle's >= 0.99. Where numpy's ``longdouble`` is x87 extended precision and GEOS is
-the 3.14 series (what this was verified on), the output is identical, number for number."""
+the 3.14 series (what this was verified on), the output is identical, number for number, except that a
+ring may start at another of its vertices: GEOS's cut to the box picks the start by its own arithmetic
+(a full 2x8 mask at the image's corner starts at (0, 2) there, at (8, 2) here), so rings are compared up to
+where they start. The hypothesis suites are derandomized: the same examples every run."""
 
 from __future__ import annotations
 
@@ -32,7 +35,8 @@ def _check(crops: list[MaskCrop]) -> None:
     want = [oracle(c, report=theirs) for c in crops]
     assert ours == theirs  # specks dropped, counted the same
     if EXACT:
-        assert got == want
+        assert [(list(map(_start_free, polys)), holes) for polys, holes in got] == \
+            [(list(map(_start_free, polys)), holes) for polys, holes in want]
     for crop, (polys, holes), (expected, expected_holes) in zip(crops, got, want):
         assert holes == expected_holes and len(polys) == len(expected)
         x0, y0, x1, y1 = crop.xyxy
@@ -41,6 +45,14 @@ def _check(crops: list[MaskCrop]) -> None:
             assert ((pts >= [x0, y0]) & (pts <= [x1, y1])).all()
             a, b = shapely.Polygon(pts), shapely.Polygon(np.reshape(theirs_, (-1, 2)))
             assert a.is_valid and a.intersection(b).area >= 0.99 * a.union(b).area
+
+
+def _start_free(ring: list[float]) -> tuple[float, ...]:
+    """A flat ring's coordinates, rotated to start at its least vertex: equal for the same ring whatever
+    vertex it starts at (the same vertices in the same order)."""
+    pairs = [tuple(ring[i:i + 2]) for i in range(0, len(ring), 2)]
+    k = pairs.index(min(pairs)) if pairs else 0
+    return tuple(v for pair in pairs[k:] + pairs[:k] for v in pair)
 
 
 def _blob(h: int, w: int, pts: list[tuple[int, int]]) -> np.ndarray:
@@ -58,7 +70,7 @@ DIAMOND = _blob(9, 9, [(4, 0), (8, 4), (4, 8), (0, 4)])  # mitred tips poke past
 @pytest.mark.parametrize("data", [
     np.zeros((0, 0), bool), np.zeros((0, 5), bool), np.zeros((3, 4), bool),  # empty
     np.ones((1, 1), bool), np.ones((1, 5), bool), np.ones((5, 1), bool),  # one pixel, one-pixel lines
-    np.ones((3, 4), bool), np.ones((40, 7), bool),  # full masks, non-square
+    np.ones((3, 4), bool), np.ones((40, 7), bool), np.ones((2, 8), bool),  # full, non-square
     ELLIPSE, ELLIPSE.T, DIAMOND, RING,  # fast path; a mitre past the box; a hole
     np.eye(6, dtype=bool), ~np.eye(6, dtype=bool), np.pad(np.ones((3, 3), bool), 2),
     np.kron(np.eye(3, dtype=bool), np.ones((2, 2), bool)),  # parts touching at corners (invalid rings)
@@ -141,7 +153,7 @@ blobs = st.builds(lambda h, w, pts, x0, y0: MaskCrop(_blob(h, w, pts), x0, y0),
                   st.integers(0, 500), st.integers(0, 500))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
 @given(st.lists(small | blobs, max_size=6))
 def test_any_mask_matches_the_oracle(batch):
     """Masks are outside data (Gemini's): random pixels (holes, parts, one-pixel necks) and random
@@ -149,14 +161,14 @@ def test_any_mask_matches_the_oracle(batch):
     _check(batch)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
 @given(st.lists(st.floats(-1e6, 1e6, allow_nan=False)
                 | st.integers(-10**6, 10**6).map(lambda k: k / 1000 + 0.005), max_size=20))
 def test_round2_is_pythons_round(values):
     assert _round2(np.asarray(values, dtype=np.float64).reshape(-1)).tolist() == [round(v, 2) for v in values]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
 @given(st.lists(st.floats(0, 1) | st.integers(0, 10**6).map(lambda k: k / 1e6 + 5e-7)
                 | st.sampled_from([0.0, -0.0, 1.0, 0.5, 1.5, 1 - 1e-17]), max_size=30))
 def test_fixed6_is_pythons_format(values):
