@@ -3,6 +3,7 @@ closed output pipe."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -22,7 +23,10 @@ from visionkit.formats.export import PARTIAL, assign_splits, export_dataset
 from visionkit.formats.hf import dataset_name
 from visionkit.run.pipeline import label
 
-FORMATS = ["coco", "yolo", "hf", "label-studio"]
+# label-studio writes brush masks with label-studio-converter (the interop extra; .ci/run installs it)
+FORMATS = ["coco", "yolo", "hf", pytest.param("label-studio", marks=pytest.mark.skipif(
+    importlib.util.find_spec("label_studio_converter") is None,
+    reason="label-studio-converter not installed (pip install '.[interop]')"))]
 
 
 @pytest.fixture(scope="module")
@@ -260,3 +264,17 @@ def test_export_into_a_closed_pipe_prints_no_traceback(run_dir, tmp_path):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 1
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+@pytest.mark.parametrize("polygons", [False, True])
+def test_label_studio_without_its_encoder_stops_before_any_write(run_dir, tmp_path, monkeypatch, polygons):
+    """Brush masks need label-studio-converter: without it the export is one clear error (exit 2) before
+    anything is written, not a failure per image after the copies; --polygons needs no encoder."""
+    monkeypatch.setitem(sys.modules, "label_studio_converter.brush", None)  # an import of it now fails
+    dest = tmp_path / "ls"
+    code, _, err = _cli(run_dir, "--to", dest, "--format", "label-studio", *["--polygons"] * polygons)
+    if polygons:
+        assert code == 0 and (dest / "tasks_train.json").is_file()
+    else:
+        assert code == 2 and "label-studio-converter" in err and "--polygons" in err
+        assert not dest.exists()

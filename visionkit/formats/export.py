@@ -154,6 +154,10 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
     if ls_root is not None and format != "label-studio":
         raise ExportError(f"--ls-root is for --format label-studio only (Label Studio's document root); "
                           f"the {format} format has no image URLs to make relative to it")
+    if format == "label-studio" and not polygons:
+        from .label_studio import require_brush
+
+        require_brush()  # a missing encoder is one ConfigError now, not a failure per image after copying
     if ls_root is not None:
         from .label_studio import relative_to_root
 

@@ -40,7 +40,7 @@ from ..errors import ConfigError, ExportError
 from ..media.atomic import AtomicFile, StreamWriter, write_bytes_atomic
 
 __all__ = ["label_config", "local_files_url", "task", "TasksWriter", "write_split_tasks", "relative_to_root",
-           "write_config"]
+           "require_brush", "write_config"]
 
 
 def local_files_url(relative: str) -> str:
@@ -57,12 +57,24 @@ def label_config(names: Sequence[str], *, polygons: bool = False) -> str:
     return f'<View>\n  <Image name="image" value="$image" zoom="true"/>{controls}\n</View>\n'
 
 
-def _brush_rle(mask: np.ndarray) -> list[int]:
+def require_brush() -> None:
+    """Check that Label Studio's own brush encoder (label-studio-converter) is installed.
+
+    Raises:
+        ConfigError: it is not, saying how to install it (or to write polygons instead).
+    """
     try:
-        from label_studio_converter.brush import mask2rle
+        from label_studio_converter.brush import mask2rle  # noqa: F401
     except ImportError as exc:
-        raise ConfigError('the label-studio export needs label-studio-converter: '
-                          'pip install "visionkit[label-studio]"') from exc
+        raise ConfigError("the label-studio export writes masks with label-studio-converter's brush "
+                          'encoder, which is not installed: pip install "visionkit[label-studio]" (or export '
+                          "masks as polygons with --polygons)") from exc
+
+
+def _brush_rle(mask: np.ndarray) -> list[int]:
+    require_brush()
+    from label_studio_converter.brush import mask2rle
+
     return [int(v) for v in mask2rle(mask.astype(np.uint8) * 255)]
 
 
