@@ -154,10 +154,6 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
     if ls_root is not None and format != "label-studio":
         raise ExportError(f"--ls-root is for --format label-studio only (Label Studio's document root); "
                           f"the {format} format has no image URLs to make relative to it")
-    if format == "label-studio" and not polygons:
-        from .label_studio import require_brush
-
-        require_brush()  # a missing encoder is one ConfigError now, not a failure per image after copying
     if ls_root is not None:
         from .label_studio import relative_to_root
 
@@ -176,6 +172,10 @@ def export_dataset(runs: Sequence[str | os.PathLike] | str | os.PathLike, dest: 
                           f"list{'s' if len(opened) == 1 else ''} none (was the run labelled?); nothing "
                           "was written")
     run_notes += [f"{run.coco.name} has no images" for run in opened if not run.coco.images]
+    if format == "label-studio" and not polygons and any(run.coco.has_masks for run in opened):
+        from .label_studio import require_brush
+
+        require_brush()  # a missing encoder is one ConfigError now, not a failure per image after copying
     labels: Counter = Counter()
     for run in opened:
         labels.update(run.labels())
