@@ -9,7 +9,7 @@ and left PENDING (nothing is answered), preparing images on one thread per CPU. 
 * the wall time of build + upload + create, and images per second;
 * the floor: the same images through ``GeminiClient.prepare`` alone (decode, EXIF, resize, JPEG), the work no
   JSONL writer can skip; the rest is base64 + JSON + disk + upload;
-* peak memory above the process's baseline after imports, in a second fresh process: ``ru_maxrss`` growth
+* peak memory above the process's baseline after imports, in a second fresh process: growth of its peak RSS
   and the tracemalloc peak of the submit call (tracemalloc slows the run, so the time comes from the first
   process). Target: flat from 1,000 to 10,000 images (the JSONL is written one line at a time and
   uploaded from disk, never held).
@@ -22,12 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _peak import own_peak_kb  # bench/ is the script's folder, first on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -56,7 +57,7 @@ def child(images: str, out: str, base_url: str, mode: str) -> None:
     paths = sorted(Path(images).iterdir())
     with GeminiClient(api_key=KEY, base_url=base_url, upload_poll_interval=0, timeout=300) as client:
         client.prepare(paths[0])  # warm the imports the first image pulls in
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        base = own_peak_kb()
         if mode == "memory":
             tracemalloc.start()
         t = time.perf_counter()
@@ -65,7 +66,7 @@ def child(images: str, out: str, base_url: str, mode: str) -> None:
         took = time.perf_counter() - t
         peak = tracemalloc.get_traced_memory()[1] if mode == "memory" else 0
         tracemalloc.stop()
-        grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
+        grew = own_peak_kb() - base
         floor = 0.0
         if mode == "time":
             t = time.perf_counter()

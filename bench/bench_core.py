@@ -9,8 +9,8 @@ Run: ``python bench/bench_core.py`` (prints numbers; exits 0). Two workloads:
    decoder at all) and visionkit's own stages. The cases are timed in turns, so machine load moves both
    sides of each ratio.
 2. 100 synthetic masks on a 4000x3000 image. Target: >= 10x faster than the naive recipe, and peak memory
-   < 300 MB above the import baseline (each case runs in a fresh process; peak RSS is read from
-   ``resource.getrusage``).
+   < 300 MB above the import baseline (each case runs in a fresh process; peak RSS is the
+   process's own ``VmHWM``, :mod:`_peak`).
 
 The naive recipe is Google's published one (PIL decode and resize, a full-image canvas per mask,
 pycocotools.encode of each full mask): ``visionkit.testing.recipe``.
@@ -22,7 +22,6 @@ import argparse
 import base64
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from _peak import own_peak_kb  # bench/ is the script's folder, first on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -182,9 +182,9 @@ def child(case: str) -> None:
     if sv_parse is not None:
         import supervision  # noqa: F401
         fns["supervision"] = sv_parse
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    baseline = own_peak_kb() / 1024
     seconds = timeit(fns[case], repeat=3)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = own_peak_kb() / 1024
     print(f"{seconds:.6f} {peak - baseline:.1f}")
 
 

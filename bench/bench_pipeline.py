@@ -12,12 +12,13 @@ Run: ``python bench/bench_pipeline.py`` (prints numbers; exits 0).
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _peak import own_peak_kb  # bench/ is the script's folder, first on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -58,10 +59,10 @@ def child_memory(n: int) -> None:
     import visionkit.gemini  # noqa: F401
     import visionkit.run.pipeline  # noqa: F401
 
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    baseline = own_peak_kb() / 1024
     with tempfile.TemporaryDirectory() as tmp:
         online, _, _ = run(n, latency=0.005, concurrency=16, tmp=Path(tmp))
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak = own_peak_kb() / 1024
     print(f"{online:.3f} {peak - baseline:.1f}")
 
 

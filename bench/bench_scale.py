@@ -14,7 +14,8 @@ second run's annotations of every tenth image.
 Every command runs as its own subprocess (``python -m visionkit ...``); its peak RSS is the child's
 ``ru_maxrss`` from ``os.wait4`` (the largest resident set of that process, or of a child it waited
 for: ``label``'s worker processes are counted only when larger than the main process). Sizes that are
-missing are made first and not timed; ``label`` is timed on a fresh folder, ``rerun`` on the finished one.
+missing are made first, in a process of their own, and not timed; ``label`` is timed on a fresh
+folder, ``rerun`` on the finished one.
 The table gives, per command and size, the peak RSS, the wall and CPU time per image (the command's own
 CPU, worker processes it waited for included), and the growth of the peak RSS per image between the
 smallest and the largest size (what the flat-memory targets of issue 18 bound).
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -90,6 +92,19 @@ def _prepare(work: Path, n: int, code: Path) -> Path:
     return root
 
 
+def _prepare_apart(work: Path, n: int, code: Path) -> Path:
+    """:func:`_prepare` in a fresh process, so that this one stays small: on Linux a child's ``ru_maxrss``
+    starts at its parent's peak RSS (the high-water mark is carried across fork and exec), so making the
+    inputs here (numpy, OpenCV, a whole ``annotations.json`` for the truth) would raise every peak that
+    :func:`_run` measures afterwards."""
+    proc = multiprocessing.get_context("spawn").Process(target=_prepare, args=(work, n, code))
+    proc.start()
+    proc.join()
+    if proc.exitcode != 0:
+        raise SystemExit(f"preparing the {n:,}-image runs failed (exit {proc.exitcode})")
+    return work / str(n)
+
+
 def _command(name: str, root: Path, scratch: Path) -> list[str]:
     run = root / "run0"
     if name in ("label", "rerun"):
@@ -121,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"code: {args.code}  load average: {os.getloadavg()[0]:.2f}  cpus: {os.cpu_count()}")
     table: dict[str, dict[int, tuple[float, float]]] = {c: {} for c in commands}
     for n in sizes:
-        root = _prepare(args.work, n, REPO)
+        root = _prepare_apart(args.work, n, REPO)
         for name in commands:
             scratch = args.work / f"scratch-{n}-{os.getpid()}"  # two benches may share --work
             shutil.rmtree(scratch, ignore_errors=True)
